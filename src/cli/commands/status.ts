@@ -1,0 +1,67 @@
+// `status` and `endpoints`: read-only views of the forwards.
+
+import type { Forward } from '../../model.js';
+import { renderSecurityGroupRulesAwsCli, renderSecurityGroupRulesTable, securityGroupRules } from '../../endpoints/security-group.js';
+import { externalHost, readForwards } from '../forwards-view.js';
+import { EXIT, UsageError } from '../exit-codes.js';
+import type { CommandOptions } from './index.js';
+import { loadFor, print } from './shared.js';
+
+const idOf = (f: Forward): string => (f.kind === 'node' ? `${f.cacheClusterId}/${f.cacheNodeId}` : `${f.replicationGroupId} (${f.kind})`);
+
+export function renderTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+export async function statusCommand(options: CommandOptions): Promise<number> {
+  const { config } = await loadFor(options);
+  const view = await readForwards(config);
+  if (options.json) {
+    print(JSON.stringify({ source: view.source, forwards: view.forwards }, null, 2));
+    return EXIT.ok;
+  }
+  if (view.forwards.length === 0) {
+    print(view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
+    return EXIT.ok;
+  }
+  const rows = view.forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), f.targetIp ? `${f.targetIp}:${f.targetPort}` : '-', f.state, f.address]);
+  print(renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'ADDRESS'], rows));
+  if (view.source !== 'daemon') print(`(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
+  return EXIT.ok;
+}
+
+export async function endpointsCommand(options: CommandOptions): Promise<number> {
+  const { config } = await loadFor(options);
+  const format = options.format ?? (options.json ? 'json' : 'table');
+  const { forwards } = await readForwards(config);
+  if (format === 'security-group') {
+    const rules = securityGroupRules({ forwards, allowedSources: config.forward.allowedSources });
+    print(`${renderSecurityGroupRulesTable(rules)}\n\n${renderSecurityGroupRulesAwsCli(rules)}`);
+    return EXIT.ok;
+  }
+  const host = await externalHost(config);
+  const endpoints = forwards.map((f) => ({ ...f, host, port: f.listenPort, endpoint: `${host}:${f.listenPort}` }));
+  switch (format) {
+    case 'json':
+      print(JSON.stringify({ host, endpoints }, null, 2));
+      return EXIT.ok;
+    case 'natmap': {
+      // Keys as cluster-mode clients see nodes: ip:port, and name:port with TLS.
+      const map: Record<string, { host: string; port: number }> = {};
+      for (const f of forwards) {
+        if (f.kind !== 'node') continue;
+        if (f.targetIp) map[`${f.targetIp}:${f.targetPort}`] = { host, port: f.listenPort };
+        map[`${f.address}:${f.targetPort}`] = { host, port: f.listenPort };
+      }
+      print(JSON.stringify(map, null, 2));
+      return EXIT.ok;
+    }
+    case 'table':
+      print(renderTable(['ENDPOINT', 'ENGINE', 'KIND', 'TARGET', 'STATE'], endpoints.map((e) => [e.endpoint, e.engine, e.kind, idOf(e), e.state])));
+      return EXIT.ok;
+    default:
+      throw new UsageError(`--format must be table, json, natmap or security-group, got "${format}"`);
+  }
+}

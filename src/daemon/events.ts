@@ -1,0 +1,32 @@
+// Log wording for what a pass changed. Kept apart so the planner stays free of prose.
+
+import type { ForwardEvent } from '../planner/plan-forwards.js';
+
+type Level = 'info' | 'warn' | 'debug';
+
+export function describeEvent(event: ForwardEvent): { level: Level; message: string; fields: Record<string, unknown> } {
+  const fields: Record<string, unknown> = { ...event };
+  delete fields.type;
+  switch (event.type) {
+    case 'added':
+      return { level: 'debug', message: `new target ${event.key} on port ${event.listenPort}`, fields };
+    case 'removed':
+      return { level: 'debug', message: `target ${event.key} removed after the grace period; port ${event.listenPort} is quarantined`, fields };
+    case 'returned':
+      return { level: 'info', message: `target ${event.key} is back in the API answer; it keeps port ${event.listenPort}`, fields };
+    case 'draining':
+      return { level: 'info', message: `target ${event.key} is gone from the API; keeping port ${event.listenPort} until ${new Date(event.until).toISOString()}`, fields };
+    case 'ip-changed':
+      return { level: 'info', message: `target ${event.key} moved from ${event.from} to ${event.to}; port ${event.listenPort} follows`, fields };
+    case 'resolve-failed':
+      return {
+        level: 'warn',
+        message: `cannot resolve ${event.address} for ${event.key} (${event.error})${event.keepingIp ? `; still forwarding to ${event.keepingIp}` : ''}. Check the VPC resolver and that the cache still exists`,
+        fields,
+      };
+    case 'unresolved':
+      return { level: 'warn', message: `${event.address} for ${event.key} has not resolved for the whole grace period; its forward is suspended (port kept)`, fields };
+    case 'ports-exhausted':
+      return { level: 'warn', message: `no free port left for ${event.key}; lower ports.redis / ports.memcached or exclude clusters`, fields };
+  }
+}

@@ -1,0 +1,165 @@
+// One reconcile pass: read everything (API, DNS, kernel), plan, then write
+// (state first, kernel second, then the side effects that follow a change).
+
+import type { Config } from '../config/schema.js';
+import type { Topology } from '../model.js';
+import { DiscoveryError, type CacheSource, type Resolver } from '../discovery/types.js';
+import { resolveAll } from '../discovery/resolver.js';
+import type { Logger } from '../log/logger.js';
+import { parseSave } from '../netfilter/parse-save.js';
+import { recoverForwards } from '../netfilter/recover.js';
+import type { Conntrack, Netfilter } from '../netfilter/types.js';
+import { planPass, type Plan } from '../planner/plan.js';
+import type { PortState } from '../ports/port-state.js';
+import { stateFromRecoveredRules, type StateStore } from '../ports/state-store.js';
+import { describeEvent } from './events.js';
+
+export interface Clock {
+  now(): number;
+}
+
+export interface ReconcilerEdges {
+  netfilter: Netfilter;
+  conntrack: Conntrack;
+  source: CacheSource;
+  resolver: Resolver;
+  store: StateStore;
+  clock: Clock;
+  logger: Logger;
+  /** Saves the full ruleset for reboot; absent when persistence is off. */
+  persistRules?: () => Promise<void>;
+}
+
+export interface PassOptions {
+  /** Ask the API this pass (otherwise the last complete answer is reused). */
+  discover: boolean;
+  /** false for `cachenat plan`: compute everything, change nothing. */
+  write: boolean;
+}
+
+export interface PassReport {
+  plan: Plan;
+  discovery: { status: 'ok' } | { status: 'skipped' } | { status: 'failed'; error: DiscoveryError };
+  /** The kernel was written this pass. */
+  applied: boolean;
+  kernelError?: Error;
+  durationMs: number;
+}
+
+export class Reconciler {
+  private state: PortState | undefined;
+  private topology: Topology | undefined;
+  lastSyncAt: number | undefined;
+  lastSyncError: DiscoveryError | undefined;
+
+  constructor(
+    private config: Config,
+    private edges: ReconcilerEdges,
+  ) {}
+
+  /** A new config (SIGHUP) and the edges built from it; memory of ports and topology stays. */
+  reconfigure(config: Config, edges: ReconcilerEdges): void {
+    this.config = config;
+    this.edges = edges;
+    this.topology = undefined; // filters may have changed: wait for a fresh answer before removing anything
+  }
+
+  get forwardsKnown(): number {
+    return this.state?.entries.length ?? 0;
+  }
+
+  async pass(options: PassOptions): Promise<PassReport> {
+    const { clock, logger } = this.edges;
+    const started = performance.now();
+    const state = this.state ?? (await this.loadState());
+
+    let discovery: PassReport['discovery'] = { status: 'skipped' };
+    if (options.discover || !this.topology) {
+      try {
+        this.topology = await this.edges.source.describe();
+        this.lastSyncAt = clock.now();
+        this.lastSyncError = undefined;
+        discovery = { status: 'ok' };
+        for (const skipped of this.topology.skipped) logger.debug({ where: skipped.where }, `skipped: ${skipped.reason}`);
+      } catch (err) {
+        const error = err instanceof DiscoveryError ? err : new DiscoveryError(String(err), 'Internal', true, { cause: err });
+        this.lastSyncError = error;
+        discovery = { status: 'failed', error };
+      }
+    }
+    // Fail-static: without a complete answer this pass, membership does not change.
+    const topology = discovery.status === 'failed' ? undefined : this.topology;
+
+    const addresses = new Set(state.entries.map((e) => e.address));
+    for (const t of topology?.targets ?? []) addresses.add(t.address);
+    const resolutions = await resolveAll([...addresses], this.edges.resolver);
+
+    const installed = await this.readKernel();
+    const plan = planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now() });
+
+    const report: PassReport = { plan, discovery, applied: false, durationMs: 0 };
+    if (options.write) await this.write(plan, report);
+    report.durationMs = performance.now() - started;
+    return report;
+  }
+
+  private async write(plan: Plan, report: PassReport): Promise<void> {
+    const { logger } = this.edges;
+    // State first: if we die between the two writes, the next start re-applies
+    // the same ports instead of handing them out again.
+    try {
+      await this.edges.store.save(plan.state);
+    } catch (err) {
+      logger.error({ err: (err as Error).message, path: this.edges.store.path }, 'cannot save the port map; forwarding continues, ports stay in memory. Check that state.dir is writable and the disk has space');
+    }
+    this.state = plan.state;
+    for (const event of plan.events) {
+      const { level, message, fields } = describeEvent(event);
+      logger[level](fields, message);
+    }
+    if (plan.changes.restore === null) return;
+    try {
+      await this.edges.netfilter.restore(plan.changes.restore);
+      report.applied = true;
+    } catch (err) {
+      report.kernelError = err as Error;
+      return; // the next pass re-reads the kernel and diffs from scratch: a full resync
+    }
+    for (const moved of plan.movedFlows) {
+      const forgotten = await this.edges.conntrack.forgetFlows(moved.listenPort, moved.oldIp).catch((err: Error) => {
+        logger.warn({ listenPort: moved.listenPort, err: err.message }, 'could not delete stale conntrack entries; clients of the moved target may hang until they reconnect');
+        return 0;
+      });
+      if (forgotten > 0) logger.info({ listenPort: moved.listenPort, oldIp: moved.oldIp, flows: forgotten }, 'forgot flows to the old address');
+    }
+    if (this.edges.persistRules) {
+      await this.edges.persistRules().catch((err: Error) =>
+        logger.error({ err: err.message }, 'cannot save the ruleset for reboot (persist.rulesFile); forwarding continues, but a reboot would lose the rules until cachenat starts'),
+      );
+    }
+  }
+
+  private async readKernel(): Promise<{ nat: ReturnType<typeof parseSave>; filter: ReturnType<typeof parseSave> }> {
+    const [nat, filter] = await Promise.all([this.edges.netfilter.save('nat'), this.edges.netfilter.save('filter')]);
+    return { nat: parseSave(nat, 'nat'), filter: parseSave(filter, 'filter') };
+  }
+
+  private async loadState(): Promise<PortState> {
+    const { store, logger, clock } = this.edges;
+    const loaded = await store.load();
+    if (loaded.status === 'ok') {
+      this.state = loaded.state;
+      return loaded.state;
+    }
+    const installed = await this.readKernel();
+    const recovered = recoverForwards(installed.nat);
+    const state = stateFromRecoveredRules(recovered, clock.now());
+    if (loaded.status === 'corrupt') {
+      logger.warn({ path: store.path, problem: loaded.problem }, `the port map is unreadable; rebuilt ${state.entries.length} ports from the installed rules`);
+    } else if (state.entries.length > 0) {
+      logger.warn({ path: store.path }, `no port map on disk; rebuilt ${state.entries.length} ports from the installed rules`);
+    }
+    this.state = state;
+    return state;
+  }
+}

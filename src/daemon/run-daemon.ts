@@ -1,0 +1,210 @@
+// `cachenat run`: the reconcile loop. Passes never overlap (a while loop with
+// an abortable sleep, not setInterval); SIGTERM lets the current pass finish
+// and leaves every rule in place; SIGHUP re-reads the config.
+
+import type { Config } from '../config/schema.js';
+import { ConfigError, type LoadedConfig } from '../config/load.js';
+import type { Logger } from '../log/logger.js';
+import type { Forward } from '../model.js';
+import { discoveryRetryDelay } from './backoff.js';
+import type { Notifier } from './notify.js';
+import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.js';
+import type { StatusSnapshot } from './status-snapshot.js';
+
+export interface IpForwardControl {
+  /** Checks (and in `enable` mode sets) ip_forward; returns the value now in force. */
+  ensure(mode: Config['ipForward']): Promise<0 | 1 | undefined>;
+}
+
+export interface DaemonDeps {
+  loaded: LoadedConfig;
+  reloadConfig(): Promise<LoadedConfig>;
+  buildEdges(config: Config): ReconcilerEdges;
+  notifier: Notifier;
+  logger: Logger;
+  ipForward: IpForwardControl;
+  writeSnapshot(snapshot: StatusSnapshot): Promise<void>;
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+  random(): number;
+  signals: Pick<NodeJS.Process, 'on' | 'off'>;
+}
+
+export async function runDaemon(deps: DaemonDeps): Promise<number> {
+  const { logger, notifier } = deps;
+  let config = deps.loaded.config;
+  let edges = deps.buildEdges(config);
+  const reconciler = new Reconciler(config, edges);
+  const startedAt = new Date(edges.clock.now()).toISOString();
+
+  let stopping = false;
+  let wake = new AbortController();
+  let reloadRequested = false;
+  const onStop = (signal: string) => () => {
+    if (!stopping) logger.info({ signal }, 'stopping after the current pass; forwards stay installed');
+    stopping = true;
+    wake.abort();
+  };
+  const onTerm = onStop('SIGTERM');
+  const onInt = onStop('SIGINT');
+  const onHup = () => {
+    reloadRequested = true;
+    wake.abort();
+  };
+  deps.signals.on('SIGTERM', onTerm);
+  deps.signals.on('SIGINT', onInt);
+  deps.signals.on('SIGHUP', onHup);
+
+  for (const warning of deps.loaded.warnings) logger.warn(warning);
+  logger.info({ forwardsFrom: config.aws.endpoint ?? `ElastiCache ${config.aws.region}`, interval: config.discovery.interval, dnsInterval: config.dns.interval }, 'cachenat starting');
+
+  let nextDiscoveryAt = 0;
+  let failures = 0;
+  let ready = false;
+  let passes = 0;
+  let ipForward: 0 | 1 | undefined;
+  let lastReport: PassReport | undefined;
+
+  try {
+    while (!stopping) {
+      if (reloadRequested) {
+        reloadRequested = false;
+        const reloaded = await reload(deps, logger);
+        if (reloaded) {
+          config = reloaded;
+          edges = deps.buildEdges(config);
+          reconciler.reconfigure(config, edges);
+          nextDiscoveryAt = 0;
+        }
+      }
+      const now = edges.clock.now();
+      const discover = now >= nextDiscoveryAt;
+      ipForward = await deps.ipForward.ensure(config.ipForward).catch((err: Error) => {
+        logger.error({ err: err.message }, 'cannot read or set net.ipv4.ip_forward; forwarding needs it set to 1');
+        return undefined;
+      });
+      const report = await reconciler.pass({ discover, write: true }).catch((err: Error) => {
+        logger.error({ err: err.message }, 'reconcile pass failed; retrying next interval with a full resync');
+        return undefined;
+      });
+      passes++;
+      if (report) {
+        lastReport = report;
+        if (report.discovery.status === 'ok') {
+          failures = 0;
+          nextDiscoveryAt = edges.clock.now() + config.discovery.interval;
+        } else if (report.discovery.status === 'failed') {
+          failures++;
+          const delay = discoveryRetryDelay(failures, config.discovery.interval, deps.random());
+          nextDiscoveryAt = edges.clock.now() + delay;
+          const e = report.discovery.error;
+          logger[failures === 1 ? 'error' : 'warn'](
+            { code: e.code, failures, retryInMs: delay },
+            `ElastiCache API call failed: ${e.message}. Keeping all ${reconciler.forwardsKnown} forwards as they are (fail-static)${e.retryable ? '' : '; check the instance role and aws.region'}`,
+          );
+        }
+        logPass(logger, report);
+      }
+      const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError });
+      await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
+
+      const statusLine = statusText(snapshot);
+      const progressed = report !== undefined && !report.kernelError;
+      if (!ready && progressed) {
+        ready = true;
+        notifier.ready(statusLine);
+        logger.info({ forwards: snapshot.forwards.length }, snapshot.degraded ? `ready (degraded: ${snapshot.degradedReason})` : 'ready');
+      } else {
+        notifier.status(statusLine);
+      }
+      // The watchdog is fed only by passes that really completed.
+      if (progressed) notifier.watchdog();
+
+      if (stopping) break;
+      const tick = Math.min(config.dns.interval, notifier.watchdogIntervalMs ?? Infinity);
+      const untilDiscovery = Math.max(0, nextDiscoveryAt - edges.clock.now());
+      wake = new AbortController();
+      if (!stopping && !reloadRequested) await deps.sleep(Math.min(tick, untilDiscovery), wake.signal);
+    }
+  } finally {
+    deps.signals.off('SIGTERM', onTerm);
+    deps.signals.off('SIGINT', onInt);
+    deps.signals.off('SIGHUP', onHup);
+  }
+  notifier.stopping();
+  logger.info('stopped; forwards left in place');
+  return 0;
+}
+
+async function reload(deps: DaemonDeps, logger: Logger): Promise<Config | undefined> {
+  try {
+    const loaded = await deps.reloadConfig();
+    for (const warning of loaded.warnings) logger.warn(warning);
+    logger.info('configuration reloaded');
+    return loaded.config;
+  } catch (err) {
+    const detail = err instanceof ConfigError ? err.message : String(err);
+    logger.error(`reload refused, keeping the running configuration: ${detail}`);
+    return undefined;
+  }
+}
+
+function logPass(logger: Logger, report: PassReport): void {
+  const counts: Record<string, number> = {};
+  for (const e of report.plan.events) counts[e.type] = (counts[e.type] ?? 0) + 1;
+  if (report.kernelError) {
+    logger.error({ err: report.kernelError.message }, 'writing the rules failed; the kernel keeps its previous rules, next pass resyncs in full');
+    return;
+  }
+  if (!report.applied && Object.keys(counts).length === 0) return;
+  const c = report.plan.changes;
+  logger.info(
+    {
+      forwards: report.plan.forwards.length,
+      ...counts,
+      chainsWritten: c.chainsWritten,
+      jumpsRestored: c.jumpsAdded.length || undefined,
+      ms: Math.round(report.durationMs * 10) / 10,
+    },
+    report.applied ? 'rules updated' : 'state updated',
+  );
+}
+
+function snapshotOf(
+  config: Config,
+  reconciler: Reconciler,
+  report: PassReport | undefined,
+  meta: { passes: number; startedAt: string; ipForward: 0 | 1 | undefined; now: number; passOk: boolean },
+): StatusSnapshot {
+  const forwards: Forward[] = report?.plan.forwards ?? [];
+  const syncError = reconciler.lastSyncError;
+  const kernelError = report?.kernelError?.message;
+  const degradedReason = syncError ? `ElastiCache API: ${syncError.message}` : kernelError ? `kernel: ${kernelError}` : undefined;
+  const snapshot: StatusSnapshot = {
+    version: 1,
+    pid: process.pid,
+    startedAt: meta.startedAt,
+    lastPassAt: new Date(meta.now).toISOString(),
+    passes: meta.passes,
+    lastPassOk: meta.passOk,
+    discoveryIntervalMs: config.discovery.interval,
+    dnsIntervalMs: config.dns.interval,
+    syncWarnIntervals: config.health.syncWarnIntervals,
+    syncCriticalIntervals: config.health.syncCriticalIntervals,
+    degraded: degradedReason !== undefined,
+    forwards,
+  };
+  if (reconciler.lastSyncAt !== undefined) snapshot.lastSyncAt = new Date(reconciler.lastSyncAt).toISOString();
+  if (syncError) snapshot.lastSyncError = `${syncError.code}: ${syncError.message}`;
+  if (degradedReason) snapshot.degradedReason = degradedReason;
+  if (meta.ipForward !== undefined) snapshot.ipForward = meta.ipForward;
+  if (kernelError) snapshot.lastKernelError = kernelError;
+  if (report) snapshot.rulesDigest = report.plan.rulesDigest;
+  return snapshot;
+}
+
+function statusText(s: StatusSnapshot): string {
+  const active = s.forwards.filter((f) => f.state === 'active').length;
+  const base = `${s.forwards.length} forwards (${active} active)`;
+  const sync = s.lastSyncAt ? `last sync ${s.lastSyncAt}` : 'no API sync yet';
+  return s.degraded ? `degraded: ${s.degradedReason} — ${base}, ${sync}` : `${base}, ${sync}`;
+}

@@ -1,0 +1,20 @@
+// The status snapshot on disk: world-readable, replaced atomically.
+
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import type { StatusSnapshot } from './status-snapshot.js';
+
+export async function writeSnapshotFile(path: string, snapshot: StatusSnapshot): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(path, `${JSON.stringify(snapshot)}\n`, 0o644);
+}
+
+export async function readSnapshotFile(path: string): Promise<StatusSnapshot | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(path, 'utf8')) as StatusSnapshot;
+    return parsed && parsed.version === 1 && Array.isArray(parsed.forwards) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}

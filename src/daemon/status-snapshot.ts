@@ -1,0 +1,32 @@
+// The status snapshot the daemon publishes after every pass (world-readable,
+// nothing secret in it), so `status` and `health` work for an unprivileged
+// user who cannot read the kernel's rules.
+
+import type { Forward } from '../model.js';
+
+export interface StatusSnapshot {
+  version: 1;
+  pid: number;
+  startedAt: string; // ISO 8601
+  /** Updated at the end of every pass: the loop's heartbeat. */
+  lastPassAt?: string;
+  passes: number;
+  lastPassOk: boolean;
+  /** Last complete answer from the ElastiCache API. */
+  lastSyncAt?: string;
+  lastSyncError?: string;
+  discoveryIntervalMs: number;
+  dnsIntervalMs: number;
+  /** Health thresholds from config, in discovery intervals. */
+  syncWarnIntervals: number;
+  syncCriticalIntervals: number;
+  /** True when running on remembered state because the API or the kernel is failing. */
+  degraded: boolean;
+  degradedReason?: string;
+  ipForward?: 0 | 1;
+  /** Last write to the kernel failed with this message. */
+  lastKernelError?: string;
+  /** Digest of cachenat's own chains as last applied (see netfilter digest). */
+  rulesDigest?: string;
+  forwards: Forward[];
+}

@@ -1,0 +1,36 @@
+// The kernel edge. The real implementation runs iptables-save / iptables-restore;
+// tests use the same implementation inside a throwaway network namespace.
+
+export type Table = 'nat' | 'filter';
+
+export interface Netfilter {
+  /** `iptables-save -t TABLE`: the truth about what is installed now. */
+  save(table: Table): Promise<string>;
+  /** Full `iptables-save` of every table, for the persisted rules file. */
+  saveAll(): Promise<string>;
+  /** One `iptables-restore --noflush` call with this input (all tables in one go). */
+  restore(text: string): Promise<void>;
+}
+
+/** Deletes conntrack entries so clients of a moved target reconnect instead of hanging. */
+export interface Conntrack {
+  /** Entries of TCP flows that came in on listenPort and were DNATed to oldIp. Returns how many were deleted. */
+  forgetFlows(listenPort: number, oldIp: string): Promise<number>;
+}
+
+/** Names of everything cachenat owns in the kernel. */
+export const CHAIN_PREFIX = 'CACHENAT-';
+export const OWNER_COMMENT = 'cachenat';
+
+export const OWNED_CHAINS = {
+  nat: ['CACHENAT-PREROUTING', 'CACHENAT-OUTPUT', 'CACHENAT-DNAT', 'CACHENAT-POSTROUTING'],
+  filter: ['CACHENAT-FORWARD'],
+} as const satisfies Record<Table, readonly string[]>;
+
+/** The built-in chains that get exactly one jump rule each, and where it points. */
+export const JUMPS = [
+  { table: 'nat', from: 'PREROUTING', to: 'CACHENAT-PREROUTING' },
+  { table: 'nat', from: 'OUTPUT', to: 'CACHENAT-OUTPUT' },
+  { table: 'nat', from: 'POSTROUTING', to: 'CACHENAT-POSTROUTING' },
+  { table: 'filter', from: 'FORWARD', to: 'CACHENAT-FORWARD' },
+] as const satisfies readonly { table: Table; from: string; to: string }[];

@@ -1,0 +1,60 @@
+// The one planner behind `plan`, `apply` and the daemon loop:
+// (config, remembered state, what the API, DNS and kernel say, now) → what to do.
+// Pure: all reading happens before, all writing after.
+
+import type { Config } from '../config/schema.js';
+import type { Forward, RuleForward } from '../model.js';
+import { diffRules, type RuleChanges } from '../netfilter/diff.js';
+import { digestRules } from '../netfilter/digest.js';
+import type { SavedTable } from '../netfilter/parse-save.js';
+import { renderRules, type DesiredRules } from '../netfilter/render.js';
+import type { PortState } from '../ports/port-state.js';
+import { planForwards, type ForwardEvent, type ForwardObservations, type ForwardPolicy } from './plan-forwards.js';
+
+export interface PlanInput extends ForwardObservations {
+  config: Config;
+  state: PortState;
+  installed: { nat: SavedTable; filter: SavedTable };
+  now: number;
+}
+
+export interface Plan {
+  state: PortState;
+  forwards: Forward[];
+  rules: DesiredRules;
+  rulesDigest: string;
+  /** What to write to the kernel; `changes.restore` is null when it already matches. */
+  changes: RuleChanges;
+  /** Flows to forget because their target moved: clients must reconnect, not hang. */
+  movedFlows: { listenPort: number; oldIp: string }[];
+  events: ForwardEvent[];
+}
+
+export const forwardPolicyOf = (config: Config): ForwardPolicy => ({
+  ranges: { redis: config.ports.redis, memcached: config.ports.memcached },
+  removalGraceMs: config.discovery.removalGrace,
+  reuseAfterMs: config.ports.reuseAfter,
+  staleAddressMs: config.discovery.removalGrace,
+});
+
+export function planPass(input: PlanInput): Plan {
+  const next = planForwards(input.state, input, forwardPolicyOf(input.config), input.now);
+  const ruleForwards: RuleForward[] = next.forwards.flatMap((f) =>
+    f.targetIp === undefined ? [] : [{ key: f.key, engine: f.engine, listenPort: f.listenPort, targetIp: f.targetIp, targetPort: f.targetPort }],
+  );
+  const rules = renderRules(ruleForwards, {
+    inboundInterface: input.config.forward.inboundInterface,
+    allowedSources: input.config.forward.allowedSources,
+    snat: input.config.forward.snat,
+  });
+  const movedFlows = next.events.flatMap((e) => (e.type === 'ip-changed' ? [{ listenPort: e.listenPort, oldIp: e.from }] : []));
+  return {
+    state: next.state,
+    forwards: next.forwards,
+    rules,
+    rulesDigest: digestRules(rules),
+    changes: diffRules(rules, input.installed),
+    movedFlows,
+    events: next.events,
+  };
+}

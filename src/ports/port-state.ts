@@ -1,0 +1,39 @@
+// The persisted memory of cachenat: which target owns which port, where it
+// pointed last, and which freed ports are still quarantined.
+
+import type { Engine, TargetKey, TargetKind } from '../model.js';
+
+export interface PortEntry {
+  key: TargetKey;
+  kind: TargetKind;
+  engine: Engine;
+  cacheClusterId?: string;
+  cacheNodeId?: string;
+  replicationGroupId?: string;
+  /** Endpoint name (or IPv4 literal) from the API. */
+  address: string;
+  targetPort: number;
+  listenPort: number;
+  /** Last successful resolution of `address`. */
+  ip?: string;
+  resolvedAt?: number;
+  /** First failed resolution since the last success (epoch ms). */
+  unresolvedSince?: number;
+  /** First complete API answer that no longer listed this target (epoch ms). */
+  goneSince?: number;
+}
+
+/** A port whose target was removed. Nobody else gets it before `reuseAfter`. */
+export interface ReleasedPort {
+  port: number;
+  key: TargetKey;
+  releasedAt: number;
+}
+
+export interface PortState {
+  version: 1;
+  entries: PortEntry[];
+  released: ReleasedPort[];
+}
+
+export const emptyPortState = (): PortState => ({ version: 1, entries: [], released: [] });

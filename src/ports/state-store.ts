@@ -1,0 +1,126 @@
+// Reading and writing the port map in state.dir. The file is untrusted on the
+// way in (it may be truncated, hand-edited or from another version): anything
+// that does not validate is treated as lost, and the map is rebuilt from the
+// rules installed in the kernel.
+
+import { readFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import { isIpv4 } from '../util/ipv4.js';
+import type { PortEntry, PortState } from './port-state.js';
+import { emptyPortState } from './port-state.js';
+import type { TargetKind } from '../model.js';
+import type { RecoveredForward } from '../netfilter/recover.js';
+
+export const STATE_FILE_NAME = 'ports.json';
+
+const port = z.number().int().min(1).max(65535);
+const time = z.number().int().nonnegative();
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/);
+
+const entrySchema = z.strictObject({
+  key: z.string().regex(/^(node\/[A-Za-z0-9-]+\/[A-Za-z0-9-]+|(primary|reader)\/[A-Za-z0-9-]+)$/),
+  kind: z.enum(['node', 'primary', 'reader']),
+  engine: z.enum(['redis', 'valkey', 'memcached']),
+  cacheClusterId: id.optional(),
+  cacheNodeId: id.optional(),
+  replicationGroupId: id.optional(),
+  address: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/),
+  targetPort: port,
+  listenPort: port,
+  ip: z.string().refine(isIpv4).optional(),
+  resolvedAt: time.optional(),
+  unresolvedSince: time.optional(),
+  goneSince: time.optional(),
+});
+
+const stateSchema = z.strictObject({
+  version: z.literal(1),
+  entries: z.array(entrySchema),
+  released: z.array(z.strictObject({ port, key: z.string().max(200), releasedAt: time })),
+});
+
+export type LoadedState =
+  | { status: 'ok'; state: PortState }
+  | { status: 'missing'; state: PortState }
+  | { status: 'corrupt'; state: PortState; problem: string };
+
+/** Pure: text of the state file → state, or why it cannot be used. */
+export function parseState(text: string): LoadedState {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { status: 'corrupt', state: emptyPortState(), problem: `not JSON (${(err as Error).message})` };
+  }
+  const result = stateSchema.safeParse(raw);
+  if (!result.success) {
+    const first = result.error.issues[0];
+    return { status: 'corrupt', state: emptyPortState(), problem: `${first?.path.join('.') ?? ''}: ${first?.message ?? 'invalid'}` };
+  }
+  const ports = result.data.entries.map((e) => e.listenPort);
+  if (new Set(ports).size !== ports.length) return { status: 'corrupt', state: emptyPortState(), problem: 'two entries share a port' };
+  return { status: 'ok', state: result.data as PortState };
+}
+
+export const serializeState = (state: PortState): string => `${JSON.stringify(state, null, 1)}\n`;
+
+export class StateStore {
+  readonly path: string;
+  private lastWritten: string | undefined;
+
+  constructor(readonly dir: string) {
+    this.path = join(dir, STATE_FILE_NAME);
+  }
+
+  async load(): Promise<LoadedState> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing', state: emptyPortState() };
+      return { status: 'corrupt', state: emptyPortState(), problem: `cannot read ${this.path}: ${(err as Error).message}` };
+    }
+    const loaded = parseState(text);
+    if (loaded.status === 'ok') this.lastWritten = serializeState(loaded.state);
+    return loaded;
+  }
+
+  /** Writes only when the content changed. Returns whether it wrote. */
+  async save(state: PortState): Promise<boolean> {
+    const text = serializeState(state);
+    if (text === this.lastWritten) return false;
+    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    await writeFileAtomic(this.path, text, 0o644);
+    this.lastWritten = text;
+    return true;
+  }
+}
+
+/**
+ * Pure: rebuilds port entries from the owner comments of installed DNAT rules,
+ * so a lost state file does not reshuffle ports. The address is the last IP
+ * until the API names the endpoint again.
+ */
+export function stateFromRecoveredRules(recovered: readonly RecoveredForward[], now: number): PortState {
+  const state = emptyPortState();
+  const usedPorts = new Set<number>();
+  for (const r of recovered) {
+    const parsed = parseKey(r.key);
+    if (!parsed || usedPorts.has(r.listenPort) || state.entries.some((e) => e.key === r.key)) continue;
+    usedPorts.add(r.listenPort);
+    const entry: PortEntry = { key: r.key, ...parsed, engine: r.engine, address: r.targetIp, targetPort: r.targetPort, listenPort: r.listenPort, ip: r.targetIp, resolvedAt: now };
+    state.entries.push(entry);
+  }
+  state.entries.sort((a, b) => (a.key < b.key ? -1 : 1));
+  return state;
+}
+
+function parseKey(key: string): { kind: TargetKind; cacheClusterId?: string; cacheNodeId?: string; replicationGroupId?: string } | undefined {
+  const node = /^node\/([A-Za-z0-9-]+)\/([A-Za-z0-9-]+)$/.exec(key);
+  if (node) return { kind: 'node', cacheClusterId: node[1]!, cacheNodeId: node[2]! };
+  const group = /^(primary|reader)\/([A-Za-z0-9-]+)$/.exec(key);
+  if (group) return { kind: group[1] as TargetKind, replicationGroupId: group[2]! };
+  return undefined;
+}

@@ -1,0 +1,68 @@
+// Strict IPv4 parsing. Anything that ends up in an iptables argument passes
+// through here first, so the accepted syntax is deliberately narrow: four
+// decimal octets, no leading zeros, no spaces, nothing else.
+
+const OCTET = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+export function parseIpv4(text: string): number | undefined {
+  const parts = text.split('.');
+  if (parts.length !== 4) return undefined;
+  let value = 0;
+  for (const part of parts) {
+    if (!OCTET.test(part)) return undefined;
+    value = value * 256 + Number(part);
+  }
+  return value;
+}
+
+export const isIpv4 = (text: string): boolean => parseIpv4(text) !== undefined;
+
+export function formatIpv4(value: number): string {
+  return [value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255].join('.');
+}
+
+export interface Cidr {
+  network: number;
+  prefix: number;
+  /** Canonical text, as iptables-save prints it: a.b.c.d/n. */
+  text: string;
+}
+
+/** Parses `a.b.c.d` (taken as /32) or `a.b.c.d/n`. Host bits must be zero. */
+export function parseCidr(text: string): Cidr | { error: string } {
+  const [addr, prefixText, ...rest] = text.split('/');
+  if (rest.length > 0 || addr === undefined) return { error: `expected an IPv4 CIDR like 198.51.100.0/24, got "${text}"` };
+  const ip = parseIpv4(addr);
+  if (ip === undefined) return { error: `expected an IPv4 CIDR like 198.51.100.0/24, got "${text}"` };
+  let prefix = 32;
+  if (prefixText !== undefined) {
+    if (!/^(3[0-2]|[12]?\d)$/.test(prefixText)) return { error: `prefix length must be 0 to 32, got "${prefixText}"` };
+    prefix = Number(prefixText);
+  }
+  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+  const network = (ip & mask) >>> 0;
+  if (network !== ip) {
+    return { error: `"${text}" has host bits set; did you mean ${formatIpv4(network)}/${prefix}?` };
+  }
+  return { network, prefix, text: `${formatIpv4(network)}/${prefix}` };
+}
+
+export function cidrContains(cidr: Cidr, ip: number): boolean {
+  const mask = cidr.prefix === 0 ? 0 : (~0 << (32 - cidr.prefix)) >>> 0;
+  return ((ip & mask) >>> 0) === cidr.network;
+}
+
+// Addresses a forward must never point at, whatever the API or DNS says:
+// "this network", loopback, link-local (the instance metadata service lives
+// there), multicast, reserved and broadcast.
+const NEVER_TARGET = ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '240.0.0.0/4'].map(
+  (c) => parseCidr(c) as Cidr,
+);
+
+/** Why an address cannot be a DNAT target, or undefined when it can. */
+export function targetAddressProblem(text: string): string | undefined {
+  const ip = parseIpv4(text);
+  if (ip === undefined) return `"${text}" is not an IPv4 address`;
+  const bad = NEVER_TARGET.find((c) => cidrContains(c, ip));
+  return bad ? `${text} is in ${bad.text}, which is never forwarded to` : undefined;
+}

@@ -1,0 +1,44 @@
+import t from 'tap';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { parseDuration } from '../../src/config/duration.js';
+import { readFileSync } from 'node:fs';
+
+const minimal = 'aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\n';
+
+t.test('defaults fill every optional key', async (t) => {
+  const { config, warnings } = parseConfig(minimal, 'x');
+  t.same(warnings, []);
+  t.equal(config.discovery.interval, 30_000);
+  t.equal(config.discovery.removalGrace, 600_000);
+  t.equal(config.dns.interval, 5000);
+  t.equal(config.ports.reuseAfter, 86_400_000);
+  t.equal(config.forward.snat, 'masquerade');
+  t.equal(config.persist.rulesFile, 'auto');
+});
+
+t.test('config.example.yaml is valid and uses every section', async (t) => {
+  const { config } = parseConfig(readFileSync(new URL('../../config.example.yaml', import.meta.url), 'utf8'), 'example');
+  t.equal(config.aws.region, 'us-east-1');
+});
+
+t.test('durations', async (t) => {
+  t.same(['500ms', '30s', '5m', '24h', 7, '7', '1.5s', 'x', '5d', -1, null].map(parseDuration), [500, 30_000, 300_000, 86_400_000, 7000, 7000, 1500, undefined, undefined, undefined, undefined]);
+});
+
+t.test('every problem is reported at once, with its key path', async (t) => {
+  const err = t.throws(() => parseConfig('aws: {region: 5}\nfoo: 1\ndiscovery: {interval: 3x}\nforward: {allowedSources: [10.0.0.1/24]}\nports: {redis: 70000}\n', 'c.yaml')) as unknown as ConfigError;
+  t.type(err, ConfigError);
+  t.same(err.issues.map((i) => i.path).sort(), ['', 'aws.region', 'discovery.interval', 'forward.allowedSources[0]', 'ports.redis']);
+  t.match(err.message, /did you mean 10\.0\.0\.0\/24/);
+});
+
+t.test('0.0.0.0/0 works only when written out, with a warning; an empty list refuses', async (t) => {
+  t.match(parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [0.0.0.0/0]}\n', 'x').warnings[0], /every address on the internet/);
+  t.throws(() => parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: []}\n', 'x'), ConfigError);
+  t.throws(() => parseConfig('aws: {region: us-east-1}\nforward: {}\n', 'x'), ConfigError);
+});
+
+t.test('YAML syntax errors and duplicate keys are config errors', async (t) => {
+  t.throws(() => parseConfig('aws: [', 'x'), ConfigError);
+  t.throws(() => parseConfig(`${minimal}aws: {region: us-west-2}\n`, 'x'), ConfigError);
+});

@@ -1,0 +1,59 @@
+import t from 'tap';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StateStore, parseState, serializeState, stateFromRecoveredRules } from '../../src/ports/state-store.js';
+import type { PortState } from '../../src/ports/port-state.js';
+
+const good: PortState = {
+  version: 1,
+  entries: [{ key: 'node/c1/0001', kind: 'node', engine: 'redis', cacheClusterId: 'c1', cacheNodeId: '0001', address: 'c1.example', targetPort: 6379, listenPort: 6379, ip: '10.0.1.1', resolvedAt: 5 }],
+  released: [{ port: 6380, key: 'node/c1/0002', releasedAt: 7 }],
+};
+
+t.test('round trip', async (t) => {
+  t.same(parseState(serializeState(good)), { status: 'ok', state: good });
+});
+
+t.test('truncated, hostile or inconsistent files are corrupt, never half-used', async (t) => {
+  const text = serializeState(good);
+  const cases: Record<string, string> = {
+    truncated: text.slice(0, text.length / 2),
+    empty: '',
+    'wrong version': text.replace('"version": 1', '"version": 2'),
+    'ip with a shell word': text.replace('10.0.1.1', '10.0.1.1 -j ACCEPT'),
+    'port out of range': text.replace('"listenPort": 6379', '"listenPort": 70000'),
+    'unknown key': text.replace('"version": 1', '"version": 1, "extra": true'),
+    'duplicate port': JSON.stringify({ ...good, entries: [good.entries[0], { ...good.entries[0], key: 'node/c1/0002', cacheNodeId: '0002' }] }),
+  };
+  for (const [name, body] of Object.entries(cases)) t.equal(parseState(body).status, 'corrupt', name);
+});
+
+t.test('StateStore writes atomically, only when changed, and reads back', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cachenat-state-'));
+  t.teardown(() => void 0);
+  const store = new StateStore(join(dir, 'nested'));
+  t.equal((await store.load()).status, 'missing');
+  t.equal(await store.save(good), true);
+  t.equal(await store.save(good), false, 'unchanged state is not rewritten');
+  t.equal(statSync(store.path).mode & 0o777, 0o644);
+  t.same(await new StateStore(join(dir, 'nested')).load(), { status: 'ok', state: good });
+  writeFileSync(store.path, '{"version":1,"entr');
+  t.equal((await new StateStore(join(dir, 'nested')).load()).status, 'corrupt');
+  t.ok(readFileSync(store.path, 'utf8'));
+});
+
+t.test('recovery from installed rules rebuilds entries by key', async (t) => {
+  const state = stateFromRecoveredRules(
+    [
+      { key: 'primary/rg1', engine: 'valkey', listenPort: 6379, targetIp: '10.0.0.5', targetPort: 6379 },
+      { key: 'node/mc/0001', engine: 'memcached', listenPort: 11211, targetIp: '10.0.0.6', targetPort: 11211 },
+      { key: 'node/mc/0002', engine: 'memcached', listenPort: 11211, targetIp: '10.0.0.7', targetPort: 11211 },
+    ],
+    99,
+  );
+  t.same(state.entries.map((e) => [e.key, e.kind, e.listenPort, e.ip, e.replicationGroupId ?? e.cacheClusterId]), [
+    ['node/mc/0001', 'node', 11211, '10.0.0.6', 'mc'],
+    ['primary/rg1', 'primary', 6379, '10.0.0.5', 'rg1'],
+  ]);
+});

@@ -38,7 +38,7 @@ export async function endpointsCommand(options: CommandOptions): Promise<number>
   const { forwards } = await readForwards(config);
   if (format === 'security-group') {
     const rules = securityGroupRules({ forwards, allowedSources: config.forward.allowedSources });
-    print(`${renderSecurityGroupRulesTable(rules)}\n\n${renderSecurityGroupRulesAwsCli(rules)}`);
+    print(`${renderSecurityGroupRulesTable(rules)}\n${renderSecurityGroupRulesAwsCli(rules)}`);
     return EXIT.ok;
   }
   const host = await externalHost(config);

@@ -1,0 +1,172 @@
+#!/bin/sh
+# Installs a cachenat release onto this host (or into an image being built).
+#
+#   ami/install.sh [--offline] [--root DIR] RELEASE
+#
+# RELEASE is release/cachenat-<version>-linux.tar.gz from `npm run package`,
+# or a directory holding that release unpacked (the `cachenat/` folder or its
+# parent). Puts the app in /opt/cachenat/<version> (+ `current` symlink),
+# `cachenat` in /usr/local/bin, the systemd unit, /etc/cachenat/config.yaml
+# from the example when there is none, ip_forward=1 in /etc/sysctl.d, and the
+# distro's iptables rule-restore service; enables (does not start) cachenat.
+#
+# Idempotent: a second run with the same release changes nothing. An
+# existing config is never overwritten.
+#   --offline   do not install distro packages (only check for them)
+#   --root DIR  install under DIR instead of / (tests, image trees); implies
+#               --offline and uses `systemctl --root`
+set -eu
+
+offline=0
+root=
+release=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --offline) offline=1 ;;
+    --root) root=${2:?--root needs a directory}; offline=1; shift ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
+    *) release=$1 ;;
+  esac
+  shift
+done
+[ -n "$release" ] || { echo "usage: install.sh [--offline] [--root DIR] cachenat-<version>-linux.tar.gz|DIR" >&2; exit 64; }
+[ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root (it writes /opt, /etc and /usr/local/bin)" >&2; exit 77; }
+
+say() { echo "cachenat install: $*"; }
+changed=0
+
+# Installs SRC at DEST with MODE unless DEST already has exactly that content and mode.
+# (sh has no locals: these names are put_file's own.)
+put_file() {
+  pf_src=$1 pf_dest=$2 pf_mode=$3
+  if [ -f "$pf_dest" ] && cmp -s "$pf_src" "$pf_dest" && [ "$(stat -c %a "$pf_dest")" = "${pf_mode#0}" ]; then return 0; fi
+  mkdir -p "$(dirname "$pf_dest")"
+  install -m "$pf_mode" "$pf_src" "$pf_dest.cachenat-new"
+  mv -f "$pf_dest.cachenat-new" "$pf_dest"
+  say "wrote ${pf_dest#"$root"}"
+  changed=1
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/cachenat-install.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# --- the release -------------------------------------------------------------
+if [ -f "$release" ]; then
+  tar -xzf "$release" -C "$work" --no-same-owner
+  src=$work/cachenat
+elif [ -d "$release/cachenat" ]; then
+  src=$release/cachenat
+else
+  src=$release
+fi
+if [ ! -f "$src/package.json" ] || [ ! -f "$src/dist/src/cli/main.js" ]; then
+  echo "install.sh: $release is not a cachenat release (no package.json and dist/src/cli/main.js); build one with npm run package" >&2
+  exit 66
+fi
+version=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' "$src/package.json" | head -n 1)
+case $version in
+  '' | *[!A-Za-z0-9.+-]*) echo "install.sh: cannot read a plain version from $src/package.json" >&2; exit 65 ;;
+esac
+
+opt=$root/opt/cachenat
+if [ -d "$opt/$version" ] && diff -r -q "$src" "$opt/$version" >/dev/null 2>&1; then
+  : # this exact release is already there
+else
+  mkdir -p "$opt"
+  rm -rf "$opt/.$version.new"
+  cp -R "$src" "$opt/.$version.new"
+  chmod -R u=rwX,go=rX "$opt/.$version.new"
+  rm -rf "${opt:?}/${version:?}"
+  mv "$opt/.$version.new" "$opt/$version"
+  say "installed release $version in /opt/cachenat/$version"
+  changed=1
+fi
+if [ "$(readlink "$opt/current" 2>/dev/null || true)" != "$version" ]; then
+  ln -sfn "$version" "$opt/current"
+  say "/opt/cachenat/current -> $version"
+  changed=1
+fi
+
+# --- files around it -----------------------------------------------------------
+cat >"$work/wrapper" <<'EOF'
+#!/bin/sh
+# cachenat CLI (installed by ami/install.sh). Node 20 or later must be on PATH.
+exec node /opt/cachenat/current/dist/src/cli/main.js "$@"
+EOF
+put_file "$work/wrapper" "$root/usr/local/bin/cachenat" 0755
+put_file "$src/systemd/cachenat.service" "$root/etc/systemd/system/cachenat.service" 0644
+
+if [ -e "$root/etc/cachenat/config.yaml" ]; then
+  : # the operator's config stays as it is
+else
+  put_file "$src/config.example.yaml" "$root/etc/cachenat/config.yaml" 0644
+  say "edit /etc/cachenat/config.yaml (aws.region, forward.allowedSources), then: systemctl start cachenat"
+fi
+
+printf '%s\n' '# cachenat forwards packets between interfaces (written by ami/install.sh)' 'net.ipv4.ip_forward = 1' >"$work/sysctl.conf"
+put_file "$work/sysctl.conf" "$root/etc/sysctl.d/90-cachenat.conf" 0644
+
+# --- the distro's rule-restore service ---------------------------------------
+if command -v apt-get >/dev/null 2>&1 && [ -z "$root" ]; then
+  restore_unit=netfilter-persistent.service
+  installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+  missing=
+  for p in iptables iptables-persistent conntrack; do installed "$p" || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    [ "$offline" -eq 0 ] || { echo "install.sh: --offline, but missing packages:$missing" >&2; exit 69; }
+    # Do not save whatever rules are loaded right now; cachenat writes rules.v4.
+    printf '%s\n' 'iptables-persistent iptables-persistent/autosave_v4 boolean false' 'iptables-persistent iptables-persistent/autosave_v6 boolean false' | debconf-set-selections
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+    changed=1
+  fi
+elif command -v dnf >/dev/null 2>&1 && [ -z "$root" ]; then
+  restore_unit=iptables.service
+  missing=
+  for p in iptables-nft iptables-services conntrack-tools; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    [ "$offline" -eq 0 ] || { echo "install.sh: --offline, but missing packages:$missing" >&2; exit 69; }
+    # shellcheck disable=SC2086
+    dnf install -y -q $missing
+    # iptables-services ships a REJECT-everything-but-SSH ruleset; on a NAT
+    # instance that would be a surprise at the next boot. Start from empty
+    # tables instead (cachenat saves its own rules here).
+    if ! rpm -V iptables-services 2>/dev/null | grep -q ' /etc/sysconfig/iptables$'; then
+      printf '%s\n' '# Restored at boot by iptables.service; cachenat keeps its CACHENAT-* chains here.' '*filter' ':INPUT ACCEPT [0:0]' ':FORWARD ACCEPT [0:0]' ':OUTPUT ACCEPT [0:0]' 'COMMIT' >/etc/sysconfig/iptables
+      chmod 0600 /etc/sysconfig/iptables
+    fi
+    changed=1
+  fi
+else
+  # --root, or a distro we do not know: leave packages to the operator.
+  restore_unit=
+  if [ -e "$root/usr/lib/systemd/system/netfilter-persistent.service" ] || [ -e "$root/lib/systemd/system/netfilter-persistent.service" ]; then
+    restore_unit=netfilter-persistent.service
+  elif [ -e "$root/usr/lib/systemd/system/iptables.service" ]; then
+    restore_unit=iptables.service
+  fi
+fi
+
+# --- systemd -------------------------------------------------------------------
+enable_unit() {
+  if [ -n "$root" ]; then
+    systemctl --root="$root" --quiet is-enabled "$1" 2>/dev/null || { systemctl --root="$root" enable "$1"; changed=1; }
+  else
+    systemctl --quiet is-enabled "$1" 2>/dev/null || { systemctl enable "$1"; changed=1; }
+  fi
+}
+if command -v systemctl >/dev/null 2>&1; then
+  # Only a running systemd can reload; in a chroot or image tree, enabling
+  # (symlinks) is all there is to do.
+  if [ -z "$root" ] && [ -d /run/systemd/system ] && [ "$changed" -eq 1 ]; then
+    systemctl daemon-reload
+    sysctl -q -p /etc/sysctl.d/90-cachenat.conf || say "could not apply ip_forward now; it applies at boot"
+  fi
+  [ -z "$restore_unit" ] || enable_unit "$restore_unit"
+  enable_unit cachenat.service
+else
+  say "no systemctl: enable /etc/systemd/system/cachenat.service by hand"
+fi
+
+if [ "$changed" -eq 0 ]; then say "release $version already installed; nothing changed"; fi

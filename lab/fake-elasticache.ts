@@ -1,0 +1,230 @@
+// A local stand-in for the ElastiCache Query API, good enough for the real
+// SDK: DescribeCacheClusters and DescribeReplicationGroups with paging, real
+// XML, and faults on demand. The lab and the tests drive it over HTTP on the
+// same port:
+//   PUT    /_fake/topology   JSON FakeTopology, served from the next request on
+//   PUT    /_fake/fault      {"kind": "...", "count"?: n}; kind "none" clears
+//   GET    /_fake/requests   {"count": n, "requests": [...]}: the API calls so far
+//   DELETE /_fake/requests   forget them
+//
+// Run directly:
+//   node dist/lab/fake-elasticache.js --listen 127.0.0.1:4566 [--topology topology.json]
+// prints exactly one line, "fake-elasticache listening on http://HOST:PORT",
+// once it accepts connections (port 0 picks a free port), and exits on SIGTERM.
+
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFile, realpath } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { pathToFileURL } from 'node:url';
+import {
+  answer,
+  errorAnswer,
+  faultSchema,
+  parseFakeTopology,
+  type Fault,
+  type FaultKind,
+  type FakeTopology,
+} from './fake-elasticache-model.js';
+
+export * from './fake-elasticache-model.js';
+
+/** One API call as the fake saw it. */
+export interface FakeRequest {
+  /** Milliseconds since the epoch, when the request arrived. */
+  at: number;
+  action: string;
+  marker?: string;
+  /** The fault it got, when not 'none'. */
+  fault?: FaultKind;
+  /** HTTP status sent, or undefined for a request left hanging. */
+  status?: number;
+}
+
+export interface FakeElastiCache {
+  url: string;
+  port: number;
+  setTopology(topology: FakeTopology): void;
+  setFault(fault: Fault): void;
+  requests(): FakeRequest[];
+  clearRequests(): void;
+  close(): Promise<void>;
+}
+
+export interface FakeElastiCacheOptions {
+  host?: string;
+  port?: number;
+  topology?: FakeTopology;
+}
+
+const MAX_BODY_BYTES = 1 << 20;
+
+export async function startFakeElastiCache(options: FakeElastiCacheOptions = {}): Promise<FakeElastiCache> {
+  const host = options.host ?? '127.0.0.1';
+  let topology: FakeTopology = options.topology ?? {};
+  let fault: Fault = { kind: 'none' };
+  const log: FakeRequest[] = [];
+  let nextRequestId = 1;
+
+  const setFault = (next: Fault) => {
+    fault = next.kind === 'none' ? { kind: 'none' } : { ...next };
+  };
+
+  /** The fault for this request, counting it down when it applies. */
+  const takeFault = (params: URLSearchParams): FaultKind => {
+    const kind = fault.kind;
+    if (kind === 'none') return 'none';
+    if (kind === 'second-page-fails' && !params.get('Marker')) return 'none';
+    if (fault.count !== undefined) {
+      fault.count -= 1;
+      if (fault.count <= 0) fault = { kind: 'none' };
+    }
+    return kind;
+  };
+
+  const handleApi = (params: URLSearchParams, res: ServerResponse) => {
+    const kind = takeFault(params);
+    const marker = params.get('Marker');
+    const entry: FakeRequest = {
+      at: Date.now(),
+      action: params.get('Action') ?? '',
+      ...(marker ? { marker } : {}),
+      ...(kind === 'none' ? {} : { fault: kind }),
+    };
+    log.push(entry);
+    if (kind === 'hang') return; // the socket stays open until the client gives up or close()
+    const reply = answer(params, topology, kind, `fake-${nextRequestId++}`);
+    entry.status = reply.status;
+    send(res, reply.status, 'text/xml', reply.body);
+  };
+
+  const handleControl = (req: IncomingMessage, path: string, body: string, res: ServerResponse) => {
+    const route = `${req.method} ${path}`;
+    if (route === 'GET /_fake/requests') return sendJson(res, 200, { count: log.length, requests: log });
+    if (route === 'DELETE /_fake/requests') {
+      log.length = 0;
+      return sendJson(res, 200, { count: 0 });
+    }
+    if (route !== 'PUT /_fake/topology' && route !== 'PUT /_fake/fault') {
+      return sendJson(res, 404, { error: `no control route ${route}` });
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(body);
+    } catch (err) {
+      return sendJson(res, 400, { error: `body is not JSON: ${(err as Error).message}` });
+    }
+    if (route === 'PUT /_fake/topology') {
+      const parsed = parseFakeTopology(json);
+      if ('error' in parsed) return sendJson(res, 400, { error: parsed.error });
+      topology = parsed;
+      return sendJson(res, 200, { ok: true });
+    }
+    const parsed = faultSchema.safeParse(json);
+    if (!parsed.success) return sendJson(res, 400, { error: parsed.error.message });
+    setFault(parsed.data);
+    return sendJson(res, 200, { ok: true });
+  };
+
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) req.destroy();
+      else chunks.push(chunk);
+    });
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const url = new URL(req.url ?? '/', 'http://fake');
+      if (url.pathname.startsWith('/_fake/')) return handleControl(req, url.pathname, body, res);
+      if (url.pathname !== '/') return send(res, 404, 'text/plain', 'not found\n');
+      // The SDK POSTs a form body; the Query protocol also allows GET with a query string.
+      if (req.method === 'POST') return handleApi(new URLSearchParams(body), res);
+      if (req.method === 'GET') return handleApi(url.searchParams, res);
+      const reply = errorAnswer(405, 'Sender', 'MethodNotAllowed', `${req.method} is not supported`, `fake-${nextRequestId++}`);
+      return send(res, reply.status, 'text/xml', reply.body);
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    setTopology: (next) => {
+      topology = next;
+    },
+    setFault,
+    requests: () => log.map((entry) => ({ ...entry })),
+    clearRequests: () => {
+      log.length = 0;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections(); // including requests left hanging on purpose
+      }),
+  };
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string) {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+const sendJson = (res: ServerResponse, status: number, value: unknown) =>
+  send(res, status, 'application/json', `${JSON.stringify(value)}\n`);
+
+// ---- command line ---------------------------------------------------------
+
+const USAGE = 'usage: fake-elasticache --listen HOST:PORT [--topology FILE.json]';
+
+async function main(argv: string[]): Promise<void> {
+  let listen = '127.0.0.1:4566';
+  let topologyFile: string | undefined;
+  for (let i = 0; i < argv.length; i += 2) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (value === undefined) throw new UsageError(`${flag} needs a value`);
+    if (flag === '--listen') listen = value;
+    else if (flag === '--topology') topologyFile = value;
+    else throw new UsageError(`unknown option ${flag}`);
+  }
+  const match = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(listen);
+  if (!match) throw new UsageError(`--listen expects IPV4:PORT, got ${listen}`);
+
+  let topology: FakeTopology = {};
+  if (topologyFile !== undefined) {
+    const parsed = parseFakeTopology(JSON.parse(await readFile(topologyFile, 'utf8')));
+    if ('error' in parsed) throw new Error(`${topologyFile}: ${parsed.error}`);
+    topology = parsed;
+  }
+
+  const fake = await startFakeElastiCache({ host: match[1], port: Number(match[2]), topology });
+  process.stdout.write(`fake-elasticache listening on ${fake.url}\n`);
+  const stop = () => void fake.close().then(() => process.exit(0));
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+class UsageError extends Error {}
+
+async function isMainModule(): Promise<boolean> {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  return import.meta.url === pathToFileURL(await realpath(script).catch(() => script)).href;
+}
+
+if (await isMainModule()) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`fake-elasticache: ${(err as Error).message}\n`);
+    if (err instanceof UsageError) process.stderr.write(`${USAGE}\n`);
+    process.exit(err instanceof UsageError ? 2 : 1);
+  });
+}

@@ -1,0 +1,494 @@
+// A NAT host with clients on one side and real Redis and Memcached servers on
+// the other, built from network namespaces. End-to-end tests, `npm run demo`
+// and the benchmarks all run cachenat inside `<prefix>-nat` against it.
+//
+//   <p>-client 198.18.0.10 ─┐
+//   <p>-rogue  198.18.0.20 ─┴─ br-ext ─ ext0  198.18.0.1 ─┐
+//   <p>-side   198.18.1.10 ─────────── side0 198.18.1.1 ──┼─ <p>-nat
+//   <p>-redis  198.19.0.11… ─┬─ br-int ─ int0 198.19.0.1 ─┘
+//   <p>-memc   198.19.0.21… ─┘
+//   (bridges br-ext and br-int live in <p>-sw; redis listens on :6379, memcached on :11211)
+//
+// The cache namespaces have no route back to 198.18.0.0/16, so a client gets
+// an answer only when the NAT host rewrites the source (SNAT), unless a test
+// asks for plain routing with addReturnRoutes().
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isIpv4 } from '../src/util/ipv4.js';
+import {
+  deleteNamespace,
+  deleteNamespaceSync,
+  execIn,
+  ipBatch,
+  namespacePids,
+  namespacePidsSync,
+  run,
+  signalPid,
+  type ExecOptions,
+  type ExecResult,
+} from './netns.js';
+import { spawnIn, type LabProcess, type SpawnOptions } from './process.js';
+import type { CacheProtocol, ProbeResult } from './probe.js';
+
+export type { CacheProtocol, ProbeResult } from './probe.js';
+export type { LabProcess } from './process.js';
+
+/** Every lab's prefix: `cnl` and four hex digits. scripts/lab-sweep.sh relies on it. */
+export const LAB_PREFIX = /^cnl[0-9a-f]{4}$/;
+
+export interface LabOptions {
+  /** How many redis-server instances to start, 198.19.0.11 upwards (0–9, default 4). */
+  redis?: number;
+  /** How many memcached instances to start, 198.19.0.21 upwards (0–9, default 3). */
+  memcached?: number;
+}
+
+export interface CacheServer {
+  /** Also the value of its `whoami` key: redis-11, memc-21, … */
+  name: string;
+  protocol: CacheProtocol;
+  ns: string;
+  ip: string;
+  port: number;
+  process: LabProcess;
+}
+
+export interface FakeApi {
+  url: string;
+  process: LabProcess;
+  topologyFile: string;
+}
+
+const ADDR = {
+  natExt: '198.18.0.1',
+  natSide: '198.18.1.1',
+  natInt: '198.19.0.1',
+  client: '198.18.0.10',
+  rogue: '198.18.0.20',
+  side: '198.18.1.10',
+  clientNet: '198.18.0.0/24',
+  sideNet: '198.18.1.0/24',
+  cacheNet: '198.19.0.0/24',
+  /** Both client segments: what a return route must cover. */
+  outside: '198.18.0.0/16',
+} as const;
+
+const IFACE = { ext: 'ext0', side: 'side0', int: 'int0' } as const;
+
+const REDIS_PORT = 6379;
+const MEMCACHED_PORT = 11211;
+const PROBE_GRACE_MS = 5_000;
+
+// Programs the lab runs, and the Debian package that brings each.
+const TOOLS: ReadonlyArray<readonly [program: string, debianPackage: string]> = [
+  ['ip', 'iproute2'],
+  ['sysctl', 'procps'],
+  ['redis-server', 'redis-server'],
+  ['memcached', 'memcached'],
+];
+
+export class Lab {
+  readonly prefix: string;
+  readonly ns: {
+    nat: string;
+    client: string;
+    rogue: string;
+    side: string;
+    redis: string;
+    memc: string;
+    /** Holds the two bridges; nothing runs here. */
+    switch: string;
+  };
+  readonly addr = ADDR;
+  readonly iface = IFACE;
+  readonly redisServers: CacheServer[] = [];
+  readonly memcachedServers: CacheServer[] = [];
+  readonly tmpDir: string;
+  /** Bind-mounted over /etc/hosts for everything started in the NAT namespace. */
+  readonly hostsFile: string;
+  /** Set by startFakeApi. */
+  fakeApi: FakeApi | undefined;
+
+  readonly #redisCount: number;
+  readonly #memcachedCount: number;
+  readonly #processes = new Set<LabProcess>();
+  readonly #hosts = new Map<string, string>();
+  #down: Promise<void> | undefined;
+
+  constructor(options: LabOptions = {}) {
+    this.#redisCount = serverCount('redis', options.redis ?? 4);
+    this.#memcachedCount = serverCount('memcached', options.memcached ?? 3);
+    this.prefix = freePrefix();
+    const p = this.prefix;
+    this.ns = {
+      nat: `${p}-nat`,
+      client: `${p}-client`,
+      rogue: `${p}-rogue`,
+      side: `${p}-side`,
+      redis: `${p}-redis`,
+      memc: `${p}-memc`,
+      switch: `${p}-sw`,
+    };
+    this.tmpDir = join(tmpdir(), `cachenat-lab-${p}`);
+    this.hostsFile = `/etc/netns/${this.ns.nat}/hosts`;
+  }
+
+  /** Creates a lab and brings it up; on failure, whatever was built is torn down again. */
+  static async start(options?: LabOptions): Promise<Lab> {
+    const lab = new Lab(options);
+    try {
+      await lab.up();
+    } catch (error) {
+      await lab.down().catch(() => {});
+      throw error;
+    }
+    return lab;
+  }
+
+  /** Builds the namespaces and starts the servers. Installs nothing: missing programs are reported. */
+  async up(): Promise<void> {
+    checkPrerequisites();
+    // Registered before the first namespace exists, so a crash from here on leaves nothing behind.
+    liveLabs.add(this);
+    installExitHandlers();
+    mkdirSync(this.tmpDir, { recursive: true });
+    // lab-sweep.sh leaves a lab alone while this process is alive.
+    writeFileSync(join(this.tmpDir, 'owner.pid'), `${process.pid}\n`);
+
+    await ipBatch(undefined, Object.values(this.ns).map((ns) => `netns add ${ns}`));
+    await ipBatch(this.ns.switch, this.#switchCommands());
+    await ipBatch(this.ns.nat, this.#natCommands());
+    await Promise.all([
+      ipBatch(this.ns.client, hostCommands([`${ADDR.client}/24`], ADDR.natExt)),
+      ipBatch(this.ns.rogue, hostCommands([`${ADDR.rogue}/24`], ADDR.natExt)),
+      ipBatch(this.ns.side, hostCommands([`${ADDR.side}/24`], ADDR.natSide)),
+      ipBatch(this.ns.redis, hostCommands(range(this.#redisCount, 11).map((i) => `198.19.0.${i}/24`))),
+      ipBatch(this.ns.memc, hostCommands(range(this.#memcachedCount, 21).map((i) => `198.19.0.${i}/24`))),
+    ]);
+    this.#writeNatEtc();
+    await Promise.all([
+      ...range(this.#redisCount, 11).map((i) => this.#startRedis(i)),
+      ...range(this.#memcachedCount, 21).map((i) => this.#startMemcached(i)),
+    ]);
+  }
+
+  /**
+   * Stops every process started here (SIGTERM, then SIGKILL), kills anything
+   * else still inside the lab's namespaces, deletes the namespaces, their
+   * /etc/netns directories and the temp dir. Safe to call more than once.
+   */
+  down(): Promise<void> {
+    this.#down ??= this.#tearDown();
+    return this.#down;
+  }
+
+  /** Runs a program inside one of the lab's namespaces; throws on a non-zero exit unless `reject: false`. */
+  exec(ns: string, file: string, args: readonly string[] = [], options?: ExecOptions): Promise<ExecResult> {
+    return execIn(ns, file, args, options);
+  }
+
+  /** Starts a long-running program inside a namespace; down() stops it. */
+  spawnIn(ns: string, file: string, args: readonly string[] = [], options?: SpawnOptions): LabProcess {
+    const child = spawnIn(ns, file, args, options);
+    this.#processes.add(child);
+    return child;
+  }
+
+  /**
+   * Opens a TCP connection from namespace `fromNs` and asks for `whoami`.
+   * Runs the probe CLI inside that namespace, since a socket cannot be
+   * opened in another namespace from here.
+   */
+  async probe(fromNs: string, host: string, port: number, protocol: CacheProtocol, timeoutMs = 2_000): Promise<ProbeResult> {
+    return runProbe(fromNs, [host, String(port), protocol, '--timeout', String(timeoutMs)], timeoutMs);
+  }
+
+  /** net.ipv4.ip_forward in the NAT namespace. It starts at 0: enabling it is cachenat's job. */
+  async setIpForward(enabled: boolean): Promise<void> {
+    await this.exec(this.ns.nat, 'sysctl', ['-q', '-w', `net.ipv4.ip_forward=${enabled ? 1 : 0}`]);
+  }
+
+  async ipForward(): Promise<boolean> {
+    return (await this.exec(this.ns.nat, 'sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim() === '1';
+  }
+
+  /** Plain routing as a baseline: cache namespaces learn the way back to the clients through the NAT host. */
+  async addReturnRoutes(): Promise<void> {
+    for (const ns of [this.ns.redis, this.ns.memc]) {
+      await run('ip', ['-n', ns, 'route', 'replace', ADDR.outside, 'via', ADDR.natInt]);
+    }
+  }
+
+  async removeReturnRoutes(): Promise<void> {
+    for (const ns of [this.ns.redis, this.ns.memc]) {
+      await run('ip', ['-n', ns, 'route', 'del', ADDR.outside], { reject: false });
+    }
+  }
+
+  /** Points `name` at `ip` for every process in the NAT namespace, running ones included. */
+  setHost(name: string, ip: string): void {
+    if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name)) throw new Error(`setHost: "${name}" is not a host name`);
+    if (!isIpv4(ip)) throw new Error(`setHost: "${ip}" is not an IPv4 address`);
+    this.#hosts.set(name, ip);
+    this.#writeHosts();
+  }
+
+  removeHost(name: string): void {
+    if (this.#hosts.delete(name)) this.#writeHosts();
+  }
+
+  /**
+   * Starts lab/fake-elasticache inside the NAT namespace on 127.0.0.1 and
+   * returns its URL (for `aws.endpoint`). `topology` is written as JSON.
+   */
+  async startFakeApi(topology: unknown, options: { port?: number } = {}): Promise<string> {
+    const topologyFile = join(this.tmpDir, 'topology.json');
+    writeFileSync(topologyFile, JSON.stringify(topology, null, 2));
+    const listen = `127.0.0.1:${options.port ?? 4566}`;
+    const fake = this.spawnIn(
+      this.ns.nat,
+      process.execPath,
+      [compiledLabFile('fake-elasticache.js'), '--listen', listen, '--topology', topologyFile],
+      { label: 'fake-elasticache' },
+    );
+    const line = await fake.waitForLine(/fake-elasticache listening on (http:\/\/\S+)/, 15_000);
+    const url = /(http:\/\/\S+)/.exec(line)?.[1] as string;
+    this.fakeApi = { url, process: fake, topologyFile };
+    return url;
+  }
+
+  #switchCommands(): string[] {
+    const { ns } = this;
+    const port = (name: string, bridge: string, peer: string, peerNs: string): string[] => [
+      `link add ${name} type veth peer name ${peer} netns ${peerNs}`,
+      `link set ${name} master ${bridge} up`,
+    ];
+    return [
+      'link set lo up',
+      'link add br-ext type bridge',
+      'link add br-int type bridge',
+      'link set br-ext up',
+      'link set br-int up',
+      ...port('ext-nat', 'br-ext', IFACE.ext, ns.nat),
+      ...port('ext-client', 'br-ext', 'eth0', ns.client),
+      ...port('ext-rogue', 'br-ext', 'eth0', ns.rogue),
+      ...port('int-nat', 'br-int', IFACE.int, ns.nat),
+      ...port('int-redis', 'br-int', 'eth0', ns.redis),
+      ...port('int-memc', 'br-int', 'eth0', ns.memc),
+    ];
+  }
+
+  #natCommands(): string[] {
+    return [
+      'link set lo up',
+      `link add ${IFACE.side} type veth peer name eth0 netns ${this.ns.side}`,
+      `addr add ${ADDR.natExt}/24 dev ${IFACE.ext}`,
+      `addr add ${ADDR.natSide}/24 dev ${IFACE.side}`,
+      `addr add ${ADDR.natInt}/24 dev ${IFACE.int}`,
+      ...Object.values(IFACE).map((dev) => `link set ${dev} up`),
+    ];
+  }
+
+  #writeNatEtc(): void {
+    const dir = `/etc/netns/${this.ns.nat}`;
+    mkdirSync(dir, { recursive: true });
+    this.#writeHosts();
+    // No DNS server exists in the lab: an unknown name fails at once instead of waiting on the host's resolver.
+    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
+  }
+
+  // The bind mount `ip netns exec` makes pins this inode, so the file is
+  // rewritten in place, never replaced. Writing before truncating means a
+  // reader never sees it empty, and a same-length change (one IP for another)
+  // is a single overwrite.
+  #writeHosts(): void {
+    const lines = [`# cachenat lab ${this.prefix}`, '127.0.0.1 localhost', '::1 localhost'];
+    for (const [name, ip] of this.#hosts) lines.push(`${ip} ${name}`);
+    const text = Buffer.from(lines.join('\n') + '\n');
+    const fd = openSync(this.hostsFile, existsSync(this.hostsFile) ? 'r+' : 'w');
+    try {
+      writeSync(fd, text, 0, text.length, 0);
+      ftruncateSync(fd, text.length);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  async #startRedis(octet: number): Promise<void> {
+    const ip = `198.19.0.${octet}`;
+    const name = `redis-${octet}`;
+    const dir = join(this.tmpDir, name);
+    mkdirSync(dir, { recursive: true });
+    const server = this.spawnIn(
+      this.ns.redis,
+      'redis-server',
+      ['--bind', ip, '--port', String(REDIS_PORT), '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--dir', dir],
+      { label: name },
+    );
+    await server.waitForLine(/Ready to accept connections/, 10_000);
+    await seed(this.ns.redis, ip, REDIS_PORT, 'redis', name);
+    this.redisServers.push({ name, protocol: 'redis', ns: this.ns.redis, ip, port: REDIS_PORT, process: server });
+    this.redisServers.sort((a, b) => a.ip.localeCompare(b.ip));
+  }
+
+  async #startMemcached(octet: number): Promise<void> {
+    const ip = `198.19.0.${octet}`;
+    const name = `memc-${octet}`;
+    const server = this.spawnIn(
+      this.ns.memc,
+      'memcached',
+      ['-l', ip, '-p', String(MEMCACHED_PORT), '-U', '0', '-u', 'root', '-m', '16'],
+      { label: name },
+    );
+    // memcached prints nothing when ready: the first successful seed is the sign.
+    await seed(this.ns.memc, ip, MEMCACHED_PORT, 'memcached', name, server);
+    this.memcachedServers.push({ name, protocol: 'memcached', ns: this.ns.memc, ip, port: MEMCACHED_PORT, process: server });
+    this.memcachedServers.sort((a, b) => a.ip.localeCompare(b.ip));
+  }
+
+  async #tearDown(): Promise<void> {
+    const problems: string[] = [];
+    await Promise.all([...this.#processes].map((child) => child.stop(1_500)));
+    await Promise.all(
+      Object.values(this.ns).map(async (ns) => {
+        // Whatever else a test started in here (cachenat's own children, a stray exec).
+        for (const pid of await namespacePids(ns)) signalPid(pid, 'SIGKILL');
+        await deleteNamespace(ns).catch((error: Error) => problems.push(error.message));
+      }),
+    );
+    this.#removeFiles();
+    liveLabs.delete(this);
+    if (problems.length > 0) throw new Error(`lab ${this.prefix} teardown incomplete:\n${problems.join('\n')}`);
+  }
+
+  /** The same, without waiting for anything: for process exit and fatal signals. */
+  tearDownSync(): void {
+    for (const child of this.#processes) child.kill('SIGKILL');
+    for (const ns of Object.values(this.ns)) {
+      for (const pid of namespacePidsSync(ns)) signalPid(pid, 'SIGKILL');
+      deleteNamespaceSync(ns);
+    }
+    this.#removeFiles();
+    liveLabs.delete(this);
+  }
+
+  #removeFiles(): void {
+    for (const ns of Object.values(this.ns)) rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+    rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+}
+
+/** Same as `Lab.start`. */
+export const startLab = (options?: LabOptions): Promise<Lab> => Lab.start(options);
+
+function serverCount(kind: string, count: number): number {
+  if (!Number.isInteger(count) || count < 0 || count > 9) throw new Error(`Lab: ${kind} must be 0 to 9 servers, got ${count}`);
+  return count;
+}
+
+const range = (count: number, first: number): number[] => Array.from({ length: count }, (_, i) => first + i);
+
+/** lo and eth0 up, the given addresses on eth0, and a default route only when one is given. */
+function hostCommands(cidrs: readonly string[], gateway?: string): string[] {
+  return [
+    'link set lo up',
+    ...cidrs.map((cidr) => `addr add ${cidr} dev eth0`),
+    'link set eth0 up',
+    ...(gateway === undefined ? [] : [`route add default via ${gateway}`]),
+  ];
+}
+
+function freePrefix(): string {
+  for (;;) {
+    const prefix = `cnl${randomBytes(2).toString('hex')}`;
+    if (!existsSync(`/run/netns/${prefix}-nat`) && !existsSync(join(tmpdir(), `cachenat-lab-${prefix}`))) return prefix;
+  }
+}
+
+function onPath(program: string): boolean {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+  return dirs.some((dir) => dir !== '' && existsSync(join(dir, program)));
+}
+
+function checkPrerequisites(): void {
+  if (process.getuid?.() !== 0) throw new Error('the lab creates network namespaces and must run as root');
+  const missing = TOOLS.filter(([program]) => !onPath(program));
+  if (missing.length > 0) {
+    const programs = missing.map(([program]) => program).join(', ');
+    const packages = [...new Set(missing.map(([, pkg]) => pkg))].join(' ');
+    throw new Error(`the lab needs ${programs}, which is not installed: apt-get install -y ${packages}`);
+  }
+}
+
+/**
+ * A compiled lab script, run with plain node inside a namespace. From
+ * dist/lab/lab.js it sits alongside; from lab/lab.ts (tests under tap's
+ * TypeScript loader) it is the copy in dist/lab, which must be up to date.
+ */
+export function compiledLabFile(name: string): string {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  if (import.meta.url.endsWith('.js')) return join(here, name);
+  const compiled = join(here, '..', 'dist', 'lab', name);
+  const source = join(here, name.replace(/\.js$/, '.ts'));
+  if (!existsSync(compiled)) throw new Error(`${compiled} is missing: build first with \`npx tsc -p .\``);
+  if (existsSync(source) && statSync(source).mtimeMs > statSync(compiled).mtimeMs) {
+    throw new Error(`${compiled} is older than ${source}: rebuild with \`npx tsc -p .\``);
+  }
+  return compiled;
+}
+
+async function runProbe(ns: string, args: string[], timeoutMs: number): Promise<ProbeResult> {
+  const result = await execIn(ns, process.execPath, [compiledLabFile('probe.js'), ...args], {
+    reject: false,
+    timeoutMs: timeoutMs + PROBE_GRACE_MS,
+    // A test runner's preloads (coverage, loaders) only slow each probe down.
+    env: { NODE_OPTIONS: '' },
+  });
+  if (result.exitCode === 0) return { ok: true, value: result.stdout.trim() };
+  return { ok: false, error: result.stderr.trim().replace(/^probe: /, '') || `probe exited ${result.exitCode}` };
+}
+
+/** Stores a server's name under `whoami`, retrying while it is still starting. */
+async function seed(ns: string, ip: string, port: number, protocol: CacheProtocol, name: string, server?: LabProcess): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const result = await runProbe(ns, [ip, String(port), protocol, '--timeout', '1000', '--set', name], 1_000);
+    if (result.ok) return;
+    if (server && !server.running) throw new Error(`${name} exited while starting: ${server.output.slice(-5).join(' | ') || '(no output)'}`);
+    if (Date.now() > deadline) throw new Error(`could not store whoami=${name} on ${protocol} ${ip}:${port}: ${result.error}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// Labs still up in this process, torn down synchronously if it exits or is
+// killed by a signal before their down() ran (a crashed test, Ctrl-C).
+const liveLabs = new Set<Lab>();
+let exitHandlersInstalled = false;
+
+function tearDownAllSync(): void {
+  for (const lab of [...liveLabs]) {
+    try {
+      lab.tearDownSync();
+    } catch {
+      // Exiting anyway: scripts/lab-sweep.sh collects what is left.
+    }
+  }
+}
+
+function installExitHandlers(): void {
+  if (exitHandlersInstalled) return;
+  exitHandlersInstalled = true;
+  process.on('exit', tearDownAllSync);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      tearDownAllSync();
+      process.removeListener(signal, onSignal);
+      // Die of the same signal, as if nobody had been listening.
+      process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `npm run demo`: the namespace lab with real forwarding, for a person to watch.
+set -euo pipefail
+cd "$(dirname "$0")/.." || exit 1
+if [ "$(id -u)" -ne 0 ]; then
+  echo "npm run demo needs root: it creates network namespaces and iptables rules inside them" >&2
+  exit 1
+fi
+scripts/ensure-system.sh
+scripts/lab-sweep.sh >/dev/null 2>&1 || true
+AWS_EC2_METADATA_DISABLED=true AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true node dist/lab/demo.js

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the lab, the tests and the demo need on a Debian host, only
+# when something is missing, then makes sure node_modules and dist/ exist.
+# Usage: scripts/ensure-system.sh [--for-tests]
+set -euo pipefail
+cd "$(dirname "$0")/.." || exit 1
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have ip || need+=(iproute2)
+have iptables-restore || need+=(iptables)
+have redis-server || need+=(redis-server)
+have redis-cli || need+=(redis-tools)
+have memcached || need+=(memcached)
+have conntrack || need+=(conntrack)
+have python3 || need+=(python3)
+have pgrep || need+=(procps)
+if [ "${1:-}" = "--for-tests" ]; then
+  have shellcheck || need+=(shellcheck)
+  have packer || need+=(packer)
+  have debootstrap || need+=(debootstrap)
+  have systemd-analyze || need+=(systemd)
+fi
+
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${need[*]} (run as root, or apt-get install them)" >&2
+    exit 1
+  fi
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The distro's redis/memcached services are not ours to run: the lab starts its own.
+for unit in redis-server memcached; do
+  if have systemctl && systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
+done
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npx tsc -p tsconfig.json

@@ -1,0 +1,195 @@
+// The AWS edge: reads every page of DescribeCacheClusters (with node info) and
+// DescribeReplicationGroups through the real SDK client, then hands the
+// answers to toTopology. Either the whole view arrives within the time budget
+// or describe() throws a DiscoveryError: a partial answer would look like
+// nodes disappearing, so none is ever returned.
+
+import {
+  ElastiCacheClient,
+  paginateDescribeCacheClusters,
+  paginateDescribeReplicationGroups,
+  type CacheCluster,
+  type ReplicationGroup,
+} from '@aws-sdk/client-elasticache';
+import type { Topology } from '../model.js';
+import type { TargetFilter } from './glob.js';
+import { toTopology, type DescribeResults } from './topology.js';
+import { DiscoveryError, type CacheSource } from './types.js';
+
+export interface ElastiCacheSourceOptions {
+  region: string;
+  /** Overrides the API URL (config aws.endpoint), e.g. a local fake. */
+  endpoint?: string;
+  /** Budget for one whole describe(), every page of both operations included. */
+  timeoutMs: number;
+  filter: TargetFilter;
+  /** Fixed credentials; by default the SDK's chain (environment, profile, instance role). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** A ready client, used as given (its own timeouts and retries apply per request). */
+  client?: ElastiCacheClient;
+}
+
+// The daemon backs off between passes itself; inside one pass a single retry
+// is enough to ride over a dropped connection or one throttled page.
+const MAX_ATTEMPTS = 2;
+const MAX_CONNECT_MS = 5000;
+
+const THROTTLING = new Set(['Throttling', 'ThrottlingException', 'ThrottledException', 'RequestLimitExceeded', 'TooManyRequestsException', 'RequestThrottled', 'SlowDown']);
+const EXPIRED = new Set(['ExpiredToken', 'ExpiredTokenException', 'RequestExpired']);
+const DENIED = new Set([
+  'AccessDenied',
+  'AccessDeniedException',
+  'UnauthorizedOperation',
+  'UnrecognizedClientException',
+  'InvalidClientTokenId',
+  'SignatureDoesNotMatch',
+  'MissingAuthenticationToken',
+  'AuthFailure',
+  'OptInRequired',
+]);
+const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ECONNABORTED']);
+
+export class ElastiCacheSource implements CacheSource {
+  readonly #client: ElastiCacheClient;
+  readonly #timeoutMs: number;
+  readonly #filter: TargetFilter;
+
+  constructor(options: ElastiCacheSourceOptions) {
+    // The SDK warns once per process that future releases need Node 22; that
+    // says nothing an operator of this daemon can act on.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    this.#timeoutMs = options.timeoutMs;
+    this.#filter = options.filter;
+    const attemptMs = Math.max(100, Math.floor(options.timeoutMs / MAX_ATTEMPTS));
+    this.#client =
+      options.client ??
+      new ElastiCacheClient({
+        region: options.region,
+        ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+        ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+        maxAttempts: MAX_ATTEMPTS,
+        requestHandler: {
+          connectionTimeout: Math.min(attemptMs, MAX_CONNECT_MS),
+          requestTimeout: attemptMs,
+          throwOnRequestTimeout: true,
+        },
+      });
+  }
+
+  async describe(signal?: AbortSignal): Promise<Topology> {
+    const deadline = AbortSignal.timeout(this.#timeoutMs);
+    const abortSignal = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
+    const progress: Progress = { operation: 'DescribeCacheClusters', page: 1, markers: new Set() };
+    let results: DescribeResults;
+    try {
+      // The race makes the budget hold even if the SDK were slow to notice the abort.
+      results = await untilAborted(this.#readAll(abortSignal, progress), abortSignal);
+    } catch (err) {
+      if (signal?.aborted) throw new DiscoveryError(`${where(progress)} was cancelled`, 'Aborted', true, { cause: err });
+      if (deadline.aborted) {
+        throw new DiscoveryError(
+          `${where(progress)} did not complete within ${this.#timeoutMs} ms (discovery.apiTimeout); the ElastiCache API or the way to it is slow or unreachable`,
+          'Timeout',
+          true,
+          { cause: err },
+        );
+      }
+      throw toDiscoveryError(err, progress);
+    }
+    return toTopology(results, this.#filter);
+  }
+
+  /** Closes the client's idle connections. */
+  destroy(): void {
+    this.#client.destroy();
+  }
+
+  async #readAll(abortSignal: AbortSignal, progress: Progress): Promise<DescribeResults> {
+    const cacheClusters: CacheCluster[] = [];
+    const clusterPages = paginateDescribeCacheClusters({ client: this.#client }, { ShowCacheNodeInfo: true }, { abortSignal });
+    for await (const page of clusterPages) {
+      cacheClusters.push(...(page.CacheClusters ?? []));
+      nextPage(progress, page.Marker);
+    }
+
+    progress.operation = 'DescribeReplicationGroups';
+    progress.page = 1;
+    progress.markers.clear();
+    const replicationGroups: ReplicationGroup[] = [];
+    const groupPages = paginateDescribeReplicationGroups({ client: this.#client }, {}, { abortSignal });
+    for await (const page of groupPages) {
+      replicationGroups.push(...(page.ReplicationGroups ?? []));
+      nextPage(progress, page.Marker);
+    }
+    return { cacheClusters, replicationGroups };
+  }
+}
+
+/** Where a describe() is, so an error can say which call and page failed. */
+interface Progress {
+  operation: 'DescribeCacheClusters' | 'DescribeReplicationGroups';
+  /** The page being asked for, from 1. */
+  page: number;
+  /** Markers seen so far in this listing. */
+  markers: Set<string>;
+}
+
+const where = (progress: Progress) => `${progress.operation} (page ${progress.page})`;
+
+// An API that hands back a marker it gave before would page forever or, if
+// paging stopped there, yield a silently partial answer.
+function nextPage(progress: Progress, marker: string | undefined) {
+  if (marker !== undefined) {
+    if (progress.markers.has(marker)) {
+      throw new DiscoveryError(`${where(progress)} returned marker ${JSON.stringify(marker)} a second time`, 'BadResponse', true);
+    }
+    progress.markers.add(marker);
+  }
+  progress.page += 1;
+}
+
+/** Settles like `work`, or rejects with the abort reason as soon as `signal` aborts. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    // Handled either way: work that fails after the abort must not surface as an unhandled rejection.
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Maps whatever the SDK threw to a DiscoveryError that says who must act. */
+function toDiscoveryError(err: unknown, progress: Progress): DiscoveryError {
+  if (err instanceof DiscoveryError) return err;
+  const e = (typeof err === 'object' && err !== null ? err : {}) as {
+    name?: string;
+    code?: string;
+    message?: string;
+    $fault?: string;
+    $metadata?: { httpStatusCode?: number };
+  };
+  const name = e.name ?? 'Error';
+  const status = e.$metadata?.httpStatusCode;
+  const detail = (e.message ?? String(err)).split('\n')[0];
+  const failed = `${where(progress)} failed`;
+  const fail = (code: string, retryable: boolean, advice: string) =>
+    new DiscoveryError(`${failed}: ${code}: ${detail}${advice ? `; ${advice}` : ''}`, code, retryable, { cause: err });
+
+  if (THROTTLING.has(name)) return fail(name, true, 'AWS is rate-limiting this account; the next pass backs off');
+  if (EXPIRED.has(name)) return fail(name, true, 'instance-role credentials are renewed automatically; static keys must be replaced');
+  if (DENIED.has(name)) {
+    return fail(name, false, 'give the instance role elasticache:DescribeCacheClusters and elasticache:DescribeReplicationGroups, and check aws.region');
+  }
+  if (name === 'CredentialsProviderError') {
+    return fail('Credentials', true, 'no AWS credentials found: attach an instance role or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+  }
+  if (name === 'TimeoutError' || e.code === 'ETIMEDOUT') return fail('Timeout', true, 'the API did not answer in time');
+  if (e.code !== undefined && NETWORK.has(e.code)) return fail('Network', true, 'check the route, DNS and security groups to the ElastiCache API (or aws.endpoint)');
+  if (e.$fault === 'server' || (status !== undefined && status >= 500)) return fail(name, true, 'an AWS-side error; the next pass retries');
+  if (e.$fault === 'client') return fail(name, false, '');
+  if (status !== undefined || /deserializ|parse error/i.test(detail ?? '')) {
+    return fail('BadResponse', true, `the answer${status === undefined ? '' : ` (HTTP ${status})`} could not be read`);
+  }
+  return fail('Unexpected', true, '');
+}

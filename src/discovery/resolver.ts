@@ -1,0 +1,79 @@
+// The DNS edge. Names are resolved the way every other program on the host
+// resolves them (getaddrinfo via dns.lookup), so /etc/hosts and the VPC
+// resolver both apply. An answer only counts when it is an address a forward
+// may point at: DNS is as untrusted as the API.
+
+import { lookup as dnsLookup } from 'node:dns/promises';
+import type { Resolution } from '../model.js';
+import { isIpv4, targetAddressProblem } from '../util/ipv4.js';
+import { isHostName } from './topology.js';
+import type { Resolver } from './types.js';
+
+/** One IPv4 lookup; rejects with a Node error (code ENOTFOUND, EAI_AGAIN…) when it fails. */
+export type LookupIpv4 = (name: string) => Promise<string>;
+
+const lookupIpv4: LookupIpv4 = async (name) => (await dnsLookup(name, { family: 4 })).address;
+
+export interface SystemResolverOptions {
+  /** How long one lookup may take before it counts as failed. */
+  timeoutMs: number;
+  /** The lookup itself; dns.lookup unless a test says otherwise. */
+  lookup?: LookupIpv4;
+}
+
+export class SystemResolver implements Resolver {
+  readonly #timeoutMs: number;
+  readonly #lookup: LookupIpv4;
+
+  constructor(options: SystemResolverOptions) {
+    this.#timeoutMs = options.timeoutMs;
+    this.#lookup = options.lookup ?? lookupIpv4;
+  }
+
+  async resolve(name: string): Promise<Resolution> {
+    if (isIpv4(name)) return checked(name, name);
+    if (!isHostName(name)) return { ok: false, error: `${JSON.stringify(name.slice(0, 80))} is not a DNS name` };
+    let address: string;
+    try {
+      // getaddrinfo cannot be cancelled: a lookup past its time keeps a libuv
+      // thread until the system resolver gives up, but nobody waits for it.
+      address = await withTimeout(this.#lookup(name), this.#timeoutMs);
+    } catch (err) {
+      if (err instanceof LookupTimeout) return { ok: false, error: `no answer for ${name} within ${this.#timeoutMs} ms` };
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      return { ok: false, error: `cannot resolve ${name}: ${code}` };
+    }
+    return checked(name, address);
+  }
+}
+
+function checked(name: string, address: string): Resolution {
+  const problem = targetAddressProblem(address);
+  if (problem === undefined) return { ok: true, ip: address };
+  return { ok: false, error: name === address ? problem : `${name} resolves to ${problem}` };
+}
+
+class LookupTimeout extends Error {}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new LookupTimeout()), ms);
+    work.then(resolve, reject).finally(() => clearTimeout(timer));
+  });
+}
+
+/** Resolves every distinct name, at most `concurrency` lookups at a time; the map follows the order of `names`. */
+export async function resolveAll(names: string[], resolver: Resolver, concurrency = 8): Promise<Map<string, Resolution>> {
+  const distinct = [...new Set(names)];
+  const answers = new Array<Resolution>(distinct.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < distinct.length) {
+      const index = next++;
+      const name = distinct[index] as string;
+      answers[index] = await resolver.resolve(name).catch((err: unknown) => ({ ok: false as const, error: `cannot resolve ${name}: ${String(err)}` }));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, distinct.length)) }, worker));
+  return new Map(distinct.map((name, index) => [name, answers[index] as Resolution]));
+}

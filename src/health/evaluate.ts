@@ -1,0 +1,213 @@
+// `cachenat health` verdict: pure. The shell (command.ts) gathers the facts —
+// status snapshot, process liveness, /proc, the kernel's rules when it may read
+// them, probe results — and this turns them into a Nagios-style answer.
+
+import type { StatusSnapshot } from '../daemon/status-snapshot.js';
+
+/** Nagios plugin states; the numbers are the exit codes. */
+export const OK = 0;
+export const WARNING = 1;
+export const CRITICAL = 2;
+export const UNKNOWN = 3;
+export type State = typeof OK | typeof WARNING | typeof CRITICAL | typeof UNKNOWN;
+
+export const STATE_NAMES = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
+
+// Which state wins when checks disagree: a known failure beats not knowing.
+const SEVERITY: Record<State, number> = { [OK]: 0, [WARNING]: 1, [UNKNOWN]: 2, [CRITICAL]: 3 };
+
+/** What the kernel holds, when health may read it (root). */
+export type KernelView =
+  | { readable: true; digest: string; ownedChains: number; missingJumps: string[] }
+  | { readable: false; reason: string };
+
+export interface ProbeResult {
+  key: string;
+  target: string; // ip:port
+  ok: boolean;
+  ms?: number;
+  error?: string;
+}
+
+export interface HealthInput {
+  now: number;
+  snapshotPath: string;
+  /** Undefined when the snapshot could not be read; snapshotError says why. */
+  snapshot?: StatusSnapshot;
+  snapshotError?: string;
+  /** Whether the snapshot's pid is a live process. */
+  daemonAlive: boolean;
+  /** /proc/sys/net/ipv4/ip_forward as read now. */
+  ipForward?: 0 | 1;
+  kernel: KernelView;
+  /** Only with --probe. */
+  probes?: ProbeResult[];
+  /** Things worth saying that are not a check (e.g. the config could not be read). */
+  notes?: string[];
+}
+
+export interface CheckResult {
+  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'probe';
+  state: State;
+  message: string;
+}
+
+export interface HealthReport {
+  state: State;
+  /** The first output line, e.g. `OK - 3 forwards, last sync 12s ago`. */
+  summary: string;
+  checks: CheckResult[];
+  notes: string[];
+  forwards: number;
+  unresolved: number;
+  lastSyncAgeMs?: number;
+}
+
+/** A loop that has not finished a pass in this long is wedged (the unit's watchdog should catch it first). */
+export const stallAfterMs = (dnsIntervalMs: number): number => 3 * dnsIntervalMs + 30_000;
+
+export function evaluateHealth(input: HealthInput): HealthReport {
+  const notes = [...(input.notes ?? [])];
+  const snapshot = input.snapshot;
+  if (!snapshot) {
+    const check: CheckResult = {
+      name: 'daemon',
+      state: CRITICAL,
+      message: `cachenat is not running or has not published its status (${input.snapshotError ?? `no ${input.snapshotPath}`}); see systemctl status cachenat`,
+    };
+    return finish([check, ipForwardCheck(input.ipForward)], notes, { forwards: 0, unresolved: 0 });
+  }
+
+  const checks: CheckResult[] = [daemonCheck(input, snapshot)];
+  const sync = syncCheck(input.now, snapshot);
+  checks.push(sync.check);
+  checks.push(ipForwardCheck(input.ipForward ?? snapshot.ipForward));
+  checks.push(rulesCheck(input.kernel, snapshot, notes));
+  const unresolved = snapshot.forwards.filter((f) => f.state === 'unresolved');
+  checks.push(forwardsCheck(snapshot, unresolved.map((f) => f.key)));
+  if (input.probes) checks.push(probeCheck(input.probes));
+  return finish(checks, notes, { forwards: snapshot.forwards.length, unresolved: unresolved.length, lastSyncAgeMs: sync.ageMs });
+}
+
+function finish(checks: CheckResult[], notes: string[], counts: { forwards: number; unresolved: number; lastSyncAgeMs?: number }): HealthReport {
+  const state = checks.reduce<State>((worst, c) => (SEVERITY[c.state] > SEVERITY[worst] ? c.state : worst), OK);
+  const essentials = `${counts.forwards} forward${counts.forwards === 1 ? '' : 's'}, last sync ${counts.lastSyncAgeMs === undefined ? 'never' : `${formatAge(counts.lastSyncAgeMs)} ago`}`;
+  const problems = checks.filter((c) => c.state !== OK).map((c) => c.message);
+  const perf = `forwards=${counts.forwards} unresolved=${counts.unresolved}${counts.lastSyncAgeMs === undefined ? '' : ` sync_age=${Math.round(counts.lastSyncAgeMs / 1000)}s`}`;
+  const summary = `${STATE_NAMES[state]} - ${[...problems, essentials].join('; ')} | ${perf}`;
+  return { state, summary, checks, notes, ...counts };
+}
+
+function daemonCheck(input: HealthInput, s: StatusSnapshot): CheckResult {
+  if (!input.daemonAlive) {
+    return { name: 'daemon', state: CRITICAL, message: `cachenat is not running (pid ${s.pid} from ${input.snapshotPath} is gone); see systemctl status cachenat` };
+  }
+  const stall = stallAfterMs(s.dnsIntervalMs);
+  const lastPass = s.lastPassAt ? Date.parse(s.lastPassAt) : undefined;
+  const since = input.now - (lastPass ?? Date.parse(s.startedAt));
+  if (since > stall) {
+    const what = lastPass === undefined ? `no pass finished since start ${formatAge(since)} ago` : `last pass ${formatAge(since)} ago`;
+    return { name: 'daemon', state: CRITICAL, message: `loop stalled: ${what} (pid ${s.pid}); the watchdog should restart it, else systemctl restart cachenat` };
+  }
+  if (lastPass === undefined) return { name: 'daemon', state: WARNING, message: `starting: pid ${s.pid} has not finished its first pass` };
+  const degraded = s.degraded ? `, degraded: ${s.degradedReason ?? 'unknown reason'}` : '';
+  const passState = s.lastPassOk ? '' : ', last pass failed';
+  return {
+    name: 'daemon',
+    state: s.degraded || !s.lastPassOk ? WARNING : OK,
+    message: `running (pid ${s.pid}), last pass ${formatAge(Math.max(0, since))} ago${passState}${degraded}`,
+  };
+}
+
+function syncCheck(now: number, s: StatusSnapshot): { check: CheckResult; ageMs?: number } {
+  const warnMs = s.syncWarnIntervals * s.discoveryIntervalMs;
+  const critMs = s.syncCriticalIntervals * s.discoveryIntervalMs;
+  const error = s.lastSyncError ? ` (last error: ${s.lastSyncError})` : '';
+  if (!s.lastSyncAt) {
+    const since = now - Date.parse(s.startedAt);
+    const state = since > critMs ? CRITICAL : since > warnMs ? WARNING : OK;
+    return { check: { name: 'sync', state, message: `no successful ElastiCache API sync since start ${formatAge(since)} ago${error}` } };
+  }
+  const ageMs = Math.max(0, now - Date.parse(s.lastSyncAt));
+  const intervals = ageMs / s.discoveryIntervalMs;
+  const state = ageMs > critMs ? CRITICAL : ageMs > warnMs ? WARNING : OK;
+  const message =
+    state === OK
+      ? `last ElastiCache API sync ${formatAge(ageMs)} ago`
+      : `last ElastiCache API sync ${formatAge(ageMs)} ago (${intervals.toFixed(1)} intervals; ${state === CRITICAL ? 'critical' : 'warning'} past ${state === CRITICAL ? s.syncCriticalIntervals : s.syncWarnIntervals})${error}; forwards stay as last known`;
+  return { check: { name: 'sync', state, message }, ageMs };
+}
+
+function ipForwardCheck(value: 0 | 1 | undefined): CheckResult {
+  if (value === 1) return { name: 'ip_forward', state: OK, message: 'net.ipv4.ip_forward is 1' };
+  if (value === 0) return { name: 'ip_forward', state: CRITICAL, message: 'net.ipv4.ip_forward is 0: forwarded packets are dropped; set ipForward: enable or sysctl -w net.ipv4.ip_forward=1' };
+  return { name: 'ip_forward', state: UNKNOWN, message: 'net.ipv4.ip_forward could not be read' };
+}
+
+function rulesCheck(kernel: KernelView, s: StatusSnapshot, notes: string[]): CheckResult {
+  const kernelError = s.lastKernelError ? `last kernel write failed: ${s.lastKernelError}` : undefined;
+  if (!kernel.readable) {
+    notes.push(`kernel rules not read (${kernel.reason}); the verdict on rules rests on the daemon's snapshot — run as root for a full check`);
+    if (kernelError) return { name: 'rules', state: WARNING, message: kernelError };
+    return { name: 'rules', state: OK, message: 'rules as last applied by the daemon (from its snapshot)' };
+  }
+  if (kernel.missingJumps.length > 0) {
+    return { name: 'rules', state: CRITICAL, message: `jumps into cachenat's chains missing: ${kernel.missingJumps.join(', ')}; the next pass restores them` };
+  }
+  if (s.forwards.some((f) => f.targetIp) && kernel.ownedChains === 0) {
+    return { name: 'rules', state: CRITICAL, message: "cachenat's chains are not installed; the next pass restores them" };
+  }
+  if (s.rulesDigest !== undefined && kernel.digest !== s.rulesDigest) {
+    return { name: 'rules', state: WARNING, message: "cachenat's chains differ from what the daemon last applied (changed by someone else?); the next pass rewrites them" };
+  }
+  if (kernelError) return { name: 'rules', state: WARNING, message: kernelError };
+  return { name: 'rules', state: OK, message: s.rulesDigest === undefined ? 'chains and jumps installed (nothing applied yet to compare with)' : 'chains and jumps installed and match the last applied state' };
+}
+
+function forwardsCheck(s: StatusSnapshot, unresolved: string[]): CheckResult {
+  const draining = s.forwards.filter((f) => f.state === 'draining').length;
+  const counts = `${s.forwards.length} forward${s.forwards.length === 1 ? '' : 's'}${draining ? ` (${draining} draining)` : ''}`;
+  if (unresolved.length > 0) {
+    return { name: 'forwards', state: WARNING, message: `${unresolved.length} of ${counts} unresolved (DNS): ${listSome(unresolved)}` };
+  }
+  return { name: 'forwards', state: OK, message: `${counts}, every target resolved` };
+}
+
+function probeCheck(probes: ProbeResult[]): CheckResult {
+  const failed = probes.filter((p) => !p.ok);
+  if (probes.length === 0) return { name: 'probe', state: OK, message: 'no targets to probe' };
+  if (failed.length === 0) return { name: 'probe', state: OK, message: `TCP connect to all ${probes.length} targets succeeded` };
+  const list = listSome(failed.map((p) => `${p.key} ${p.target}${p.error ? ` (${p.error})` : ''}`));
+  return {
+    name: 'probe',
+    state: failed.length === probes.length ? CRITICAL : WARNING,
+    message: `TCP connect failed to ${failed.length} of ${probes.length} targets: ${list}; check the cache security group allows this host`,
+  };
+}
+
+const listSome = (items: string[], max = 5): string => (items.length <= max ? items.join(', ') : `${items.slice(0, max).join(', ')} and ${items.length - max} more`);
+
+/** 45s, 3m12s, 2h05m, 3d04h. */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h}h${String(m % 60).padStart(2, '0')}m`;
+  return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, '0')}h`;
+}
+
+/** Text output: the summary line, then one line per check and note. */
+export function renderHealthText(report: HealthReport): string {
+  const lines = [report.summary];
+  for (const c of report.checks) lines.push(`[${STATE_NAMES[c.state]}] ${c.name}: ${c.message}`);
+  for (const n of report.notes) lines.push(`note: ${n}`);
+  return lines.join('\n') + '\n';
+}
+
+export function renderHealthJson(report: HealthReport): string {
+  const { state, checks, ...rest } = report;
+  const named = checks.map((c) => ({ ...c, state: STATE_NAMES[c.state] }));
+  return JSON.stringify({ state: STATE_NAMES[state], exitCode: state, ...rest, checks: named }, null, 2) + '\n';
+}

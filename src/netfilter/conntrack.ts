@@ -1,0 +1,32 @@
+// Forgets the conntrack entries of flows DNATed to a target that moved, so
+// their clients get a reset and reconnect to the new address instead of
+// hanging on the old one for days.
+
+import { targetAddressProblem } from '../util/ipv4.js';
+import { kernelError, runCommand, type CommandRunner } from './iptables.js';
+import { portProblem } from './render.js';
+import type { Conntrack } from './types.js';
+
+export class ConntrackTool implements Conntrack {
+  /** False once the conntrack program was found missing: flows are then left to time out (the daemon should warn once). */
+  available = true;
+
+  constructor(private readonly run: CommandRunner = runCommand) {}
+
+  async forgetFlows(listenPort: number, oldIp: string): Promise<number> {
+    const problem = portProblem(listenPort) ?? targetAddressProblem(oldIp);
+    if (problem) throw new Error(`refusing to run conntrack: ${problem}`);
+    if (!this.available) return 0;
+
+    const args = ['-D', '-p', 'tcp', '--orig-port-dst', String(listenPort), '--reply-src', oldIp];
+    const result = await this.run('conntrack', args);
+    if (result.exitCode === 127) {
+      this.available = false;
+      return 0;
+    }
+    // conntrack reports "N flow entries have been deleted" and exits 1 when N is 0.
+    const count = /(\d+) flow entr(?:y|ies) ha(?:ve|s) been deleted/.exec(result.stderr);
+    if (count && (result.exitCode === 0 || result.exitCode === 1)) return Number(count[1]);
+    throw kernelError(['conntrack', ...args].join(' '), result);
+  }
+}

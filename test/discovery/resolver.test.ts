@@ -1,0 +1,87 @@
+import t from 'tap';
+import { resolveAll, SystemResolver, type LookupIpv4 } from '../../src/discovery/resolver.js';
+import type { Resolver } from '../../src/discovery/types.js';
+
+const resolver = (lookup?: LookupIpv4, timeoutMs = 1000) => new SystemResolver({ timeoutMs, ...(lookup ? { lookup } : {}) });
+const refuse: LookupIpv4 = async (name) => {
+  throw new Error(`no lookup expected for ${name}`);
+};
+
+t.test('IPv4 literals resolve to themselves without a lookup', async (t) => {
+  t.same(await resolver(refuse).resolve('10.0.1.23'), { ok: true, ip: '10.0.1.23' });
+  t.same(await resolver(refuse).resolve('198.51.100.7'), { ok: true, ip: '198.51.100.7' });
+});
+
+t.test('literals and answers that must never be targets are refused', async (t) => {
+  for (const literal of ['127.0.0.1', '169.254.169.254', '0.0.0.0', '224.0.0.1', '255.255.255.255']) {
+    const r = await resolver(refuse).resolve(literal);
+    t.equal(r.ok, false, literal);
+    t.match(r, { error: /never forwarded to/ });
+  }
+  // The real system resolver: /etc/hosts maps localhost to loopback.
+  const local = await resolver().resolve('localhost');
+  t.same(local.ok, false);
+  t.match(local, { error: /^localhost resolves to 127\.0\.0\.1 is in 127\.0\.0\.0\/8/ });
+  t.match(await resolver(async () => '169.254.169.254').resolve('imds.example.com'), { ok: false, error: /169\.254\.0\.0\/16/ });
+  t.match(await resolver(async () => 'not-an-ip').resolve('odd.example.com'), { ok: false, error: /not an IPv4 address/ });
+});
+
+t.test('a good answer is passed through', async (t) => {
+  t.same(await resolver(async () => '10.0.3.4').resolve('node.example.com'), { ok: true, ip: '10.0.3.4' });
+});
+
+t.test('a name that does not resolve is ok:false, not a throw', async (t) => {
+  const real = await resolver(undefined, 5000).resolve('no-such-host.invalid');
+  t.equal(real.ok, false);
+  t.match(real, { error: /cannot resolve no-such-host\.invalid: (ENOTFOUND|EAI_AGAIN|ESERVFAIL)/ });
+  const failing = resolver(async () => {
+    throw Object.assign(new Error('getaddrinfo EAI_AGAIN x.example.com'), { code: 'EAI_AGAIN' });
+  });
+  t.same(await failing.resolve('x.example.com'), { ok: false, error: 'cannot resolve x.example.com: EAI_AGAIN' });
+});
+
+t.test('names that are not DNS names are refused without a lookup', async (t) => {
+  for (const name of ['a b.example.com', '-j.example.com', '127.1', '']) {
+    t.match(await resolver(refuse).resolve(name), { ok: false, error: /is not a DNS name/ }, JSON.stringify(name));
+  }
+});
+
+t.test('a lookup that hangs counts as failed after the timeout', async (t) => {
+  const started = performance.now();
+  const r = await resolver(() => new Promise<string>(() => undefined), 150).resolve('slow.example.com');
+  const took = performance.now() - started;
+  t.same(r, { ok: false, error: 'no answer for slow.example.com within 150 ms' });
+  t.ok(took >= 140 && took < 1000, `took ${Math.round(took)} ms`);
+});
+
+t.test('resolveAll: every distinct name once, bounded concurrency, input order', async (t) => {
+  let active = 0;
+  let peak = 0;
+  const calls: string[] = [];
+  const slow: Resolver = {
+    async resolve(name) {
+      calls.push(name);
+      active += 1;
+      peak = Math.max(peak, active);
+      await new Promise((r) => setTimeout(r, 10 + (name.length % 3) * 5));
+      active -= 1;
+      return name.startsWith('bad') ? { ok: false, error: 'nope' } : { ok: true, ip: `10.0.0.${name.length}` };
+    },
+  };
+  const names = Array.from({ length: 20 }, (_, i) => `n${i}.example.com`);
+  const result = await resolveAll([...names, 'n0.example.com', 'bad.example.com'], slow, 3);
+  t.equal(peak, 3);
+  t.equal(calls.length, 21);
+  t.same([...result.keys()], [...names, 'bad.example.com']);
+  t.same(result.get('bad.example.com'), { ok: false, error: 'nope' });
+  t.same((await resolveAll([], slow)).size, 0);
+});
+
+t.test('resolveAll: a resolver that throws is recorded as a failure', async (t) => {
+  const broken: Resolver = {
+    async resolve() {
+      throw new Error('boom');
+    },
+  };
+  t.same(await resolveAll(['a.example.com'], broken), new Map([['a.example.com', { ok: false, error: 'cannot resolve a.example.com: Error: boom' }]]));
+});

@@ -1,0 +1,126 @@
+// The same lab, this time hostile: a Docker-like firewall that must stay
+// untouched, an operator flushing our chains, every API fault the fake can
+// produce, and an API answer full of injection attempts.
+
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { baseTopology, foreignLines, startRig, waitFor } from '../../lab/rig.js';
+
+// What Docker leaves on a host: FORWARD policy DROP, its own chains and a DNAT of its own.
+const DOCKER_LIKE = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+COMMIT
+`;
+
+t.test('foreign rules, operator mistakes, API faults, hostile data', async (t) => {
+  const rig = await startRig();
+  t.teardown(() => rig.down());
+  const { lab } = rig;
+  const rulesFile = join(rig.dir, 'docker-like.rules');
+  writeFileSync(rulesFile, DOCKER_LIKE);
+  const loaded = await lab.exec(lab.ns.nat, 'iptables-restore', [rulesFile]);
+  t.equal(loaded.exitCode, 0, loaded.stderr);
+  const foreignBefore = foreignLines(await rig.save());
+
+  const daemon = await rig.start();
+  const snapshot = async (): Promise<Record<string, unknown>> => JSON.parse((await lab.exec(lab.ns.nat, 'cat', [`${rig.dir}/run/status.json`])).stdout);
+  await waitFor('forwarding through FORWARD policy DROP', async () => (await rig.probe('client', 6379)) === 'redis-11');
+
+  await t.test('Docker-like ruleset: untouched byte for byte, and we still forward', async (t) => {
+    t.equal(foreignLines(await rig.save()), foreignBefore);
+    t.match(await rig.save('filter'), /:FORWARD DROP/);
+    t.equal(await rig.probe('client', 11211), 'memc-21');
+  });
+
+  await t.test('an operator flushing our chains or deleting a jump: restored on the next pass', async (t) => {
+    await rig.iptables(['-t', 'nat', '-F', 'CACHENAT-DNAT']);
+    await rig.iptables(['-t', 'filter', '-D', 'FORWARD', '-m', 'comment', '--comment', 'cachenat', '-j', 'CACHENAT-FORWARD']);
+    await waitFor('forwarding restored', async () => (await rig.probe('client', 6379, 'redis', 500)) === 'redis-11', 5000);
+    t.match(await rig.save('filter'), /-A FORWARD -m comment --comment cachenat -j CACHENAT-FORWARD/);
+    await rig.iptables(['-t', 'nat', '-F']); // everything in nat, Docker's too: ours comes back, theirs is theirs to restore
+    await waitFor('forwarding restored after a whole-table flush', async () => (await rig.probe('client', 6379, 'redis', 500)) === 'redis-11', 5000);
+    const restored = await lab.exec(lab.ns.nat, 'iptables-restore', ['--noflush', rulesFile]);
+    t.equal(restored.exitCode, 0);
+  });
+
+  const faults = ['throttling', 'internal-error', 'unavailable', 'malformed-xml', 'access-denied', 'expired-token', 'hang', 'second-page-fails'];
+  for (const fault of faults) {
+    await t.test(`API fault "${fault}": forwards stay, the error is reported, it converges after`, async (t) => {
+      await rig.setFault(fault);
+      const failed = await waitFor('the failed sync in the status snapshot', async () => (await snapshot()).lastSyncError as string | undefined, 8000);
+      t.match(failed, /\w+: /, `reported as: ${failed}`);
+      t.equal((await rig.status()).forwards.filter((f) => f.state === 'active').length, 8, 'no forward removed or changed');
+      t.equal(await rig.probe('client', 6380), 'redis-12');
+      await rig.setFault('none');
+      await waitFor('sync recovered', async () => (await snapshot()).lastSyncError === undefined, 15_000);
+    });
+  }
+
+  await t.test('an empty but valid answer only starts the grace period', async (t) => {
+    await rig.setFault('empty');
+    await waitFor('forwards draining', async () => (await rig.status()).forwards.every((f) => f.state === 'draining'));
+    t.equal(await rig.probe('client', 6379), 'redis-11', 'still forwarding while draining');
+    await rig.setFault('none');
+    await waitFor('forwards active again', async () => (await rig.status()).forwards.every((f) => f.state === 'active'));
+  });
+
+  await t.test('retries back off instead of hammering a failing API', async (t) => {
+    const before = await rig.apiRequests();
+    await rig.setFault('internal-error');
+    await new Promise((r) => setTimeout(r, 6000));
+    const during = (await rig.apiRequests()) - before;
+    await rig.setFault('none');
+    // 1 s interval with the SDK's own retry: a steady poll would be ~6 calls × attempts; backoff doubles the gap each time.
+    t.ok(during <= 12, `${during} API requests in 6 s of failures`);
+  });
+
+  await t.test('hostile API data never reaches the kernel', async (t) => {
+    const topology = baseTopology();
+    topology.clusters.push(
+      { id: 'evil -j ACCEPT', engine: 'redis', nodes: [{ id: '0001', address: 'x.example', port: 6379 }] },
+      { id: 'evil2', engine: 'redis', nodes: [{ id: '0001', address: '1.2.3.4 -j ACCEPT', port: 6379 }] },
+      { id: 'evil3', engine: 'redis', nodes: [{ id: '0001', address: 'ok.example', port: '6379; iptables -F' }] },
+      { id: 'evil4', engine: 'redis', nodes: [{ id: "00'01\n-A INPUT", address: 'ok.example', port: 6379 }] },
+      { id: 'evil5', engine: 'redis', nodes: [{ id: '0001', address: '169.254.169.254', port: 80 }] },
+      { id: 'évil6', engine: 'redis', nodes: [{ id: '0001', address: 'ünicode.example', port: 6379 }] },
+      { id: 'evil7', engine: 'mongodb', nodes: [{ id: '0001', address: 'ok.example', port: 27017 }] },
+    );
+    await rig.setTopology(topology);
+    await waitFor('two more discovery rounds', async () => {
+      const n = await rig.apiRequests();
+      await new Promise((r) => setTimeout(r, 2500));
+      return (await rig.apiRequests()) > n;
+    });
+    const save = await rig.save();
+    t.equal(foreignLines(save).replace(/^:DOCKER.*$/gm, ''), foreignBefore.replace(/^:DOCKER.*$/gm, ''), 'nothing outside our chains changed');
+    t.notMatch(save, /evil|169\.254|ACCEPT -j|iptables -F/);
+    t.equal((await rig.status()).forwards.length, 8, 'only the legitimate targets are forwarded');
+    t.ok(daemon.process.running, 'the daemon did not crash');
+    await rig.setTopology(baseTopology());
+  });
+});

@@ -1,0 +1,158 @@
+import t from 'tap';
+import type { StatusSnapshot } from '../../src/daemon/status-snapshot.js';
+import type { Forward } from '../../src/model.js';
+import { CRITICAL, evaluateHealth, formatAge, OK, renderHealthJson, renderHealthText, UNKNOWN, WARNING, type HealthInput } from '../../src/health/evaluate.js';
+
+const NOW = Date.parse('2025-01-01T12:00:00Z');
+const ago = (ms: number) => new Date(NOW - ms).toISOString();
+
+const forward = (n: number, extra: Partial<Forward> = {}): Forward => ({
+  key: `node/c1/000${n}`,
+  kind: 'node',
+  engine: 'redis',
+  cacheClusterId: 'c1',
+  cacheNodeId: `000${n}`,
+  address: `c1-000${n}.cache.example`,
+  targetIp: `10.0.0.${n}`,
+  targetPort: 6379,
+  listenPort: 6378 + n,
+  state: 'active',
+  ...extra,
+});
+
+const snapshot = (extra: Partial<StatusSnapshot> = {}): StatusSnapshot => ({
+  version: 1,
+  pid: 4242,
+  startedAt: ago(3_600_000),
+  lastPassAt: ago(2_000),
+  passes: 700,
+  lastPassOk: true,
+  lastSyncAt: ago(12_000),
+  discoveryIntervalMs: 30_000,
+  dnsIntervalMs: 5_000,
+  syncWarnIntervals: 3,
+  syncCriticalIntervals: 10,
+  degraded: false,
+  ipForward: 1,
+  rulesDigest: 'abc',
+  forwards: [forward(1), forward(2), forward(3)],
+  ...extra,
+});
+
+const input = (extra: Partial<HealthInput> = {}): HealthInput => ({
+  now: NOW,
+  snapshotPath: '/run/cachenat/status.json',
+  snapshot: snapshot(),
+  daemonAlive: true,
+  ipForward: 1,
+  kernel: { readable: true, digest: 'abc', ownedChains: 5, missingJumps: [] },
+  ...extra,
+});
+
+const stateOf = (name: string, i: HealthInput) => evaluateHealth(i).checks.find((c) => c.name === name)?.state;
+
+t.test('all well: OK with forwards and sync age on the first line', async (t) => {
+  const report = evaluateHealth(input());
+  t.equal(report.state, OK);
+  t.equal(report.summary, 'OK - 3 forwards, last sync 12s ago | forwards=3 unresolved=0 sync_age=12s');
+  t.same(report.checks.map((c) => c.state), [OK, OK, OK, OK, OK]);
+  const text = renderHealthText(report);
+  t.match(text, /^OK - 3 forwards/);
+  t.match(text, /\n\[OK\] rules: chains and jumps installed and match the last applied state\n/);
+  const json = JSON.parse(renderHealthJson(report)) as { state: string; exitCode: number; forwards: number; checks: { state: string }[] };
+  t.equal(json.state, 'OK');
+  t.equal(json.exitCode, 0);
+  t.equal(json.forwards, 3);
+  t.equal(json.checks[0]!.state, 'OK');
+});
+
+t.test('no snapshot: CRITICAL, not running', async (t) => {
+  const report = evaluateHealth(input({ snapshot: undefined, snapshotError: 'no status file at /run/cachenat/status.json' }));
+  t.equal(report.state, CRITICAL);
+  t.match(report.summary, /^CRITICAL - cachenat is not running or has not published its status \(no status file/);
+  t.match(report.summary, /0 forwards, last sync never/);
+});
+
+t.test('daemon liveness', async (t) => {
+  t.equal(stateOf('daemon', input({ daemonAlive: false })), CRITICAL);
+  t.match(evaluateHealth(input({ daemonAlive: false })).summary, /pid 4242 .* is gone/);
+  // stall threshold: 3 x dns interval + 30 s = 45 s
+  t.equal(stateOf('daemon', input({ snapshot: snapshot({ lastPassAt: ago(44_000) }) })), OK);
+  const stalled = evaluateHealth(input({ snapshot: snapshot({ lastPassAt: ago(46_000) }) }));
+  t.equal(stalled.state, CRITICAL);
+  t.match(stalled.summary, /loop stalled: last pass 46s ago/);
+  t.equal(stateOf('daemon', input({ snapshot: snapshot({ startedAt: ago(5_000), lastPassAt: undefined }) })), WARNING, 'starting');
+  t.equal(stateOf('daemon', input({ snapshot: snapshot({ startedAt: ago(60_000), lastPassAt: undefined }) })), CRITICAL, 'never finished a pass');
+  t.equal(stateOf('daemon', input({ snapshot: snapshot({ degraded: true, degradedReason: 'API unreachable' }) })), WARNING);
+  t.equal(stateOf('daemon', input({ snapshot: snapshot({ lastPassOk: false }) })), WARNING);
+});
+
+t.test('sync age against 3 and 10 intervals', async (t) => {
+  t.equal(stateOf('sync', input({ snapshot: snapshot({ lastSyncAt: ago(90_000) }) })), OK);
+  const warn = evaluateHealth(input({ snapshot: snapshot({ lastSyncAt: ago(91_000), lastSyncError: 'connect ECONNREFUSED 127.0.0.1:4566' }) }));
+  t.equal(warn.state, WARNING);
+  t.match(warn.summary, /^WARNING - last ElastiCache API sync 1m31s ago \(3\.0 intervals; warning past 3\) \(last error: connect ECONNREFUSED/);
+  t.match(warn.summary, /3 forwards, last sync 1m31s ago/);
+  const crit = evaluateHealth(input({ snapshot: snapshot({ lastSyncAt: ago(301_000) }) }));
+  t.equal(crit.state, CRITICAL);
+  t.match(crit.summary, /critical past 10/);
+  t.equal(stateOf('sync', input({ snapshot: snapshot({ lastSyncAt: ago(91_000), syncWarnIntervals: 5 }) })), OK, 'configurable');
+  t.equal(stateOf('sync', input({ snapshot: snapshot({ startedAt: ago(10_000), lastSyncAt: undefined }) })), OK, 'just started');
+  t.equal(stateOf('sync', input({ snapshot: snapshot({ startedAt: ago(100_000), lastSyncAt: undefined }) })), WARNING);
+  t.equal(stateOf('sync', input({ snapshot: snapshot({ startedAt: ago(400_000), lastSyncAt: undefined }) })), CRITICAL);
+});
+
+t.test('ip_forward', async (t) => {
+  t.equal(stateOf('ip_forward', input({ ipForward: 0 })), CRITICAL);
+  t.equal(stateOf('ip_forward', input({ ipForward: undefined })), OK, 'falls back to the snapshot');
+  t.equal(stateOf('ip_forward', input({ ipForward: undefined, snapshot: snapshot({ ipForward: undefined }) })), UNKNOWN);
+  t.equal(evaluateHealth(input({ ipForward: undefined, snapshot: snapshot({ ipForward: undefined }) })).state, UNKNOWN);
+});
+
+t.test('rules against the kernel', async (t) => {
+  t.equal(stateOf('rules', input({ kernel: { readable: true, digest: 'other', ownedChains: 5, missingJumps: [] } })), WARNING);
+  const jumps = evaluateHealth(input({ kernel: { readable: true, digest: 'abc', ownedChains: 5, missingJumps: ['PREROUTING -> CACHENAT-PREROUTING'] } }));
+  t.equal(jumps.state, CRITICAL);
+  t.match(jumps.summary, /PREROUTING -> CACHENAT-PREROUTING/);
+  t.equal(stateOf('rules', input({ kernel: { readable: true, digest: 'x', ownedChains: 0, missingJumps: [] } })), CRITICAL);
+  t.equal(stateOf('rules', input({ snapshot: snapshot({ rulesDigest: undefined }) })), OK);
+  t.equal(stateOf('rules', input({ snapshot: snapshot({ lastKernelError: 'iptables-restore failed' }) })), WARNING);
+});
+
+t.test('unprivileged: no kernel read, said in the notes, verdict from the snapshot', async (t) => {
+  const report = evaluateHealth(input({ kernel: { readable: false, reason: 'not root' } }));
+  t.equal(report.state, OK);
+  t.match(report.notes[0], /kernel rules not read \(not root\)/);
+  t.match(renderHealthText(report), /\nnote: kernel rules not read/);
+  t.equal(stateOf('rules', input({ kernel: { readable: false, reason: 'not root' }, snapshot: snapshot({ lastKernelError: 'boom' }) })), WARNING);
+});
+
+t.test('unresolved targets warn', async (t) => {
+  const s = snapshot({ forwards: [forward(1), forward(2, { state: 'unresolved', targetIp: undefined }), forward(3, { state: 'draining' })] });
+  const report = evaluateHealth(input({ snapshot: s }));
+  t.equal(report.state, WARNING);
+  t.match(report.summary, /1 of 3 forwards \(1 draining\) unresolved \(DNS\): node\/c1\/0002/);
+  t.equal(report.unresolved, 1);
+  const many = snapshot({ forwards: Array.from({ length: 8 }, (_, i) => forward(i, { state: 'unresolved' })) });
+  t.match(evaluateHealth(input({ snapshot: many })).summary, /and 3 more/);
+  t.match(evaluateHealth(input({ snapshot: snapshot({ forwards: [forward(1)] }) })).summary, /1 forward, /);
+});
+
+t.test('probe results', async (t) => {
+  const ok = { key: 'k', target: '10.0.0.1:6379', ok: true, ms: 1 };
+  const bad = { key: 'k2', target: '10.0.0.2:6379', ok: false, error: 'ECONNREFUSED' };
+  t.equal(stateOf('probe', input({ probes: [ok, ok] })), OK);
+  t.equal(stateOf('probe', input({ probes: [ok, bad] })), WARNING);
+  t.equal(stateOf('probe', input({ probes: [bad] })), CRITICAL);
+  t.equal(stateOf('probe', input({ probes: [] })), OK);
+  t.equal(stateOf('probe', input()), undefined, 'only with --probe');
+  t.match(evaluateHealth(input({ probes: [bad] })).summary, /k2 10\.0\.0\.2:6379 \(ECONNREFUSED\)/);
+});
+
+t.test('formatAge', async (t) => {
+  t.equal(formatAge(0), '0s');
+  t.equal(formatAge(59_400), '59s');
+  t.equal(formatAge(192_000), '3m12s');
+  t.equal(formatAge(2 * 3_600_000 + 5 * 60_000), '2h05m');
+  t.equal(formatAge(76 * 3_600_000), '3d04h');
+});

@@ -1,0 +1,49 @@
+import t from 'tap';
+import { ConntrackTool } from '../../src/netfilter/conntrack.js';
+import { KernelError, runCommand, type CommandRunner } from '../../src/netfilter/iptables.js';
+
+const answering = (exitCode: number, stderr: string, calls: string[][] = []): CommandRunner =>
+  async (file, args) => {
+    calls.push([file, ...args]);
+    return { stdout: '', stderr, exitCode };
+  };
+
+t.test('deletes the flows of a listen port to the old target and counts them', async (t) => {
+  const calls: string[][] = [];
+  const tool = new ConntrackTool(answering(0, 'conntrack v1.4.7 (conntrack-tools): 3 flow entries have been deleted.\n', calls));
+  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 3);
+  t.same(calls, [['conntrack', '-D', '-p', 'tcp', '--orig-port-dst', '6380', '--reply-src', '10.0.1.231']]);
+});
+
+t.test('"0 flow entries" with exit 1 is success', async (t) => {
+  const tool = new ConntrackTool(answering(1, 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n'));
+  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 0);
+});
+
+t.test('a real failure throws a KernelError', async (t) => {
+  const tool = new ConntrackTool(answering(1, 'conntrack v1.4.7 (conntrack-tools): Operation failed: Operation not permitted\n'));
+  await t.rejects(tool.forgetFlows(6380, '10.0.1.231'), KernelError);
+  t.equal(tool.available, true);
+});
+
+t.test('a missing binary is 0 flows and marks the tool unavailable', async (t) => {
+  const calls: string[][] = [];
+  const missing: CommandRunner = (file, args, options) => {
+    calls.push([file]);
+    return runCommand(`cachenat-no-such-${file}`, args, options);
+  };
+  const tool = new ConntrackTool(missing);
+  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 0);
+  t.equal(tool.available, false);
+  t.equal(await tool.forgetFlows(6381, '10.0.1.231'), 0);
+  t.equal(calls.length, 1, 'not tried again');
+});
+
+t.test('refuses invalid arguments before running anything', async (t) => {
+  const calls: string[][] = [];
+  const tool = new ConntrackTool(answering(0, '', calls));
+  await t.rejects(tool.forgetFlows(0, '10.0.1.231'), /port 0/);
+  await t.rejects(tool.forgetFlows(6380, '10.0.1.231 --orig-src 1.2.3.4'), /not an IPv4 address/);
+  await t.rejects(tool.forgetFlows(6380, '127.0.0.1'), /never forwarded to/);
+  t.equal(calls.length, 0);
+});

@@ -151,12 +151,13 @@ export class Lab {
   /** Builds the namespaces and starts the servers. Installs nothing: missing programs are reported. */
   async up(): Promise<void> {
     checkPrerequisites();
+    // Creating the temp dir claims the prefix: should another lab hold it, fail before touching anything of its.
+    mkdirSync(this.tmpDir);
+    // lab-sweep.sh leaves a lab alone while this process is alive.
+    writeFileSync(join(this.tmpDir, 'owner.pid'), `${process.pid}\n`);
     // Registered before the first namespace exists, so a crash from here on leaves nothing behind.
     liveLabs.add(this);
     installExitHandlers();
-    mkdirSync(this.tmpDir, { recursive: true });
-    // lab-sweep.sh leaves a lab alone while this process is alive.
-    writeFileSync(join(this.tmpDir, 'owner.pid'), `${process.pid}\n`);
 
     await ipBatch(undefined, Object.values(this.ns).map((ns) => `netns add ${ns}`));
     await ipBatch(this.ns.switch, this.#switchCommands());
@@ -254,8 +255,8 @@ export class Lab {
       [compiledLabFile('fake-elasticache.js'), '--listen', listen, '--topology', topologyFile],
       { label: 'fake-elasticache' },
     );
-    const line = await fake.waitForLine(/fake-elasticache listening on (http:\/\/\S+)/, 15_000);
-    const url = /(http:\/\/\S+)/.exec(line)?.[1] as string;
+    const listening = /fake-elasticache listening on (http:\/\/\S+)/;
+    const url = listening.exec(await fake.waitForLine(listening, 15_000))?.[1] as string;
     this.fakeApi = { url, process: fake, topologyFile };
     return url;
   }
@@ -350,6 +351,7 @@ export class Lab {
   }
 
   async #tearDown(): Promise<void> {
+    if (!liveLabs.has(this)) return; // never came up, or already torn down synchronously
     const problems: string[] = [];
     await Promise.all([...this.#processes].map((child) => child.stop(1_500)));
     await Promise.all(
@@ -366,6 +368,7 @@ export class Lab {
 
   /** The same, without waiting for anything: for process exit and fatal signals. */
   tearDownSync(): void {
+    if (!liveLabs.has(this)) return;
     for (const child of this.#processes) child.kill('SIGKILL');
     for (const ns of Object.values(this.ns)) {
       for (const pid of namespacePidsSync(ns)) signalPid(pid, 'SIGKILL');
@@ -413,14 +416,19 @@ function onPath(program: string): boolean {
   return dirs.some((dir) => dir !== '' && existsSync(join(dir, program)));
 }
 
+/** Why the lab cannot run here (not root, programs missing), or undefined when it can. */
+export function prerequisiteProblem(uid: number | undefined, installed: (program: string) => boolean): string | undefined {
+  if (uid !== 0) return 'the lab creates network namespaces and must run as root';
+  const missing = TOOLS.filter(([program]) => !installed(program));
+  if (missing.length === 0) return undefined;
+  const programs = missing.map(([program]) => program).join(', ');
+  const packages = [...new Set(missing.map(([, pkg]) => pkg))].join(' ');
+  return `the lab needs ${programs}, not installed here: apt-get install -y ${packages}`;
+}
+
 function checkPrerequisites(): void {
-  if (process.getuid?.() !== 0) throw new Error('the lab creates network namespaces and must run as root');
-  const missing = TOOLS.filter(([program]) => !onPath(program));
-  if (missing.length > 0) {
-    const programs = missing.map(([program]) => program).join(', ');
-    const packages = [...new Set(missing.map(([, pkg]) => pkg))].join(' ');
-    throw new Error(`the lab needs ${programs}, which is not installed: apt-get install -y ${packages}`);
-  }
+  const problem = prerequisiteProblem(process.getuid?.(), onPath);
+  if (problem !== undefined) throw new Error(problem);
 }
 
 /**

@@ -51,6 +51,7 @@ export class Reconciler {
   private topology: Topology | undefined;
   lastSyncAt: number | undefined;
   lastSyncError: DiscoveryError | undefined;
+  private warnedNoConntrack = false;
 
   constructor(
     private config: Config,
@@ -131,6 +132,13 @@ export class Reconciler {
         return 0;
       });
       if (forgotten > 0) logger.info({ listenPort: moved.listenPort, oldIp: moved.oldIp, flows: forgotten }, 'forgot flows to the old address');
+    }
+    if (plan.movedFlows.length > 0 && !this.edges.conntrack.available && !this.warnedNoConntrack) {
+      this.warnedNoConntrack = true;
+      logger.warn('the conntrack tool is missing: clients connected to a moved target keep their old flow until it times out. Install conntrack (conntrack-tools on Amazon Linux)');
+    }
+    for (const chain of plan.changes.leftoversKept) {
+      logger.warn({ chain }, `left the old chain ${chain} in place because a rule cachenat does not own still jumps to it; remove that jump and cachenat deletes the chain`);
     }
     if (this.edges.persistRules) {
       await this.edges.persistRules().catch((err: Error) =>

@@ -87,6 +87,9 @@ function planTable(
     if (bad !== undefined) throw new Error(`refusing to write ${JSON.stringify(bad)} into chain ${chain}`);
   }
 
+  // A jump is only wanted into a chain that stays; any other goes with its chain.
+  const jumps = wanted.filter(({ to }) => to in desired);
+
   // Rules cachenat does not own that jump into a CACHENAT-* chain pin it.
   const pinned = new Set<string>();
   const seenJumps = new Set<string>();
@@ -96,7 +99,7 @@ function planTable(
       const target = targetOf(rule);
       if (target === undefined || !isOurs(target)) continue;
       const jump = JUMP_LINE.exec(rule);
-      const isWanted = jump !== null && wanted.some((j) => j.from === chain && j.to === jump[2]);
+      const isWanted = jump !== null && jumps.some((j) => j.from === chain && j.to === jump[2]);
       if (isBuiltIn(policy) && isWanted && !seenJumps.has(rule)) {
         seenJumps.add(rule);
       } else if (isBuiltIn(policy) && (jump !== null || removeAllJumps)) {
@@ -107,8 +110,7 @@ function planTable(
     }
   }
 
-  for (const { from, to } of wanted) {
-    if (!(to in desired)) continue;
+  for (const { from, to } of jumps) {
     if (!seenJumps.has(`-A ${from} ${jumpSpec(to)}`)) {
       plan.insert.push(`-I ${from} 1 ${jumpSpec(to)}`);
       plan.jumpsAdded.push(`${from} -> ${to}`);

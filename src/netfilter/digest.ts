@@ -2,8 +2,7 @@
 // without either side holding the other's full text.
 
 import { createHash } from 'node:crypto';
-import type { InstalledRules } from './diff.js';
-import { jumpSpec } from './diff.js';
+import { jumpSpec, type InstalledRules } from './diff.js';
 import type { DesiredRules } from './render.js';
 import { JUMPS, OWNED_CHAINS, type Table } from './types.js';
 

@@ -16,6 +16,8 @@ export interface Netfilter {
 export interface Conntrack {
   /** Entries of TCP flows that came in on listenPort and were DNATed to oldIp. Returns how many were deleted. */
   forgetFlows(listenPort: number, oldIp: string): Promise<number>;
+  /** False once the conntrack tool turned out to be missing. */
+  readonly available: boolean;
 }
 
 /** Names of everything cachenat owns in the kernel. */

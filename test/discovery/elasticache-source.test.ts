@@ -190,19 +190,58 @@ t.test('nothing listening: Network, retryable', async (t) => {
   t.match(err.message, /ECONNREFUSED/);
 });
 
-t.test('a marker handed back twice is a bad response, not an endless loop or a partial answer', async (t) => {
-  const body =
-    '<DescribeCacheClustersResponse xmlns="http://elasticache.amazonaws.com/doc/2015-02-02/"><DescribeCacheClustersResult>' +
-    '<Marker>again</Marker><CacheClusters></CacheClusters></DescribeCacheClustersResult></DescribeCacheClustersResponse>';
-  const looping = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/xml' }).end(body));
-  await new Promise<void>((r) => looping.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise((r) => looping.close(r)));
-  const port = (looping.address() as AddressInfo).port;
+/** A source pointed at a server that always answers `status` with `body`. */
+async function sourceAnswering(t: Test, status: number, body: string) {
+  const server = createServer((_req, res) => res.writeHead(status, { 'content-type': 'text/xml' }).end(body));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
   const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, timeoutMs: 2000, filter: all, credentials });
-  t.teardown(() => source.destroy());
+  t.teardown(async () => {
+    source.destroy();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  return source;
+}
+
+t.test('a marker handed back twice is a bad response, not an endless loop or a partial answer', async (t) => {
+  const source = await sourceAnswering(
+    t,
+    200,
+    '<DescribeCacheClustersResponse xmlns="http://elasticache.amazonaws.com/doc/2015-02-02/"><DescribeCacheClustersResult>' +
+      '<Marker>again</Marker><CacheClusters></CacheClusters></DescribeCacheClustersResult></DescribeCacheClustersResponse>',
+  );
   const { err } = await describeError(source);
   t.equal(err.code, 'BadResponse');
   t.match(err.message, /^DescribeCacheClusters \(page 2\) returned marker "again" a second time/);
+});
+
+t.test('other answers: client errors are not retryable, a proxy page is a server error', async (t) => {
+  const invalid = await sourceAnswering(t, 400, '<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>bad</Message></Error><RequestId>r</RequestId></ErrorResponse>');
+  t.match(await describeError(invalid), { err: { code: 'InvalidParameterValue', retryable: false, message: /failed: InvalidParameterValue: bad$/ } });
+  const proxy = await sourceAnswering(t, 502, '<html><body>Bad Gateway</body></html>');
+  t.match(await describeError(proxy), { err: { retryable: true, message: /^DescribeCacheClusters \(page 1\) failed: / } });
+});
+
+t.test('no credentials anywhere: Credentials, with what to do', async (t) => {
+  const saved = { ...process.env };
+  t.teardown(() => {
+    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+    Object.assign(process.env, saved);
+  });
+  for (const key of Object.keys(process.env)) if (key.startsWith('AWS_') && key !== 'AWS_EC2_METADATA_DISABLED') delete process.env[key];
+  process.env.AWS_SHARED_CREDENTIALS_FILE = '/nonexistent/credentials';
+  process.env.AWS_CONFIG_FILE = '/nonexistent/config';
+  const fake = await startFakeElastiCache({ topology: bigTopology });
+  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: fake.url, timeoutMs: 2000, filter: all });
+  t.teardown(async () => {
+    source.destroy();
+    await fake.close();
+  });
+  const { err } = await describeError(source);
+  t.equal(err.code, 'Credentials');
+  t.match(err.message, /attach an instance role or set AWS_ACCESS_KEY_ID/);
+  t.equal(fake.requests().length, 0, 'nothing was sent');
 });
 
 t.test('a ready client is used as given', async (t) => {

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { execa } from 'execa';
-import { compiledLabFile, Lab, LAB_PREFIX } from '../../lab/lab.js';
+import { compiledLabFile, Lab, LAB_PREFIX, prerequisiteProblem } from '../../lab/lab.js';
 import { isAlive } from '../../lab/netns.js';
 import { probe } from '../../lab/probe.js';
 
@@ -222,4 +222,14 @@ t.test('probe() reports what a server answered', async (t) => {
   const usage = await execa(process.execPath, [compiledLabFile('probe.js'), '127.0.0.1', '70000', 'redis'], { reject: false });
   t.equal(usage.exitCode, 2);
   t.match(usage.stderr, /PORT must be 1-65535/);
+});
+
+t.test('up() installs nothing: it says what to apt-get install', async (t) => {
+  t.equal(prerequisiteProblem(0, () => true), undefined);
+  t.match(prerequisiteProblem(1000, () => true), /must run as root/);
+  t.equal(
+    prerequisiteProblem(0, (program) => program === 'ip' || program === 'sysctl'),
+    'the lab needs redis-server, memcached, not installed here: apt-get install -y redis-server memcached',
+  );
+  t.match(prerequisiteProblem(0, (program) => program !== 'ip'), /apt-get install -y iproute2$/);
 });

@@ -247,3 +247,12 @@ t.test('renderFlush keeps chains a foreign chain still jumps to', async (t) => {
   t.same([...after.nat.chains.keys()].filter((c) => c.startsWith('CACHENAT-')), ['CACHENAT-DNAT']);
   t.same(after.nat.chains.get('PREROUTING')!.rules, ['-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER']);
 });
+
+t.test('a jump into an owned chain that is no longer desired goes with the chain', async (t) => {
+  const installed = converge(desired([fwd(1)]), installedFrom(''));
+  const natOnly = { nat: desired([fwd(1)]).nat, filter: {} };
+  const changes = diffRules(natOnly, installed);
+  t.same(changes.chainsDeleted, ['CACHENAT-FORWARD']);
+  t.equal(changes.restore, '*filter\n:CACHENAT-FORWARD - [0:0]\n-D FORWARD -m comment --comment cachenat -j CACHENAT-FORWARD\n-X CACHENAT-FORWARD\nCOMMIT\n');
+  converge(natOnly, installed);
+});

@@ -1,0 +1,101 @@
+// Small helpers shared by the benchmark sections: statistics, timing, a
+// throwaway network namespace, and progress lines on stderr (stdout carries
+// only the final table).
+
+import { spawnSync } from 'node:child_process';
+import { execa } from 'execa';
+import { existsSync, rmSync } from 'node:fs';
+import { configSchema, type Config } from '../src/config/schema.js';
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** Nearest-rank percentile (p from 0 to 100) of an already sorted list. */
+export function percentileSorted(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] as number;
+}
+
+/** Rounds for the JSON: figures keep three significant decimals at most. */
+export const round = (value: number, digits = 2): number => (Number.isFinite(value) ? Number(value.toFixed(digits)) : value);
+
+export async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const started = performance.now();
+  const value = await work();
+  return { ms: performance.now() - started, value };
+}
+
+const benchStarted = Date.now();
+
+/** A progress line on stderr, with the time since the run began. */
+export function say(text: string): void {
+  process.stderr.write(`[${((Date.now() - benchStarted) / 1000).toFixed(1).padStart(6)}s] ${text}\n`);
+}
+
+/** Runs a program and throws with its stderr when it fails. */
+export async function must(file: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  const result = await execa(file, args, {
+    reject: false,
+    timeout: options.timeoutMs ?? 60_000,
+    ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
+    env: { LC_ALL: 'C' },
+  });
+  if (result.exitCode !== 0) throw new Error(`${[file, ...args].join(' ')} exited ${result.exitCode ?? result.signal}: ${String(result.stderr).trim() || '(no output)'}`);
+  return String(result.stdout);
+}
+
+/**
+ * Network namespaces the benchmark makes for itself (`cnb-<pid>-<n>`). They
+ * are deleted by `dispose`, and by an exit handler if the run dies first.
+ */
+const liveNamespaces = new Set<string>();
+let namespaceCount = 0;
+
+export async function makeNamespace(): Promise<string> {
+  const ns = `cnb-${process.pid}-${++namespaceCount}`;
+  liveNamespaces.add(ns);
+  installExitCleanup();
+  await must('ip', ['netns', 'add', ns]);
+  await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  return ns;
+}
+
+export async function dropNamespace(ns: string): Promise<void> {
+  await execa('ip', ['netns', 'delete', ns], { reject: false });
+  rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+  liveNamespaces.delete(ns);
+}
+
+let cleanupInstalled = false;
+function installExitCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  process.on('exit', () => {
+    for (const ns of liveNamespaces) {
+      try {
+        // 'exit' handlers cannot wait: the synchronous spawn is the only kind that finishes.
+        spawnSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
+        if (existsSync(`/etc/netns/${ns}`)) rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+      } catch {
+        // exiting anyway
+      }
+    }
+  });
+}
+
+
+/** A full config, as the daemon would load it, from the few keys a benchmark sets. */
+export function benchConfig(overrides: Record<string, unknown> = {}): Config {
+  return configSchema.parse({
+    aws: { region: 'us-east-1' },
+    forward: { inboundInterface: 'ext0', allowedSources: ['198.18.0.10/32'] },
+    ...overrides,
+  });
+}

@@ -1,0 +1,253 @@
+// Properties of the pure core, each checked on HARDENING_RUNS (default 10,000)
+// generated cases: ports unique and in range, sticky across any sequence of
+// adds, removals and returns, a pass applied twice changes nothing the second
+// time, and a pass without a complete API answer never removes a forward.
+
+import t from 'tap';
+import fc from 'fast-check';
+import { validateConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { portFamilyOf, type DiscoveredTarget, type Engine, type Resolution, type Topology } from '../../src/model.js';
+import { parseSaveAll } from '../../src/netfilter/parse-save.js';
+import { planForwards, type ForwardPolicy } from '../../src/planner/plan-forwards.js';
+import { planPass } from '../../src/planner/plan.js';
+import { allocatePorts } from '../../src/ports/allocate.js';
+import { emptyPortState, type PortState } from '../../src/ports/port-state.js';
+import { applyRestore, emptyKernel } from './kernel-sim.js';
+
+const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);
+const SEED = process.env.HARDENING_SEED === undefined ? undefined : Number(process.env.HARDENING_SEED);
+const params = { numRuns: RUNS, ...(SEED === undefined ? {} : { seed: SEED }) };
+
+// A fixed universe of targets; each case draws which of them the API lists at each step.
+const CLUSTERS: [string, Engine][] = [['alpha', 'redis'], ['bravo', 'redis'], ['carol', 'valkey'], ['delta', 'memcached'], ['echo', 'memcached']];
+const UNIVERSE: DiscoveredTarget[] = [
+  ...CLUSTERS.flatMap(([cluster, engine]) =>
+    ['0001', '0002', '0003'].map((node): DiscoveredTarget => ({
+      key: `node/${cluster}/${node}`, kind: 'node', engine, cacheClusterId: cluster, cacheNodeId: node,
+      address: `${cluster}-${node}.cache.example`, targetPort: engine === 'memcached' ? 11211 : 6379,
+    })),
+  ),
+  ...['g1', 'g2'].flatMap((group) =>
+    (['primary', 'reader'] as const).map((kind): DiscoveredTarget => ({
+      key: `${kind}/${group}`, kind, engine: 'redis', replicationGroupId: group, address: `${kind}.${group}.cache.example`, targetPort: 6379,
+    })),
+  ),
+];
+const ENGINE_OF = new Map(UNIVERSE.map((u) => [u.key, u.engine]));
+
+const ip = fc.tuple(fc.integer({ min: 10, max: 11 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 4 })).map(([a, b, c]) => `${a}.0.${b}.${c}`);
+const resolution: fc.Arbitrary<Resolution> = fc.oneof(
+  { weight: 4, arbitrary: ip.map((v) => ({ ok: true as const, ip: v })) },
+  { weight: 1, arbitrary: fc.constantFrom('ENOTFOUND', 'EAI_AGAIN', 'timeout').map((e) => ({ ok: false as const, error: e })) },
+);
+
+interface Step {
+  /** Indexes into UNIVERSE that the API lists, or null: no complete answer this pass. */
+  listed: number[] | null;
+  dtMs: number;
+  dns: Resolution[];
+}
+
+const step: fc.Arbitrary<Step> = fc.record({
+  listed: fc.option(fc.subarray(UNIVERSE.map((_, i) => i)), { nil: null, freq: 4 }),
+  dtMs: fc.integer({ min: 0, max: 40_000 }),
+  dns: fc.array(resolution, { minLength: UNIVERSE.length, maxLength: UNIVERSE.length }),
+});
+
+const policyArb: fc.Arbitrary<ForwardPolicy> = fc
+  .record({
+    // Sometimes right at the top of the port space, so exhaustion is exercised too.
+    redis: fc.oneof(fc.constant(6379), fc.integer({ min: 65522, max: 65535 }), fc.integer({ min: 1, max: 65535 })),
+    memcached: fc.oneof(fc.constant(11211), fc.integer({ min: 65522, max: 65535 }), fc.integer({ min: 1, max: 65535 })),
+    removalGraceMs: fc.integer({ min: 0, max: 60_000 }),
+    reuseAfterMs: fc.integer({ min: 0, max: 200_000 }),
+    staleAddressMs: fc.integer({ min: 0, max: 60_000 }),
+  })
+  .map(({ redis, memcached, ...rest }) => ({ ranges: { redis, memcached }, ...rest }));
+
+const topologyOf = (listed: number[]): Topology => ({ targets: listed.map((i) => UNIVERSE[i]!), skipped: [] });
+const dnsOf = (s: Step): Map<string, Resolution> => new Map(UNIVERSE.map((u, i) => [u.address, s.dns[i]!]));
+
+t.test(`ports: unique, in range, sticky, quarantined, never removed without an answer (${RUNS} sequences)`, async (t) => {
+  let steps = 0;
+  let exhaustedSeen = 0;
+  fc.assert(
+    fc.property(policyArb, fc.array(step, { minLength: 1, maxLength: 12 }), (policy, sequence) => {
+      let state: PortState = emptyPortState();
+      let now = 1_700_000_000_000;
+      const firstPort = new Map<string, number>();
+      const releasedAt = new Map<string, { port: number; at: number }>(); // by key
+      const portReleased = new Map<number, { key: string; at: number }>();
+      for (const s of sequence) {
+        steps++;
+        now += s.dtMs;
+        const before = state;
+        const next = planForwards(state, { ...(s.listed ? { topology: topologyOf(s.listed) } : {}), resolutions: dnsOf(s) }, policy, now);
+        const ports = next.state.entries.map((e) => e.listenPort);
+        if (new Set(ports).size !== ports.length) throw new Error(`duplicate port in ${JSON.stringify(ports)}`);
+        for (const e of next.state.entries) {
+          const start = policy.ranges[portFamilyOf(ENGINE_OF.get(e.key)!)];
+          if (e.listenPort < start || e.listenPort > 65535 || !Number.isInteger(e.listenPort)) {
+            throw new Error(`${e.key} got ${e.listenPort}, outside ${start}-65535`);
+          }
+          const had = before.entries.find((b) => b.key === e.key);
+          if (had && had.listenPort !== e.listenPort) throw new Error(`${e.key} moved from ${had.listenPort} to ${e.listenPort} while present`);
+          if (!had) {
+            const gone = releasedAt.get(e.key);
+            if (gone && now - gone.at < policy.reuseAfterMs && gone.port !== e.listenPort) {
+              throw new Error(`${e.key} came back within reuseAfter and got ${e.listenPort}, not its old ${gone.port}`);
+            }
+            const holder = portReleased.get(e.listenPort);
+            if (holder && holder.key !== e.key && now - holder.at < policy.reuseAfterMs) {
+              throw new Error(`port ${e.listenPort} released by ${holder.key} ${now - holder.at} ms ago went to ${e.key}`);
+            }
+            firstPort.set(e.key, firstPort.get(e.key) ?? e.listenPort);
+          }
+        }
+        for (const b of before.entries) {
+          if (!next.state.entries.some((e) => e.key === b.key)) {
+            releasedAt.set(b.key, { port: b.listenPort, at: now });
+            portReleased.set(b.listenPort, { key: b.key, at: now });
+          }
+        }
+        if (s.listed === null) {
+          const keys = (p: PortState) => p.entries.map((e) => `${e.key}@${e.listenPort}`).join(',');
+          if (keys(next.state) !== keys(before)) throw new Error(`no API answer, yet the forwards changed: ${keys(before)} → ${keys(next.state)}`);
+          if (next.events.some((e) => e.type === 'removed' || e.type === 'added' || e.type === 'draining')) throw new Error('membership event without an API answer');
+        } else {
+          for (const i of s.listed) {
+            const key = UNIVERSE[i]!.key;
+            const placed = next.state.entries.some((e) => e.key === key);
+            const exhausted = next.events.some((e) => e.type === 'ports-exhausted' && e.key === key);
+            if (!placed && !exhausted) throw new Error(`${key} is listed but has neither a port nor an exhausted event`);
+            if (exhausted) exhaustedSeen++;
+          }
+        }
+        state = next.state;
+      }
+    }),
+    params,
+  );
+  t.pass(`${RUNS} sequences, ${steps} passes, ${exhaustedSeen} port-exhaustion events checked`);
+});
+
+t.test(`allocatePorts alone: unique, never on a taken or quarantined port (${RUNS} cases)`, async (t) => {
+  const entryArb = fc.record({ index: fc.integer({ min: 0, max: UNIVERSE.length - 1 }), port: fc.integer({ min: 1, max: 65535 }) });
+  fc.assert(
+    fc.property(
+      fc.uniqueArray(entryArb, { selector: (e) => e.index, maxLength: 8 }).filter((es) => new Set(es.map((e) => e.port)).size === es.length),
+      fc.array(fc.record({ port: fc.integer({ min: 6370, max: 6400 }), key: fc.constantFrom(...UNIVERSE.map((u) => u.key)), age: fc.integer({ min: 0, max: 100 }) }), { maxLength: 6 }),
+      fc.subarray(UNIVERSE.map((_, i) => i)),
+      fc.integer({ min: 6370, max: 6390 }),
+      (held, releasedRaw, fresh, start) => {
+        const now = 1000;
+        const entries = held.map(({ index, port }) => ({ ...UNIVERSE[index]!, listenPort: port }));
+        const heldKeys = new Set(entries.map((e) => e.key));
+        const released = releasedRaw.map((r) => ({ port: r.port, key: r.key, releasedAt: now - r.age }));
+        const targets = fresh.map((i) => UNIVERSE[i]!).filter((u) => !heldKeys.has(u.key));
+        const { ports, exhausted } = allocatePorts(targets, { entries, released }, { redis: start, memcached: start + 2 }, now, 50);
+        const all = [...ports.values()];
+        if (new Set(all).size !== all.length) throw new Error('two new targets share a port');
+        for (const [key, port] of ports) {
+          if (entries.some((e) => e.listenPort === port)) throw new Error(`${key} got ${port}, which an entry holds`);
+          const quarantined = released.filter((r) => r.port === port && now - r.releasedAt < 50);
+          if (quarantined.length > 0 && !released.some((r) => r.key === key && r.port === port)) {
+            throw new Error(`${key} got quarantined port ${port}`);
+          }
+          if (port > 65535) throw new Error(`port ${port} out of range`);
+        }
+        if (ports.size + exhausted.length !== targets.length) throw new Error('a target got neither a port nor an exhausted mark');
+      },
+    ),
+    params,
+  );
+  t.pass(`${RUNS} allocations`);
+});
+
+const baseConfig = (extra: Partial<{ snat: string; allowed: string[] }> = {}): Config =>
+  validateConfig(
+    {
+      aws: { region: 'us-east-1' },
+      forward: { inboundInterface: 'eth0', allowedSources: extra.allowed ?? ['198.51.100.27/32'], snat: extra.snat ?? 'masquerade' },
+      discovery: { removalGrace: '30s' },
+      ports: { reuseAfter: '1m' },
+    },
+    'property test',
+  ).config;
+const CONFIGS = [baseConfig(), baseConfig({ snat: '10.9.9.9', allowed: ['198.51.100.0/24', '203.0.113.7/32'] }), baseConfig({ allowed: ['0.0.0.0/0'] })];
+
+// What a host may already hold: another tool's rules, and leftovers of ours
+// (a stale DNAT, a duplicated jump, an old chain) that a pass must clean up.
+const FOREIGN = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -o docker0 -j ACCEPT
+COMMIT
+`;
+const LEFTOVERS = [
+  { table: 'nat', chain: 'PREROUTING', line: '-A PREROUTING -m comment --comment cachenat -j CACHENAT-PREROUTING' },
+  { table: 'nat', chain: 'POSTROUTING', line: '-A POSTROUTING -m comment --comment cachenat -j CACHENAT-POSTROUTING' },
+  { table: 'filter', chain: 'FORWARD', line: '-A FORWARD -m comment --comment cachenat -j CACHENAT-FORWARD' },
+  { table: 'nat', chain: 'CACHENAT-DNAT', line: '-A CACHENAT-DNAT -p tcp -m tcp --dport 6390 -m comment --comment "cachenat redis node/old/0001" -j DNAT --to-destination 10.0.0.9:6379' },
+  { table: 'nat', chain: 'CACHENAT-OLD', line: '' },
+] as const;
+
+function hostKernel(foreign: boolean, leftovers: boolean[]) {
+  const base = foreign ? parseSaveAll(FOREIGN) : undefined;
+  const kernel = base ? { nat: base.get('nat')!, filter: base.get('filter')! } : emptyKernel();
+  leftovers.forEach((on, i) => {
+    if (!on) return;
+    const { table, chain, line } = LEFTOVERS[i]!;
+    const chains = kernel[table].chains;
+    if (!chains.has(chain)) chains.set(chain, { policy: '-', rules: [] });
+    if (line) chains.get(chain)!.rules.push(line);
+  });
+  return kernel;
+}
+
+t.test(`a pass applied twice changes nothing the second time (${RUNS} cases)`, async (t) => {
+  let restores = 0;
+  fc.assert(
+    fc.property(
+      fc.array(step, { minLength: 0, maxLength: 4 }),
+      step,
+      fc.integer({ min: 0, max: CONFIGS.length - 1 }),
+      fc.boolean(),
+      fc.array(fc.boolean(), { minLength: LEFTOVERS.length, maxLength: LEFTOVERS.length }),
+      (history, last, configIndex, foreign, leftovers) => {
+        const config = CONFIGS[configIndex]!;
+        let kernel = hostKernel(foreign, leftovers);
+        let state = emptyPortState();
+        let now = 1_700_000_000_000;
+        // Some history first, so the second-pass check also starts from draining, stale and quarantined states.
+        for (const s of [...history, last]) {
+          now += s.dtMs;
+          const input = { config, state, resolutions: dnsOf(s), installed: kernel, now, ...(s.listed ? { topology: topologyOf(s.listed) } : {}) };
+          const first = planPass(input);
+          kernel = applyRestore(kernel, first.changes.restore);
+          if (first.changes.restore !== null) restores++;
+          const second = planPass({ ...input, state: first.state, installed: kernel });
+          if (second.changes.restore !== null) throw new Error(`second pass still wants to write:\n${second.changes.restore}`);
+          if (JSON.stringify(second.state) !== JSON.stringify(first.state)) throw new Error('second pass changed the port map');
+          if (second.events.length > 0) throw new Error(`second pass reported events: ${JSON.stringify(second.events)}`);
+          if (second.rulesDigest !== first.rulesDigest) throw new Error('digest differs between identical passes');
+          state = first.state;
+        }
+      },
+    ),
+    params,
+  );
+  t.pass(`${RUNS} cases, ${restores} simulated restores, each followed by a pass that wrote nothing`);
+});

@@ -4,7 +4,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { execa } from 'execa';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { configSchema, type Config } from '../src/config/schema.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -77,19 +77,25 @@ let cleanupInstalled = false;
 function installExitCleanup(): void {
   if (cleanupInstalled) return;
   cleanupInstalled = true;
-  process.on('exit', () => {
+  const removeAll = () => {
     for (const ns of liveNamespaces) {
-      try {
-        // 'exit' handlers cannot wait: the synchronous spawn is the only kind that finishes.
-        spawnSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
-        if (existsSync(`/etc/netns/${ns}`)) rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
-      } catch {
-        // exiting anyway
-      }
+      // 'exit' and signal handlers cannot wait: only a synchronous spawn finishes.
+      spawnSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
+      rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
     }
-  });
+    liveNamespaces.clear();
+  };
+  process.on('exit', removeAll);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      removeAll();
+      process.removeListener(signal, onSignal);
+      // Die of the signal unless someone else (the lab's own cleanup) still listens.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
 }
-
 
 /** A full config, as the daemon would load it, from the few keys a benchmark sets. */
 export function benchConfig(overrides: Record<string, unknown> = {}): Config {

@@ -92,8 +92,10 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
     };
     log.push(entry);
     if (kind === 'hang') return; // the socket stays open until the client gives up or close()
-    const reply = answer(params, topology, kind, `fake-${nextRequestId++}`);
+    const requestId = `fake-${nextRequestId++}`;
+    const reply = answer(params, topology, kind, requestId);
     entry.status = reply.status;
+    res.setHeader('x-amzn-RequestId', requestId); // as AWS sends on every answer
     send(res, reply.status, 'text/xml', reply.body);
   };
 

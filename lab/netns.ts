@@ -73,10 +73,6 @@ export async function listNamespaces(): Promise<string[]> {
   return parseNamespaceList((await run('ip', ['netns', 'list'])).stdout);
 }
 
-export function listNamespacesSync(): string[] {
-  return parseNamespaceList(execaSync('ip', ['netns', 'list'], { reject: false }).stdout);
-}
-
 const parsePids = (text: string): number[] =>
   text
     .split('\n')

@@ -18,7 +18,14 @@ export async function acquireLock(dir: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const file = await open(path, 'wx', 0o644);
-      await file.writeFile(`${process.pid}\n`);
+      try {
+        await file.writeFile(`${process.pid}\n`);
+      } catch (err) {
+        // A full disk lets the file be created but not written: leave no empty lock behind.
+        await file.close().catch(() => undefined);
+        await rm(path, { force: true }).catch(() => undefined);
+        throw err;
+      }
       await file.close();
       return async () => {
         await rm(path, { force: true });

@@ -75,7 +75,7 @@ export class Reconciler {
     const state = this.state ?? (await this.loadState());
 
     let discovery: PassReport['discovery'] = { status: 'skipped' };
-    if (options.discover || !this.topology) {
+    if (options.discover) {
       try {
         this.topology = await this.edges.source.describe();
         this.lastSyncAt = clock.now();

@@ -59,6 +59,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
 
   let nextDiscoveryAt = 0;
   let failures = 0;
+  let passFailures = 0;
   let ready = false;
   let passes = 0;
   let ipForward: 0 | 1 | undefined;
@@ -82,12 +83,15 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         logger.error({ err: err.message }, 'cannot read or set net.ipv4.ip_forward; forwarding needs it set to 1');
         return undefined;
       });
+      let passError: string | undefined;
       const report = await reconciler.pass({ discover, write: true }).catch((err: Error) => {
+        passError = err.message;
         logger.error({ err: err.message }, 'reconcile pass failed; retrying next interval with a full resync');
         return undefined;
       });
       passes++;
       if (report) {
+        passFailures = 0;
         lastReport = report;
         if (report.discovery.status === 'ok') {
           failures = 0;
@@ -103,8 +107,12 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
           );
         }
         logPass(logger, report);
+      } else {
+        passFailures++;
+        // A pass that threw must not spin: the API is asked at most once per interval whatever failed after it.
+        if (discover) nextDiscoveryAt = edges.clock.now() + config.discovery.interval;
       }
-      const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError });
+      const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
 
       const statusLine = statusText(snapshot);
@@ -123,7 +131,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       const tick = Math.min(config.dns.interval, notifier.watchdogIntervalMs ?? Infinity);
       const untilDiscovery = Math.max(0, nextDiscoveryAt - edges.clock.now());
       wake = new AbortController();
-      if (!stopping && !reloadRequested) await deps.sleep(Math.min(tick, untilDiscovery), wake.signal);
+      // After failed passes, wait longer each time (with jitter) instead of retrying in a tight loop.
+      const wait = passFailures > 0 ? discoveryRetryDelay(passFailures, tick, deps.random()) : Math.min(tick, untilDiscovery);
+      if (!stopping && !reloadRequested) await deps.sleep(wait, wake.signal);
     }
   } finally {
     deps.signals.off('SIGTERM', onTerm);
@@ -131,6 +141,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     deps.signals.off('SIGHUP', onHup);
   }
   notifier.stopping();
+  await notifier.flush?.(); // STOPPING=1 must reach systemd before the process exits
   logger.info('stopped; forwards left in place');
   return 0;
 }
@@ -173,11 +184,12 @@ function snapshotOf(
   config: Config,
   reconciler: Reconciler,
   report: PassReport | undefined,
-  meta: { passes: number; startedAt: string; ipForward: 0 | 1 | undefined; now: number; passOk: boolean },
+  meta: { passes: number; startedAt: string; ipForward: 0 | 1 | undefined; now: number; passOk: boolean; passError?: string | undefined },
 ): StatusSnapshot {
   const forwards: Forward[] = report?.plan.forwards ?? [];
   const syncError = reconciler.lastSyncError;
-  const kernelError = report?.kernelError?.message;
+  // A pass that threw (e.g. iptables-save missing) left no report of its own: say so rather than show the last good one.
+  const kernelError = meta.passError ?? report?.kernelError?.message;
   const degradedReason = syncError ? `ElastiCache API: ${syncError.message}` : kernelError ? `kernel: ${kernelError}` : undefined;
   const snapshot: StatusSnapshot = {
     version: 1,

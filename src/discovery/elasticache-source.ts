@@ -108,6 +108,7 @@ export class ElastiCacheSource implements CacheSource {
     const cacheClusters: CacheCluster[] = [];
     const clusterPages = paginateDescribeCacheClusters({ client: this.#client }, { ShowCacheNodeInfo: true }, { abortSignal });
     for await (const page of clusterPages) {
+      checkPage(progress, page.CacheClusters, page.$metadata.requestId);
       cacheClusters.push(...(page.CacheClusters ?? []));
       nextPage(progress, page.Marker);
     }
@@ -118,6 +119,7 @@ export class ElastiCacheSource implements CacheSource {
     const replicationGroups: ReplicationGroup[] = [];
     const groupPages = paginateDescribeReplicationGroups({ client: this.#client }, {}, { abortSignal });
     for await (const page of groupPages) {
+      checkPage(progress, page.ReplicationGroups, page.$metadata.requestId);
       replicationGroups.push(...(page.ReplicationGroups ?? []));
       nextPage(progress, page.Marker);
     }
@@ -148,6 +150,19 @@ function nextPage(progress: Progress, marker: string | undefined) {
   progress.page += 1;
 }
 
+// The SDK reads any well-formed XML, even an HTML page, as an answer with no
+// items. AWS always sends a request id header, so an answer with neither a
+// list nor a request id came from something else (a proxy, a captive portal)
+// and must not be taken for "no caches".
+function checkPage(progress: Progress, list: unknown[] | undefined, requestId: string | undefined) {
+  if (list !== undefined || requestId !== undefined) return;
+  throw new DiscoveryError(
+    `${where(progress)} got an answer with neither a result list nor an AWS request id; something other than the ElastiCache API answered (check aws.endpoint and any proxy)`,
+    'BadResponse',
+    true,
+  );
+}
+
 /** Settles like `work`, or rejects with the abort reason as soon as `signal` aborts. */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -165,16 +180,19 @@ function toDiscoveryError(err: unknown, progress: Progress): DiscoveryError {
   const e = (typeof err === 'object' && err !== null ? err : {}) as {
     name?: string;
     code?: string;
+    Code?: string;
     message?: string;
     $fault?: string;
     $metadata?: { httpStatusCode?: number };
   };
-  const name = e.name ?? 'Error';
   const status = e.$metadata?.httpStatusCode;
-  const detail = (e.message ?? String(err)).split('\n')[0];
-  const failed = `${where(progress)} failed`;
+  // The code on the wire (e.g. InvalidParameterValue) rather than the SDK's
+  // class name for it (InvalidParameterValueException); "Unknown" is what the
+  // SDK calls an error answer without an AWS error body, such as a proxy page.
+  const name = e.Code ?? (e.name === 'Unknown' && status !== undefined ? `HTTP${status}` : (e.name ?? 'Error'));
+  const detail = e.name === 'Unknown' ? `HTTP ${status} without an AWS error body` : (e.message ?? String(err)).split('\n')[0];
   const fail = (code: string, retryable: boolean, advice: string) =>
-    new DiscoveryError(`${failed}: ${code}: ${detail}${advice ? `; ${advice}` : ''}`, code, retryable, { cause: err });
+    new DiscoveryError(`${where(progress)} failed: ${code}: ${detail}${advice ? `; ${advice}` : ''}`, code, retryable, { cause: err });
 
   if (THROTTLING.has(name)) return fail(name, true, 'AWS is rate-limiting this account; the next pass backs off');
   if (EXPIRED.has(name)) return fail(name, true, 'instance-role credentials are renewed automatically; static keys must be replaced');
@@ -186,7 +204,7 @@ function toDiscoveryError(err: unknown, progress: Progress): DiscoveryError {
   }
   if (name === 'TimeoutError' || e.code === 'ETIMEDOUT') return fail('Timeout', true, 'the API did not answer in time');
   if (e.code !== undefined && NETWORK.has(e.code)) return fail('Network', true, 'check the route, DNS and security groups to the ElastiCache API (or aws.endpoint)');
-  if (e.$fault === 'server' || (status !== undefined && status >= 500)) return fail(name, true, 'an AWS-side error; the next pass retries');
+  if (e.$fault === 'server' || (status !== undefined && status >= 500)) return fail(name, true, 'an error on the AWS side; the next pass retries');
   if (e.$fault === 'client') return fail(name, false, '');
   if (status !== undefined || /deserializ|parse error/i.test(detail ?? '')) {
     return fail('BadResponse', true, `the answer${status === undefined ? '' : ` (HTTP ${status})`} could not be read`);

@@ -39,20 +39,23 @@ export function toTopology(input: DescribeResults, filter: TargetFilter): Topolo
   };
 
   const clusters = listOf(input.cacheClusters);
-  clusters.forEach((cluster, index) => addNodeTargets(cluster, index, selected, add, skip));
-  listOf(input.replicationGroups).forEach((group, index) =>
-    addGroupTargets(group, index, clusters, selected, add, skip),
-  );
+  const out: Collector = { selected, add, skip, clusters };
+  clusters.forEach((cluster, index) => addNodeTargets(cluster, index, out));
+  listOf(input.replicationGroups).forEach((group, index) => addGroupTargets(group, index, out));
 
   targets.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return { targets, skipped };
 }
 
-type Add = (target: DiscoveredTarget, where: string) => void;
-type Skip = (where: string, reason: string) => void;
-type Selected = (ids: string[]) => boolean;
+/** What the two walks share: the filter, where results go, and every cluster (for group engines). */
+interface Collector {
+  selected: (ids: string[]) => boolean;
+  add: (target: DiscoveredTarget, where: string) => void;
+  skip: (where: string, reason: string) => void;
+  clusters: Record<string, unknown>[];
+}
 
-function addNodeTargets(cluster: Record<string, unknown>, index: number, selected: Selected, add: Add, skip: Skip) {
+function addNodeTargets(cluster: Record<string, unknown>, index: number, { selected, add, skip }: Collector) {
   const cacheClusterId = cluster.CacheClusterId;
   if (!isId(cacheClusterId)) return skip(`cache cluster #${index + 1}`, `CacheClusterId ${idProblem(cacheClusterId)}`);
   const where = `cluster ${cacheClusterId}`;
@@ -92,14 +95,7 @@ function addNodeTargets(cluster: Record<string, unknown>, index: number, selecte
   });
 }
 
-function addGroupTargets(
-  group: Record<string, unknown>,
-  index: number,
-  clusters: Record<string, unknown>[],
-  selected: Selected,
-  add: Add,
-  skip: Skip,
-) {
+function addGroupTargets(group: Record<string, unknown>, index: number, { selected, add, skip, clusters }: Collector) {
   const replicationGroupId = group.ReplicationGroupId;
   if (!isId(replicationGroupId)) {
     return skip(`replication group #${index + 1}`, `ReplicationGroupId ${idProblem(replicationGroupId)}`);

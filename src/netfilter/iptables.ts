@@ -23,7 +23,8 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 export const runCommand: CommandRunner = async (file, args, options = {}) => {
   const result = await execa(file, args, {
     reject: false,
-    input: options.input ?? '',
+    // No stdin pipe for programs given no input: it costs execa a stream per spawn, on every pass.
+    ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
     timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     // Messages in English so errors can be recognised and read the same everywhere.
     env: { LC_ALL: 'C' },

@@ -2,7 +2,7 @@
 // ami/install.sh, booted with a real systemd as PID 1 inside the lab's NAT
 // namespace. Slow (minutes): runs under `npm run test:boot`
 // (CACHENAT_BOOT_TEST=1), not in every `npm test`.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,7 +20,7 @@ if (process.env.CACHENAT_BOOT_TEST !== '1') {
 } else if (process.getuid?.() !== 0) {
   t.fail('the boot test needs root');
 } else {
-  await bootTest();
+  t.test('install, boot, and survive', { timeout: 1_500_000 }, bootTest);
 }
 
 const NAMES = {
@@ -52,13 +52,18 @@ log:
   level: info
 `;
 
-async function bootTest(): Promise<void> {
+async function bootTest(t: Test): Promise<void> {
   const work = `/var/tmp/cachenat-boot-${process.pid}`;
   const root = join(work, 'root');
   let lab: Lab | undefined;
   let container: Container | undefined;
 
   t.teardown(async () => {
+    if (container?.running && t.counts.fail > 0) {
+      // What an operator would look at first.
+      const status = await container.exec('systemctl', ['status', 'cachenat', '--no-pager', '-l', '-n', '40'], { reject: false });
+      t.comment(status.stdout + status.stderr);
+    }
     await container?.kill();
     await lab?.down();
     // Mounts live in the container's own mount namespace; make sure none leaked here before deleting.
@@ -171,7 +176,9 @@ async function bootTest(): Promise<void> {
   t.match(health.stdout, /^OK - 3 forwards/);
   t.match(health.stdout, /kernel rules not read \(not root\)/);
   const rootHealth = await c.exec('/usr/local/bin/cachenat', ['health', '--probe'], { reject: false });
-  t.equal(rootHealth.exitCode, 0, 'as root, with the kernel compared and targets probed', { output: rootHealth.stdout });
+  t.equal(rootHealth.exitCode, 0, 'as root, with the kernel compared and targets probed', { output: rootHealth.stdout + rootHealth.stderr });
+  t.match(rootHealth.stdout, /\[OK\] rules: chains and jumps installed and match the last applied state/);
+  t.match(rootHealth.stdout, /\[OK\] probe: TCP connect to all 3 targets succeeded/);
 
   // --- 3. the API goes away ------------------------------------------------------------------
   await lab.fakeApi!.process.stop(1_500);
@@ -182,6 +189,9 @@ async function bootTest(): Promise<void> {
   await waitFor('health CRITICAL', async () => ((await healthCode()) === 2 ? true : undefined), 60_000);
   t.pass('API gone longer: health CRITICAL');
   await checkForwards(ready, 'API gone longer');
+  const warned = await c.exec('journalctl', ['-u', 'cachenat', '-p', 'warning', '-o', 'json', '--no-pager']);
+  const warnedEntries = warned.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { PRIORITY: string; MESSAGE: string });
+  t.ok(warnedEntries.length > 0 && warnedEntries.every((e) => Number(e.PRIORITY) <= 4 && !/"level":[23]0,/.test(e.MESSAGE)), `with the API gone, -p warning shows ${warnedEntries.length} warnings and no info`);
   await lab.startFakeApi(topology);
   await waitFor('health OK again', async () => ((await healthCode()) === 0 ? true : undefined), 30_000);
 

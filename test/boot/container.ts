@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { run, type ExecOptions, type ExecResult } from '../../lab/netns.js';
 
 const pid1Script = fileURLToPath(new URL('./pid1.sh', import.meta.url));
+const CONTAINER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const HIERARCHIES = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup/systemd', '/sys/fs/cgroup'];
 
 export class Container {
@@ -44,10 +45,11 @@ export class Container {
     }
   }
 
-  /** Runs a program inside the container (all its namespaces, its root). */
+  /** Runs a program inside the container (all its namespaces, its root), with a clean environment. */
   exec(file: string, args: readonly string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
     if (!this.pid) throw new Error('container is not running');
-    return run('nsenter', ['-t', String(this.pid), '-a', '-r', '-w', file, ...args], options);
+    // Nothing of this process's environment (the test runner's NODE_OPTIONS loaders) may leak in.
+    return run('nsenter', ['-t', String(this.pid), '-a', '-r', '-w', 'env', '-i', `PATH=${CONTAINER_PATH}`, 'LANG=C.UTF-8', file, ...args], options);
   }
 
   /** As an unprivileged user (nobody). */
@@ -64,8 +66,7 @@ export class Container {
   async poweroff(timeoutMs = 60_000): Promise<void> {
     if (!this.running) return;
     await this.exec('systemctl', ['start', 'poweroff.target', '--job-mode=replace-irreversibly', '--no-block'], { reject: false });
-    const done = await Promise.race([this.#exited!.then(() => true), sleep(timeoutMs).then(() => false)]);
-    if (!done) await this.kill();
+    if (!(await this.#waitExit(timeoutMs))) await this.kill();
     this.#afterExit();
   }
 
@@ -77,9 +78,20 @@ export class Container {
       } catch {
         // already gone
       }
-      await Promise.race([this.#exited, sleep(10_000)]);
+      await this.#waitExit(10_000);
     }
     this.#afterExit();
+  }
+
+  /** True when PID 1 exited within timeoutMs. */
+  async #waitExit(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    try {
+      return await Promise.race([this.#exited!.then(() => true), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   get running(): boolean {

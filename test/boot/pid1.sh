@@ -24,6 +24,9 @@ fi
 
 root=$2
 mount --make-rprivate /
+# The root must be a mount point of its own: systemd's per-service mount
+# namespaces (PrivateTmp=, ProtectSystem=, …) fail with EINVAL otherwise.
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs -o ro sysfs "$root/sys"
 mount -t tmpfs -o mode=755,nosuid tmpfs "$root/sys/fs/cgroup"

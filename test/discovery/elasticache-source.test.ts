@@ -31,7 +31,8 @@ const bigTopology: FakeTopology = {
   })),
 };
 
-async function setup(t: Test, topology: FakeTopology = bigTopology, timeoutMs = 2000) {
+// A roomy budget unless a test is about time: a loaded test machine must not turn answers into timeouts.
+async function setup(t: Test, topology: FakeTopology = bigTopology, timeoutMs = 5000) {
   const fake = await startFakeElastiCache({ topology });
   const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: fake.url, timeoutMs, filter: all, credentials });
   t.teardown(async () => {
@@ -119,13 +120,12 @@ for (const { kind, code, retryable, message } of faults) {
   t.test(`fault ${kind}: DiscoveryError ${code}, retryable ${retryable}, no partial data`, async (t) => {
     const { fake, source } = await setup(t);
     fake.setFault({ kind });
-    const { err, ms } = await describeError(source);
+    const { err } = await describeError(source);
     t.type(err, DiscoveryError);
     t.equal(err.code, code);
     t.equal(err.retryable, retryable);
     t.match(err.message, message);
     t.ok(err.cause, 'keeps the SDK error as cause');
-    t.ok(ms < 2000, `within the budget (${Math.round(ms)} ms)`);
     const requests = fake.requests();
     t.ok(requests.length <= 3, `modest retries: ${requests.length} requests`);
     t.notOk(requests.some((r) => r.action === 'DescribeReplicationGroups'), 'stops at the first failure');
@@ -152,17 +152,34 @@ t.test('a hung API returns Timeout within timeoutMs plus a little', async (t) =>
   t.equal(err.code, 'Timeout');
   t.equal(err.retryable, true);
   t.match(err.message, /^DescribeCacheClusters \(page 1\) did not complete within 800 ms \(discovery\.apiTimeout\)/);
-  t.ok(ms >= timeoutMs - 50 && ms < timeoutMs + 300, `took ${Math.round(ms)} ms`);
+  t.ok(ms >= timeoutMs - 50 && ms < timeoutMs + 500, `took ${Math.round(ms)} ms`);
 });
 
-t.test('a hang on a later page also times out as a whole', async (t) => {
-  const timeoutMs = 700;
-  const { fake, source } = await setup(t, bigTopology, timeoutMs);
-  await source.describe(); // a warm connection, then hang from the replication groups on
-  fake.setFault({ kind: 'hang' });
+t.test('the budget covers the whole describe, not each request', async (t) => {
+  // Every answer is slow but well inside the per-request timeout; seven of them are not inside the budget.
+  const fake = await startFakeElastiCache({ topology: bigTopology });
+  const slow = createServer((req, res) => {
+    const body: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => body.push(chunk));
+    const relay = async () => {
+      const answer = await fetch(fake.url, { method: 'POST', headers: { 'content-type': String(req.headers['content-type']) }, body: Buffer.concat(body) });
+      res.writeHead(answer.status, { 'content-type': 'text/xml', 'x-amzn-RequestId': 'slow' }).end(await answer.text());
+    };
+    req.on('end', () => setTimeout(() => relay().catch(() => res.destroy()), 200));
+  });
+  await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+  const timeoutMs = 900;
+  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: `http://127.0.0.1:${(slow.address() as AddressInfo).port}`, timeoutMs, filter: all, credentials });
+  t.teardown(async () => {
+    source.destroy();
+    slow.closeAllConnections();
+    await new Promise((r) => slow.close(r));
+    await fake.close();
+  });
   const { err, ms } = await describeError(source);
   t.equal(err.code, 'Timeout');
-  t.ok(ms < timeoutMs + 300, `took ${Math.round(ms)} ms`);
+  t.match(err.message, /\(page \d\) did not complete within 900 ms/);
+  t.ok(ms < timeoutMs + 500, `took ${Math.round(ms)} ms`);
 });
 
 t.test("the caller's AbortSignal is honoured", async (t) => {
@@ -171,7 +188,7 @@ t.test("the caller's AbortSignal is honoured", async (t) => {
   const { err, ms } = await describeError(source, AbortSignal.timeout(200));
   t.equal(err.code, 'Aborted');
   t.match(err.message, /was cancelled/);
-  t.ok(ms < 600, `took ${Math.round(ms)} ms`);
+  t.ok(ms < 1500, `took ${Math.round(ms)} ms, not the 5000 ms budget`);
   const before = new AbortController();
   before.abort();
   t.equal((await describeError(source, before.signal)).err.code, 'Aborted');
@@ -182,7 +199,7 @@ t.test('nothing listening: Network, retryable', async (t) => {
   await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
   const port = (closed.address() as AddressInfo).port;
   await new Promise((r) => closed.close(r));
-  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, timeoutMs: 2000, filter: all, credentials });
+  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, timeoutMs: 5000, filter: all, credentials });
   t.teardown(() => source.destroy());
   const { err } = await describeError(source);
   t.equal(err.code, 'Network');
@@ -191,11 +208,11 @@ t.test('nothing listening: Network, retryable', async (t) => {
 });
 
 /** A source pointed at a server that always answers `status` with `body`. */
-async function sourceAnswering(t: Test, status: number, body: string) {
-  const server = createServer((_req, res) => res.writeHead(status, { 'content-type': 'text/xml' }).end(body));
+async function sourceAnswering(t: Test, status: number, body: string, headers: Record<string, string> = {}) {
+  const server = createServer((_req, res) => res.writeHead(status, { 'content-type': 'text/xml', ...headers }).end(body));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
-  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, timeoutMs: 2000, filter: all, credentials });
+  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, timeoutMs: 5000, filter: all, credentials });
   t.teardown(async () => {
     source.destroy();
     server.closeAllConnections();
@@ -216,11 +233,25 @@ t.test('a marker handed back twice is a bad response, not an endless loop or a p
   t.match(err.message, /^DescribeCacheClusters \(page 2\) returned marker "again" a second time/);
 });
 
-t.test('other answers: client errors are not retryable, a proxy page is a server error', async (t) => {
+t.test('other answers: client errors are not retryable; proxy pages are never taken for an answer', async (t) => {
   const invalid = await sourceAnswering(t, 400, '<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>bad</Message></Error><RequestId>r</RequestId></ErrorResponse>');
   t.match(await describeError(invalid), { err: { code: 'InvalidParameterValue', retryable: false, message: /failed: InvalidParameterValue: bad$/ } });
-  const proxy = await sourceAnswering(t, 502, '<html><body>Bad Gateway</body></html>');
-  t.match(await describeError(proxy), { err: { retryable: true, message: /^DescribeCacheClusters \(page 1\) failed: / } });
+  const gateway = await sourceAnswering(t, 502, '<html><body>Bad Gateway</body></html>');
+  t.match(await describeError(gateway), { err: { code: 'HTTP502', retryable: true, message: /^DescribeCacheClusters \(page 1\) failed: HTTP502: HTTP 502 without an AWS error body/ } });
+  const portal = await sourceAnswering(t, 200, '<html><body>Please log in</body></html>');
+  t.match(await describeError(portal), { err: { code: 'BadResponse', retryable: true, message: /neither a result list nor an AWS request id/ } });
+  const blank = await sourceAnswering(t, 200, '');
+  t.match(await describeError(blank), { err: { code: 'BadResponse' } });
+});
+
+t.test('an AWS answer that leaves out an empty list still counts as empty', async (t) => {
+  const source = await sourceAnswering(
+    t,
+    200,
+    '<DescribeCacheClustersResponse xmlns="http://elasticache.amazonaws.com/doc/2015-02-02/"><DescribeCacheClustersResult/></DescribeCacheClustersResponse>',
+    { 'x-amzn-RequestId': 'b1c5a7e2-0000-4000-8000-000000000000' },
+  );
+  t.same(await source.describe(), { targets: [], skipped: [] });
 });
 
 t.test('no credentials anywhere: Credentials, with what to do', async (t) => {
@@ -233,7 +264,7 @@ t.test('no credentials anywhere: Credentials, with what to do', async (t) => {
   process.env.AWS_SHARED_CREDENTIALS_FILE = '/nonexistent/credentials';
   process.env.AWS_CONFIG_FILE = '/nonexistent/config';
   const fake = await startFakeElastiCache({ topology: bigTopology });
-  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: fake.url, timeoutMs: 2000, filter: all });
+  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: fake.url, timeoutMs: 5000, filter: all });
   t.teardown(async () => {
     source.destroy();
     await fake.close();
@@ -247,7 +278,7 @@ t.test('no credentials anywhere: Credentials, with what to do', async (t) => {
 t.test('a ready client is used as given', async (t) => {
   const fake: FakeElastiCache = await startFakeElastiCache({ topology: bigTopology });
   const client = new ElastiCacheClient({ region: 'eu-west-1', endpoint: fake.url, credentials, maxAttempts: 1 });
-  const source = new ElastiCacheSource({ region: 'ignored-1', timeoutMs: 2000, filter: all, client });
+  const source = new ElastiCacheSource({ region: 'ignored-1', timeoutMs: 5000, filter: all, client });
   t.teardown(async () => {
     source.destroy();
     await fake.close();

@@ -58,8 +58,8 @@ const step: fc.Arbitrary<Step> = fc.record({
 const policyArb: fc.Arbitrary<ForwardPolicy> = fc
   .record({
     // Sometimes right at the top of the port space, so exhaustion is exercised too.
-    redis: fc.oneof(fc.constant(6379), fc.integer({ min: 65522, max: 65535 }), fc.integer({ min: 1, max: 65535 })),
-    memcached: fc.oneof(fc.constant(11211), fc.integer({ min: 65522, max: 65535 }), fc.integer({ min: 1, max: 65535 })),
+    redis: fc.oneof({ weight: 4, arbitrary: fc.constant(6379) }, fc.integer({ min: 65522, max: 65535 }), fc.integer({ min: 1, max: 65535 })),
+    memcached: fc.oneof({ weight: 4, arbitrary: fc.constant(11211) }, fc.integer({ min: 65522, max: 65535 }), fc.integer({ min: 1, max: 65535 })),
     removalGraceMs: fc.integer({ min: 0, max: 60_000 }),
     reuseAfterMs: fc.integer({ min: 0, max: 200_000 }),
     staleAddressMs: fc.integer({ min: 0, max: 60_000 }),
@@ -217,11 +217,15 @@ function hostKernel(foreign: boolean, leftovers: boolean[]) {
   return kernel;
 }
 
+// Key order in the objects is not meaning: compare with sorted keys.
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v));
+
 t.test(`a pass applied twice changes nothing the second time (${RUNS} cases)`, async (t) => {
   let restores = 0;
   fc.assert(
     fc.property(
-      fc.array(step, { minLength: 0, maxLength: 4 }),
+      fc.array(step, { minLength: 0, maxLength: 2 }),
       step,
       fc.integer({ min: 0, max: CONFIGS.length - 1 }),
       fc.boolean(),
@@ -240,7 +244,7 @@ t.test(`a pass applied twice changes nothing the second time (${RUNS} cases)`, a
           if (first.changes.restore !== null) restores++;
           const second = planPass({ ...input, state: first.state, installed: kernel });
           if (second.changes.restore !== null) throw new Error(`second pass still wants to write:\n${second.changes.restore}`);
-          if (JSON.stringify(second.state) !== JSON.stringify(first.state)) throw new Error('second pass changed the port map');
+          if (canonical(second.state) !== canonical(first.state)) throw new Error(`second pass changed the port map:\n${JSON.stringify(first.state)}\n${JSON.stringify(second.state)}`);
           if (second.events.length > 0) throw new Error(`second pass reported events: ${JSON.stringify(second.events)}`);
           if (second.rulesDigest !== first.rulesDigest) throw new Error('digest differs between identical passes');
           state = first.state;

@@ -1,0 +1,99 @@
+// One whole daemon pass at fleet scale, with the daemon's own wiring
+// (buildEdges): every page of both API calls from the bench API, every name
+// through getaddrinfo (the namespace's hosts file), the kernel read and the
+// restore. Runs inside a lab NAT namespace and prints one JSON line:
+//
+//   node dist/bench/daemon-pass.js --api URL --runs N --state DIR
+//
+// {"firstPassMs", "discoveryPassMs", "dnsPassMs", "describeMs", "resolveMs", "forwards", "runs"}
+// then removes every rule it installed.
+
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { buildEdges } from '../src/cli/edges.js';
+import { Reconciler } from '../src/daemon/reconciler.js';
+import type { Resolver } from '../src/discovery/types.js';
+import { renderFlush } from '../src/netfilter/diff.js';
+import { parseSave } from '../src/netfilter/parse-save.js';
+import { benchConfig, median, round } from './util.js';
+
+const { values } = parseArgs({ options: { api: { type: 'string' }, runs: { type: 'string', default: '5' }, state: { type: 'string' } } });
+if (values.api === undefined || values.state === undefined) {
+  process.stderr.write('usage: daemon-pass --api URL --state DIR [--runs N]\n');
+  process.exit(2);
+}
+const runs = Number(values.runs);
+
+const config = benchConfig({ aws: { region: 'us-east-1', endpoint: values.api }, state: { dir: values.state }, persist: { rulesFile: 'none' } });
+const edges = buildEdges(config, pino({ level: 'silent' }));
+
+// Spans: how long describe() and the lookups of one pass take.
+let describeMs = 0;
+let resolveStarted: number | undefined;
+let resolveEnded = 0;
+const source = edges.source;
+edges.source = {
+  async describe(signal) {
+    const started = performance.now();
+    try {
+      return await source.describe(signal);
+    } finally {
+      describeMs = performance.now() - started;
+    }
+  },
+};
+const resolver: Resolver = edges.resolver;
+edges.resolver = {
+  async resolve(name) {
+    resolveStarted ??= performance.now();
+    try {
+      return await resolver.resolve(name);
+    } finally {
+      resolveEnded = performance.now();
+    }
+  },
+};
+
+const reconciler = new Reconciler(config, edges);
+const pass = async (discover: boolean) => {
+  resolveStarted = undefined;
+  const report = await reconciler.pass({ discover, write: true });
+  if (report.discovery.status === 'failed') throw new Error(`discovery failed: ${report.discovery.error.message}`);
+  if (report.kernelError) throw report.kernelError;
+  return { ms: report.durationMs, resolveMs: resolveStarted === undefined ? 0 : resolveEnded - resolveStarted, forwards: report.plan.forwards.filter((f) => f.state === 'active').length, wrote: report.applied };
+};
+
+try {
+  const first = await pass(true);
+  const discovery: number[] = [];
+  const describe: number[] = [];
+  const resolve: number[] = [];
+  const dns: number[] = [];
+  let writes = 0;
+  for (let r = 0; r < runs; r++) {
+    const d = await pass(true);
+    discovery.push(d.ms);
+    describe.push(describeMs);
+    resolve.push(d.resolveMs);
+    const s = await pass(false);
+    dns.push(s.ms);
+    writes += Number(d.wrote) + Number(s.wrote);
+  }
+  process.stdout.write(
+    `${JSON.stringify({
+      firstPassMs: round(first.ms),
+      discoveryPassMs: round(median(discovery)),
+      dnsPassMs: round(median(dns)),
+      describeMs: round(median(describe)),
+      resolveMs: round(median(resolve)),
+      forwards: first.forwards,
+      writesAfterFirst: writes,
+      runs,
+    })}\n`,
+  );
+} finally {
+  const installed = { nat: parseSave(await edges.netfilter.save('nat'), 'nat'), filter: parseSave(await edges.netfilter.save('filter'), 'filter') };
+  const restore = renderFlush(installed);
+  if (restore !== null) await edges.netfilter.restore(restore);
+  (source as { destroy?: () => void }).destroy?.();
+}

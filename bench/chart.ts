@@ -10,7 +10,8 @@ const FONT = 'font-family="Helvetica, Arial, sans-serif"';
 const COLORS = { full: '#1f77b4', noop: '#2ca02c', change: '#9467bd', baseline: '#d62728', cachenat: '#1f77b4', socat: '#ff7f0e', haproxy: '#8c564b', target: '#d62728' };
 
 const esc = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-const text = (x: number, y: number, body: string, extra = ''): string => `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" ${FONT} font-size="11" ${extra}>${esc(body)}</text>`;
+const text = (x: number, y: number, body: string, extra = ''): string =>
+  `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" ${FONT}${extra.includes('font-size') ? '' : ' font-size="11"'} ${extra}>${esc(body)}</text>`;
 
 interface Box {
   x: number;

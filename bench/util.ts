@@ -16,14 +16,7 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-/** Nearest-rank percentile (p from 0 to 100) of an already sorted list. */
-export function percentileSorted(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank] as number;
-}
-
-/** Rounds for the JSON: figures keep three significant decimals at most. */
+/** Rounds a figure for the JSON. */
 export const round = (value: number, digits = 2): number => (Number.isFinite(value) ? Number(value.toFixed(digits)) : value);
 
 export async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T }> {

@@ -172,7 +172,7 @@ async function rigOn(lab: Lab, options: { configExtra?: string }): Promise<LabRi
       if (Array.isArray(body)) return body.length;
       return body.count ?? body.requests?.length ?? 0;
     },
-    async probe(from, port, proto = port >= 11211 ? 'memcached' : 'redis', timeoutMs = 1500) {
+    async probe(from, port, proto = port >= 11211 ? 'memcached' : 'redis', timeoutMs = 4000) {
       const host = from === 'side' ? lab.addr.natSide : lab.addr.natExt;
       const r = await lab.probe(lab.ns[from], host, port, proto, timeoutMs);
       return r.ok ? r.value : undefined;
@@ -182,7 +182,7 @@ async function rigOn(lab: Lab, options: { configExtra?: string }): Promise<LabRi
 }
 
 /** Polls until `check` returns a truthy value; fails with the last value seen. */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 150): Promise<T> {
+export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000, everyMs = 150): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -197,11 +197,15 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
   }
 }
 
-/** iptables-save without cachenat's own lines and the timestamp comments: what must never change. */
+/**
+ * iptables-save without cachenat's own lines, the timestamp comments and the
+ * policy packet counters (traffic moves those): what must never change.
+ */
 export const foreignLines = (save: string): string =>
   save
     .split('\n')
     .filter((l) => !l.startsWith('#') && !l.includes('CACHENAT-'))
+    .map((l) => l.replace(/\[\d+:\d+\]$/, '[0:0]'))
     .join('\n');
 
 export const portsOf = (status: Awaited<ReturnType<LabRig['status']>>): Record<string, number> =>

@@ -2,7 +2,7 @@
 // (state first, kernel second, then the side effects that follow a change).
 
 import type { Config } from '../config/schema.js';
-import type { Topology } from '../model.js';
+import type { Resolution, Topology } from '../model.js';
 import { DiscoveryError, type CacheSource, type Resolver } from '../discovery/types.js';
 import { resolveAll } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
@@ -52,6 +52,10 @@ export class Reconciler {
   lastSyncAt: number | undefined;
   lastSyncError: DiscoveryError | undefined;
   private warnedNoConntrack = false;
+  /** The persisted ruleset may differ from the kernel: true at start and after a change, until a save succeeds. */
+  private persistPending = true;
+  /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
+  private answers = new Map<string, { at: number; answer: Resolution }>();
 
   constructor(
     private config: Config,
@@ -93,7 +97,7 @@ export class Reconciler {
 
     const addresses = new Set(state.entries.map((e) => e.address));
     for (const t of topology?.targets ?? []) addresses.add(t.address);
-    const resolutions = await resolveAll([...addresses], this.edges.resolver);
+    const resolutions = await this.resolve([...addresses]);
 
     const installed = await this.readKernel();
     const plan = planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now() });
@@ -118,7 +122,7 @@ export class Reconciler {
       const { level, message, fields } = describeEvent(event);
       logger[level](fields, message);
     }
-    if (plan.changes.restore === null) return;
+    if (plan.changes.restore === null) return this.persist();
     try {
       await this.edges.netfilter.restore(plan.changes.restore);
       report.applied = true;
@@ -140,11 +144,37 @@ export class Reconciler {
     for (const chain of plan.changes.leftoversKept) {
       logger.warn({ chain }, `left the old chain ${chain} in place because a rule cachenat does not own still jumps to it; remove that jump and cachenat deletes the chain`);
     }
-    if (this.edges.persistRules) {
-      await this.edges.persistRules().catch((err: Error) =>
-        logger.error({ err: err.message }, 'cannot save the ruleset for reboot (persist.rulesFile); forwarding continues, but a reboot would lose the rules until cachenat starts'),
-      );
+    this.persistPending = true;
+    await this.persist();
+  }
+
+  /** Saves the ruleset for reboot; a failed save is retried on the following passes, not only after the next change. */
+  private async persist(): Promise<void> {
+    if (!this.persistPending || !this.edges.persistRules) return;
+    try {
+      await this.edges.persistRules();
+      this.persistPending = false;
+    } catch (err) {
+      this.edges.logger.error({ err: (err as Error).message }, 'cannot save the ruleset for reboot (persist.rulesFile); forwarding continues, but a reboot would lose the rules until cachenat starts');
     }
+  }
+
+  /**
+   * This pass's DNS answers. A discovery pass can come sooner than dns.interval
+   * after the last one; reusing a younger answer then keeps a name that flaps
+   * between two addresses from moving its rule more than once per interval.
+   */
+  private async resolve(names: string[]): Promise<Map<string, Resolution>> {
+    const now = this.edges.clock.now();
+    const stale = names.filter((name) => !(now - (this.answers.get(name)?.at ?? -Infinity) < this.config.dns.interval));
+    const fresh = await resolveAll(stale, this.edges.resolver);
+    const answers = new Map<string, { at: number; answer: Resolution }>();
+    for (const name of names) {
+      const answer = fresh.get(name);
+      answers.set(name, answer ? { at: now, answer } : this.answers.get(name)!);
+    }
+    this.answers = answers; // names no longer asked for are forgotten
+    return new Map([...answers].map(([name, { answer }]) => [name, answer]));
   }
 
   private async readKernel(): Promise<{ nat: ReturnType<typeof parseSave>; filter: ReturnType<typeof parseSave> }> {

@@ -10,6 +10,7 @@
 // Used by kill-churn.test.ts (short, in every `npm test`) and `npm run test:chaos` (long).
 
 import { readFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { CLI, daemonEnv, startRig, type LabRig } from '../../lab/rig.js';
 import type { FakeCluster, FakeTopology } from '../../lab/fake-elasticache-model.js';
@@ -47,6 +48,10 @@ export interface ChaosReport {
   convergeMs: number[];
   /** The slowest logged pass of each convergence window. */
   passMs: number[];
+  /** Load average per core at each check (1 when idle or less). */
+  loadFactors: number[];
+  /** Saves that caught nat and filter mid-restore (re-read, see KernelView). */
+  tablesCaughtMidRestore: number;
   keysSeen: number;
   violations: string[];
   elapsedMs: number;
@@ -113,12 +118,20 @@ interface KernelView {
   /** key → { port, target } */
   forwards: Map<string, { port: number; target: string }>;
   problems: string[];
+  /**
+   * nat and filter disagree on how many forwards there are. iptables-restore
+   * commits each table on its own, and iptables-save reads them one after the
+   * other, so a save taken during a restore can see one table updated and not
+   * yet the other: only a mismatch that is still there a moment later counts.
+   */
+  tablesDisagree: string[];
 }
 
 /** Reads iptables-save and lists every structural problem: duplicates, missing or doubled jumps. */
 function readKernel(save: string): KernelView {
   const lines = save.split('\n').filter((l) => l.startsWith('-A '));
   const problems: string[] = [];
+  const tablesDisagree: string[] = [];
   const forwards = new Map<string, { port: number; target: string }>();
   const ports = new Set<number>();
   for (const line of lines) {
@@ -137,9 +150,9 @@ function readKernel(save: string): KernelView {
   }
   for (const chain of ['CACHENAT-POSTROUTING', 'CACHENAT-FORWARD']) {
     const n = lines.filter((l) => l.startsWith(`-A ${chain} `)).length;
-    if (n !== forwards.size) problems.push(`${chain} has ${n} rules for ${forwards.size} forwards`);
+    if (n !== forwards.size) tablesDisagree.push(`${chain} has ${n} rules for ${forwards.size} forwards`);
   }
-  return { forwards, problems };
+  return { forwards, problems, tablesDisagree };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -147,6 +160,13 @@ const percentile = (values: number[], p: number): number => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 };
+
+/**
+ * How overloaded the machine is now (1 = not at all). Every wall-clock bound
+ * is stretched by it: on a shared 2-core box a load of 20 delays each timer and
+ * process start tenfold, and that says nothing about the daemon's scheduling.
+ */
+const loadFactor = (): number => Math.max(1, loadavg()[0]! / cpus().length);
 
 export function summarize(values: number[]): string {
   if (values.length === 0) return 'n/a';
@@ -158,7 +178,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const rand = random(options.seed);
   const log = options.log ?? (() => {});
   const report: ChaosReport = {
-    seed: options.seed, kills: 0, killsBeforeReady: 0, topologyChanges: 0, kernelChecks: 0, restartMs: [], convergeMs: [], passMs: [], keysSeen: 0, violations: [], elapsedMs: 0,
+    seed: options.seed, kills: 0, killsBeforeReady: 0, topologyChanges: 0, kernelChecks: 0, restartMs: [], convergeMs: [], passMs: [], loadFactors: [], tablesCaughtMidRestore: 0, keysSeen: 0, violations: [], elapsedMs: 0,
   };
   // The test runner's loaders in NODE_OPTIONS would slow every daemon start and control call.
   process.env.NODE_OPTIONS = '';
@@ -169,10 +189,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     report.violations.push(`kill ${report.kills}: ${what}`);
     log(`VIOLATION ${what}`);
   };
+  /** Reads the kernel, once more if the tables disagree (see KernelView). */
+  const readSettled = async (): Promise<KernelView> => {
+    const view = readKernel(await rig.save());
+    if (view.tablesDisagree.length === 0) return view;
+    report.tablesCaughtMidRestore++;
+    await sleep(300);
+    return readKernel(await rig.save());
+  };
   /** Records every key → port the kernel shows; any change is a violation. */
   const observe = (view: KernelView) => {
     report.kernelChecks++;
-    for (const problem of view.problems) violate(problem);
+    for (const problem of [...view.problems, ...view.tablesDisagree]) violate(problem);
     for (const [key, { port }] of view.forwards) {
       const had = portOf.get(key);
       if (had !== undefined && had !== port) violate(`${key} moved from port ${had} to ${port}`);
@@ -227,8 +255,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           continue;
         }
       }
-      await daemon.waitForLine(/"msg":"ready/, 20_000);
+      await daemon.waitForLine(/"msg":"ready/, 20_000 * loadFactor());
       const readyAt = Date.now();
+      const load = loadFactor();
+      report.loadFactors.push(load);
       const readyMark = daemon.mark();
       report.restartMs.push(readyAt - spawnedAt);
 
@@ -237,7 +267,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const expected = expectedOf(served);
       let converged: number | undefined;
       let view: KernelView | undefined;
-      while (Date.now() - readyAt < 4 * DISCOVERY_INTERVAL_MS) {
+      while (Date.now() - readyAt < 4 * DISCOVERY_INTERVAL_MS * load) {
         view = readKernel(await rig.save());
         const missing = [...expected].filter(([key, target]) => view!.forwards.get(key)?.target !== target);
         if (missing.length === 0) {
@@ -246,8 +276,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         }
         await sleep(50);
       }
-      if (view) observe(view);
-      if (converged === undefined) violate(`not converged within ${4 * DISCOVERY_INTERVAL_MS} ms of ready`);
+      if (view) observe(view.tablesDisagree.length === 0 ? view : await readSettled());
+      if (converged === undefined) violate(`not converged within ${Math.round(4 * DISCOVERY_INTERVAL_MS * load)} ms of ready (load factor ${load.toFixed(1)})`);
       else {
         report.convergeMs.push(converged);
         // The bound is one interval plus the run time of the pass that converged, as the daemon itself
@@ -255,14 +285,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         if (converged > DISCOVERY_INTERVAL_MS + CONVERGE_SLACK_MS) await sleep(500); // its log line comes after the persisted copy
         const passMs = Math.max(0, ...passDurations(daemon, readyMark));
         report.passMs.push(passMs);
-        if (converged > DISCOVERY_INTERVAL_MS + passMs + CONVERGE_SLACK_MS) {
-          violate(`converged only ${converged} ms after ready (interval ${DISCOVERY_INTERVAL_MS} ms, slowest pass ${passMs} ms)`);
+        if (converged > (DISCOVERY_INTERVAL_MS + CONVERGE_SLACK_MS) * load + passMs) {
+          violate(`converged only ${converged} ms after ready (interval ${DISCOVERY_INTERVAL_MS} ms, slowest pass ${passMs} ms, load factor ${load.toFixed(1)})`);
         }
       }
       const state = parseState(await readFile(join(rig.dir, 'state', 'ports.json'), 'utf8').catch((e: Error) => e.message));
       if (state.status !== 'ok') violate(`state file unreadable: ${'problem' in state ? state.problem : state.status}`);
       const stablePort = portOf.get(STABLE.key);
-      const reached = stablePort === undefined ? undefined : await rig.probe('client', stablePort, 'redis', 1500);
+      const reached = stablePort === undefined ? undefined : await rig.probe('client', stablePort, 'redis', 1500 * load);
       if (reached !== STABLE.whoami) violate(`the client reached ${reached ?? 'nothing'} on ${STABLE.key}'s port ${stablePort}`);
       startChurn();
 
@@ -270,7 +300,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const until = Date.now() + rand() * 2500;
       while (Date.now() < until) {
         await sleep(Math.min(400, Math.max(0, until - Date.now())));
-        observe(readKernel(await rig.save()));
+        observe(await readSettled());
       }
       if (!daemon.running) violate(`the daemon exited on its own: ${daemon.output.slice(-3).join(' | ')}`);
       daemon.kill('SIGKILL');
@@ -281,8 +311,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await stopChurn();
     // A last start: it must come up clean after the final kill.
     daemon = spawn();
-    await daemon.waitForLine(/"msg":"ready/, 20_000);
-    observe(readKernel(await rig.save()));
+    await daemon.waitForLine(/"msg":"ready/, 20_000 * loadFactor());
+    observe(await readSettled());
     const stopped = await daemon.stop(5000);
     if (stopped.exitCode !== 0) violate(`SIGTERM at the end gave exit ${stopped.exitCode ?? stopped.signal}`);
   } finally {

@@ -77,7 +77,7 @@ t.test('reads every page of both operations, with node info', async (t) => {
 
 t.test('include/exclude reach toTopology', async (t) => {
   const fake = await startFakeElastiCache({ topology: bigTopology });
-  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: fake.url, timeoutMs: 2000, filter: { include: ['rg*'], exclude: ['rg2*', 'rg3', 'rg4', 'rg5'] }, credentials });
+  const source = new ElastiCacheSource({ region: 'us-east-1', endpoint: fake.url, timeoutMs: 5000, filter: { include: ['rg*'], exclude: ['rg2*', 'rg3', 'rg4', 'rg5'] }, credentials });
   t.teardown(async () => {
     source.destroy();
     await fake.close();

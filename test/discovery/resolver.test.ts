@@ -51,7 +51,7 @@ t.test('a lookup that hangs counts as failed after the timeout', async (t) => {
   const r = await resolver(() => new Promise<string>(() => undefined), 150).resolve('slow.example.com');
   const took = performance.now() - started;
   t.same(r, { ok: false, error: 'no answer for slow.example.com within 150 ms' });
-  t.ok(took >= 140 && took < 1000, `took ${Math.round(took)} ms`);
+  t.ok(took >= 140 && took < 2000, `took ${Math.round(took)} ms`);
 });
 
 t.test('resolveAll: every distinct name once, bounded concurrency, input order', async (t) => {

@@ -64,8 +64,10 @@ t.test('foreign rules, operator mistakes, API faults, hostile data', async (t) =
     t.match(await rig.save('filter'), /-A FORWARD -m comment --comment cachenat -j CACHENAT-FORWARD/);
     await rig.iptables(['-t', 'nat', '-F']); // everything in nat, Docker's too: ours comes back, theirs is theirs to restore
     await waitFor('forwarding restored after a whole-table flush', async () => (await rig.probe('client', 6379, 'redis', 500)) === 'redis-11', 5000);
-    const restored = await lab.exec(lab.ns.nat, 'iptables-restore', ['--noflush', rulesFile]);
-    t.equal(restored.exitCode, 0);
+    // Put Docker's nat part back as its owner would; its filter part was never touched.
+    const natPart = DOCKER_LIKE.slice(DOCKER_LIKE.indexOf('*nat'));
+    const restored = await lab.exec(lab.ns.nat, 'iptables-restore', ['--noflush'], { input: natPart });
+    t.equal(restored.exitCode, 0, restored.stderr);
   });
 
   const faults = ['throttling', 'internal-error', 'unavailable', 'malformed-xml', 'access-denied', 'expired-token', 'hang', 'second-page-fails'];

@@ -145,7 +145,7 @@ async function rigOn(lab: Lab, options: { configExtra?: string }): Promise<LabRi
       return { process: proc, configPath, dir };
     },
     async cli(args) {
-      const r = await lab.exec(lab.ns.nat, process.execPath, [CLI, ...args, '--config', configPath], { env });
+      const r = await lab.exec(lab.ns.nat, process.execPath, [CLI, ...args, '--config', configPath], { env, reject: false });
       return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
     },
     async status() {

@@ -20,6 +20,17 @@ t.test('cachenat in a lab of namespaces', async (t) => {
   const rig = await startRig();
   t.teardown(() => rig.down());
   const { lab } = rig;
+  const withoutTimestamps = (save: string) => save.replace(/^#.*$/gm, '');
+
+  await t.test('plan before the first pass: changes pending (exit 2), nothing touched', async (t) => {
+    const before = await rig.save();
+    const r = await rig.cli(['plan']);
+    t.equal(r.exitCode, 2, r.stderr);
+    t.match(r.stdout, /new target primary\/orders on port 6379/);
+    t.match(r.stdout, /-A CACHENAT-DNAT -p tcp -m tcp --dport 11213 /);
+    t.equal(withoutTimestamps(await rig.save()), withoutTimestamps(before));
+  });
+
   let daemon = await rig.start();
 
   await t.test('first sync: sticky ports in (cluster, node) order, every node reachable', async (t) => {
@@ -48,7 +59,7 @@ t.test('cachenat in a lab of namespaces', async (t) => {
     const plan = await rig.cli(['plan']);
     t.equal(plan.exitCode, 0, plan.stdout + plan.stderr);
     t.match(plan.stdout, /nothing to do/);
-    t.equal((await rig.save()).replace(/^#.*$/gm, ''), before.replace(/^#.*$/gm, ''));
+    t.equal(withoutTimestamps(await rig.save()), withoutTimestamps(before));
   });
 
   await t.test('a node added gets the next port', async (t) => {
@@ -147,5 +158,14 @@ t.test('cachenat in a lab of namespaces', async (t) => {
     t.notMatch(save, /CACHENAT|cachenat/);
     t.match(save, /-A POSTROUTING -s 192\.0\.2\.0\/24 -j MASQUERADE/);
     t.equal(await rig.probe('client', 6379, 'redis', 800), undefined);
+  });
+
+  await t.test('apply: one pass puts every forward back with the same ports, then exits', async (t) => {
+    const r = await rig.cli(['apply']);
+    t.equal(r.exitCode, 0, r.stderr);
+    t.match(r.stdout, /rules updated/);
+    t.equal(await rig.probe('client', 6379), 'redis-11');
+    t.equal(await rig.probe('client', 11214), 'memc-23');
+    t.equal((await rig.cli(['plan'])).exitCode, 0, 'nothing left to do');
   });
 });

@@ -54,16 +54,8 @@ export type Resolution =
 export type ForwardState = 'active' | 'draining' | 'unresolved';
 
 /** A forward as the planner wants it to be (and as `status` reports it). */
-export interface Forward {
-  key: TargetKey;
-  kind: TargetKind;
-  engine: Engine;
-  cacheClusterId?: string;
-  cacheNodeId?: string;
-  replicationGroupId?: string;
-  address: string;
+export interface Forward extends DiscoveredTarget {
   targetIp?: string;
-  targetPort: number;
   listenPort: number;
   state: ForwardState;
 }

@@ -1,18 +1,9 @@
 // The persisted memory of cachenat: which target owns which port, where it
 // pointed last, and which freed ports are still quarantined.
 
-import type { Engine, TargetKey, TargetKind } from '../model.js';
+import type { DiscoveredTarget, TargetKey } from '../model.js';
 
-export interface PortEntry {
-  key: TargetKey;
-  kind: TargetKind;
-  engine: Engine;
-  cacheClusterId?: string;
-  cacheNodeId?: string;
-  replicationGroupId?: string;
-  /** Endpoint name (or IPv4 literal) from the API. */
-  address: string;
-  targetPort: number;
+export interface PortEntry extends DiscoveredTarget {
   listenPort: number;
   /** Last successful resolution of `address`. */
   ip?: string;

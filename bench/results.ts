@@ -59,6 +59,6 @@ export async function readMachine(): Promise<Machine> {
     node: process.version,
     redisBenchmark: (await linesOf('redis-benchmark', ['--version']))[0] ?? 'missing',
     socat: (await linesOf('socat', ['-V'])).find((line) => line.startsWith('socat version')) ?? 'missing',
-    haproxy: (await linesOf('haproxy', ['-v']))[0] ?? 'missing',
+    haproxy: (await linesOf('haproxy', ['-v']))[0]?.split(' - ')[0] ?? 'missing',
   };
 }

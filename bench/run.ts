@@ -1,7 +1,7 @@
 // `npm run bench [-- --quick] [-- --only reconcile,datapath,convergence,footprint]`:
 // runs the benchmark sections one after another, prints a table, and writes
 // bench/results/latest.json (the contract), latest.meta.json, chart.svg and
-// BENCHMARKS.md. Needs root: everything runs in network namespaces it makes
+// BENCHMARKS.md. `--report` only renders the last results again. Needs root: everything runs in network namespaces it makes
 // and removes again, even when a section fails.
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -51,7 +51,8 @@ function runCounts(plan: (typeof PLAN)['full']): BenchMeta['runs'] {
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, report: { type: 'boolean', default: false } } });
+  if (values.report) return rerender();
   if (process.getuid?.() !== 0) {
     process.stderr.write('npm run bench needs root: it creates network namespaces and iptables rules inside them\n');
     return 1;
@@ -105,9 +106,26 @@ async function main(): Promise<number> {
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(contract, null, 2)}\n`);
   writeFileSync(join(RESULTS, 'latest.meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+  writeReport(results);
+  process.stdout.write(`${printTable(results)}\n\nwrote bench/results/latest.json, bench/results/chart.svg and BENCHMARKS.md in ${Math.round(meta.durationS)} s\n`);
+  return 0;
+}
+
+function writeReport(results: BenchResults): void {
   writeFileSync(join(RESULTS, 'chart.svg'), renderChart(results));
   writeFileSync(join(ROOT, 'BENCHMARKS.md'), benchmarksMarkdown(results));
-  process.stdout.write(`${printTable(results)}\n\nwrote bench/results/latest.json, bench/results/chart.svg and BENCHMARKS.md in ${Math.round(meta.durationS)} s\n`);
+}
+
+function rerender(): number {
+  const contract = readPrevious();
+  if (!contract) {
+    process.stderr.write('no bench/results/latest.json yet: run the benchmark first\n');
+    return 1;
+  }
+  const meta = JSON.parse(readFileSync(join(RESULTS, 'latest.meta.json'), 'utf8')) as BenchMeta;
+  const results: BenchResults = { ...contract, meta };
+  writeReport(results);
+  process.stdout.write(`${printTable(results)}\n\nrendered bench/results/chart.svg and BENCHMARKS.md again from the last results\n`);
   return 0;
 }
 

@@ -65,6 +65,17 @@ export const configSchema = z.strictObject({
       .min(1, 'must list at least one CIDR; write 0.0.0.0/0 to allow everyone'),
     snat: z.union([z.literal('masquerade'), z.string().refine(isIpv4, 'expected "masquerade" or an IPv4 address')]).prefault('masquerade'),
     publicAddress: hostName.optional(),
+    connmark: z
+      .union([z.number(), z.string()])
+      .transform((value, ctx) => {
+        const mark = typeof value === 'number' ? value : /^0x[0-9a-f]{1,8}$/i.test(value) ? Number.parseInt(value, 16) : Number.NaN;
+        if (!Number.isInteger(mark) || mark < 1 || mark > 0x80000000 || (mark & (mark - 1)) !== 0) {
+          ctx.addIssue({ code: 'custom', message: `expected a single connmark bit such as 0x1000000, got ${JSON.stringify(value)}` });
+          return z.NEVER;
+        }
+        return mark;
+      })
+      .prefault('0x1000000'),
   }),
   ports: z
     .strictObject({

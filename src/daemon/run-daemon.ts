@@ -77,6 +77,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
           nextDiscoveryAt = 0;
         }
       }
+      // The next discovery is due one interval after this one started, not
+      // after it ended: the API is polled every interval, however long a pass takes.
       const now = edges.clock.now();
       const discover = now >= nextDiscoveryAt;
       ipForward = await deps.ipForward.ensure(config.ipForward).catch((err: Error) => {
@@ -95,7 +97,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         lastReport = report;
         if (report.discovery.status === 'ok') {
           failures = 0;
-          nextDiscoveryAt = edges.clock.now() + config.discovery.interval;
+          nextDiscoveryAt = now + config.discovery.interval;
         } else if (report.discovery.status === 'failed') {
           failures++;
           const delay = discoveryRetryDelay(failures, config.discovery.interval, deps.random());

@@ -25,6 +25,18 @@ export interface RenderOptions {
   allowedSources: string[];
   /** `masquerade`, or the IPv4 address to SNAT to. */
   snat: 'masquerade' | string;
+  /** The connmark bit that tags flows cachenat DNATed (config forward.connmark). */
+  connmark?: number;
+}
+
+/** Bit 24: clear of the bits Docker, kube-proxy, the AWS VPC CNI and tailscale use. */
+export const DEFAULT_CONNMARK = 0x1000000;
+
+export function connmarkProblem(mark: unknown): string | undefined {
+  if (typeof mark !== 'number' || !Number.isInteger(mark) || mark < 1 || mark > 0x80000000 || (mark & (mark - 1)) !== 0) {
+    return `expected a single bit such as 0x1000000, got ${JSON.stringify(mark)}`;
+  }
+  return undefined;
 }
 
 const ENGINES: readonly Engine[] = ['redis', 'valkey', 'memcached'];
@@ -78,6 +90,9 @@ function checkForward(f: RuleForward): void {
 export function renderRules(forwards: RuleForward[], options: RenderOptions): DesiredRules {
   const ifaceProblem = interfaceProblem(options.inboundInterface);
   if (ifaceProblem) fail('forward.inboundInterface', ifaceProblem);
+  const connmark = options.connmark ?? DEFAULT_CONNMARK;
+  const markProblem = connmarkProblem(connmark);
+  if (markProblem) fail('forward.connmark', markProblem);
 
   const sources: string[] = [];
   for (const source of options.allowedSources) {
@@ -111,19 +126,22 @@ export function renderRules(forwards: RuleForward[], options: RenderOptions): De
   );
   const output = ['-A CACHENAT-OUTPUT -m addrtype --dst-type LOCAL -j CACHENAT-DNAT'];
 
-  const dnat: string[] = [];
-  const postrouting: string[] = [];
-  const forward: string[] = [];
-  for (const f of sorted) {
-    const comment = `-m comment --comment "${ownerComment(f.engine, f.key)}"`;
-    // Matching the conntrack entry (DNATed, from this listen port, to this
-    // target) scopes SNAT and the FORWARD accept to flows cachenat made, in
-    // both directions, and to nothing another tool owns.
-    const flow = `-p tcp -m conntrack --ctstate DNAT --ctreplsrc ${f.targetIp} --ctorigdstport ${f.listenPort} --ctreplsrcport ${f.targetPort} ${comment}`;
-    dnat.push(`-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} ${comment} -j DNAT --to-destination ${f.targetIp}:${f.targetPort}`);
-    postrouting.push(`-A CACHENAT-POSTROUTING ${flow} ${snatTarget}`);
-    forward.push(`-A CACHENAT-FORWARD ${flow} -j ACCEPT`);
+  // Flows are tagged in the conntrack entry: every new connection entering
+  // CACHENAT-DNAT gets the bit, a DNAT rule that matches ends the chain with the
+  // bit kept, and the last rule clears it again for connections no forward
+  // took. SNAT and the FORWARD accept then need one rule each, matching only
+  // flows cachenat DNATed (both directions), whatever the number of forwards.
+  // With no forwards the three chains stay empty.
+  const mark = `0x${connmark.toString(16)}`;
+  const dnat = sorted.map(
+    (f) => `-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}" -j DNAT --to-destination ${f.targetIp}:${f.targetPort}`,
+  );
+  if (dnat.length > 0) {
+    dnat.unshift(`-A CACHENAT-DNAT -j CONNMARK --set-xmark ${mark}/${mark}`);
+    dnat.push(`-A CACHENAT-DNAT -j CONNMARK --set-xmark 0x0/${mark}`);
   }
+  const postrouting = dnat.length > 0 ? [`-A CACHENAT-POSTROUTING -m connmark --mark ${mark}/${mark} ${snatTarget}`] : [];
+  const forward = dnat.length > 0 ? [`-A CACHENAT-FORWARD -m connmark --mark ${mark}/${mark} -j ACCEPT`] : [];
 
   return {
     nat: {

@@ -126,8 +126,10 @@ function applyResolution(entry: PortEntry, answer: Resolution | undefined, polic
     if (entry.ip !== undefined && entry.ip !== answer.ip) {
       events.push({ type: 'ip-changed', key: entry.key, listenPort: entry.listenPort, from: entry.ip, to: answer.ip });
     }
+    // resolvedAt marks when this address was first seen, not every lookup:
+    // a steady answer must not rewrite the port map on disk every pass.
+    if (entry.ip !== answer.ip) entry.resolvedAt = now;
     entry.ip = answer.ip;
-    entry.resolvedAt = now;
     delete entry.unresolvedSince;
     return;
   }

@@ -46,6 +46,7 @@ export function planPass(input: PlanInput): Plan {
     inboundInterface: input.config.forward.inboundInterface,
     allowedSources: input.config.forward.allowedSources,
     snat: input.config.forward.snat,
+    connmark: input.config.forward.connmark,
   });
   const movedFlows = next.events.flatMap((e) => (e.type === 'ip-changed' ? [{ listenPort: e.listenPort, oldIp: e.from }] : []));
   return {

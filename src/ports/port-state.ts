@@ -7,6 +7,7 @@ export interface PortEntry extends DiscoveredTarget {
   listenPort: number;
   /** Last successful resolution of `address`. */
   ip?: string;
+  /** When `address` first resolved to `ip` (epoch ms). */
   resolvedAt?: number;
   /** First failed resolution since the last success (epoch ms). */
   unresolvedSince?: number;

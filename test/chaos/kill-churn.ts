@@ -2,7 +2,7 @@
 // changing all the time, and `kill -9` at random moments (during start-up, the
 // first pass, or any later pass). After every restart it checks, against the
 // kernel itself:
-//   - no duplicate rules: one DNAT/SNAT/FORWARD line per forward, one jump per built-in chain;
+//   - no duplicate rules: no line twice, one DNAT rule per target and per port, one jump per built-in chain;
 //   - no target's port ever changed, and no port ever went to two targets (reuseAfter is 1h);
 //   - convergence: the kernel matches what the API serves within one discovery interval of `ready`;
 //   - the state file on disk always parses;
@@ -50,8 +50,6 @@ export interface ChaosReport {
   passMs: number[];
   /** Load average per core at each check (1 when idle or less). */
   loadFactors: number[];
-  /** Saves that caught nat and filter mid-restore (re-read, see KernelView). */
-  tablesCaughtMidRestore: number;
   keysSeen: number;
   violations: string[];
   elapsedMs: number;
@@ -118,20 +116,12 @@ interface KernelView {
   /** key → { port, target } */
   forwards: Map<string, { port: number; target: string }>;
   problems: string[];
-  /**
-   * nat and filter disagree on how many forwards there are. iptables-restore
-   * commits each table on its own, and iptables-save reads them one after the
-   * other, so a save taken during a restore can see one table updated and not
-   * yet the other: only a mismatch that is still there a moment later counts.
-   */
-  tablesDisagree: string[];
 }
 
 /** Reads iptables-save and lists every structural problem: duplicates, missing or doubled jumps. */
 function readKernel(save: string): KernelView {
   const lines = save.split('\n').filter((l) => l.startsWith('-A '));
   const problems: string[] = [];
-  const tablesDisagree: string[] = [];
   const forwards = new Map<string, { port: number; target: string }>();
   const ports = new Set<number>();
   for (const line of lines) {
@@ -148,11 +138,7 @@ function readKernel(save: string): KernelView {
     const n = lines.filter((l) => l === jump).length;
     if (n !== 1) problems.push(`${n} copies of "${jump}"`);
   }
-  for (const chain of ['CACHENAT-POSTROUTING', 'CACHENAT-FORWARD']) {
-    const n = lines.filter((l) => l.startsWith(`-A ${chain} `)).length;
-    if (n !== forwards.size) tablesDisagree.push(`${chain} has ${n} rules for ${forwards.size} forwards`);
-  }
-  return { forwards, problems, tablesDisagree };
+  return { forwards, problems };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -178,7 +164,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const rand = random(options.seed);
   const log = options.log ?? (() => {});
   const report: ChaosReport = {
-    seed: options.seed, kills: 0, killsBeforeReady: 0, topologyChanges: 0, kernelChecks: 0, restartMs: [], convergeMs: [], passMs: [], loadFactors: [], tablesCaughtMidRestore: 0, keysSeen: 0, violations: [], elapsedMs: 0,
+    seed: options.seed, kills: 0, killsBeforeReady: 0, topologyChanges: 0, kernelChecks: 0, restartMs: [], convergeMs: [], passMs: [], loadFactors: [], keysSeen: 0, violations: [], elapsedMs: 0,
   };
   // The test runner's loaders in NODE_OPTIONS would slow every daemon start and control call.
   process.env.NODE_OPTIONS = '';
@@ -189,18 +175,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     report.violations.push(`kill ${report.kills}: ${what}`);
     log(`VIOLATION ${what}`);
   };
-  /** Reads the kernel, once more if the tables disagree (see KernelView). */
-  const readSettled = async (): Promise<KernelView> => {
-    const view = readKernel(await rig.save());
-    if (view.tablesDisagree.length === 0) return view;
-    report.tablesCaughtMidRestore++;
-    await sleep(300);
-    return readKernel(await rig.save());
-  };
   /** Records every key → port the kernel shows; any change is a violation. */
   const observe = (view: KernelView) => {
     report.kernelChecks++;
-    for (const problem of [...view.problems, ...view.tablesDisagree]) violate(problem);
+    for (const problem of view.problems) violate(problem);
     for (const [key, { port }] of view.forwards) {
       const had = portOf.get(key);
       if (had !== undefined && had !== port) violate(`${key} moved from port ${had} to ${port}`);
@@ -276,7 +254,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         }
         await sleep(50);
       }
-      if (view) observe(view.tablesDisagree.length === 0 ? view : await readSettled());
+      if (view) observe(view);
       if (converged === undefined) violate(`not converged within ${Math.round(4 * DISCOVERY_INTERVAL_MS * load)} ms of ready (load factor ${load.toFixed(1)})`);
       else {
         report.convergeMs.push(converged);
@@ -300,7 +278,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const until = Date.now() + rand() * 2500;
       while (Date.now() < until) {
         await sleep(Math.min(400, Math.max(0, until - Date.now())));
-        observe(await readSettled());
+        observe(readKernel(await rig.save()));
       }
       if (!daemon.running) violate(`the daemon exited on its own: ${daemon.output.slice(-3).join(' | ')}`);
       daemon.kill('SIGKILL');
@@ -312,7 +290,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // A last start: it must come up clean after the final kill.
     daemon = spawn();
     await daemon.waitForLine(/"msg":"ready/, 20_000 * loadFactor());
-    observe(await readSettled());
+    observe(readKernel(await rig.save()));
     const stopped = await daemon.stop(5000);
     if (stopped.exitCode !== 0) violate(`SIGTERM at the end gave exit ${stopped.exitCode ?? stopped.signal}`);
   } finally {

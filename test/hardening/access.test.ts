@@ -26,17 +26,17 @@ t.test('access control', { skip }, async (t) => {
   const timeoutMs = () => Math.round(1500 * Math.max(1, loadavg()[0]! / cpus().length));
   const probeAll = async (from: 'client' | 'rogue' | 'side', ms: number) =>
     (await Promise.all(PORTS.map(async (port) => ((await rig.probe(from, port, undefined, ms)) ? port : undefined)))).filter((p) => p !== undefined);
-  const reachable = async (from: 'client' | 'rogue' | 'side') => {
+  const reachable = async (check: typeof t, from: 'client' | 'rogue' | 'side') => {
     const ms = timeoutMs();
     const [control, seen] = await Promise.all([probeAll('client', ms), from === 'client' ? [] : probeAll(from, ms)]);
-    t.same(control, PORTS, `control: the allowed client reached all ${PORTS.length} forwards within ${ms} ms`);
+    check.same(control, PORTS, `control: the allowed client reached all ${PORTS.length} forwards within ${ms} ms`);
     return from === 'client' ? control : seen;
   };
 
   await t.test('only allowedSources, only on the inbound interface', async (t) => {
-    t.same(await reachable('client'), PORTS, 'the allowed client reaches all 8 forwards');
-    t.same(await reachable('rogue'), [], 'a rogue on the same segment reaches none of them');
-    t.same(await reachable('side'), [], 'a host on another interface reaches none of them');
+    t.same(await reachable(t, 'client'), PORTS, 'the allowed client reaches all 8 forwards');
+    t.same(await reachable(t, 'rogue'), [], 'a rogue on the same segment reaches none of them');
+    t.same(await reachable(t, 'side'), [], 'a host on another interface reaches none of them');
   });
 
   const reload = async (allowed: string) => {
@@ -51,25 +51,25 @@ t.test('access control', { skip }, async (t) => {
   await t.test('an allowed address arriving on the wrong interface is refused', async (t) => {
     await reload('[198.18.0.10/32, 198.18.1.10/32]');
     t.match(await rig.save('nat'), /-s 198\.18\.1\.10\/32 -i ext0/, 'the rule names both the source and the interface');
-    t.same(await reachable('side'), [], 'side (198.18.1.10, allowed) comes in on side0, not ext0: refused');
-    t.same(await reachable('rogue'), [], 'rogue still refused');
-    t.same(await reachable('client'), PORTS);
+    t.same(await reachable(t, 'side'), [], 'side (198.18.1.10, allowed) comes in on side0, not ext0: refused');
+    t.same(await reachable(t, 'rogue'), [], 'rogue still refused');
+    t.same(await reachable(t, 'client'), PORTS);
   });
 
   await t.test('0.0.0.0/0 only when written out, with a warning', async (t) => {
     const mark = await reload('[0.0.0.0/0]');
     const warning = logLines(daemon, mark).find((l) => /0\.0\.0\.0\/0/.test(l.msg));
     t.ok(warning && warning.level === 40, `warned: "${warning?.msg}"`);
-    t.same(await reachable('rogue'), PORTS, 'now the rogue gets in: everyone does');
-    t.same(await reachable('side'), [], 'but still only through the inbound interface');
+    t.same(await reachable(t, 'rogue'), PORTS, 'now the rogue gets in: everyone does');
+    t.same(await reachable(t, 'side'), [], 'but still only through the inbound interface');
     const validate = await rig.cli(['validate']);
     t.equal(validate.exitCode, 0);
     t.match(validate.stderr, /warning: .*0\.0\.0\.0\/0/, '`validate` warns too');
     const mark2 = await reload('[]');
     t.ok(logLines(daemon, mark2).some((l) => /reload refused/.test(l.msg) && /allowedSources/.test(l.msg)), 'an empty list is refused on reload');
-    t.same(await reachable('rogue'), PORTS, 'and the running (wide) configuration stays until a valid one comes');
+    t.same(await reachable(t, 'rogue'), PORTS, 'and the running (wide) configuration stays until a valid one comes');
     await reload('[198.18.0.10/32]');
-    t.same(await reachable('rogue'), [], 'narrowed again: the rogue is out at once');
+    t.same(await reachable(t, 'rogue'), [], 'narrowed again: the rogue is out at once');
   });
 
   await t.test('the daemon listens on no socket', async (t) => {

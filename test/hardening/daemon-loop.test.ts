@@ -70,7 +70,7 @@ function harness(stopAfterSleeps: number): Harness {
       kernel = applyRestore(kernel, text);
     },
   };
-  const conntrack: Conntrack = { forgetFlows: async () => (maybeFail('conntrack'), 0) };
+  const conntrack: Conntrack = { available: true, forgetFlows: async () => (maybeFail('conntrack'), 0) };
   const source: CacheSource = {
     describe: async () => {
       h.describeAt.push(now);

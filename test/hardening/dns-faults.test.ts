@@ -47,7 +47,7 @@ t.test('DNS faults', { skip }, async (t) => {
       const mark = daemon.mark();
       const lostAt = Date.now();
       lab.removeHost(NAME.sessions1);
-      const failed = await waitFor('resolve-failed logged', () => logLines(daemon, mark).find((l) => /cannot resolve/.test(l.msg)), 5000);
+      const failed = (await waitFor('resolve-failed logged', () => logLines(daemon, mark).find((l) => /cannot resolve/.test(l.msg)), 5000))!;
       t.match(failed.msg, mode === 'nxdomain' ? /ENOTFOUND/ : /no answer for .* within \d+ ms/, `logged: "${failed.msg.slice(0, 160)}"`);
       t.match(failed.msg, /still forwarding to 198\.19\.0\.13/);
       t.equal(await rig.probe('client', 6383), 'redis-13', 'still forwarded to the last address during the grace period');
@@ -62,10 +62,10 @@ t.test('DNS faults', { skip }, async (t) => {
       const unresolved = logLines(daemon, mark).find((l) => /has not resolved for the whole grace period/.test(l.msg));
       t.ok(unresolved && unresolved.level === 40, `logged: "${unresolved?.msg}"`);
       // The snapshot is written at the end of the pass that removed the rule.
-      const snapshot = await waitFor('status unresolved', async () => {
+      const snapshot = (await waitFor('status unresolved', async () => {
         const s = await readSnapshot(rig);
         return s.forwards.find((f) => f.key === key)?.state === 'unresolved' ? s : undefined;
-      }, 3000 * load());
+      }, 3000 * load()))!;
       t.pass('status: unresolved, its port kept');
       t.equal(snapshot.forwards.find((f) => f.key === key)?.listenPort, 6383);
       t.ok(snapshot.passes - passesBefore >= 3, `the loop kept its pace: ${snapshot.passes - passesBefore} passes meanwhile`);

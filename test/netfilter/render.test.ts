@@ -13,18 +13,23 @@ t.test('renders the canonical lines iptables-save prints back', async (t) => {
       'CACHENAT-PREROUTING': ['-A CACHENAT-PREROUTING -s 198.51.100.27/32 -i eth0 -m addrtype --dst-type LOCAL -j CACHENAT-DNAT'],
       'CACHENAT-OUTPUT': ['-A CACHENAT-OUTPUT -m addrtype --dst-type LOCAL -j CACHENAT-DNAT'],
       'CACHENAT-DNAT': [
+        '-A CACHENAT-DNAT -j CONNMARK --set-xmark 0x1000000/0x1000000',
         '-A CACHENAT-DNAT -p tcp -m tcp --dport 6380 -m comment --comment "cachenat redis node/c1/0001" -j DNAT --to-destination 10.0.1.231:6379',
+        '-A CACHENAT-DNAT -j CONNMARK --set-xmark 0x0/0x1000000',
       ],
-      'CACHENAT-POSTROUTING': [
-        '-A CACHENAT-POSTROUTING -p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.0.1.231 --ctorigdstport 6380 --ctreplsrcport 6379 -m comment --comment "cachenat redis node/c1/0001" -j MASQUERADE',
-      ],
+      'CACHENAT-POSTROUTING': ['-A CACHENAT-POSTROUTING -m connmark --mark 0x1000000/0x1000000 -j MASQUERADE'],
     },
     filter: {
-      'CACHENAT-FORWARD': [
-        '-A CACHENAT-FORWARD -p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.0.1.231 --ctorigdstport 6380 --ctreplsrcport 6379 -m comment --comment "cachenat redis node/c1/0001" -j ACCEPT',
-      ],
+      'CACHENAT-FORWARD': ['-A CACHENAT-FORWARD -m connmark --mark 0x1000000/0x1000000 -j ACCEPT'],
     },
   });
+});
+
+t.test('another connmark bit; a value that is not one bit is refused', async (t) => {
+  const rules = renderRules([node1], { ...options, connmark: 0x40 });
+  t.equal(rules.filter['CACHENAT-FORWARD']![0], '-A CACHENAT-FORWARD -m connmark --mark 0x40/0x40 -j ACCEPT');
+  t.throws(() => renderRules([node1], { ...options, connmark: 0x41 }), /forward\.connmark/);
+  t.throws(() => renderRules([node1], { ...options, connmark: 0 }), /forward\.connmark/);
 });
 
 t.test('SNAT to an address instead of masquerade', async (t) => {
@@ -46,11 +51,11 @@ t.test('sources in config order, 0.0.0.0/0 without -s, duplicates once, bare add
 t.test('forwards sorted by listen port, whatever the input order', async (t) => {
   const rules = renderRules([mc, node1, primary], options);
   t.same(
-    rules.nat['CACHENAT-DNAT']!.map((line) => /--dport (\d+)/.exec(line)![1]),
+    rules.nat['CACHENAT-DNAT']!.flatMap((line) => /--dport (\d+)/.exec(line)?.[1] ?? []),
     ['6379', '6380', '11211'],
   );
-  t.match(rules.nat['CACHENAT-DNAT']![0], /--comment "cachenat valkey primary\/rg1"/);
-  t.equal(rules.filter['CACHENAT-FORWARD']!.length, 3);
+  t.match(rules.nat['CACHENAT-DNAT']![1], /--comment "cachenat valkey primary\/rg1"/);
+  t.equal(rules.filter['CACHENAT-FORWARD']!.length, 1, 'one FORWARD rule covers every forward');
 });
 
 const bad: [string, Partial<RuleForward>, RegExp][] = [

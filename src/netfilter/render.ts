@@ -29,7 +29,7 @@ export interface RenderOptions {
   connmark?: number;
 }
 
-/** Bit 24: clear of the bits Docker, kube-proxy, the AWS VPC CNI and tailscale use. */
+/** Bit 24: clear of kube-proxy's 0x4000/0x8000, the AWS VPC CNI's 0x80 and tailscale's 0xff0000. */
 export const DEFAULT_CONNMARK = 0x1000000;
 
 export function connmarkProblem(mark: unknown): string | undefined {

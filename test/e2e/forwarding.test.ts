@@ -3,6 +3,8 @@
 // memcached processes on the cache segment.
 
 import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { NAME, baseTopology, portsOf, startRig, waitFor } from '../../lab/rig.js';
 
 const EXPECTED_PORTS = {
@@ -44,8 +46,12 @@ t.test('cachenat in a lab of namespaces', async (t) => {
     t.same(seen, { 6379: 'redis-11', 6380: 'redis-12', 6381: 'redis-11', 6382: 'redis-12', 6383: 'redis-13', 11211: 'memc-21', 11212: 'memc-22', 11213: 'memc-23' });
   });
 
-  await t.test('ip_forward enabled and persisted to the (lab) sysctl.d', async (t) => {
+  await t.test('ip_forward enabled and persisted to the (lab) sysctl.d; the ruleset saved for reboot', async (t) => {
     t.equal(await lab.ipForward(), true);
+    t.equal(readFileSync(join(rig.dir, 'sysctl.d', '90-cachenat.conf'), 'utf8').match(/^net\.ipv4\.ip_forward = 1$/m)?.[0], 'net.ipv4.ip_forward = 1');
+    const saved = readFileSync(join(rig.dir, 'rules.v4'), 'utf8');
+    t.match(saved, /-A CACHENAT-DNAT -p tcp -m tcp --dport 11213 /, 'persist.rulesFile holds the full ruleset');
+    t.match(saved, /^\*filter$/m);
   });
 
   await t.test('a source outside allowedSources gets nothing, on either interface', async (t) => {

@@ -2,6 +2,7 @@
 // (state first, kernel second, then the side effects that follow a change).
 
 import type { Config } from '../config/schema.js';
+import { formatDuration } from '../config/duration.js';
 import type { Resolution, Topology } from '../model.js';
 import { DiscoveryError, type CacheSource, type Resolver } from '../discovery/types.js';
 import { resolveAll } from '../discovery/resolver.js';
@@ -53,6 +54,9 @@ export class Reconciler {
   lastSyncAt: number | undefined;
   lastSyncError: DiscoveryError | undefined;
   private warnedNoConntrack = false;
+  private warnedEmptyAnswer = false;
+  /** Writes that are failing now (port map, rules file), for the status snapshot and health. */
+  readonly diskErrors = new Map<'state' | 'rules', string>();
   /** The persisted ruleset may differ from the kernel: true at start and after a change, until a save succeeds. */
   private persistPending = true;
   /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
@@ -87,6 +91,7 @@ export class Reconciler {
         this.lastSyncError = undefined;
         discovery = { status: 'ok' };
         for (const skipped of this.topology.skipped) logger.debug({ where: skipped.where }, `skipped: ${skipped.reason}`);
+        this.warnIfEverythingVanished(this.topology, state);
       } catch (err) {
         const error = err instanceof DiscoveryError ? err : new DiscoveryError(String(err), 'Internal', true, { cause: err });
         this.lastSyncError = error;
@@ -115,7 +120,9 @@ export class Reconciler {
     // the same ports instead of handing them out again.
     try {
       await this.edges.store.save(plan.state);
+      this.diskErrors.delete('state');
     } catch (err) {
+      this.diskErrors.set('state', `cannot save the port map ${this.edges.store.path}: ${(err as Error).message}`);
       logger.error({ err: (err as Error).message, path: this.edges.store.path }, 'cannot save the port map; forwarding continues, ports stay in memory. Check that state.dir is writable and the disk has space');
     }
     this.state = plan.state;
@@ -149,13 +156,31 @@ export class Reconciler {
     await this.persist();
   }
 
+  /**
+   * An answer that suddenly lists nothing while forwards exist is legal (it
+   * only starts the removal grace) but is more often a wrong aws.region or
+   * include filter than a fleet deleted at once: say so, once per episode.
+   */
+  private warnIfEverythingVanished(topology: Topology, state: PortState): void {
+    const vanished = topology.targets.length === 0 && state.entries.some((e) => e.goneSince === undefined);
+    if (vanished && !this.warnedEmptyAnswer) {
+      this.edges.logger.warn(
+        { region: this.config.aws.region, include: this.config.discovery.include, forwards: state.entries.length },
+        `the ElastiCache API lists no caches at all; every forward starts its removal grace (${formatDuration(this.config.discovery.removalGrace)}). If the caches still exist, check aws.region and discovery.include`,
+      );
+    }
+    this.warnedEmptyAnswer = topology.targets.length === 0;
+  }
+
   /** Saves the ruleset for reboot; a failed save is retried on the following passes, not only after the next change. */
   private async persist(): Promise<void> {
     if (!this.persistPending || !this.edges.persistRules) return;
     try {
       await this.edges.persistRules();
       this.persistPending = false;
+      this.diskErrors.delete('rules');
     } catch (err) {
+      this.diskErrors.set('rules', `cannot save the ruleset for reboot (persist.rulesFile): ${(err as Error).message}`);
       this.edges.logger.error({ err: (err as Error).message }, 'cannot save the ruleset for reboot (persist.rulesFile); forwarding continues, but a reboot would lose the rules until cachenat starts');
     }
   }

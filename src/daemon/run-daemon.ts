@@ -213,6 +213,7 @@ function snapshotOf(
   if (meta.ipForward !== undefined) snapshot.ipForward = meta.ipForward;
   if (kernelError) snapshot.lastKernelError = kernelError;
   if (report) snapshot.rulesDigest = report.plan.rulesDigest;
+  if (reconciler.diskErrors.size > 0) snapshot.diskErrors = [...reconciler.diskErrors.values()];
   return snapshot;
 }
 

@@ -24,6 +24,8 @@ export interface StatusSnapshot {
   degraded: boolean;
   degradedReason?: string;
   ipForward?: 0 | 1;
+  /** Files cachenat cannot write right now (port map, persisted rules): forwarding goes on, but a restart or reboot may not. */
+  diskErrors?: string[];
   /** Last write to the kernel failed with this message. */
   lastKernelError?: string;
   /** Digest of cachenat's own chains as last applied (see netfilter digest). */

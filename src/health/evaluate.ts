@@ -47,7 +47,7 @@ export interface HealthInput {
 }
 
 export interface CheckResult {
-  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'probe';
+  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'disk' | 'probe';
   state: State;
   message: string;
 }
@@ -85,6 +85,7 @@ export function evaluateHealth(input: HealthInput): HealthReport {
   checks.push(rulesCheck(input.kernel, snapshot, notes));
   const unresolved = snapshot.forwards.filter((f) => f.state === 'unresolved');
   checks.push(forwardsCheck(snapshot, unresolved.map((f) => f.key)));
+  checks.push(diskCheck(snapshot));
   if (input.probes) checks.push(probeCheck(input.probes));
   return finish(checks, notes, { forwards: snapshot.forwards.length, unresolved: unresolved.length, lastSyncAgeMs: sync.ageMs });
 }
@@ -210,4 +211,10 @@ export function renderHealthJson(report: HealthReport): string {
   const { state, checks, ...rest } = report;
   const named = checks.map((c) => ({ ...c, state: STATE_NAMES[c.state] }));
   return JSON.stringify({ state: STATE_NAMES[state], exitCode: state, ...rest, checks: named }, null, 2) + '\n';
+}
+
+function diskCheck(s: StatusSnapshot): CheckResult {
+  const errors = s.diskErrors ?? [];
+  if (errors.length === 0) return { name: 'disk', state: OK, message: 'port map and persisted rules saved' };
+  return { name: 'disk', state: WARNING, message: `${errors.join('; ')}; forwarding continues, but a restart or reboot may lose what was not saved: check the disk and state.dir` };
 }

@@ -3,11 +3,12 @@
 // that does not validate is treated as lost, and the map is rebuilt from the
 // rules installed in the kernel.
 
-import { readFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { isIpv4 } from '../util/ipv4.js';
+import { isProcessAlive } from '../util/process-alive.js';
 import type { PortEntry, PortState } from './port-state.js';
 import { emptyPortState } from './port-state.js';
 import type { TargetKind } from '../model.js';
@@ -64,7 +65,9 @@ export function parseState(text: string): LoadedState {
   return { status: 'ok', state: result.data as PortState };
 }
 
-export const serializeState = (state: PortState): string => `${JSON.stringify(state, null, 1)}\n`;
+/** Keys in a fixed order, so the same state is always the same bytes (and an idle pass writes nothing). */
+export const serializeState = (state: PortState): string =>
+  `${JSON.stringify(state, (_key, value: unknown) => (value && typeof value === 'object' && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : 1))) : value), 1)}\n`;
 
 export class StateStore {
   readonly path: string;
@@ -75,6 +78,7 @@ export class StateStore {
   }
 
   async load(): Promise<LoadedState> {
+    await this.removeStaleTempFiles();
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');
@@ -85,6 +89,17 @@ export class StateStore {
     const loaded = parseState(text);
     if (loaded.status === 'ok') this.lastWritten = serializeState(loaded.state);
     return loaded;
+  }
+
+  /** A writer killed mid-write leaves its temp file behind; it is never read, only tidied here. */
+  private async removeStaleTempFiles(): Promise<void> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    // Named .ports.json.<pid>.<ms>.tmp: a live writer's file is left alone.
+    const stale = names.filter((n) => {
+      const match = /^\.ports\.json\.(\d+)\.\d+\.tmp$/.exec(n);
+      return match !== null && !isProcessAlive(Number(match[1]));
+    });
+    await Promise.all(stale.map((n) => rm(join(this.dir, n), { force: true }).catch(() => undefined)));
   }
 
   /** Writes only when the content changed. Returns whether it wrote. */

@@ -55,7 +55,7 @@ t.test('all well: OK with forwards and sync age on the first line', async (t) =>
   const report = evaluateHealth(input());
   t.equal(report.state, OK);
   t.equal(report.summary, 'OK - 3 forwards, last sync 12s ago | forwards=3 unresolved=0 sync_age=12s');
-  t.same(report.checks.map((c) => c.state), [OK, OK, OK, OK, OK]);
+  t.same(report.checks.map((c) => c.state), [OK, OK, OK, OK, OK, OK]);
   const text = renderHealthText(report);
   t.match(text, /^OK - 3 forwards/);
   t.match(text, /\n\[OK\] rules: chains and jumps installed and match the last applied state\n/);
@@ -155,4 +155,11 @@ t.test('formatAge', async (t) => {
   t.equal(formatAge(192_000), '3m12s');
   t.equal(formatAge(2 * 3_600_000 + 5 * 60_000), '2h05m');
   t.equal(formatAge(76 * 3_600_000), '3d04h');
+});
+
+t.test('a file that cannot be written: WARNING naming it, forwarding goes on', async (t) => {
+  const report = evaluateHealth(input({ snapshot: snapshot({ diskErrors: ['cannot save the port map /var/lib/cachenat/ports.json: ENOSPC'] }) }));
+  t.equal(report.state, WARNING);
+  t.equal(stateOf('disk', input({ snapshot: snapshot({ diskErrors: ['x'] }) })), WARNING);
+  t.match(report.summary, /^WARNING - cannot save the port map .*ENOSPC; forwarding continues/);
 });

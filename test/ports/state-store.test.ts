@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StateStore, parseState, serializeState, stateFromRecoveredRules } from '../../src/ports/state-store.js';
@@ -56,4 +56,20 @@ t.test('recovery from installed rules rebuilds entries by key', async (t) => {
     ['node/mc/0001', 'node', 11211, '10.0.0.6', 'mc'],
     ['primary/rg1', 'primary', 6379, '10.0.0.5', 'rg1'],
   ]);
+});
+
+t.test('stale temp files of dead writers are tidied; a live writer\'s is not', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cachenat-state-'));
+  const dead = join(dir, '.ports.json.999999999.1.tmp');
+  const live = join(dir, `.ports.json.${process.pid}.2.tmp`);
+  writeFileSync(dead, '{"half');
+  writeFileSync(live, '{"half');
+  t.equal((await new StateStore(dir).load()).status, 'missing');
+  t.notOk(existsSync(dead));
+  t.ok(existsSync(live));
+});
+
+t.test('the same state always serializes to the same bytes, whatever the key order', async (t) => {
+  const shuffled = JSON.parse(JSON.stringify(good, Object.keys(good.entries[0]!).reverse().concat(['version', 'entries', 'released', 'port', 'releasedAt'])));
+  t.equal(serializeState(shuffled as PortState), serializeState(good));
 });

@@ -37,7 +37,12 @@ const cidr = z.string().transform((value, ctx) => {
 // than the kernel allows because the value becomes an iptables argument.
 const interfaceName = z.string().regex(/^[A-Za-z0-9_.@:-]{1,15}$/, 'expected a network interface name like eth0 or ens5');
 
-const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'expected an absolute path');
+// Kernel pseudo-filesystems are refused: files cannot be created there, and
+// Node's recursive mkdir spins forever on /proc instead of failing.
+const absolutePath = z
+  .string()
+  .regex(/^\/[^\0\n]*$/, 'expected an absolute path')
+  .refine((p) => !/^\/(proc|sys|dev)(\/|$)/.test(p), 'must not be under /proc, /sys or /dev');
 
 const hostName = z
   .string()

@@ -11,6 +11,8 @@ import type { Notifier } from './notify.js';
 import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.js';
 import type { StatusSnapshot } from './status-snapshot.js';
 
+const TIMER_SLACK_MS = 50;
+
 export interface IpForwardControl {
   /** Checks (and in `enable` mode sets) ip_forward; returns the value now in force. */
   ensure(mode: Config['ipForward']): Promise<0 | 1 | undefined>;
@@ -77,10 +79,11 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
           nextDiscoveryAt = 0;
         }
       }
-      // The next discovery is due one interval after this one started, not
-      // after it ended: the API is polled every interval, however long a pass takes.
+      // Passes run on a steady beat of dns.interval measured from each pass's
+      // start; the API is asked on the first beat at or after its interval is
+      // up (a timer may wake a hair early, hence the slack).
       const now = edges.clock.now();
-      const discover = now >= nextDiscoveryAt;
+      const discover = now >= nextDiscoveryAt - TIMER_SLACK_MS;
       ipForward = await deps.ipForward.ensure(config.ipForward).catch((err: Error) => {
         logger.error({ err: err.message }, 'cannot read or set net.ipv4.ip_forward; forwarding needs it set to 1');
         return undefined;
@@ -131,10 +134,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
 
       if (stopping) break;
       const tick = Math.min(config.dns.interval, notifier.watchdogIntervalMs ?? Infinity);
-      const untilDiscovery = Math.max(0, nextDiscoveryAt - edges.clock.now());
       wake = new AbortController();
       // After failed passes, wait longer each time (with jitter) instead of retrying in a tight loop.
-      const wait = passFailures > 0 ? discoveryRetryDelay(passFailures, tick, deps.random()) : Math.min(tick, untilDiscovery);
+      const wait = passFailures > 0 ? discoveryRetryDelay(passFailures, tick, deps.random()) : Math.max(0, now + tick - edges.clock.now());
       if (!stopping && !reloadRequested) await deps.sleep(wait, wake.signal);
     }
   } finally {

@@ -42,3 +42,8 @@ t.test('YAML syntax errors and duplicate keys are config errors', async (t) => {
   t.throws(() => parseConfig('aws: [', 'x'), ConfigError);
   t.throws(() => parseConfig(`${minimal}aws: {region: us-west-2}\n`, 'x'), ConfigError);
 });
+
+t.test('state paths under kernel pseudo-filesystems are refused', async (t) => {
+  const err = t.throws(() => parseConfig(`${minimal}state: {dir: /proc/cachenat}\n`, 'x')) as unknown as ConfigError;
+  t.match(err.message, /state\.dir: must not be under \/proc, \/sys or \/dev/);
+});

@@ -1,0 +1,119 @@
+// One reconcile pass against honest fakes: a simulated kernel that applies the
+// restore text the way iptables-restore --noflush would, a scripted API, DNS
+// answers from a table, a real StateStore in a temp dir.
+
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/load.js';
+import { Reconciler, type ReconcilerEdges } from '../../src/daemon/reconciler.js';
+import { DiscoveryError } from '../../src/discovery/types.js';
+import { createLogger } from '../../src/log/logger.js';
+import type { DiscoveredTarget, Topology } from '../../src/model.js';
+import type { InstalledRules } from '../../src/netfilter/diff.js';
+import { StateStore } from '../../src/ports/state-store.js';
+import { applyRestore, emptyKernel } from '../hardening/kernel-sim.js';
+
+const { config } = parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\n', 'test');
+
+const node = (cluster: string, ip: string): DiscoveredTarget => ({
+  key: `node/${cluster}/0001`, kind: 'node', engine: 'redis', cacheClusterId: cluster, cacheNodeId: '0001', address: ip, targetPort: 6379,
+});
+
+function saveText(k: InstalledRules): string {
+  const lines: string[] = [];
+  for (const name of ['nat', 'filter'] as const) {
+    lines.push(`*${name}`);
+    for (const [chain, { policy }] of k[name].chains) lines.push(`:${chain} ${policy} [0:0]`);
+    for (const [, { rules }] of k[name].chains) lines.push(...rules);
+    lines.push('COMMIT');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function rig(answers: (Topology | Error)[]) {
+  let kernel = emptyKernel();
+  const restores: string[] = [];
+  const logs: { level: number; msg: string }[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'cachenat-reconciler-'));
+  const edges: ReconcilerEdges = {
+    netfilter: {
+      save: async () => saveText(kernel),
+      saveAll: async () => saveText(kernel),
+      restore: async (text) => {
+        restores.push(text);
+        kernel = applyRestore(kernel, text);
+      },
+    },
+    conntrack: { available: true, forgetFlows: async () => 0 },
+    source: {
+      describe: async () => {
+        const next = answers.length > 1 ? answers.shift()! : answers[0]!;
+        if (next instanceof Error) throw next;
+        return next;
+      },
+    },
+    resolver: { resolve: async (name) => ({ ok: true, ip: name }) },
+    store: new StateStore(dir),
+    clock: { now: () => 1_000_000 },
+    logger: createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line)) } }),
+  };
+  return { edges, restores, logs, dir, kernel: () => kernel };
+}
+
+t.test('first pass writes once; an unchanged second pass writes nothing', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1'), node('b', '10.0.1.2')], skipped: [] }]);
+  const reconciler = new Reconciler(config, r.edges);
+  const first = await reconciler.pass({ discover: true, write: true });
+  t.equal(first.applied, true);
+  t.same(first.plan.forwards.map((f) => f.listenPort), [6379, 6380]);
+  const second = await reconciler.pass({ discover: true, write: true });
+  t.equal(second.applied, false);
+  t.equal(r.restores.length, 1, 'one iptables-restore in two passes');
+});
+
+t.test('plan mode computes the same pass and writes nothing', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1')], skipped: [] }]);
+  const report = await new Reconciler(config, r.edges).pass({ discover: true, write: false });
+  t.not(report.plan.changes.restore, null);
+  t.equal(r.restores.length, 0);
+  t.equal((await r.edges.store.load()).status, 'missing');
+});
+
+t.test('fail-static: an API error keeps every forward and reports the error', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1')], skipped: [] }, new DiscoveryError('boom', 'InternalFailure', true)]);
+  const reconciler = new Reconciler(config, r.edges);
+  await reconciler.pass({ discover: true, write: true });
+  const failed = await reconciler.pass({ discover: true, write: true });
+  t.equal(failed.discovery.status, 'failed');
+  t.same(failed.plan.forwards.map((f) => [f.key, f.state]), [['node/a/0001', 'active']]);
+  t.equal(reconciler.lastSyncError?.code, 'InternalFailure');
+});
+
+t.test('an answer that suddenly lists nothing: draining, and one warning naming aws.region', async (t) => {
+  const empty: Topology = { targets: [], skipped: [] };
+  const r = rig([{ targets: [node('a', '10.0.1.1')], skipped: [] }, empty]);
+  const reconciler = new Reconciler(config, r.edges);
+  await reconciler.pass({ discover: true, write: true });
+  const drained = await reconciler.pass({ discover: true, write: true });
+  await reconciler.pass({ discover: true, write: true });
+  t.same(drained.plan.forwards.map((f) => f.state), ['draining']);
+  const warnings = r.logs.filter((l) => l.level === 40 && /lists no caches at all/.test(l.msg));
+  t.equal(warnings.length, 1, 'warned once for the episode');
+  t.match(warnings[0]?.msg, /aws\.region/);
+});
+
+t.test('a port map that cannot be written is reported, forwarding goes on, and it clears once writable', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1')], skipped: [] }]);
+  const reconciler = new Reconciler(config, r.edges);
+  // A state dir below a regular file can never be created, root or not.
+  writeFileSync(join(r.dir, 'not-a-dir'), '');
+  (r.edges as { store: StateStore }).store = new StateStore(join(r.dir, 'not-a-dir', 'state'));
+  const report = await reconciler.pass({ discover: true, write: true });
+  t.equal(report.applied, true, 'the kernel is still written');
+  t.match(reconciler.diskErrors.get('state'), /cannot save the port map/);
+  (r.edges as { store: StateStore }).store = new StateStore(r.dir);
+  await reconciler.pass({ discover: true, write: true });
+  t.equal(reconciler.diskErrors.size, 0);
+});

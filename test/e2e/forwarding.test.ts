@@ -147,6 +147,11 @@ t.test('cachenat in a lab of namespaces', async (t) => {
     const natmap = JSON.parse((await rig.cli(['endpoints', '--format', 'natmap'])).stdout) as Record<string, { host: string; port: number }>;
     t.same(natmap['198.19.0.21:11211'], { host: '198.18.0.1', port: 11211 });
     t.same(natmap[`${NAME.orders2}:6379`], { host: '198.18.0.1', port: 6382 });
+    const sg = await rig.cli(['endpoints', '--format', 'security-group']);
+    t.equal(sg.exitCode, 0, sg.stderr);
+    t.match(sg.stdout, /198\.18\.0\.10\/32/, 'the allowed sources');
+    t.match(sg.stdout, /6379-6384/, 'the redis ports as one range');
+    t.match(sg.stdout, /aws ec2 authorize-security-group-ingress/);
   });
 
   await t.test('SIGTERM stops cleanly and leaves the forwards in place', async (t) => {

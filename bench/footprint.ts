@@ -3,10 +3,11 @@
 // DNS every 5 s). The 1000 endpoint names resolve through the NAT
 // namespace's hosts file (getaddrinfo reads it on every lookup). Before the
 // daemon starts, the same lab times one whole daemon pass (bench/daemon-pass).
+// Both run with the NODE_OPTIONS of systemd/cachenat.service.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { benchFile, startDaemonLab } from './lab-daemon.js';
+import { benchFile, startDaemonLab, unitNodeOptions } from './lab-daemon.js';
 import { fakeTopologyOf, syntheticNodes } from './topology.js';
 import { median, round, say, sleep } from './util.js';
 
@@ -25,6 +26,8 @@ export interface FootprintResult {
   intervals: { discoveryS: number; dnsS: number };
   /** Kernel writes during the window (nothing changed, so 0). */
   rulesUpdated: number;
+  /** NODE_OPTIONS the daemon ran with: those of systemd/cachenat.service. */
+  nodeOptions: string;
 }
 
 export interface DaemonPassResult {
@@ -69,7 +72,7 @@ export async function benchFootprint(options: { nodes: number; windowS: number; 
   try {
     say(`footprint: one whole daemon pass at ${options.nodes} nodes (API paging, hosts-file DNS, kernel), ${options.passRuns} runs`);
     const pass = await lab.exec(lab.ns.nat, process.execPath, [benchFile('daemon-pass.js'), '--api', rig.apiUrl, '--runs', String(options.passRuns), '--state', join(rig.dir, 'pass-state')], {
-      env: { ...rig.env, NODE_OPTIONS: '' },
+      env: rig.env,
       timeoutMs: 300_000,
     });
     const daemonPass = { nodes: options.nodes, ...(JSON.parse(pass.stdout.trim()) as Omit<DaemonPassResult, 'nodes'>) };
@@ -105,6 +108,7 @@ export async function benchFootprint(options: { nodes: number; windowS: number; 
         names: 'hosts-file',
         intervals: { discoveryS: 30, dnsS: 5 },
         rulesUpdated,
+        nodeOptions: unitNodeOptions(),
       },
     };
   } finally {

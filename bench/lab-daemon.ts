@@ -2,7 +2,7 @@
 // benchmark: the bench API (AWS paging) serving a topology, names in the NAT
 // namespace's hosts file, and the daemon's intervals as asked.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FakeTopology } from '../lab/fake-elasticache-model.js';
@@ -13,11 +13,21 @@ import { CLI, daemonEnv } from '../lab/rig.js';
 /** A compiled file of this folder (the benchmark always runs from dist/bench). */
 export const benchFile = (name: string): string => fileURLToPath(new URL(name, import.meta.url));
 
+/**
+ * The NODE_OPTIONS the systemd unit gives the daemon (V8 heap flags), so the
+ * benchmark measures the daemon as it runs in production; empty when the unit sets none.
+ */
+export function unitNodeOptions(): string {
+  const unit = readFileSync(fileURLToPath(new URL('../../systemd/cachenat.service', import.meta.url)), 'utf8');
+  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim().replace(/^"(.*)"$/, '$1') ?? '';
+}
+
 export interface DaemonLab {
   lab: Lab;
   apiUrl: string;
   dir: string;
   configPath: string;
+  /** The daemon's environment, NODE_OPTIONS from the systemd unit included. */
   env: Record<string, string>;
   /** Starts `cachenat run`; resolves once it logged "ready", with that line's own timestamp. */
   startDaemon(timeoutMs?: number): Promise<{ process: LabProcess; readyAt: number }>;
@@ -53,7 +63,7 @@ export async function startDaemonLab(options: DaemonLabOptions): Promise<DaemonL
     const configure = (intervals: { dnsInterval: string; discoveryInterval: string }) =>
       writeFileSync(configPath, configText(apiUrl, dir, intervals, options.logLevel ?? 'info'));
     configure(options);
-    const env = daemonEnv(dir);
+    const env = { ...daemonEnv(dir), NODE_OPTIONS: unitNodeOptions() };
 
     const control = async (method: string, path: string, body: string): Promise<void> => {
       const script = 'const [u,m,b]=process.argv.slice(1);fetch(u,{method:m,body:b}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))';

@@ -15,7 +15,7 @@ import { Reconciler, type PassReport } from '../src/daemon/reconciler.js';
 import { ConntrackTool } from '../src/netfilter/conntrack.js';
 import { renderFlush } from '../src/netfilter/diff.js';
 import { IptablesNetfilter, inNamespace } from '../src/netfilter/iptables.js';
-import { parseSave } from '../src/netfilter/parse-save.js';
+import { parseSaveAll } from '../src/netfilter/parse-save.js';
 import { JUMPS, type Netfilter, type Table } from '../src/netfilter/types.js';
 import { StateStore } from '../src/ports/state-store.js';
 import { syntheticIp, syntheticNodes, targetsOf, type SyntheticNode } from './topology.js';
@@ -32,6 +32,8 @@ export interface ReconcileRow {
   noopRestores: number;
   /** How the per-rule baseline was obtained. */
   baseline: { method: 'measured' | 'extrapolated'; calls: number; sampledNodes?: number; runs: number };
+  /** Where a full apply spends its time (medians); the read includes the one that looks for ports to recover. */
+  fullApplySpans: { kernelReadMs: number; restoreMs: number; restMs: number };
   /** Where a no-op pass spends its time (medians). */
   noopSpans: { kernelReadMs: number; restMs: number };
   /** Where a one-change pass spends its time (medians). */
@@ -68,22 +70,24 @@ class MeteredNetfilter implements Netfilter {
   restores = 0;
   readMs = 0;
   restoreMs = 0;
-  #readsInFlight = 0;
-  #readStarted = 0;
   constructor(private readonly inner: Netfilter) {}
 
-  async save(table: Table): Promise<string> {
-    // The two reads run in parallel: count the wall time they cover together.
-    if (this.#readsInFlight++ === 0) this.#readStarted = performance.now();
-    try {
-      return await this.inner.save(table);
-    } finally {
-      if (--this.#readsInFlight === 0) this.readMs += performance.now() - this.#readStarted;
-    }
+  save(table: Table): Promise<string> {
+    return this.read(() => this.inner.save(table));
   }
 
+  /** The Reconciler reads both tables with this one `iptables-save`. */
   saveAll(): Promise<string> {
-    return this.inner.saveAll();
+    return this.read(() => this.inner.saveAll());
+  }
+
+  private async read(work: () => Promise<string>): Promise<string> {
+    const started = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.readMs += performance.now() - started;
+    }
   }
 
   async restore(text: string): Promise<void> {
@@ -151,8 +155,9 @@ function harness(ns: string, nodes: SyntheticNode[]): Harness {
 
 async function flushCachenat(ns: string): Promise<void> {
   const netfilter = new IptablesNetfilter(inNamespace(ns));
-  const installed = { nat: parseSave(await netfilter.save('nat'), 'nat'), filter: parseSave(await netfilter.save('filter'), 'filter') };
-  const restore = renderFlush(installed);
+  const tables = parseSaveAll(await netfilter.saveAll());
+  const empty = { chains: new Map() };
+  const restore = renderFlush({ nat: tables.get('nat') ?? empty, filter: tables.get('filter') ?? empty });
   if (restore !== null) await netfilter.restore(restore);
 }
 
@@ -161,6 +166,7 @@ const ruleCount = (report: PassReport): number =>
 
 async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number) {
   const full: number[] = [];
+  const fullSpans = { read: [] as number[], restore: [] as number[] };
   let rules = 0;
   let h: Harness | undefined;
   for (let r = 0; r < runs; r++) {
@@ -170,6 +176,8 @@ async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number)
     const { ms, value } = await timed(() => h!.reconciler.pass({ discover: true, write: true }));
     if (!value.applied || h.netfilter.restores !== 1) throw new Error(`full apply of ${nodes.length} nodes did not write exactly once (${value.kernelError?.message ?? 'no error'})`);
     full.push(ms);
+    fullSpans.read.push(h.netfilter.readMs);
+    fullSpans.restore.push(h.netfilter.restoreMs);
     rules = ruleCount(value);
   }
   const live = h as Harness;
@@ -211,6 +219,11 @@ async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number)
     noopPassMs: median(noop),
     oneChangeMs: median(change),
     noopRestores,
+    fullApplySpans: {
+      kernelReadMs: median(fullSpans.read),
+      restoreMs: median(fullSpans.restore),
+      restMs: median(full) - median(fullSpans.read) - median(fullSpans.restore),
+    },
     noopSpans: { kernelReadMs: median(noopReads), restMs: median(noop) - median(noopReads) },
     oneChangeSpans: {
       kernelReadMs: median(spans.read),
@@ -319,6 +332,7 @@ export async function benchReconcile(options: ReconcileOptions): Promise<Reconci
         perRuleBaselineMs: round(base.ms, 0),
         noopRestores: ours.noopRestores,
         baseline: base.baseline,
+        fullApplySpans: { kernelReadMs: round(ours.fullApplySpans.kernelReadMs), restoreMs: round(ours.fullApplySpans.restoreMs), restMs: round(ours.fullApplySpans.restMs) },
         noopSpans: { kernelReadMs: round(ours.noopSpans.kernelReadMs), restMs: round(ours.noopSpans.restMs) },
         oneChangeSpans: {
           kernelReadMs: round(ours.oneChangeSpans.kernelReadMs),

@@ -33,8 +33,8 @@ export interface BenchMeta {
   quick: boolean;
   durationS: number;
   machine: Machine;
-  /** 1-minute load average when the run began and ended: other work on the box skews every figure. */
-  loadAverage: { before: number; after: number };
+  /** 1-minute load average when the run began and ended, and the highest seen every 5 s in between: other work on the box skews every figure. */
+  loadAverage: { before: number; after: number; max?: number };
   /** How many runs each median is taken over, per section. */
   runs: Record<string, string>;
 }

@@ -68,6 +68,11 @@ async function main(): Promise<number> {
   const plan = quick ? PLAN.quick : PLAN.full;
   const started = Date.now();
   const loadBefore = loadavg()[0] as number;
+  // Other work that starts mid-run shows only here: before and after can both look quiet.
+  let loadMax = loadBefore;
+  const loadSampler = setInterval(() => {
+    loadMax = Math.max(loadMax, loadavg()[0] as number);
+  }, 5000).unref();
   say(`cachenat benchmarks, ${quick ? 'quick' : 'full'} run: ${only.join(', ')}`);
 
   // Sections not run keep their previous figures, so --only can refresh one part.
@@ -98,10 +103,11 @@ async function main(): Promise<number> {
     quick,
     durationS: (Date.now() - started) / 1000,
     machine: await readMachine(),
-    loadAverage: { before: Number(loadBefore.toFixed(2)), after: Number((loadavg()[0] as number).toFixed(2)) },
+    loadAverage: { before: Number(loadBefore.toFixed(2)), after: Number((loadavg()[0] as number).toFixed(2)), max: Number(loadMax.toFixed(2)) },
     runs: runCounts(plan),
   };
   const results: BenchResults = { ...contract, meta };
+  clearInterval(loadSampler);
 
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(contract, null, 2)}\n`);

@@ -16,6 +16,9 @@ import type { PortState } from '../ports/port-state.js';
 import { stateFromRecoveredRules, type StateStore } from '../ports/state-store.js';
 import { describeEvent } from './events.js';
 
+/** Passes on the daemon's beat start a few ms more or less than one interval apart. */
+const ANSWER_SLACK_MS = 50;
+
 export interface Clock {
   now(): number;
 }
@@ -81,6 +84,7 @@ export class Reconciler {
   async pass(options: PassOptions): Promise<PassReport> {
     const { clock, logger } = this.edges;
     const started = performance.now();
+    const startedAt = clock.now();
     const state = this.state ?? (await this.loadState());
 
     let discovery: PassReport['discovery'] = { status: 'skipped' };
@@ -103,7 +107,7 @@ export class Reconciler {
 
     const addresses = new Set(state.entries.map((e) => e.address));
     for (const t of topology?.targets ?? []) addresses.add(t.address);
-    const resolutions = await this.resolve([...addresses]);
+    const resolutions = await this.resolve([...addresses], startedAt);
 
     const installed = await this.readKernel();
     const plan = planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now() });
@@ -186,13 +190,17 @@ export class Reconciler {
   }
 
   /**
-   * This pass's DNS answers. A discovery pass can come sooner than dns.interval
-   * after the last one; reusing a younger answer then keeps a name that flaps
-   * between two addresses from moving its rule more than once per interval.
+   * This pass's DNS answers. A pass can come sooner than dns.interval after the
+   * last one (a reload, a retry); reusing a younger answer then keeps a name
+   * that flaps between two addresses from moving its rule more than once per
+   * interval. Answers are dated from the start of their pass, not from the
+   * lookup, which a discovery pass delays by the API call: the daemon's beat
+   * runs from pass starts, and an answer that looked a few ms too young on the
+   * next beat would be kept for a whole extra interval.
    */
-  private async resolve(names: string[]): Promise<Map<string, Resolution>> {
-    const now = this.edges.clock.now();
-    const stale = names.filter((name) => !(now - (this.answers.get(name)?.at ?? -Infinity) < this.config.dns.interval));
+  private async resolve(names: string[], now: number): Promise<Map<string, Resolution>> {
+    const youngest = this.config.dns.interval - ANSWER_SLACK_MS;
+    const stale = names.filter((name) => !(now - (this.answers.get(name)?.at ?? -Infinity) < youngest));
     const fresh = await resolveAll(stale, this.edges.resolver);
     const answers = new Map<string, { at: number; answer: Resolution }>();
     for (const name of names) {

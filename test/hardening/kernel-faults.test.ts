@@ -57,7 +57,11 @@ process.exit(r.status ?? 1);`,
     const tries = readFileSync(attempts, 'utf8').trim().split('\n').map(Number);
     const gaps = tries.slice(1).map((v, i) => v - tries[i]!);
     t.ok(tries.length >= 3, `${tries.length} restore attempts in ~4 s (gaps ${gaps.join(', ')} ms)`);
-    t.ok(gaps.every((g) => g >= 450), 'never faster than once per dns.interval (500 ms)');
+    // Passes start on a 500 ms beat; a restore lands later in a pass that also asks the API,
+    // so single gaps between restores vary around the beat. No spinning: no gap under half
+    // a beat, and on average one attempt per beat.
+    const mean = (tries.at(-1)! - tries[0]!) / (tries.length - 1);
+    t.ok(gaps.every((g) => g >= 250) && mean >= 450, `retried about once per dns.interval (500 ms): mean gap ${Math.round(mean)} ms`);
     const errors = logLines(daemon, mark).filter((l) => /writing the rules failed/.test(l.msg));
     t.ok(errors.length >= 1 && errors[0]!.level >= 50, `logged at error: "${errors[0]?.msg}" (${String(errors[0]?.err).slice(0, 120)})`);
     t.ok(daemon.running, 'still running');

@@ -33,8 +33,11 @@ export class Container {
     const deadline = Date.now() + timeoutMs;
     while (!this.pid) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`PID 1 did not start; see ${this.logFile}`);
-      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim();
-      if (children) this.pid = Number(children.split(' ')[0]);
+      // The script's short-lived helpers (mkdir) are children too: take only the
+      // one that is PID 1 of its own PID namespace, i.e. what unshare --fork made.
+      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
+      const pid1 = children.map(Number).find((pid) => isNamespacePid1(pid));
+      if (pid1) this.pid = pid1;
       else await sleep(50);
     }
     for (;;) {
@@ -131,5 +134,15 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
+  }
+}
+
+/** Whether this host pid is PID 1 inside a PID namespace of its own (its NSpid line ends in 1). */
+function isNamespacePid1(pid: number): boolean {
+  try {
+    const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]?.trim().split(/\s+/);
+    return nspid !== undefined && nspid.length > 1 && nspid.at(-1) === '1';
+  } catch {
+    return false; // it has already exited
   }
 }

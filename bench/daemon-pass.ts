@@ -12,9 +12,9 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { buildEdges } from '../src/cli/edges.js';
 import { Reconciler } from '../src/daemon/reconciler.js';
-import type { Resolver } from '../src/discovery/types.js';
-import { renderFlush } from '../src/netfilter/diff.js';
-import { parseSave } from '../src/netfilter/parse-save.js';
+import type { Resolver } from '../src/core/discovery/types.js';
+import { renderFlush } from '../src/core/netfilter/diff.js';
+import { parseSave } from '../src/core/netfilter/parse-save.js';
 import { benchConfig, median, round } from './util.js';
 
 const { values } = parseArgs({ options: { api: { type: 'string' }, runs: { type: 'string', default: '5' }, state: { type: 'string' } } });

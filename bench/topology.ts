@@ -4,7 +4,7 @@
 // these: they only appear in rules).
 
 import type { FakeTopology } from '../lab/fake-elasticache-model.js';
-import { targetKeyOf, type DiscoveredTarget, type Engine } from '../src/model.js';
+import { targetKeyOf, type DiscoveredTarget, type Engine } from '../src/core/model.js';
 
 export interface SyntheticNode {
   engine: Engine;

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { execa } from 'execa';
 import { rmSync } from 'node:fs';
-import { configSchema, type Config } from '../src/config/schema.js';
+import { configSchema, type Config } from '../src/core/config/schema.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

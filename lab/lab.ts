@@ -17,7 +17,7 @@ import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, rmSync, stat
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isIpv4 } from '../src/util/ipv4.js';
+import { isIpv4 } from '../src/core/ipv4.js';
 import {
   deleteNamespace,
   deleteNamespaceSync,

@@ -2,7 +2,7 @@
 // interfaces the core was written against.
 
 import { existsSync } from 'node:fs';
-import type { Config } from '../config/schema.js';
+import type { Config } from '../core/config/schema.js';
 import { ElastiCacheSource } from '../discovery/elasticache-source.js';
 import { SystemResolver } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';

@@ -2,11 +2,11 @@
 // is one (works for unprivileged users), else the port map on disk.
 
 import { networkInterfaces } from 'node:os';
-import type { Config } from '../config/schema.js';
+import type { Config } from '../core/config/schema.js';
 import { readSnapshotFile } from '../daemon/snapshot-file.js';
-import type { Forward } from '../model.js';
-import { planForwards } from '../planner/plan-forwards.js';
-import { forwardPolicyOf } from '../planner/plan.js';
+import type { Forward } from '../core/model.js';
+import { planForwards } from '../core/planner/plan-forwards.js';
+import { forwardPolicyOf } from '../core/planner/plan.js';
 import { StateStore } from '../ports/state-store.js';
 import { isProcessAlive } from '../util/process-alive.js';
 

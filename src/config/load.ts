@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, type Config } from '../core/config/schema.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/cachenat/config.yaml';
 

@@ -1,20 +1,20 @@
 // One reconcile pass: read everything (API, DNS, kernel), plan, then write
 // (state first, kernel second, then the side effects that follow a change).
 
-import type { Config } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
-import type { Resolution, Topology } from '../model.js';
-import { DiscoveryError, type CacheSource, type Resolver } from '../discovery/types.js';
+import type { Config } from '../core/config/schema.js';
+import { formatDuration } from '../core/config/duration.js';
+import type { Resolution, Topology } from '../core/model.js';
+import { DiscoveryError, type CacheSource, type Resolver } from '../core/discovery/types.js';
 import { resolveAll } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
-import type { InstalledRules } from '../netfilter/diff.js';
-import { parseSaveAll, type SavedTable } from '../netfilter/parse-save.js';
-import { recoverForwards } from '../netfilter/recover.js';
-import type { Conntrack, Netfilter } from '../netfilter/types.js';
-import { planPass, type Plan } from '../planner/plan.js';
-import type { PortState } from '../ports/port-state.js';
+import type { InstalledRules } from '../core/netfilter/diff.js';
+import { parseSaveAll, type SavedTable } from '../core/netfilter/parse-save.js';
+import { recoverForwards } from '../core/netfilter/recover.js';
+import type { Conntrack, Netfilter } from '../core/netfilter/types.js';
+import { planPass, type Plan } from '../core/planner/plan.js';
+import type { PortState } from '../core/ports/port-state.js';
 import { stateFromRecoveredRules, type StateStore } from '../ports/state-store.js';
-import { describeEvent } from './events.js';
+import { describeEvent } from '../core/daemon/events.js';
 
 /** Passes on the daemon's beat start a few ms more or less than one interval apart. */
 const ANSWER_SLACK_MS = 50;

@@ -2,14 +2,14 @@
 // an abortable sleep, not setInterval); SIGTERM lets the current pass finish
 // and leaves every rule in place; SIGHUP re-reads the config.
 
-import type { Config } from '../config/schema.js';
+import type { Config } from '../core/config/schema.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
-import type { Forward } from '../model.js';
-import { discoveryRetryDelay } from './backoff.js';
+import type { Forward } from '../core/model.js';
+import { discoveryRetryDelay } from '../core/daemon/backoff.js';
 import type { Notifier } from './notify.js';
 import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.js';
-import type { StatusSnapshot } from './status-snapshot.js';
+import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 
 const TIMER_SLACK_MS = 50;
 

@@ -3,7 +3,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import type { StatusSnapshot } from './status-snapshot.js';
+import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 
 export async function writeSnapshotFile(path: string, snapshot: StatusSnapshot): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });

@@ -11,10 +11,10 @@ import {
   type CacheCluster,
   type ReplicationGroup,
 } from '@aws-sdk/client-elasticache';
-import type { Topology } from '../model.js';
-import type { TargetFilter } from './glob.js';
-import { toTopology, type DescribeResults } from './topology.js';
-import { DiscoveryError, type CacheSource } from './types.js';
+import type { Topology } from '../core/model.js';
+import type { TargetFilter } from '../core/discovery/glob.js';
+import { toTopology, type DescribeResults } from '../core/discovery/topology.js';
+import { DiscoveryError, type CacheSource } from '../core/discovery/types.js';
 
 export interface ElastiCacheSourceOptions {
   region: string;

@@ -4,10 +4,10 @@
 // may point at: DNS is as untrusted as the API.
 
 import { lookup as dnsLookup } from 'node:dns/promises';
-import type { Resolution } from '../model.js';
-import { isIpv4, targetAddressProblem } from '../util/ipv4.js';
-import { isHostName } from './topology.js';
-import type { Resolver } from './types.js';
+import type { Resolution } from '../core/model.js';
+import { isIpv4, targetAddressProblem } from '../core/ipv4.js';
+import { isHostName } from '../core/discovery/topology.js';
+import type { Resolver } from '../core/discovery/types.js';
 
 /** One IPv4 lookup; rejects with a Node error (code ENOTFOUND, EAI_AGAIN…) when it fails. */
 export type LookupIpv4 = (name: string) => Promise<string>;

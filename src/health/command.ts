@@ -5,13 +5,13 @@
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { configPathFrom, loadConfigFile } from '../config/load.js';
-import { configSchema } from '../config/schema.js';
-import type { StatusSnapshot } from '../daemon/status-snapshot.js';
-import { digestRules, installedOwnedRules, missingJumps } from '../netfilter/digest.js';
+import { configSchema } from '../core/config/schema.js';
+import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
+import { digestRules, installedOwnedRules, missingJumps } from '../core/netfilter/digest.js';
 import { IptablesNetfilter } from '../netfilter/iptables.js';
-import { parseSave } from '../netfilter/parse-save.js';
-import type { Netfilter } from '../netfilter/types.js';
-import { evaluateHealth, renderHealthJson, renderHealthText, UNKNOWN, type KernelView, type ProbeResult } from './evaluate.js';
+import { parseSave } from '../core/netfilter/parse-save.js';
+import type { Netfilter } from '../core/netfilter/types.js';
+import { evaluateHealth, renderHealthJson, renderHealthText, UNKNOWN, type KernelView, type ProbeResult } from '../core/health/evaluate.js';
 
 export interface HealthOptions {
   /** Config file (--config, else CACHENAT_CONFIG, else the default). */

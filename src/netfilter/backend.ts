@@ -3,7 +3,7 @@
 // it, so a NAT rule there can silently override or shadow its forwards.
 
 import { runCommand, type CommandRunner } from './iptables.js';
-import { parseSaveAll } from './parse-save.js';
+import { parseSaveAll } from '../core/netfilter/parse-save.js';
 
 export type Backend = 'nf_tables' | 'legacy';
 

@@ -2,10 +2,10 @@
 // their clients get a reset and reconnect to the new address instead of
 // hanging on the old one for days.
 
-import { targetAddressProblem } from '../util/ipv4.js';
+import { targetAddressProblem } from '../core/ipv4.js';
 import { kernelError, runCommand, type CommandRunner } from './iptables.js';
-import { portProblem } from './render.js';
-import type { Conntrack } from './types.js';
+import { portProblem } from '../core/netfilter/render.js';
+import type { Conntrack } from '../core/netfilter/types.js';
 
 export class ConntrackTool implements Conntrack {
   /** False once the conntrack program was found missing: flows are then left to time out (the daemon should warn once). */

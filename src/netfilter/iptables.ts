@@ -3,7 +3,7 @@
 // errors an operator can act on.
 
 import { execa } from 'execa';
-import type { Netfilter, Table } from './types.js';
+import type { Netfilter, Table } from '../core/netfilter/types.js';
 
 export interface CommandResult {
   stdout: string;

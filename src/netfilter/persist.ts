@@ -5,7 +5,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import type { Netfilter } from './types.js';
+import type { Netfilter } from '../core/netfilter/types.js';
 
 export type RulesFileChoice = { path: string; mode: number } | { path: null; warning?: string };
 

@@ -7,12 +7,12 @@ import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { isIpv4 } from '../util/ipv4.js';
+import { isIpv4 } from '../core/ipv4.js';
 import { isProcessAlive } from '../util/process-alive.js';
-import type { PortEntry, PortState } from './port-state.js';
-import { emptyPortState } from './port-state.js';
-import type { TargetKind } from '../model.js';
-import type { RecoveredForward } from '../netfilter/recover.js';
+import type { PortEntry, PortState } from '../core/ports/port-state.js';
+import { emptyPortState } from '../core/ports/port-state.js';
+import type { TargetKind } from '../core/model.js';
+import type { RecoveredForward } from '../core/netfilter/recover.js';
 
 export const STATE_FILE_NAME = 'ports.json';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLab, type Lab } from '../../lab/lab.js';
 import { run } from '../../lab/netns.js';
-import type { StatusSnapshot } from '../../src/daemon/status-snapshot.js';
+import type { StatusSnapshot } from '../../src/core/daemon/status-snapshot.js';
 import { Container, sleep, waitFor } from './container.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { parseDuration } from '../../src/config/duration.js';
+import { parseDuration } from '../../src/core/config/duration.js';
 import { readFileSync } from 'node:fs';
 
 const minimal = 'aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\n';

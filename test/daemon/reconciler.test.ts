@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { Reconciler, type ReconcilerEdges } from '../../src/daemon/reconciler.js';
-import { DiscoveryError } from '../../src/discovery/types.js';
+import { DiscoveryError } from '../../src/core/discovery/types.js';
 import { createLogger } from '../../src/log/logger.js';
-import type { DiscoveredTarget, Topology } from '../../src/model.js';
-import type { InstalledRules } from '../../src/netfilter/diff.js';
+import type { DiscoveredTarget, Topology } from '../../src/core/model.js';
+import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { StateStore } from '../../src/ports/state-store.js';
 import { applyRestore, emptyKernel } from '../hardening/kernel-sim.js';
 

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ElastiCacheClient } from '@aws-sdk/client-elasticache';
 import { ElastiCacheSource } from '../../src/discovery/elasticache-source.js';
-import { DiscoveryError } from '../../src/discovery/types.js';
+import { DiscoveryError } from '../../src/core/discovery/types.js';
 import { startFakeElastiCache, type FakeElastiCache, type FakeTopology, type FaultKind } from '../../lab/fake-elasticache.js';
 
 // Nothing here may go near the instance metadata service or real AWS.

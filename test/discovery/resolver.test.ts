@@ -1,6 +1,6 @@
 import t from 'tap';
 import { resolveAll, SystemResolver, type LookupIpv4 } from '../../src/discovery/resolver.js';
-import type { Resolver } from '../../src/discovery/types.js';
+import type { Resolver } from '../../src/core/discovery/types.js';
 
 const resolver = (lookup?: LookupIpv4, timeoutMs = 1000) => new SystemResolver({ timeoutMs, ...(lookup ? { lookup } : {}) });
 const refuse: LookupIpv4 = async (name) => {

@@ -5,17 +5,17 @@
 
 import t from 'tap';
 import { validateConfig } from '../../src/config/load.js';
-import { DiscoveryError, type CacheSource, type Resolver } from '../../src/discovery/types.js';
+import { DiscoveryError, type CacheSource, type Resolver } from '../../src/core/discovery/types.js';
 import { createLogger } from '../../src/log/logger.js';
-import type { Topology } from '../../src/model.js';
-import type { Netfilter, Conntrack } from '../../src/netfilter/types.js';
+import type { Topology } from '../../src/core/model.js';
+import type { Netfilter, Conntrack } from '../../src/core/netfilter/types.js';
 import type { ReconcilerEdges } from '../../src/daemon/reconciler.js';
 import { runDaemon, type DaemonDeps } from '../../src/daemon/run-daemon.js';
 import type { Notifier } from '../../src/daemon/notify.js';
-import type { StatusSnapshot } from '../../src/daemon/status-snapshot.js';
-import { emptyPortState } from '../../src/ports/port-state.js';
+import type { StatusSnapshot } from '../../src/core/daemon/status-snapshot.js';
+import { emptyPortState } from '../../src/core/ports/port-state.js';
 import type { StateStore } from '../../src/ports/state-store.js';
-import type { InstalledRules } from '../../src/netfilter/diff.js';
+import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { applyRestore, emptyKernel } from './kernel-sim.js';
 
 const loaded = validateConfig(

@@ -9,7 +9,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { NAME, baseTopology, labConfig, portsOf, startRig, waitFor } from '../../lab/rig.js';
 import { run } from '../../lab/netns.js';
-import { parseSaveAll } from '../../src/netfilter/parse-save.js';
+import { parseSaveAll } from '../../src/core/netfilter/parse-save.js';
 import { parseState } from '../../src/ports/state-store.js';
 import { logLines, startDaemon, sleep } from './lab-daemon.js';
 

@@ -4,8 +4,8 @@
 // (deleting a rule that is not there, a chain still referenced or non-empty,
 // a rule for an undeclared chain) throws here too.
 
-import type { InstalledRules } from '../../src/netfilter/diff.js';
-import type { SavedTable } from '../../src/netfilter/parse-save.js';
+import type { InstalledRules } from '../../src/core/netfilter/diff.js';
+import type { SavedTable } from '../../src/core/netfilter/parse-save.js';
 
 const clone = (table: SavedTable): SavedTable => ({
   chains: new Map([...table.chains].map(([name, chain]) => [name, { policy: chain.policy, rules: [...chain.rules] }])),

@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, daemonEnv, type LabRig } from '../../lab/rig.js';
 import type { LabProcess } from '../../lab/process.js';
-import type { StatusSnapshot } from '../../src/daemon/status-snapshot.js';
+import type { StatusSnapshot } from '../../src/core/daemon/status-snapshot.js';
 
 /** Starts `cachenat run` in the lab's NAT namespace; `waitReady: false` returns at once. */
 export async function startDaemon(

@@ -6,13 +6,13 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { validateConfig } from '../../src/config/load.js';
-import type { Config } from '../../src/config/schema.js';
-import { portFamilyOf, type DiscoveredTarget, type Engine, type Resolution, type Topology } from '../../src/model.js';
-import { parseSaveAll } from '../../src/netfilter/parse-save.js';
-import { planForwards, type ForwardPolicy } from '../../src/planner/plan-forwards.js';
-import { planPass } from '../../src/planner/plan.js';
-import { allocatePorts } from '../../src/ports/allocate.js';
-import { emptyPortState, type PortState } from '../../src/ports/port-state.js';
+import type { Config } from '../../src/core/config/schema.js';
+import { portFamilyOf, type DiscoveredTarget, type Engine, type Resolution, type Topology } from '../../src/core/model.js';
+import { parseSaveAll } from '../../src/core/netfilter/parse-save.js';
+import { planForwards, type ForwardPolicy } from '../../src/core/planner/plan-forwards.js';
+import { planPass } from '../../src/core/planner/plan.js';
+import { allocatePorts } from '../../src/core/ports/allocate.js';
+import { emptyPortState, type PortState } from '../../src/core/ports/port-state.js';
 import { applyRestore, emptyKernel } from './kernel-sim.js';
 
 const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { StatusSnapshot } from '../../src/daemon/status-snapshot.js';
+import type { StatusSnapshot } from '../../src/core/daemon/status-snapshot.js';
 import { runHealth, tcpProbe, type HealthDeps } from '../../src/health/command.js';
 
 const NOW = Date.parse('2025-01-01T12:00:00Z');

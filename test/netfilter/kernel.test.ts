@@ -5,15 +5,15 @@ import t from 'tap';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RuleForward } from '../../src/model.js';
+import type { RuleForward } from '../../src/core/model.js';
 import { ConntrackTool } from '../../src/netfilter/conntrack.js';
-import { diffRules, renderFlush } from '../../src/netfilter/diff.js';
-import { digestRules, installedOwnedRules, missingJumps } from '../../src/netfilter/digest.js';
+import { diffRules, renderFlush } from '../../src/core/netfilter/diff.js';
+import { digestRules, installedOwnedRules, missingJumps } from '../../src/core/netfilter/digest.js';
 import { inNamespace, IptablesNetfilter, KernelError, runCommand, type CommandRunner } from '../../src/netfilter/iptables.js';
-import { parseSave } from '../../src/netfilter/parse-save.js';
+import { parseSave } from '../../src/core/netfilter/parse-save.js';
 import { persistRules } from '../../src/netfilter/persist.js';
-import { recoverForwards } from '../../src/netfilter/recover.js';
-import { renderRules, type DesiredRules, type RenderOptions } from '../../src/netfilter/render.js';
+import { recoverForwards } from '../../src/core/netfilter/recover.js';
+import { renderRules, type DesiredRules, type RenderOptions } from '../../src/core/netfilter/render.js';
 import { DOCKER_SAVE, foreignLines, withoutComments } from './fixtures/rulesets.js';
 
 async function kernelUnavailable(): Promise<string | false> {

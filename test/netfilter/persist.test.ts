@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chooseRulesFile, persistRules } from '../../src/netfilter/persist.js';
-import type { Netfilter } from '../../src/netfilter/types.js';
+import type { Netfilter } from '../../src/core/netfilter/types.js';
 
 const existing = (...paths: string[]) => (path: string) => paths.includes(path);
 

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StateStore, parseState, serializeState, stateFromRecoveredRules } from '../../src/ports/state-store.js';
-import type { PortState } from '../../src/ports/port-state.js';
+import type { PortState } from '../../src/core/ports/port-state.js';
 
 const good: PortState = {
   version: 1,

@@ -2,7 +2,7 @@
 
 import { acquireLock } from '../../daemon/lock.js';
 import { Reconciler, type PassReport } from '../../daemon/reconciler.js';
-import { describeEvent } from '../../daemon/events.js';
+import { describeEvent } from '../../core/daemon/events.js';
 import { buildEdges, ipForwardControl } from '../edges.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandOptions } from './index.js';

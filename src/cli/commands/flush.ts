@@ -1,6 +1,6 @@
 import { acquireLock } from '../../daemon/lock.js';
-import { renderFlush } from '../../netfilter/diff.js';
-import { parseSave } from '../../netfilter/parse-save.js';
+import { renderFlush } from '../../core/netfilter/diff.js';
+import { parseSave } from '../../core/netfilter/parse-save.js';
 import { buildEdges } from '../edges.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandOptions } from './index.js';

@@ -1,7 +1,7 @@
 // `status` and `endpoints`: read-only views of the forwards.
 
-import type { Forward } from '../../model.js';
-import { renderSecurityGroupRulesAwsCli, renderSecurityGroupRulesTable, securityGroupRules } from '../../endpoints/security-group.js';
+import type { Forward } from '../../core/model.js';
+import { renderSecurityGroupRulesAwsCli, renderSecurityGroupRulesTable, securityGroupRules } from '../../core/endpoints/security-group.js';
 import { externalHost, readForwards } from '../forwards-view.js';
 import { EXIT, UsageError } from '../exit-codes.js';
 import type { CommandOptions } from './index.js';

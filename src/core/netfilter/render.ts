@@ -9,7 +9,7 @@
 // is checked again here, whatever validated it before.
 
 import type { Engine, RuleForward } from '../model.js';
-import { isIpv4, parseCidr, targetAddressProblem } from '../util/ipv4.js';
+import { isIpv4, parseCidr, targetAddressProblem } from '../ipv4.js';
 import { OWNER_COMMENT } from './types.js';
 
 /** Owned chain → its rule lines (`-A CHAIN …`), in order, per table. */

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { CacheCluster, ReplicationGroup } from '@aws-sdk/client-elasticache';
-import { isHostName, toTopology } from '../../src/discovery/topology.js';
+import { isHostName, toTopology } from '../../../src/core/discovery/topology.js';
 
 const all = { include: ['*'], exclude: [] };
 

@@ -3,7 +3,7 @@
 
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
-import { isIpv4, parseCidr } from '../util/ipv4.js';
+import { isIpv4, parseCidr } from '../ipv4.js';
 
 const duration = (what: string, min = 0) =>
   z.union([z.string(), z.number()]).transform((value, ctx) => {

@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import t from 'tap';
-import type { Engine } from '../../src/model.js';
+import type { Engine } from '../../../src/core/model.js';
 import {
   renderSecurityGroupRulesAwsCli,
   renderSecurityGroupRulesTable,
   securityGroupRules,
   type SecurityGroupRule,
-} from '../../src/endpoints/security-group.js';
+} from '../../../src/core/endpoints/security-group.js';
 
 const fwd = (engine: Engine, listenPort: number) => ({ engine, listenPort });
 const rule = (fromPort: number, toPort: number, cidr: string, description: string): SecurityGroupRule => ({

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { diffRules } from '../../src/netfilter/diff.js';
-import { digestRules, installedOwnedRules, missingJumps } from '../../src/netfilter/digest.js';
-import { parseSave } from '../../src/netfilter/parse-save.js';
-import { renderRules } from '../../src/netfilter/render.js';
-import { applyRestore, installedFrom } from './fixtures/rulesets.js';
+import { diffRules } from '../../../src/core/netfilter/diff.js';
+import { digestRules, installedOwnedRules, missingJumps } from '../../../src/core/netfilter/digest.js';
+import { parseSave } from '../../../src/core/netfilter/parse-save.js';
+import { renderRules } from '../../../src/core/netfilter/render.js';
+import { applyRestore, installedFrom } from '../../netfilter/fixtures/rulesets.js';
 
 const rules = renderRules([{ key: 'node/c1/0001', engine: 'redis', listenPort: 6380, targetIp: '10.0.1.231', targetPort: 6379 }], {
   inboundInterface: 'eth0',

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { allocatePorts } from '../../src/ports/allocate.js';
-import type { DiscoveredTarget } from '../../src/model.js';
-import { emptyPortState } from '../../src/ports/port-state.js';
+import { allocatePorts } from '../../../src/core/ports/allocate.js';
+import type { DiscoveredTarget } from '../../../src/core/model.js';
+import { emptyPortState } from '../../../src/core/ports/port-state.js';
 
 const node = (cluster: string, nodeId: string, engine: DiscoveredTarget['engine'] = 'memcached'): DiscoveredTarget => ({
   key: `node/${cluster}/${nodeId}`,

@@ -4,7 +4,7 @@
 // an invalid value is skipped, never guessed at.
 
 import type { Engine, TargetKey } from '../model.js';
-import { targetAddressProblem } from '../util/ipv4.js';
+import { targetAddressProblem } from '../ipv4.js';
 import type { SavedTable } from './parse-save.js';
 import { engineProblem, keyProblem, portProblem } from './render.js';
 import { OWNER_COMMENT } from './types.js';

@@ -8,7 +8,7 @@
 
 import type { CacheCluster, ReplicationGroup } from '@aws-sdk/client-elasticache';
 import { targetKeyOf, type DiscoveredTarget, type Engine, type SkippedItem, type Topology } from '../model.js';
-import { isIpv4, targetAddressProblem } from '../util/ipv4.js';
+import { isIpv4, targetAddressProblem } from '../ipv4.js';
 import { compileFilter, type TargetFilter } from './glob.js';
 
 export interface DescribeResults {

@@ -1,8 +1,8 @@
 import t from 'tap';
-import { parseSave } from '../../src/netfilter/parse-save.js';
-import { recoverForwards } from '../../src/netfilter/recover.js';
-import { renderRules } from '../../src/netfilter/render.js';
-import type { RuleForward } from '../../src/model.js';
+import { parseSave } from '../../../src/core/netfilter/parse-save.js';
+import { recoverForwards } from '../../../src/core/netfilter/recover.js';
+import { renderRules } from '../../../src/core/netfilter/render.js';
+import type { RuleForward } from '../../../src/core/model.js';
 
 const natWith = (dnat: string[]) =>
   parseSave(['*nat', ':PREROUTING ACCEPT [0:0]', ':CACHENAT-DNAT - [0:0]', ...dnat, 'COMMIT', ''].join('\n'));

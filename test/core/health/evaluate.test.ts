@@ -1,7 +1,7 @@
 import t from 'tap';
-import type { StatusSnapshot } from '../../src/daemon/status-snapshot.js';
-import type { Forward } from '../../src/model.js';
-import { CRITICAL, evaluateHealth, formatAge, OK, renderHealthJson, renderHealthText, UNKNOWN, WARNING, type HealthInput } from '../../src/health/evaluate.js';
+import type { StatusSnapshot } from '../../../src/core/daemon/status-snapshot.js';
+import type { Forward } from '../../../src/core/model.js';
+import { CRITICAL, evaluateHealth, formatAge, OK, renderHealthJson, renderHealthText, UNKNOWN, WARNING, type HealthInput } from '../../../src/core/health/evaluate.js';
 
 const NOW = Date.parse('2025-01-01T12:00:00Z');
 const ago = (ms: number) => new Date(NOW - ms).toISOString();

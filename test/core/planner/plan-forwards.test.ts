@@ -1,7 +1,7 @@
 import t from 'tap';
-import { planForwards, type ForwardPolicy } from '../../src/planner/plan-forwards.js';
-import type { DiscoveredTarget, Resolution } from '../../src/model.js';
-import { emptyPortState, type PortState } from '../../src/ports/port-state.js';
+import { planForwards, type ForwardPolicy } from '../../../src/core/planner/plan-forwards.js';
+import type { DiscoveredTarget, Resolution } from '../../../src/core/model.js';
+import { emptyPortState, type PortState } from '../../../src/core/ports/port-state.js';
 
 const MIN = 60_000;
 const policy: ForwardPolicy = { ranges: { redis: 6379, memcached: 11211 }, removalGraceMs: 10 * MIN, reuseAfterMs: 24 * 60 * MIN, staleAddressMs: 10 * MIN };

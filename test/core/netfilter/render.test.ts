@@ -1,6 +1,6 @@
 import t from 'tap';
-import type { RuleForward } from '../../src/model.js';
-import { renderRules, type RenderOptions } from '../../src/netfilter/render.js';
+import type { RuleForward } from '../../../src/core/model.js';
+import { renderRules, type RenderOptions } from '../../../src/core/netfilter/render.js';
 
 const options: RenderOptions = { inboundInterface: 'eth0', allowedSources: ['198.51.100.27/32'], snat: 'masquerade' };
 const node1: RuleForward = { key: 'node/c1/0001', engine: 'redis', listenPort: 6380, targetIp: '10.0.1.231', targetPort: 6379 };

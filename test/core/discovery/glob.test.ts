@@ -1,5 +1,5 @@
 import t from 'tap';
-import { compileFilter, compileGlob } from '../../src/discovery/glob.js';
+import { compileFilter, compileGlob } from '../../../src/core/discovery/glob.js';
 
 t.test('globs: * any run, ? one character, the rest literal, case ignored', async (t) => {
   const cases: [string, string, boolean][] = [

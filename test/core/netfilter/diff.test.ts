@@ -1,8 +1,8 @@
 import t from 'tap';
-import type { RuleForward } from '../../src/model.js';
-import { diffRules, renderFlush } from '../../src/netfilter/diff.js';
-import { renderRules, type RenderOptions } from '../../src/netfilter/render.js';
-import { applyRestore, DOCKER_SAVE, installedFrom, type Installed } from './fixtures/rulesets.js';
+import type { RuleForward } from '../../../src/core/model.js';
+import { diffRules, renderFlush } from '../../../src/core/netfilter/diff.js';
+import { renderRules, type RenderOptions } from '../../../src/core/netfilter/render.js';
+import { applyRestore, DOCKER_SAVE, installedFrom, type Installed } from '../../netfilter/fixtures/rulesets.js';
 
 const options: RenderOptions = { inboundInterface: 'eth0', allowedSources: ['198.51.100.27/32'], snat: 'masquerade' };
 const fwd = (n: number, ip = `10.0.1.${n}`): RuleForward => ({

@@ -4,7 +4,7 @@
 // group and the iptables rules cannot drift apart. Pure: no I/O.
 
 import { portFamilyOf, type Forward, type PortFamily } from '../model.js';
-import { parseCidr } from '../util/ipv4.js';
+import { parseCidr } from '../ipv4.js';
 
 export interface SecurityGroupRule {
   protocol: 'tcp';

@@ -9,6 +9,7 @@ import { configSchema } from '../core/config/schema.js';
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 import { digestRules, installedOwnedRules, missingJumps } from '../core/netfilter/digest.js';
 import { IptablesNetfilter } from '../netfilter/iptables.js';
+import { isProcessAlive } from '../util/process-alive.js';
 import { parseSave } from '../core/netfilter/parse-save.js';
 import type { Netfilter } from '../core/netfilter/types.js';
 import { evaluateHealth, renderHealthJson, renderHealthText, UNKNOWN, type KernelView, type ProbeResult } from '../core/health/evaluate.js';
@@ -41,7 +42,7 @@ export const defaultHealthDeps = (): HealthDeps => ({
   now: () => Date.now(),
   stdout: process.stdout,
   readText: (path) => readFile(path, 'utf8'),
-  isAlive,
+  isAlive: isProcessAlive,
   privileged: () => process.geteuid?.() === 0,
   netfilter: new IptablesNetfilter(),
   probe: tcpProbe,
@@ -157,16 +158,6 @@ async function probeAll(snapshot: StatusSnapshot, d: HealthDeps): Promise<ProbeR
     );
   }
   return results;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else (root's daemon, seen by a plain user).
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** A plain TCP connect, closed as soon as it is established. */

@@ -2,10 +2,11 @@
 
 import type { Forward } from '../../core/model.js';
 import { renderSecurityGroupRulesAwsCli, renderSecurityGroupRulesTable, securityGroupRules } from '../../core/endpoints/security-group.js';
-import { externalHost, readForwards } from '../forwards-view.js';
-import { EXIT, UsageError } from '../exit-codes.js';
-import type { CommandOptions } from './index.js';
-import { loadFor, print } from './shared.js';
+import { findPublicAddress, readForwards } from '../forwards-view.js';
+import { EXIT } from '../exit-codes.js';
+import type { CliIo } from '../io.js';
+import type { CommandOptions } from './types.js';
+import { configPathOf, loadFor, print } from './shared.js';
 
 const idOf = (f: Forward): string => (f.kind === 'node' ? `${f.cacheClusterId}/${f.cacheNodeId}` : `${f.replicationGroupId} (${f.kind})`);
 
@@ -15,37 +16,46 @@ export function renderTable(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-export async function statusCommand(options: CommandOptions): Promise<number> {
-  const { config } = await loadFor(options);
-  const view = await readForwards(config);
+export async function statusCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const { config } = await loadFor(options, io);
+  const view = await readForwards(config, io);
   if (options.json) {
-    print(JSON.stringify({ source: view.source, forwards: view.forwards }, null, 2));
+    print(io.stdout, JSON.stringify({ source: view.source, forwards: view.forwards }, null, 2));
     return EXIT.ok;
   }
   if (view.forwards.length === 0) {
-    print(view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
+    print(io.stdout, view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
     return EXIT.ok;
   }
   const rows = view.forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), f.targetIp ? `${f.targetIp}:${f.targetPort}` : '-', f.state, f.address]);
-  print(renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'ADDRESS'], rows));
-  if (view.source !== 'daemon') print(`(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
+  print(io.stdout, renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'ADDRESS'], rows));
+  if (view.source !== 'daemon') print(io.stdout, `(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
   return EXIT.ok;
 }
 
-export async function endpointsCommand(options: CommandOptions): Promise<number> {
-  const { config } = await loadFor(options);
+/** Exit 0, or 1 when no address for clients could be found (nothing is printed on stdout then). */
+export async function endpointsCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const { config } = await loadFor(options, io);
   const format = options.format ?? (options.json ? 'json' : 'table');
-  const { forwards } = await readForwards(config);
+  const { forwards } = await readForwards(config, io);
   if (format === 'security-group') {
     const rules = securityGroupRules({ forwards, allowedSources: config.forward.allowedSources });
-    print(`${renderSecurityGroupRulesTable(rules)}\n${renderSecurityGroupRulesAwsCli(rules)}`);
+    print(io.stdout, `${renderSecurityGroupRulesTable(rules)}\n${renderSecurityGroupRulesAwsCli(rules)}`);
     return EXIT.ok;
   }
-  const host = await externalHost(config);
+  const found = await findPublicAddress(config, io);
+  if (found.address === undefined) {
+    print(io.stderr, `cachenat: no address for clients to dial: ${found.notes.join('; ')}. Set forward.publicAddress in ${configPathOf(options, io)} to the address clients connect to (the Elastic IP)`);
+    return EXIT.failure;
+  }
+  if (found.from === 'interface') {
+    print(io.stderr, `cachenat: note: showing ${config.forward.inboundInterface}'s own address ${found.address} (${found.notes.join('; ')}); clients outside the VPC need forward.publicAddress`);
+  }
+  const host = found.address;
   const endpoints = forwards.map((f) => ({ ...f, host, port: f.listenPort, endpoint: `${host}:${f.listenPort}` }));
   switch (format) {
     case 'json':
-      print(JSON.stringify({ host, endpoints }, null, 2));
+      print(io.stdout, JSON.stringify({ host, endpoints }, null, 2));
       return EXIT.ok;
     case 'natmap': {
       // Keys as cluster-mode clients see nodes: ip:port, and name:port with TLS.
@@ -55,13 +65,11 @@ export async function endpointsCommand(options: CommandOptions): Promise<number>
         if (f.targetIp) map[`${f.targetIp}:${f.targetPort}`] = { host, port: f.listenPort };
         map[`${f.address}:${f.targetPort}`] = { host, port: f.listenPort };
       }
-      print(JSON.stringify(map, null, 2));
+      print(io.stdout, JSON.stringify(map, null, 2));
       return EXIT.ok;
     }
-    case 'table':
-      print(renderTable(['ENDPOINT', 'ENGINE', 'KIND', 'TARGET', 'STATE'], endpoints.map((e) => [e.endpoint, e.engine, e.kind, idOf(e), e.state])));
+    default: // 'table'; cli.ts accepts no other value
+      print(io.stdout, renderTable(['ENDPOINT', 'ENGINE', 'KIND', 'TARGET', 'STATE'], endpoints.map((e) => [e.endpoint, e.engine, e.kind, idOf(e), e.state])));
       return EXIT.ok;
-    default:
-      throw new UsageError(`--format must be table, json, natmap or security-group, got "${format}"`);
   }
 }

@@ -19,10 +19,11 @@ import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
 import type { Machine } from './io.js';
 
-export function realMachine(): Machine {
+/** `newClient` is for tests that watch the SDK clients a reload creates and destroys. */
+export function realMachine(newClient?: ConstructorParameters<typeof ElastiCacheSources>[0]): Machine {
   return {
     edgeFactory: (logger) => {
-      const sources = new ElastiCacheSources();
+      const sources = new ElastiCacheSources(newClient);
       return (config) => buildEdges(config, logger, sources);
     },
     ipForward: ipForwardControl,

@@ -8,10 +8,17 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { COMMANDS, FLAG_SPECS, GLOBAL_FLAGS } from '../../src/cli/cli.js';
 import { ruleLines } from '../hardening/kernel-sim.js';
-import { apiDown, exercised, exercisedBy, node, rig, topology } from './harness.js';
+import type { InstalledRules } from '../../src/core/netfilter/diff.js';
+import { apiDown, exercised, exercisedBy, rig, topology } from './harness.js';
 
 const BAD_CONFIG = 'aws: { region: US-EAST-1 }\nforward: { allowedSources: [198.51.100.27/32] }\n';
 const owned = (lines: string[]) => lines.filter((l) => l.includes('CACHENAT-'));
+
+/** The kernel after someone deleted the jump from filter FORWARD into cachenat's chain. */
+const withoutForwardJump = (kernel: InstalledRules): InstalledRules => ({
+  nat: kernel.nat,
+  filter: { chains: new Map([...kernel.filter.chains].map(([name, chain]) => [name, name === 'FORWARD' ? { ...chain, rules: [] } : chain])) },
+});
 
 t.test('the command line itself: usage, help, unknown commands and flags', async (t) => {
   const r = await rig(t);
@@ -47,7 +54,7 @@ t.test('validate: --config, -c, $CACHENAT_CONFIG; 78 on a bad config', async (t)
   const fromEnv = await r.cli(['validate'], { CACHENAT_CONFIG: r.configPath });
   t.equal(fromEnv.code, 0);
   t.match(fromEnv.stdout, r.configPath);
-  await r.writeConfig('forward: { allowedSources: [0.0.0.0/0] }\n'.replace('forward', 'discovery: { interval: 30s }\nx'));
+  await r.writeConfig('x: 1\n');
   const bad = await r.cli(['validate', '--config', r.configPath]);
   t.equal(bad.code, 78);
   t.match(bad.stderr, /unknown key "x"/);
@@ -116,7 +123,7 @@ t.test('plan: 0 nothing to do, 2 changes pending (kernel or state only), 1 could
   t.match(downIdle.stderr, /could not plan: ElastiCache API: .*InternalFailure/);
   t.notMatch(downIdle.stdout, /nothing to do/, 'no claim that nothing would change');
 
-  r.world.kernel = { nat: r.world.kernel.nat, filter: { chains: new Map([...r.world.kernel.filter.chains].map(([name, c]) => [name, { ...c, rules: name === 'FORWARD' ? [] : c.rules }])) } };
+  r.world.kernel = withoutForwardJump(r.world.kernel);
   const downPending = await r.cli(['plan', '--config', r.configPath]);
   t.equal(downPending.code, 1, 'API down while a jump is missing: still could not plan');
   t.match(downPending.stdout, /even without the API's answer, a pass would change:\n(.|\n)*-I FORWARD 1 .*-j CACHENAT-FORWARD/);

@@ -165,7 +165,8 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
         await world.onSleep(sleeps);
       },
       random: () => 0.5,
-      signals: world.signals,
+      // An emitter handles on/off exactly as the process does for signals; only the return type differs.
+      signals: world.signals as unknown as Machine['daemon']['signals'],
     },
   };
 

@@ -13,7 +13,7 @@ import { createLogger } from '../../src/log/logger.js';
 import type { DiscoveredTarget, Topology } from '../../src/core/model.js';
 import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { StateStore } from '../../src/ports/state-store.js';
-import { applyRestore, emptyKernel } from '../hardening/kernel-sim.js';
+import { applyRestore, emptyKernel } from '../support/kernel-sim.js';
 
 const { config } = parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\n', 'test');
 

@@ -17,7 +17,7 @@ import { planPass } from '../../src/core/planner/plan.js';
 import { emptyPortState } from '../../src/core/ports/port-state.js';
 import { isIpv4, targetAddressProblem } from '../../src/core/ipv4.js';
 import { isHostName } from '../../src/core/discovery/topology.js';
-import { applyRestore, emptyKernel } from './kernel-sim.js';
+import { applyRestore, emptyKernel } from '../support/kernel-sim.js';
 
 const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);
 const SDK_RUNS = Math.max(50, Math.round(RUNS / 40));

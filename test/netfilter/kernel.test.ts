@@ -14,7 +14,7 @@ import { parseSave } from '../../src/core/netfilter/parse-save.js';
 import { persistRules } from '../../src/netfilter/persist.js';
 import { recoverForwards } from '../../src/core/netfilter/recover.js';
 import { renderRules, type DesiredRules, type RenderOptions } from '../../src/core/netfilter/render.js';
-import { DOCKER_SAVE, foreignLines, withoutComments } from './fixtures/rulesets.js';
+import { DOCKER_SAVE, foreignLines, withoutComments } from '../support/foreign-rules.js';
 
 async function kernelUnavailable(): Promise<string | false> {
   if (process.getuid?.() !== 0) return 'needs root for network namespaces';

@@ -7,28 +7,20 @@
 // still jumped to, a line outside a table, a missing COMMIT).
 
 import type { InstalledRules } from '../../src/core/netfilter/diff.js';
-import { parseSaveAll, type SavedTable } from '../../src/core/netfilter/parse-save.js';
+import { emptyInstalledRules, installedFromSave } from '../../src/core/netfilter/installed.js';
+import type { SavedTable } from '../../src/core/netfilter/parse-save.js';
+import type { Netfilter, Table } from '../../src/core/netfilter/types.js';
 
 export type { InstalledRules };
 
-const BUILT_IN_CHAINS = {
-  nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
-  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
-} as const;
+/** Built-in chains as a fresh namespace has them. */
+export const emptyKernel = emptyInstalledRules;
+
+/** Both tables of an iptables-save text, read the way cachenat reads them. */
+export const installedFrom = installedFromSave;
 
 // Targets that are extensions, not chains; any other target must be a chain of the table.
 const EXTENSION_TARGETS = new Set(['ACCEPT', 'DROP', 'RETURN', 'REJECT', 'LOG', 'DNAT', 'SNAT', 'MASQUERADE', 'REDIRECT', 'CONNMARK', 'MARK', 'NOTRACK']);
-
-const emptyTable = (names: readonly string[]): SavedTable => ({ chains: new Map(names.map((n) => [n, { policy: 'ACCEPT', rules: [] }])) });
-
-/** Built-in chains as a fresh namespace has them. */
-export const emptyKernel = (): InstalledRules => ({ nat: emptyTable(BUILT_IN_CHAINS.nat), filter: emptyTable(BUILT_IN_CHAINS.filter) });
-
-/** Both tables of an iptables-save text; a table it does not list holds its built-in chains, as the kernel shows it. */
-export function installedFrom(text: string): InstalledRules {
-  const tables = parseSaveAll(text);
-  return { nat: tables.get('nat') ?? emptyTable(BUILT_IN_CHAINS.nat), filter: tables.get('filter') ?? emptyTable(BUILT_IN_CHAINS.filter) };
-}
 
 const clone = (table: SavedTable): SavedTable => ({
   chains: new Map([...table.chains].map(([name, chain]) => [name, { policy: chain.policy, rules: [...chain.rules] }])),
@@ -99,4 +91,36 @@ export function applyRestore(installed: InstalledRules, text: string | null): In
   }
   if (table) throw new Error('restore: missing COMMIT');
   return next;
+}
+
+/** What `iptables-save` prints for these tables (all of them, or one with `-t`). */
+export function saveText(installed: InstalledRules, table?: 'nat' | 'filter'): string {
+  const lines: string[] = [];
+  for (const name of table === undefined ? (['nat', 'filter'] as const) : [table]) {
+    lines.push(`*${name}`);
+    for (const [chain, { policy }] of installed[name].chains) lines.push(`:${chain} ${policy} [0:0]`);
+    for (const { rules } of installed[name].chains.values()) lines.push(...rules);
+    lines.push('COMMIT');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** A Netfilter backed by the simulator: restores that the kernel would refuse throw, and change nothing. */
+export class SimulatedNetfilter implements Netfilter {
+  readonly restores: string[] = [];
+
+  constructor(public kernel: InstalledRules = emptyKernel()) {}
+
+  async save(table: Table): Promise<string> {
+    return saveText(this.kernel, table);
+  }
+
+  async saveAll(): Promise<string> {
+    return saveText(this.kernel);
+  }
+
+  async restore(text: string): Promise<void> {
+    this.kernel = applyRestore(this.kernel, text);
+    this.restores.push(text);
+  }
 }

@@ -56,12 +56,14 @@ const renders = (options: Partial<RenderOptions>, forwards: Parameters<typeof re
 // `-i` (shorter than IFNAMSIZ, a trailing "+" counted): whatever cachenat
 // accepts must pass both.
 const kernelAndIptablesTake = (name: string): boolean => {
-  const base = name.endsWith('+') ? name.slice(0, -1) : name;
-  return Buffer.byteLength(name) < 16 && base !== '.' && base !== '..' && !/[/:\s\0]/.test(base);
+  const wildcard = name.endsWith('+');
+  const base = wildcard ? name.slice(0, -1) : name;
+  // "." and ".." cannot name a device; as a wildcard prefix ("..+") they only match nothing.
+  return Buffer.byteLength(name) < 16 && (wildcard || (base !== '.' && base !== '..')) && !/[/:\s\0]/.test(base);
 };
 
 t.test('interface names: validate accepts exactly what the renderer can use, and iptables takes it', async (t) => {
-  const corpus = ['eth0', 'ens5', 'eth+', 'veth_a.1', 'br-1a2b3c4d5e6f', 'a'.repeat(15), `${'a'.repeat(14)}+`, `${'a'.repeat(15)}+`, 'a'.repeat(16), '', '+', 'eth0@if3', 'eth0:1', 'eth 0', 'eth/0', '.', '..', '-i', 'eth0\n', 'éth0'];
+  const corpus = ['eth0', 'ens5', 'eth+', 'veth_a.1', 'br-1a2b3c4d5e6f', 'a'.repeat(15), `${'a'.repeat(14)}+`, `${'a'.repeat(15)}+`, 'a'.repeat(16), '', '+', 'eth0@if3', 'eth0:1', 'eth 0', 'eth/0', '.', '..', '.+', '-i', 'eth0\n', 'éth0'];
   const ran = agreeOn(corpus, edgyText(18), (name) => {
     const validated = configSchema.safeParse({ ...MINIMAL_CONFIG, forward: { ...MINIMAL_CONFIG.forward, inboundInterface: name } }).success;
     const rendered = renders({ inboundInterface: name });

@@ -8,8 +8,8 @@ import { DiscoveryError, type CacheSource, type Resolver } from '../core/discove
 import { resolveAll } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
 import type { InstalledRules } from '../core/netfilter/diff.js';
-import { parseSaveAll, type SavedTable } from '../core/netfilter/parse-save.js';
 import { recoverForwards } from '../core/netfilter/recover.js';
+import { readInstalledRules } from '../netfilter/owned-rules.js';
 import type { Conntrack, Netfilter } from '../core/netfilter/types.js';
 import { planPass, type Plan } from '../core/planner/plan.js';
 import type { PortState } from '../core/ports/port-state.js';
@@ -211,11 +211,8 @@ export class Reconciler {
     return new Map([...answers].map(([name, { answer }]) => [name, answer]));
   }
 
-  /** Both tables from one `iptables-save`: each spawn costs more than parsing. */
-  private async readKernel(): Promise<InstalledRules> {
-    const tables = parseSaveAll(await this.edges.netfilter.saveAll());
-    const empty = (): SavedTable => ({ chains: new Map() });
-    return { nat: tables.get('nat') ?? empty(), filter: tables.get('filter') ?? empty() };
+  private readKernel(): Promise<InstalledRules> {
+    return readInstalledRules(this.edges.netfilter);
   }
 
   private async loadState(): Promise<PortState> {

@@ -10,7 +10,7 @@ import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 import { digestRules, installedOwnedRules, missingJumps } from '../core/netfilter/digest.js';
 import { IptablesNetfilter } from '../netfilter/iptables.js';
 import { isProcessAlive } from '../util/process-alive.js';
-import { parseSave } from '../core/netfilter/parse-save.js';
+import { readInstalledRules } from '../netfilter/owned-rules.js';
 import type { Netfilter } from '../core/netfilter/types.js';
 import { evaluateHealth, renderHealthJson, renderHealthText, UNKNOWN, type KernelView, type ProbeResult } from '../core/health/evaluate.js';
 
@@ -30,7 +30,7 @@ export interface HealthDeps {
   isAlive(pid: number): boolean;
   /** True when this process may read the kernel's rules (root). */
   privileged(): boolean;
-  netfilter: Pick<Netfilter, 'save'>;
+  netfilter: Pick<Netfilter, 'saveAll'>;
   probe(ip: string, port: number, timeoutMs: number): Promise<{ ok: boolean; ms?: number; error?: string }>;
 }
 
@@ -133,7 +133,7 @@ async function readIpForward(d: HealthDeps): Promise<0 | 1 | undefined> {
 async function readKernel(d: HealthDeps): Promise<KernelView> {
   if (!d.privileged()) return { readable: false, reason: 'not root' };
   try {
-    const installed = { nat: parseSave(await d.netfilter.save('nat'), 'nat'), filter: parseSave(await d.netfilter.save('filter'), 'filter') };
+    const installed = await readInstalledRules(d.netfilter);
     const owned = installedOwnedRules(installed);
     return {
       readable: true,

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { COMMANDS, FLAG_SPECS, GLOBAL_FLAGS } from '../../src/cli/cli.js';
-import { ruleLines } from '../hardening/kernel-sim.js';
+import { ruleLines } from '../support/kernel-sim.js';
 import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { apiDown, exercised, exercisedBy, rig, topology } from './harness.js';
 

@@ -19,7 +19,7 @@ import type { HealthDeps } from '../../src/health/command.js';
 import { createLogger } from '../../src/log/logger.js';
 import { StateStore } from '../../src/ports/state-store.js';
 import { silentNotifier } from '../../src/daemon/notify.js';
-import { applyRestore, emptyKernel } from '../hardening/kernel-sim.js';
+import { applyRestore, emptyKernel } from '../support/kernel-sim.js';
 
 export const node = (cluster: string): DiscoveredTarget => ({
   key: `node/${cluster}/0001`,

@@ -11,26 +11,14 @@ import { Reconciler, type ReconcilerEdges } from '../../src/daemon/reconciler.js
 import { DiscoveryError } from '../../src/core/discovery/types.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { DiscoveredTarget, Topology } from '../../src/core/model.js';
-import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { StateStore } from '../../src/ports/state-store.js';
-import { applyRestore, emptyKernel } from '../hardening/kernel-sim.js';
+import { applyRestore, emptyKernel, saveText } from '../support/kernel-sim.js';
 
 const { config } = parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\n', 'test');
 
 const node = (cluster: string, ip: string): DiscoveredTarget => ({
   key: `node/${cluster}/0001`, kind: 'node', engine: 'redis', cacheClusterId: cluster, cacheNodeId: '0001', address: ip, targetPort: 6379,
 });
-
-function saveText(k: InstalledRules): string {
-  const lines: string[] = [];
-  for (const name of ['nat', 'filter'] as const) {
-    lines.push(`*${name}`);
-    for (const [chain, { policy }] of k[name].chains) lines.push(`:${chain} ${policy} [0:0]`);
-    for (const [, { rules }] of k[name].chains) lines.push(...rules);
-    lines.push('COMMIT');
-  }
-  return `${lines.join('\n')}\n`;
-}
 
 function rig(answers: (Topology | Error)[]) {
   let kernel = emptyKernel();

@@ -16,7 +16,7 @@ import type { StatusSnapshot } from '../../src/core/daemon/status-snapshot.js';
 import { emptyPortState } from '../../src/core/ports/port-state.js';
 import type { StateStore } from '../../src/ports/state-store.js';
 import type { InstalledRules } from '../../src/core/netfilter/diff.js';
-import { applyRestore, emptyKernel } from './kernel-sim.js';
+import { applyRestore, emptyKernel } from '../support/kernel-sim.js';
 
 const loaded = validateConfig(
   { aws: { region: 'us-east-1' }, forward: { allowedSources: ['198.51.100.27/32'] }, discovery: { interval: '30s' }, dns: { interval: '5s' } },

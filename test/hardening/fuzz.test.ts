@@ -17,7 +17,7 @@ import { planPass } from '../../src/core/planner/plan.js';
 import { emptyPortState } from '../../src/core/ports/port-state.js';
 import { isIpv4, targetAddressProblem } from '../../src/core/ipv4.js';
 import { isHostName } from '../../src/core/discovery/topology.js';
-import { applyRestore, emptyKernel } from './kernel-sim.js';
+import { applyRestore, emptyKernel } from '../support/kernel-sim.js';
 
 const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);
 const SDK_RUNS = Math.max(50, Math.round(RUNS / 40));
@@ -87,7 +87,7 @@ const ID = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}';
 const OWNER = `"cachenat (?:redis|valkey|memcached) (?:node/${ID}/${ID}|(?:primary|reader)/${ID})"`;
 const MARK = '0x[0-9a-f]{1,8}/0x[0-9a-f]{1,8}';
 const RULE_GRAMMAR = [
-  new RegExp(String.raw`^-A CACHENAT-PREROUTING (?:-s ${IP}/\d{1,2} )?-i [A-Za-z0-9_.@:-]{1,15} -m addrtype --dst-type LOCAL -j CACHENAT-DNAT$`),
+  new RegExp(String.raw`^-A CACHENAT-PREROUTING (?:-s ${IP}/\d{1,2} )?-i (?=\S{1,15} )[A-Za-z0-9_.][A-Za-z0-9_.-]*\+? -m addrtype --dst-type LOCAL -j CACHENAT-DNAT$`),
   /^-A CACHENAT-OUTPUT -m addrtype --dst-type LOCAL -j CACHENAT-DNAT$/,
   new RegExp(`^-A CACHENAT-DNAT -j CONNMARK --set-xmark ${MARK}$`),
   new RegExp(`^-A CACHENAT-DNAT -p tcp -m tcp --dport ${PORT} -m comment --comment ${OWNER} -j DNAT --to-destination ${IP}:${PORT}$`),

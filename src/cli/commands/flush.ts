@@ -1,6 +1,5 @@
 import { acquireLock } from '../../daemon/lock.js';
-import { renderFlush } from '../../core/netfilter/diff.js';
-import { parseSave } from '../../core/netfilter/parse-save.js';
+import { flushOwnedRules } from '../../netfilter/owned-rules.js';
 import { EXIT } from '../exit-codes.js';
 import type { CliIo } from '../io.js';
 import type { CommandOptions } from './types.js';
@@ -14,13 +13,10 @@ export async function flushCommand(options: CommandOptions, io: CliIo): Promise<
   const release = await acquireLock(config.state.dir);
   try {
     const edges = buildEdges(config);
-    const [nat, filter] = await Promise.all([edges.netfilter.save('nat'), edges.netfilter.save('filter')]);
-    const restore = renderFlush({ nat: parseSave(nat, 'nat'), filter: parseSave(filter, 'filter') });
-    if (restore === null) {
+    if ((await flushOwnedRules(edges.netfilter)) === null) {
       print(io.stdout, 'nothing installed by cachenat');
       return EXIT.ok;
     }
-    await edges.netfilter.restore(restore);
     await edges.persistRules?.();
     print(io.stdout, 'removed every cachenat chain and jump; other rules untouched');
     return EXIT.ok;

@@ -6,7 +6,7 @@
 import type { Engine, TargetKey } from '../model.js';
 import { targetAddressProblem } from '../ipv4.js';
 import type { SavedTable } from './parse-save.js';
-import { engineProblem, keyProblem, portProblem } from './render.js';
+import { engineProblem, keyProblem, portProblem } from '../grammar.js';
 import { OWNER_COMMENT } from './types.js';
 
 export interface RecoveredForward {

@@ -10,7 +10,11 @@
 
 import type { Engine, RuleForward } from '../model.js';
 import { isIpv4, parseCidr, targetAddressProblem } from '../ipv4.js';
+import { connmarkProblem, DEFAULT_CONNMARK, engineProblem, interfaceProblem, keyProblem, portProblem } from '../grammar.js';
 import { OWNER_COMMENT } from './types.js';
+
+// The key rule lives in the grammar; re-exported for importers of the renderer.
+export { keyProblem } from '../grammar.js';
 
 /** Owned chain → its rule lines (`-A CHAIN …`), in order, per table. */
 export interface DesiredRules {
@@ -27,46 +31,6 @@ export interface RenderOptions {
   snat: 'masquerade' | string;
   /** The connmark bit that tags flows cachenat DNATed (config forward.connmark). */
   connmark?: number;
-}
-
-/** Bit 24: clear of kube-proxy's 0x4000/0x8000, the AWS VPC CNI's 0x80 and tailscale's 0xff0000. */
-export const DEFAULT_CONNMARK = 0x1000000;
-
-export function connmarkProblem(mark: unknown): string | undefined {
-  if (typeof mark !== 'number' || !Number.isInteger(mark) || mark < 1 || mark > 0x80000000 || (mark & (mark - 1)) !== 0) {
-    return `expected a single bit such as 0x1000000, got ${JSON.stringify(mark)}`;
-  }
-  return undefined;
-}
-
-const ENGINES: readonly Engine[] = ['redis', 'valkey', 'memcached'];
-
-// Ids as ElastiCache allows them (letters, digits, hyphens), with some slack
-// for dots and underscores, but never a space, quote or anything iptables or
-// a shell would read specially.
-const ID = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}';
-const KEY = new RegExp(`^(?:node/${ID}/${ID}|primary/${ID}|reader/${ID})$`);
-
-// Linux interface names: at most 15 characters; iptables adds a trailing `+`
-// as a prefix wildcard.
-const INTERFACE = /^[A-Za-z0-9_.-]{1,15}\+?$/;
-
-export function keyProblem(key: string): string | undefined {
-  return KEY.test(key) ? undefined : `target key ${JSON.stringify(key)} is not of the form node/<cluster>/<node>, primary/<group> or reader/<group> with letters, digits, ".", "_" or "-"`;
-}
-
-export function engineProblem(engine: string): string | undefined {
-  return (ENGINES as readonly string[]).includes(engine) ? undefined : `engine ${JSON.stringify(engine)} is not one of ${ENGINES.join(', ')}`;
-}
-
-export function portProblem(port: unknown): string | undefined {
-  return Number.isInteger(port) && (port as number) >= 1 && (port as number) <= 65535
-    ? undefined
-    : `port ${JSON.stringify(port)} is not an integer from 1 to 65535`;
-}
-
-export function interfaceProblem(name: string): string | undefined {
-  return INTERFACE.test(name) ? undefined : `interface name ${JSON.stringify(name)} is not a Linux interface name (1-15 of letters, digits, ".", "_", "-", optional trailing "+")`;
 }
 
 /** The comment that marks a forward's rules as cachenat's, and names it. */

@@ -112,9 +112,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       const outcome: PassOutcome = report
         ? { kind: 'completed', discovery: report.discovery.status, kernelOk: !report.kernelError }
         : { kind: 'threw', discovered: step.discover };
+      // Read after the pass's awaits, so a signal that arrived during the pass is kept.
       const next = afterPass(loop, outcome, { startedAt: passStartedAt, now: edges.clock.now() }, settings(), deps.random);
-      // Signals that arrived during the pass stay requested.
-      loop = { ...next.state, stopRequested: loop.stopRequested, reloadRequested: loop.reloadRequested };
+      loop = next.state;
       if (report) {
         lastReport = report;
         if (report.discovery.status === 'failed') {

@@ -13,6 +13,8 @@ scripts/ensure-system.sh --for-tests || exit 1
 scripts/lab-sweep.sh >/dev/null 2>&1 || true
 
 mkdir -p .tap
+# tap runs two files at a time (.taprc); files that build a lab queue on one
+# machine-wide lock (lab/serial.ts), so two labs never share the two cores.
 export AWS_EC2_METADATA_DISABLED=true AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 npx tap --reporter=tap "$@" 2>&1 | tee .tap/output.txt
 status=${PIPESTATUS[0]}

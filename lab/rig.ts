@@ -282,16 +282,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
   }
 }
 
-/**
- * iptables-save without cachenat's own lines, the timestamp comments and the
- * policy packet counters (traffic moves those): what must never change.
- */
-export const foreignLines = (save: string): string =>
-  save
-    .split('\n')
-    .filter((l) => !l.startsWith('#') && !l.includes('CACHENAT-'))
-    .map((l) => l.replace(/\[\d+:\d+\]$/, '[0:0]'))
-    .join('\n');
+export { foreignLines } from './foreign-rules.js';
 
 export const portsOf = (status: Awaited<ReturnType<LabRig['status']>>): Record<string, number> =>
   Object.fromEntries(status.forwards.map((f) => [f.key, f.listenPort]));

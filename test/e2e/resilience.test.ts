@@ -5,37 +5,9 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DOCKER_SAVE } from '../../lab/foreign-rules.js';
 import { baseTopology, foreignLines, startRig, stretch, waitFor, type ApiRequest } from '../../lab/rig.js';
 
-// What Docker leaves on a host: FORWARD policy DROP, its own chains and a DNAT of its own.
-const DOCKER_LIKE = `*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:DOCKER - [0:0]
-:DOCKER-ISOLATION-STAGE-1 - [0:0]
-:DOCKER-USER - [0:0]
--A FORWARD -j DOCKER-USER
--A FORWARD -j DOCKER-ISOLATION-STAGE-1
--A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o docker0 -j DOCKER
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
--A DOCKER-ISOLATION-STAGE-1 -j RETURN
--A DOCKER-USER -j RETURN
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
--A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
--A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
--A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
--A DOCKER -i docker0 -j RETURN
--A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
-COMMIT
-`;
 
 // The lab's 4 s grace is shorter than watching "every forward draining" and
 // then probing can take on a loaded machine (each look is a process spawned
@@ -60,7 +32,7 @@ t.test('foreign rules, operator mistakes, API faults, hostile data', async (t) =
   t.teardown(() => rig.down());
   const { lab } = rig;
   const rulesFile = join(rig.dir, 'docker-like.rules');
-  writeFileSync(rulesFile, DOCKER_LIKE);
+  writeFileSync(rulesFile, DOCKER_SAVE);
   const loaded = await lab.exec(lab.ns.nat, 'iptables-restore', [rulesFile]);
   t.equal(loaded.exitCode, 0, loaded.stderr);
   const foreignBefore = foreignLines(await rig.save());
@@ -85,7 +57,7 @@ t.test('foreign rules, operator mistakes, API faults, hostile data', async (t) =
       await waitFor('forwarding restored after a whole-table flush (bound stretched by the load average)', async () => (await rig.probe('client', 6379, 'redis', 500)) === 'redis-11', stretch(5000));
     } finally {
       // Put Docker's nat part back as its owner would (even if the wait failed, so later checks stay meaningful); its filter part was never touched.
-      const natPart = DOCKER_LIKE.slice(DOCKER_LIKE.indexOf('*nat'));
+      const natPart = DOCKER_SAVE.slice(DOCKER_SAVE.indexOf('*nat'));
       const restored = await lab.exec(lab.ns.nat, 'iptables-restore', ['--noflush'], { input: natPart });
       t.equal(restored.exitCode, 0, restored.stderr);
     }

@@ -12,7 +12,7 @@ import { planForwards, type ForwardPolicy } from '../../src/core/planner/plan-fo
 import { planPass } from '../../src/core/planner/plan.js';
 import { allocatePorts } from '../../src/core/ports/allocate.js';
 import { emptyPortState, type PortState } from '../../src/core/ports/port-state.js';
-import { DOCKER_SAVE } from '../support/foreign-rules.js';
+import { DOCKER_SAVE } from '../../lab/foreign-rules.js';
 import { applyRestore, emptyKernel, installedFrom } from '../support/kernel-sim.js';
 
 const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);

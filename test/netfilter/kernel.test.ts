@@ -15,7 +15,7 @@ import { persistRules } from '../../src/netfilter/persist.js';
 import { interfaceProblem } from '../../src/core/grammar.js';
 import { recoverForwards } from '../../src/core/netfilter/recover.js';
 import { renderRules, type DesiredRules, type RenderOptions } from '../../src/core/netfilter/render.js';
-import { DOCKER_SAVE, foreignLines, withoutComments } from '../support/foreign-rules.js';
+import { DOCKER_SAVE, foreignLines, withoutComments } from '../../lab/foreign-rules.js';
 
 async function kernelUnavailable(): Promise<string | false> {
   if (process.getuid?.() !== 0) return 'needs root for network namespaces';

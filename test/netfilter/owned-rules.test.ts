@@ -3,7 +3,7 @@ import { diffRules } from '../../src/core/netfilter/diff.js';
 import { installedFromSave } from '../../src/core/netfilter/installed.js';
 import { renderRules } from '../../src/core/netfilter/render.js';
 import { flushOwnedRules, readInstalledRules } from '../../src/netfilter/owned-rules.js';
-import { DOCKER_SAVE, foreignLines } from '../support/foreign-rules.js';
+import { DOCKER_SAVE, foreignLines } from '../../lab/foreign-rules.js';
 import { saveText, SimulatedNetfilter } from '../support/kernel-sim.js';
 
 const rules = renderRules([{ key: 'node/c1/0001', engine: 'redis', listenPort: 6380, targetIp: '10.0.1.231', targetPort: 6379 }], {

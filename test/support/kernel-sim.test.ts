@@ -2,7 +2,7 @@
 
 import t from 'tap';
 import { applyRestore, emptyKernel, installedFrom } from './kernel-sim.js';
-import { DOCKER_SAVE } from './foreign-rules.js';
+import { DOCKER_SAVE } from '../../lab/foreign-rules.js';
 
 const withChain = applyRestore(emptyKernel(), '*nat\n:CACHENAT-DNAT - [0:0]\n-A CACHENAT-DNAT -j RETURN\n-A PREROUTING -j CACHENAT-DNAT\nCOMMIT\n');
 

@@ -54,9 +54,14 @@ export const withoutComments = (text: string): string =>
     .filter((line) => !line.startsWith('#'))
     .join('\n');
 
-/** The ruleset minus everything cachenat owns: its chain declarations, rules and jumps. */
+/**
+ * The ruleset minus everything cachenat owns (its chain declarations, rules
+ * and jumps), the time-stamped comments and the policy packet counters
+ * (traffic moves those): what must come through every pass unchanged.
+ */
 export const foreignLines = (text: string): string =>
   withoutComments(text)
     .split('\n')
     .filter((line) => !line.includes('CACHENAT-'))
+    .map((line) => line.replace(/\[\d+:\d+\]$/, '[0:0]'))
     .join('\n');

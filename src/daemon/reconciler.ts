@@ -15,6 +15,7 @@ import { planPass, type Plan } from '../core/planner/plan.js';
 import type { PortState } from '../core/ports/port-state.js';
 import { stateFromRecoveredRules, type StateStore } from '../ports/state-store.js';
 import { describeEvent } from '../core/daemon/events.js';
+import { dnatPacketCounts, type DnatPackets } from '../core/metrics/rule-counters.js';
 
 /** Passes on the daemon's beat start a few ms more or less than one interval apart. */
 const ANSWER_SLACK_MS = 50;
@@ -49,6 +50,8 @@ export interface PassReport {
   applied: boolean;
   kernelError?: Error;
   durationMs: number;
+  /** The DNAT rules' packet counters (new connections per forward), from this pass's kernel read. */
+  dnatPackets?: DnatPackets;
 }
 
 export class Reconciler {
@@ -64,6 +67,7 @@ export class Reconciler {
   private persistPending = true;
   /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
   private answers = new Map<string, { at: number; answer: Resolution }>();
+  private lastDnatPackets: DnatPackets | undefined;
 
   constructor(
     private config: Config,
@@ -113,6 +117,7 @@ export class Reconciler {
     const plan = planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now() });
 
     const report: PassReport = { plan, discovery, applied: false, durationMs: 0 };
+    if (this.lastDnatPackets) report.dnatPackets = this.lastDnatPackets;
     if (options.write) await this.write(plan, report);
     report.durationMs = performance.now() - started;
     return report;
@@ -211,9 +216,11 @@ export class Reconciler {
     return new Map([...answers].map(([name, { answer }]) => [name, answer]));
   }
 
-  /** Both tables from one `iptables-save`: each spawn costs more than parsing. */
+  /** Both tables from one `iptables-save -c`: each spawn costs more than parsing. The counters feed the metrics; the diff ignores them. */
   private async readKernel(): Promise<InstalledRules> {
-    const tables = parseSaveAll(await this.edges.netfilter.saveAll());
+    const text = await this.edges.netfilter.saveAll({ counters: true });
+    this.lastDnatPackets = dnatPacketCounts(text);
+    const tables = parseSaveAll(text);
     const empty = (): SavedTable => ({ chains: new Map() });
     return { nat: tables.get('nat') ?? empty(), filter: tables.get('filter') ?? empty() };
   }

@@ -10,6 +10,7 @@ import { discoveryRetryDelay } from '../core/daemon/backoff.js';
 import type { Notifier } from './notify.js';
 import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.js';
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
+import type { MetricsRecorder } from '../metrics/recorder.js';
 
 const TIMER_SLACK_MS = 50;
 
@@ -29,6 +30,8 @@ export interface DaemonDeps {
   sleep(ms: number, signal: AbortSignal): Promise<void>;
   random(): number;
   signals: Pick<NodeJS.Process, 'on' | 'off'>;
+  /** Counts passes and connections, writes metrics.textfile. */
+  metrics?: MetricsRecorder;
 }
 
 export async function runDaemon(deps: DaemonDeps): Promise<number> {
@@ -118,6 +121,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         if (discover) nextDiscoveryAt = edges.clock.now() + config.discovery.interval;
       }
       const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
+      const connections = await deps.metrics?.afterPass({ config, report, lastSyncAt: reconciler.lastSyncAt });
+      if (connections) snapshot.connections = connections;
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
 
       const statusLine = statusText(snapshot);

@@ -8,6 +8,7 @@ import { createLogger } from '../../log/logger.js';
 import { detectBackend } from '../../netfilter/backend.js';
 import { buildEdges, ipForwardControl } from '../edges.js';
 import type { CommandOptions } from './index.js';
+import { MetricsRecorder, hostMetricsEdges } from '../../metrics/recorder.js';
 
 export async function runCommand(options: CommandOptions): Promise<number> {
   const path = configPathFrom(options.configFlag, process.env);
@@ -42,6 +43,7 @@ export async function runCommand(options: CommandOptions): Promise<number> {
       sleep: (ms, signal) => delay(ms, undefined, { signal }).catch(() => undefined),
       random: Math.random,
       signals: process,
+      metrics: new MetricsRecorder(hostMetricsEdges(logger)),
     });
   } finally {
     await release();

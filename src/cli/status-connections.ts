@@ -4,13 +4,14 @@
 
 import type { Forward } from '../core/model.js';
 import type { ForwardConnections } from '../core/metrics/daemon-metrics.js';
+import { forwardId } from '../core/metrics/rule-counters.js';
 
 export type ForwardWithConnections = Forward & { activeConnections?: number; newConnections?: number };
 
 export function withConnections(forwards: readonly Forward[], connections: readonly ForwardConnections[] | undefined): ForwardWithConnections[] {
-  const byForward = new Map((connections ?? []).map((c) => [`${c.listenPort} ${c.key}`, c]));
+  const byForward = new Map((connections ?? []).map((c) => [forwardId(c.listenPort, c.key), c]));
   return forwards.map((f) => {
-    const c = byForward.get(`${f.listenPort} ${f.key}`);
+    const c = byForward.get(forwardId(f.listenPort, f.key));
     const out: ForwardWithConnections = { ...f };
     if (c?.active !== undefined) out.activeConnections = c.active;
     if (c?.new !== undefined) out.newConnections = c.new;

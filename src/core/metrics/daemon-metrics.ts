@@ -175,7 +175,13 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     },
   ];
   if (m.lastSyncAt !== undefined) {
-    families.splice(5, 0, { name: 'cachenat_last_api_sync_time_seconds', help: 'When the ElastiCache API last answered completely (Unix time).', type: 'gauge', samples: [{ value: seconds(m.lastSyncAt) }] });
+    families.splice(
+      5,
+      0,
+      { name: 'cachenat_last_api_sync_time_seconds', help: 'When the ElastiCache API last answered completely (Unix time).', type: 'gauge', samples: [{ value: seconds(m.lastSyncAt) }] },
+      // The same as an age, for alarms that cannot subtract from the clock (CloudWatch).
+      { name: 'cachenat_api_sync_age_seconds', help: 'Seconds since the ElastiCache API last answered completely, as of this write.', type: 'gauge', samples: [{ value: seconds(view.now - m.lastSyncAt) }] },
+    );
   }
   return families;
 }

@@ -74,6 +74,7 @@ t.test("the daemon's families: every name follows the naming rules and the parse
   t.equal(byName.get('cachenat_targets_unresolved')!.metrics[0]!.value, '1');
   t.equal(byName.get('cachenat_ports_quarantined')!.metrics[0]!.value, '1');
   t.equal(byName.get('cachenat_last_api_sync_time_seconds')!.metrics[0]!.value, '1700000001');
+  t.equal(byName.get('cachenat_api_sync_age_seconds')!.metrics[0]!.value, '1', 'written 1 s after the sync');
   t.same(byName.get('cachenat_pass_duration_seconds')!.metrics[0]!.count, '2');
   t.equal(byName.get('cachenat_pass_duration_seconds')!.metrics[0]!.buckets!['0.004'], '1', 'the 3 ms pass is in the 4 ms bucket, the 20 ms one is not');
   const active = byName.get('cachenat_forwards')!.metrics.find((s) => s.labels!.kind === 'node' && s.labels!.engine === 'redis' && s.labels!.state === 'active');

@@ -12,7 +12,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -33,6 +33,7 @@ const nodeCount = Number(values.nodes);
 const runs = Number(values.runs);
 const flowCount = Number(values.flows);
 
+const loadAtStart = loadavg()[0]!;
 const ns = await makeNamespace();
 const stateDir = mkdtempSync(join(tmpdir(), 'cachenat-bench-metrics-'));
 let flows: ChildProcess | undefined;
@@ -106,7 +107,7 @@ try {
   }
   if (seen !== ports.length) throw new Error(`expected ${ports.length} open flows, conntrack listed ${seen}`);
   const busy = await measure(`${ports.length} open flows`);
-  process.stdout.write(`${JSON.stringify({ nodes: nodeCount, runs, flows: ports.length, idle, busy, textfileBytes: statSync(config.metrics.textfile).size })}\n`);
+  process.stdout.write(`${JSON.stringify({ nodes: nodeCount, runs, flows: ports.length, idle, busy, textfileBytes: statSync(config.metrics.textfile).size, loadAverage: { start: round(loadAtStart), end: round(loadavg()[0]!) } })}\n`);
 } finally {
   flows?.kill('SIGKILL');
   await dropNamespace(ns);

@@ -121,7 +121,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         if (discover) nextDiscoveryAt = edges.clock.now() + config.discovery.interval;
       }
       const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
-      const connections = await deps.metrics?.afterPass({ config, report, lastSyncAt: reconciler.lastSyncAt });
+      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt });
       if (connections) snapshot.connections = connections;
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
 

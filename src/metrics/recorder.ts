@@ -19,8 +19,10 @@ export interface MetricsEdges {
 
 export interface PassOutcomeInput {
   config: Config;
-  /** Absent when the pass threw. */
+  /** This pass's report; absent when the pass threw. */
   report: PassReport | undefined;
+  /** The last pass that reported: what is forwarded is still what it planned when this one threw. */
+  latest?: PassReport | undefined;
   lastSyncAt: number | undefined;
 }
 
@@ -34,9 +36,10 @@ export class MetricsRecorder {
   }
 
   /** Records one pass; returns each forward's connections for the status snapshot. */
-  async afterPass({ config, report, lastSyncAt }: PassOutcomeInput): Promise<ForwardConnections[]> {
+  async afterPass({ config, report, latest, lastSyncAt }: PassOutcomeInput): Promise<ForwardConnections[]> {
     this.metrics = observePass(this.metrics, observationOf(report, lastSyncAt));
-    const forwards = report?.plan.forwards ?? [];
+    const plan = (report ?? latest)?.plan;
+    const forwards = plan?.forwards ?? [];
     const active = await this.edges.activeByListenPort(config.forward.connmark).then(
       (counts) => (this.warned.delete('conntrack'), counts),
       (err: Error & { exitCode?: number }) => {
@@ -49,7 +52,7 @@ export class MetricsRecorder {
     const path = config.metrics.textfile;
     if (path !== 'none') {
       const text = renderExposition(
-        metricFamilies(this.metrics, { forwards, connections, quarantinedPorts: report?.plan.state.released.length ?? 0, now: this.edges.now() }),
+        metricFamilies(this.metrics, { forwards, connections, quarantinedPorts: plan?.state.released.length ?? 0, now: this.edges.now() }),
       );
       await this.edges.writeTextfile(path, text).then(
         () => this.warned.delete('textfile'),

@@ -62,8 +62,9 @@ t.test('API errors are counted by code; a pass that threw counts as failed', asy
   const { recorder: r } = recorder();
   const error = new DiscoveryError('throttled', 'Throttling', true);
   await r.afterPass({ config, report: report({ discovery: { status: 'failed', error } }), lastSyncAt: undefined });
-  await r.afterPass({ config, report: undefined, lastSyncAt: undefined });
+  await r.afterPass({ config, report: undefined, latest: report(), lastSyncAt: undefined });
   const text = readFileSync(textfile, 'utf8');
+  t.match(text, /^cachenat_forwards\{kind="node",engine="redis",state="active"\} 2$/m, 'a pass that threw still shows what the last one planned');
   t.match(text, /^cachenat_api_errors_total\{code="Throttling"\} 1$/m);
   t.match(text, /^cachenat_passes_total\{outcome="failed"\} 1$/m);
   t.notMatch(text, /cachenat_last_api_sync_time_seconds/, 'no sync yet: no timestamp rather than a zero that looks like 1970');

@@ -7,8 +7,8 @@ import { renderExposition } from '../core/metrics/exposition.js';
 import { forwardConnections, initialMetrics, metricFamilies, observePass, type DaemonMetrics, type ForwardConnections, type PassObservation } from '../core/metrics/daemon-metrics.js';
 import type { Logger } from '../log/logger.js';
 import type { PassReport } from '../daemon/reconciler.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
 import { ConntrackConnectionReader } from './conntrack-reader.js';
+import { replaceTextfile } from './textfile.js';
 
 export interface MetricsEdges {
   activeByListenPort(connmark: number): Promise<Map<number, number>>;
@@ -84,14 +84,12 @@ function observationOf(report: PassReport | undefined, lastSyncAt: number | unde
   return observation;
 }
 
-/** The real edges: conntrack on this host, the textfile written atomically (a temp name node_exporter ignores, then rename). */
+/** The real edges: conntrack on this host, the textfile replaced by rename. */
 export function hostMetricsEdges(logger: Logger): MetricsEdges {
   const reader = new ConntrackConnectionReader();
   return {
     activeByListenPort: (connmark) => reader.activeByListenPort(connmark),
-    writeTextfile: async (path, text) => {
-      await writeFileAtomic(path, text, 0o644);
-    },
+    writeTextfile: replaceTextfile,
     now: () => Date.now(),
     logger,
   };

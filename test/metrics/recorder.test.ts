@@ -2,15 +2,16 @@
 // pass, what it hands to the status snapshot, and how it reports faults.
 
 import t from 'tap';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { PassReport } from '../../src/daemon/reconciler.js';
 import type { Forward } from '../../src/core/model.js';
 import { MetricsRecorder, hostMetricsEdges, type MetricsEdges } from '../../src/metrics/recorder.js';
 import { ConntrackConnectionReader } from '../../src/metrics/conntrack-reader.js';
+import { replaceTextfile } from '../../src/metrics/textfile.js';
 import { DiscoveryError } from '../../src/core/discovery/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cachenat-metrics-'));
@@ -111,4 +112,19 @@ t.test('the conntrack reader lists only flows with the connmark bit, and reports
   const missing = new ConntrackConnectionReader(async () => ({ stdout: '', stderr: 'conntrack: command not found', exitCode: 127 }));
   await t.rejects(missing.activeByListenPort(0x1000000), { exitCode: 127 });
   await t.rejects(reader.activeByListenPort(0), /invalid connmark/);
+});
+
+t.test('the textfile is world-readable for node_exporter even under the unit umask, and replaced whole', async (t) => {
+  const target = join(mkdtempSync(join(tmpdir(), 'cachenat-textfile-')), 'cachenat.prom');
+  const previous = process.umask(0o027);
+  try {
+    await replaceTextfile(target, 'a 1\n');
+    await replaceTextfile(target, 'b 2\n');
+  } finally {
+    process.umask(previous);
+  }
+  t.equal(readFileSync(target, 'utf8'), 'b 2\n');
+  t.equal((statSync(target).mode & 0o777).toString(8), '644');
+  t.same(readdirSync(dirname(target)), ['cachenat.prom'], 'no temp file left');
+  await t.rejects(replaceTextfile(join(dirname(target), 'missing', 'x.prom'), ''), { code: 'ENOENT' });
 });

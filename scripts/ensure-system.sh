@@ -20,6 +20,7 @@ if [ "${1:-}" = "--for-tests" ]; then
   have packer || need+=(packer)
   have debootstrap || need+=(debootstrap)
   have systemd-analyze || need+=(systemd)
+  have prometheus-node-exporter || need+=(prometheus-node-exporter)
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then

@@ -15,6 +15,7 @@ import { detectBackend } from '../netfilter/backend.js';
 import { chooseRulesFile, persistRules } from '../netfilter/persist.js';
 import { createNotifier } from '../daemon/notify.js';
 import { StateStore } from '../ports/state-store.js';
+import { MetricsRecorder, hostMetricsEdges } from '../metrics/recorder.js';
 import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
 import type { Machine } from './io.js';
@@ -37,6 +38,7 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
       random: Math.random,
       signals: process,
     },
+    metrics: (logger) => new MetricsRecorder(hostMetricsEdges(logger)),
   };
 }
 

@@ -4,6 +4,7 @@
 import type { Config } from '../core/config/schema.js';
 import { readSnapshotFile } from '../daemon/snapshot-file.js';
 import type { Forward } from '../core/model.js';
+import type { ForwardConnections } from '../core/metrics/daemon-metrics.js';
 import { planForwards } from '../core/planner/plan-forwards.js';
 import { forwardPolicyOf } from '../core/planner/plan.js';
 import { StateStore } from '../ports/state-store.js';
@@ -12,11 +13,15 @@ import type { CliIo } from './io.js';
 export interface ForwardsView {
   forwards: Forward[];
   source: 'daemon' | 'state' | 'stale-snapshot' | 'none';
+  /** Per-forward connections, from the running daemon's snapshot only. */
+  connections?: ForwardConnections[];
 }
 
 export async function readForwards(config: Config, io: Pick<CliIo, 'isAlive' | 'now'>): Promise<ForwardsView> {
   const snapshot = await readSnapshotFile(config.state.statusFile);
-  if (snapshot && io.isAlive(snapshot.pid)) return { forwards: snapshot.forwards, source: 'daemon' };
+  if (snapshot && io.isAlive(snapshot.pid)) {
+    return { forwards: snapshot.forwards, source: 'daemon', ...(snapshot.connections ? { connections: snapshot.connections } : {}) };
+  }
   const loaded = await new StateStore(config.state.dir).load().catch(() => undefined);
   if (loaded?.status === 'ok') {
     return { forwards: planForwards(loaded.state, { resolutions: new Map() }, forwardPolicyOf(config), io.now()).forwards, source: 'state' };

@@ -26,6 +26,8 @@ export interface Machine {
   detectBackend(): Promise<BackendReport>;
   notifier(logger: Logger): Notifier;
   daemon: Pick<DaemonDeps, 'sleep' | 'random' | 'signals'>;
+  /** What `run` does after each pass for metrics and `status`'s connection counts (conntrack, the textfile). */
+  metrics(logger: Logger): DaemonDeps['metrics'];
 }
 
 /** Where `endpoints` looks for the address clients dial, after forward.publicAddress. */

@@ -20,6 +20,7 @@ import {
 import type { Notifier } from './notify.js';
 import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.js';
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
+import type { MetricsRecorder } from '../metrics/recorder.js';
 
 export interface IpForwardControl {
   /** Checks (and in `enable` mode sets) ip_forward; returns the value now in force. */
@@ -37,6 +38,8 @@ export interface DaemonDeps {
   sleep(ms: number, signal: AbortSignal): Promise<void>;
   random(): number;
   signals: Pick<NodeJS.Process, 'on' | 'off'>;
+  /** Counts passes and connections, writes metrics.textfile. */
+  metrics?: MetricsRecorder;
 }
 
 export async function runDaemon(deps: DaemonDeps): Promise<number> {
@@ -128,6 +131,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         logPass(logger, report);
       }
       const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
+      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt });
+      if (connections) snapshot.connections = connections;
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
 
       const statusLine = statusText(snapshot);

@@ -5,10 +5,17 @@ import type { InstalledRules } from '../core/netfilter/diff.js';
 import { renderFlush } from '../core/netfilter/diff.js';
 import { installedFromSave } from '../core/netfilter/installed.js';
 import type { Netfilter } from '../core/netfilter/types.js';
+import { dnatPacketCounts, type DnatPackets } from '../core/metrics/rule-counters.js';
 
 /** Both tables from one `iptables-save`: each spawn costs more than parsing. */
 export async function readInstalledRules(netfilter: Pick<Netfilter, 'saveAll'>): Promise<InstalledRules> {
   return installedFromSave(await netfilter.saveAll());
+}
+
+/** The same one read with `-c`: the DNAT rules' packet counters come along for the metrics; the diff ignores them. */
+export async function readInstalledRulesCounted(netfilter: Pick<Netfilter, 'saveAll'>): Promise<{ installed: InstalledRules; dnatPackets: DnatPackets }> {
+  const text = await netfilter.saveAll({ counters: true });
+  return { installed: installedFromSave(text), dnatPackets: dnatPacketCounts(text) };
 }
 
 /**

@@ -23,12 +23,14 @@ const node = (cluster: string, ip: string): DiscoveredTarget => ({
 function rig(answers: (Topology | Error)[]) {
   let kernel = emptyKernel();
   const restores: string[] = [];
+  const saveAllCalls: ({ counters?: boolean } | undefined)[] = [];
+  const packets = new Map<number, number>();
   const logs: { level: number; msg: string }[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'cachenat-reconciler-'));
   const edges: ReconcilerEdges = {
     netfilter: {
       save: async () => saveText(kernel),
-      saveAll: async () => saveText(kernel),
+      saveAll: async (options) => (saveAllCalls.push(options), saveText(kernel, undefined, options?.counters ? packets : undefined)),
       restore: async (text) => {
         restores.push(text);
         kernel = applyRestore(kernel, text);
@@ -47,7 +49,7 @@ function rig(answers: (Topology | Error)[]) {
     clock: { now: () => 1_000_000 },
     logger: createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line)) } }),
   };
-  return { edges, restores, logs, dir, kernel: () => kernel };
+  return { edges, restores, logs, dir, kernel: () => kernel, saveAllCalls, packets };
 }
 
 t.test('first pass writes once; an unchanged second pass writes nothing', async (t) => {
@@ -104,4 +106,16 @@ t.test('a port map that cannot be written is reported, forwarding goes on, and i
   (r.edges as { store: StateStore }).store = new StateStore(r.dir);
   await reconciler.pass({ discover: true, write: true });
   t.equal(reconciler.diskErrors.size, 0);
+});
+
+t.test('one kernel read per pass, with counters: the DNAT packet counts come with it and the plan ignores them', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1'), node('b', '10.0.1.2')], skipped: [] }]);
+  const reconciler = new Reconciler(config, r.edges);
+  await reconciler.pass({ discover: true, write: true }); // a first start without a port map also reads the rules to rebuild it
+  r.packets.set(6379, 4);
+  const readsBefore = r.saveAllCalls.length;
+  const second = await reconciler.pass({ discover: true, write: true });
+  t.same(r.saveAllCalls.slice(readsBefore), [{ counters: true }], 'exactly one iptables-save -c per pass, no second read');
+  t.same([...second.dnatPackets!], [['6379 node/a/0001', 4], ['6380 node/b/0001', 0]]);
+  t.equal(second.applied, false, 'counters that moved are not a change to write');
 });

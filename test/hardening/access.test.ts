@@ -96,7 +96,7 @@ t.test('access control', { skip }, async (t) => {
     for (const secret of ['lab-secret', 'AKIDLAB', 'AWS_', 'SECRET', 'password', 'token']) {
       t.notOk(snapshotText.toLowerCase().includes(secret.toLowerCase()), `the snapshot does not contain "${secret}"`);
     }
-    const allowed = ['version', 'pid', 'startedAt', 'lastPassAt', 'passes', 'lastPassOk', 'lastSyncAt', 'lastSyncError', 'discoveryIntervalMs', 'dnsIntervalMs', 'syncWarnIntervals', 'syncCriticalIntervals', 'degraded', 'degradedReason', 'ipForward', 'lastKernelError', 'rulesDigest', 'forwards'];
+    const allowed = ['version', 'pid', 'startedAt', 'lastPassAt', 'passes', 'lastPassOk', 'lastSyncAt', 'lastSyncError', 'discoveryIntervalMs', 'dnsIntervalMs', 'syncWarnIntervals', 'syncCriticalIntervals', 'degraded', 'degradedReason', 'ipForward', 'lastKernelError', 'rulesDigest', 'forwards', 'connections'];
     t.same(Object.keys(snapshot).filter((k) => !allowed.includes(k)), [], `only known fields: ${Object.keys(snapshot).join(', ')}`);
     for (const file of [join(rig.dir, 'state', 'ports.json'), join(rig.dir, 'rules.v4')]) {
       const text = readFileSync(file, 'utf8');

@@ -105,13 +105,18 @@ export function ruleLines(installed: InstalledRules): string[] {
   return lines;
 }
 
-/** What `iptables-save` prints for these tables (all of them, or one with `-t`). */
-export function saveText(installed: InstalledRules, table?: 'nat' | 'filter'): string {
+/**
+ * What `iptables-save` prints for these tables (all of them, or one with `-t`).
+ * With `packets` (listen port → count), rules carry `iptables-save -c`
+ * counters: a DNAT rule gets its port's count, every other rule 0.
+ */
+export function saveText(installed: InstalledRules, table?: 'nat' | 'filter', packets?: Map<number, number>): string {
+  const counted = (rule: string) => (packets ? `[${packets.get(Number(/--dport (\d+) .* -j DNAT /.exec(rule)?.[1])) ?? 0}:0] ${rule}` : rule);
   const lines: string[] = [];
   for (const name of table === undefined ? (['nat', 'filter'] as const) : [table]) {
     lines.push(`*${name}`);
     for (const [chain, { policy }] of installed[name].chains) lines.push(`:${chain} ${policy} [0:0]`);
-    for (const { rules } of installed[name].chains.values()) lines.push(...rules);
+    for (const { rules } of installed[name].chains.values()) lines.push(...rules.map(counted));
     lines.push('COMMIT');
   }
   return `${lines.join('\n')}\n`;

@@ -37,6 +37,7 @@ export async function runCommand(options: CommandOptions, io: CliIo): Promise<nu
       ipForward: machine.ipForward(logger),
       writeSnapshot: (snapshot) => writeSnapshotFile(statusFile, snapshot),
       ...machine.daemon,
+      metrics: machine.metrics(logger),
     });
   } finally {
     await release();

@@ -7,6 +7,7 @@ import { EXIT } from '../exit-codes.js';
 import type { CliIo } from '../io.js';
 import type { CommandOptions } from './types.js';
 import { configPathOf, loadFor, print } from './shared.js';
+import { withConnections, connectionsCell } from '../status-connections.js';
 
 const idOf = (f: Forward): string => (f.kind === 'node' ? `${f.cacheClusterId}/${f.cacheNodeId}` : `${f.replicationGroupId} (${f.kind})`);
 
@@ -19,16 +20,17 @@ export function renderTable(header: string[], rows: string[][]): string {
 export async function statusCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const { config } = await loadFor(options, io);
   const view = await readForwards(config, io);
+  const forwards = withConnections(view.forwards, view.connections);
   if (options.json) {
-    print(io.stdout, JSON.stringify({ source: view.source, forwards: view.forwards }, null, 2));
+    print(io.stdout, JSON.stringify({ source: view.source, forwards }, null, 2));
     return EXIT.ok;
   }
   if (view.forwards.length === 0) {
     print(io.stdout, view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
     return EXIT.ok;
   }
-  const rows = view.forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), f.targetIp ? `${f.targetIp}:${f.targetPort}` : '-', f.state, f.address]);
-  print(io.stdout, renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'ADDRESS'], rows));
+  const rows = forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), f.targetIp ? `${f.targetIp}:${f.targetPort}` : '-', f.state, connectionsCell(f), f.address]);
+  print(io.stdout, renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'CONNS OPEN/NEW', 'ADDRESS'], rows));
   if (view.source !== 'daemon') print(io.stdout, `(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
   return EXIT.ok;
 }

@@ -114,6 +114,12 @@ export const configSchema = z.strictObject({
       syncCriticalIntervals: z.number().positive().prefault(10),
     })
     .prefault({}),
+  metrics: z
+    .strictObject({
+      // node_exporter's textfile collector picks up *.prom files from its directory.
+      textfile: z.union([z.literal('none'), absolutePath.regex(/\.prom$/, 'expected a path ending in .prom (the textfile collector reads only *.prom)')], 'expected "none" or an absolute path ending in .prom').prefault('none'),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal'], 'expected one of trace, debug, info, warn, error, fatal').prefault('info'),

@@ -20,6 +20,9 @@ if [ "${1:-}" = "--for-tests" ]; then
   have packer || need+=(packer)
   have debootstrap || need+=(debootstrap)
   have systemd-analyze || need+=(systemd)
+  # For `cloud-init schema` in test/ami/user-data.test.ts only: it must never
+  # act on this host (see below).
+  have cloud-init || need+=(cloud-init)
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
@@ -29,6 +32,18 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  if [[ " ${need[*]} " == *" cloud-init "* ]]; then
+    # cloud-init is here to validate user-data, not to configure this machine:
+    # disabled before it is installed, so its generator never runs it at boot,
+    # and no service starts while it installs.
+    mkdir -p /etc/cloud
+    touch /etc/cloud/cloud-init.disabled
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\n# written by cachenat scripts/ensure-system.sh while installing packages\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 0755 /usr/sbin/policy-rc.d
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

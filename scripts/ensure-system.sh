@@ -9,6 +9,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have ip || need+=(iproute2)
 have iptables-restore || need+=(iptables)
+have iptables-legacy-restore || need+=(iptables) # the legacy-backend tests
 have redis-server || need+=(redis-server)
 have redis-cli || need+=(redis-tools)
 have memcached || need+=(memcached)

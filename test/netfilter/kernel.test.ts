@@ -1,7 +1,7 @@
 // Against the real kernel, each test in a network namespace of its own: only
 // iptables rules are loaded, no packet is sent.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
@@ -252,21 +252,24 @@ t.test('legacy backend: the restore waits for the xtables lock, and names it whe
   const legacy: Lab = { run: legacyRun, netfilter: new IptablesNetfilter(legacyRun) };
 
   const lockFree = async () => (await runCommand('flock', ['-n', lockFile, 'true'])).exitCode === 0;
-  const holdLock = async () => {
-    const holder = spawn('flock', [lockFile, 'sleep', '60'], { stdio: 'ignore' });
+  const holdLock = async (t: Test) => {
+    // --no-fork: flock becomes the sleep, so killing it releases the lock (a
+    // forked child would inherit the lock and keep holding it).
+    const holder = spawn('flock', ['--no-fork', lockFile, 'sleep', '60'], { stdio: 'ignore' });
+    const exited = once(holder, 'exit');
     const release = async () => {
       holder.kill('SIGKILL');
-      await once(holder, 'exit').catch(() => undefined);
+      await exited;
     };
     t.teardown(release);
     for (let tries = 0; (await lockFree()) && tries < 200; tries++) await new Promise((r) => setTimeout(r, 25));
     t.notOk(await lockFree(), 'another program holds the xtables lock');
     return release;
   };
-  const dnatLines = async () => (await legacy.netfilter.save('nat')).split('\n').filter((l) => l.startsWith('-A CACHENAT-DNAT')).length;
+  const dnatLines = async () => (await legacy.netfilter.save('nat')).split('\n').filter((l) => l.startsWith('-A CACHENAT-DNAT') && l.includes(' -j DNAT ')).length;
 
   await t.test('released within the wait: the restore applies after it', async (t) => {
-    const release = await holdLock();
+    const release = await holdLock(t);
     const started = Date.now();
     let settled = false;
     const applying = sync(legacy, renderRules([forward(1)], base)).finally(() => (settled = true));
@@ -279,7 +282,7 @@ t.test('legacy backend: the restore waits for the xtables lock, and names it whe
   });
 
   await t.test('held past the wait: a retryable KernelError that names the lock; the next try applies', async (t) => {
-    const release = await holdLock();
+    const release = await holdLock(t);
     const started = Date.now();
     const err = await sync(legacy, renderRules([forward(1), forward(2)], base)).then(
       () => undefined,

@@ -30,7 +30,7 @@ node_version_at_least() {
 ensure_node() {
   local repo current arch dir tarball
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  current=$(node -v 2>/dev/null | sed 's/^v//')
+  current=$(node -v 2>/dev/null | sed 's/^v//' || true)
   if [ -n "$current" ] && node_version_at_least "$current" "$NODE_FLOOR"; then return 0; fi
 
   case "$(uname -m)" in

@@ -96,7 +96,7 @@ fi
 # --- files around it -----------------------------------------------------------
 cat >"$work/wrapper" <<'EOF'
 #!/bin/sh
-# cachenat CLI (installed by ami/install.sh). Node 20 or later must be on PATH.
+# cachenat CLI (installed by ami/install.sh). Node 22.12 or later must be on PATH.
 exec node /opt/cachenat/current/dist/src/cli/main.js "$@"
 EOF
 put_file "$work/wrapper" "$root/usr/local/bin/cachenat" 0755
@@ -111,6 +111,25 @@ fi
 
 printf '%s\n' '# cachenat forwards packets between interfaces (written by ami/install.sh)' 'net.ipv4.ip_forward = 1' >"$work/sysctl.conf"
 put_file "$work/sysctl.conf" "$root/etc/sysctl.d/90-cachenat.conf" 0644
+
+# --- Node.js -----------------------------------------------------------------
+# package.json's engines: node >=22.12.0 (the AMI build installs nodejs22
+# and refuses an older one).
+# test/service/node-range.test.ts keeps these numbers in step with engines.
+NODE_MAJOR=22 NODE_MINOR=12
+if [ -z "$root" ]; then
+  node_version=$(node -p 'process.versions.node' 2>/dev/null || true)
+  node_major=${node_version%%.*} node_rest=${node_version#*.}
+  node_minor=${node_rest%%.*}
+  case $node_major.$node_minor in
+    *[!0-9.]* | .*) node_major=0 node_minor=0 ;;
+  esac
+  if [ "$node_major" -lt "$NODE_MAJOR" ] || { [ "$node_major" -eq "$NODE_MAJOR" ] && [ "$node_minor" -lt "$NODE_MINOR" ]; }; then
+    # A warning, not a failure: an image tree may get its Node later, and in a
+    # chroot without /proc node may not run at all yet.
+    echo "install.sh: warning: cachenat needs Node >= $NODE_MAJOR.$NODE_MINOR on PATH, found ${node_version:-none}; install it before starting cachenat (Amazon Linux 2023: dnf install nodejs$NODE_MAJOR)" >&2
+  fi
+fi
 
 # --- the distro's rule-restore service ---------------------------------------
 if command -v apt-get >/dev/null 2>&1 && [ -z "$root" ]; then

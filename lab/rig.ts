@@ -264,13 +264,14 @@ export const loadFactor = (): number => Math.max(1, (loadavg()[0] ?? 0) / cpus()
 export const stretch = (ms: number): number => Math.round(ms * loadFactor());
 
 /** Polls until `check` returns a truthy value; fails with the last value seen and the machine's load. */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000, everyMs = 150): Promise<T> {
+type Falsy = undefined | null | false | 0 | '';
+export async function waitFor<T>(what: string, check: () => Promise<T | Falsy> | T | Falsy, timeoutMs = 20_000, everyMs = 150): Promise<Exclude<T, Falsy>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       last = await check();
-      if (last) return last as T;
+      if (last) return last as Exclude<T, Falsy>;
     } catch (err) {
       last = err;
     }

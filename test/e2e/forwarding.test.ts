@@ -41,10 +41,11 @@ t.test('cachenat in a lab of namespaces', async (t) => {
   let daemon = await rig.start();
 
   await t.test('first sync: sticky ports in (cluster, node) order, every node reachable', async (t) => {
-    const status = await waitFor('all forwards active', async () => {
+    // waitFor resolves only with a truthy value, so `!` drops the `undefined` its type still carries.
+    const status = (await waitFor('all forwards active', async () => {
       const s = await rig.status();
       return s.forwards.length === 8 && s.forwards.every((f) => f.state === 'active') ? s : undefined;
-    });
+    }))!;
     t.same(portsOf(status), EXPECTED_PORTS);
     const seen: Record<number, string | undefined> = {};
     for (const port of Object.values(EXPECTED_PORTS)) seen[port] = await rig.probe('client', port);
@@ -123,10 +124,10 @@ t.test('cachenat in a lab of namespaces', async (t) => {
     await rig.setTopology(topology);
     t.equal(await rig.probe('client', 6379), 'redis-11', 'forwards keep working while the daemon is down');
     daemon = await rig.start();
-    const after = await waitFor('late/0001 forwarded', async () => {
+    const after = (await waitFor('late/0001 forwarded', async () => {
       const ports = portsOf(await rig.status());
       return ports['node/late/0001'] ? ports : undefined;
-    });
+    }))!;
     for (const [key, port] of Object.entries(before)) t.equal(after[key], port, `${key} kept ${port}`);
     t.equal(after['node/late/0001'], 11214, 'the quarantined 11213 is not handed to a new target');
     const nat = await rig.save('nat');

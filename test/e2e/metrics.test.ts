@@ -4,12 +4,15 @@
 // node_exporter serves the file.
 
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { NAME, startRig, waitFor } from '../../lab/rig.js';
 import type { LabProcess } from '../../lab/process.js';
+
+/** Debian's package puts the binary here (and on PATH). */
+const NODE_EXPORTER = '/usr/bin/prometheus-node-exporter';
 
 interface ParsedFamily {
   name: string;
@@ -122,13 +125,9 @@ t.test('metrics in the lab', async (t) => {
     await waitFor('a sync after the fault cleared', () => single('cachenat_last_api_sync_time_seconds')! > syncBefore, 30_000);
   });
 
-  await t.test("Debian's node_exporter serves the file on loopback in the NAT namespace", async (t) => {
-    const which = await lab.exec(lab.ns.nat, 'sh', ['-c', 'command -v prometheus-node-exporter'], { reject: false });
-    if (which.exitCode !== 0) {
-      t.skip('prometheus-node-exporter is not installed (scripts/ensure-system.sh --for-tests installs it)');
-      return;
-    }
-    const exporter = lab.spawnIn(lab.ns.nat, 'prometheus-node-exporter', ['--web.listen-address=127.0.0.1:9100', `--collector.textfile.directory=${textDir}`, '--collector.disable-defaults', '--collector.textfile'], { label: 'node_exporter' });
+  const exporterMissing = existsSync(NODE_EXPORTER) ? false : `${NODE_EXPORTER} is not installed (scripts/ensure-system.sh --for-tests installs it)`;
+  await t.test("Debian's node_exporter serves the file on loopback in the NAT namespace", { skip: exporterMissing }, async (t) => {
+    const exporter = lab.spawnIn(lab.ns.nat, NODE_EXPORTER, ['--web.listen-address=127.0.0.1:9100', `--collector.textfile.directory=${textDir}`, '--collector.disable-defaults', '--collector.textfile'], { label: 'node_exporter' });
     t.teardown(() => exporter.stop());
     await exporter.waitForLine(/Listening on/, 10_000);
     const script = 'fetch(process.argv[1]).then(async (r) => { console.log(await r.text()); process.exit(r.ok ? 0 : 1); }, (e) => { console.error(e.message); process.exit(1); })';

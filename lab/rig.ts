@@ -167,7 +167,6 @@ export const daemonEnv = (dir: string): Record<string, string> => ({
   AWS_ACCESS_KEY_ID: 'AKIDLAB',
   AWS_SECRET_ACCESS_KEY: 'lab-secret',
   AWS_EC2_METADATA_DISABLED: 'true',
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   CACHENAT_SYSCTL_DIR: join(dir, 'sysctl.d'),
   PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
 });

@@ -55,9 +55,6 @@ export class ElastiCacheSource implements CacheSource {
   readonly #filter: TargetFilter;
 
   constructor(options: ElastiCacheSourceOptions) {
-    // The SDK warns once per process that future releases need Node 22; that
-    // says nothing an operator of this daemon can act on.
-    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.#timeoutMs = options.timeoutMs;
     this.#filter = options.filter;
     this.#client = options.client ?? createElastiCacheClient(options);

@@ -43,6 +43,7 @@ t.test('config.example.yaml is valid, writes out every section and key, and mean
       state: { dir: '/var/lib/cachenat', statusFile: '/run/cachenat/status.json' },
       persist: { rulesFile: 'auto' },
       health: { syncWarnIntervals: 3, syncCriticalIntervals: 10 },
+      metrics: { textfile: 'none' },
       log: { level: 'info' },
     },
     'each value read as written (durations in ms, the connmark as a number)',

@@ -13,8 +13,7 @@ import { pino } from 'pino';
 import { buildEdges } from '../src/cli/edges.js';
 import { Reconciler } from '../src/daemon/reconciler.js';
 import type { Resolver } from '../src/core/discovery/types.js';
-import { renderFlush } from '../src/core/netfilter/diff.js';
-import { parseSave } from '../src/core/netfilter/parse-save.js';
+import { flushOwnedRules } from '../src/netfilter/owned-rules.js';
 import { benchConfig, median, round } from './util.js';
 
 const { values } = parseArgs({ options: { api: { type: 'string' }, runs: { type: 'string', default: '5' }, state: { type: 'string' } } });
@@ -99,8 +98,6 @@ try {
     })}\n`,
   );
 } finally {
-  const installed = { nat: parseSave(await edges.netfilter.save('nat'), 'nat'), filter: parseSave(await edges.netfilter.save('filter'), 'filter') };
-  const restore = renderFlush(installed);
-  if (restore !== null) await edges.netfilter.restore(restore);
+  await flushOwnedRules(edges.netfilter);
   (source as { destroy?: () => void }).destroy?.();
 }

@@ -13,9 +13,8 @@ import { SystemResolver } from '../src/discovery/resolver.js';
 import type { DiscoveredTarget, Topology } from '../src/core/model.js';
 import { Reconciler, type PassReport } from '../src/daemon/reconciler.js';
 import { ConntrackTool } from '../src/netfilter/conntrack.js';
-import { renderFlush } from '../src/core/netfilter/diff.js';
 import { IptablesNetfilter, inNamespace } from '../src/netfilter/iptables.js';
-import { parseSaveAll } from '../src/core/netfilter/parse-save.js';
+import { flushOwnedRules } from '../src/netfilter/owned-rules.js';
 import { JUMPS, type Netfilter, type Table } from '../src/core/netfilter/types.js';
 import { StateStore } from '../src/ports/state-store.js';
 import { syntheticIp, syntheticNodes, targetsOf, type SyntheticNode } from './topology.js';
@@ -154,11 +153,7 @@ function harness(ns: string, nodes: SyntheticNode[]): Harness {
 }
 
 async function flushCachenat(ns: string): Promise<void> {
-  const netfilter = new IptablesNetfilter(inNamespace(ns));
-  const tables = parseSaveAll(await netfilter.saveAll());
-  const empty = { chains: new Map() };
-  const restore = renderFlush({ nat: tables.get('nat') ?? empty, filter: tables.get('filter') ?? empty });
-  if (restore !== null) await netfilter.restore(restore);
+  await flushOwnedRules(new IptablesNetfilter(inNamespace(ns)));
 }
 
 const ruleCount = (report: PassReport): number =>

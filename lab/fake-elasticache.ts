@@ -1,9 +1,9 @@
 // A local stand-in for the ElastiCache Query API, good enough for the real
-// SDK: DescribeCacheClusters and DescribeReplicationGroups with paging, real
-// XML, and faults on demand. The lab and the tests drive it over HTTP on the
+// SDK: DescribeCacheClusters, DescribeReplicationGroups and
+// DescribeServerlessCaches with paging, real XML, and faults on demand. The lab and the tests drive it over HTTP on the
 // same port:
 //   PUT    /_fake/topology   JSON FakeTopology, served from the next request on
-//   PUT    /_fake/fault      {"kind": "...", "count"?: n}; kind "none" clears
+//   PUT    /_fake/fault      {"kind": "...", "count"?: n, "action"?: "Describe..."}; kind "none" clears
 //   GET    /_fake/requests   {"count": n, "requests": [...]}: the API calls so far
 //   DELETE /_fake/requests   forget them
 //
@@ -73,6 +73,7 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
   const takeFault = (params: URLSearchParams): FaultKind => {
     const kind = fault.kind;
     if (kind === 'none') return 'none';
+    if (fault.action !== undefined && fault.action !== params.get('Action')) return 'none';
     if (kind === 'second-page-fails' && !params.get('Marker')) return 'none';
     if (fault.count !== undefined) {
       fault.count -= 1;

@@ -21,12 +21,14 @@ const time = z.number().int().nonnegative();
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/);
 
 const entrySchema = z.strictObject({
-  key: z.string().regex(/^(node\/[A-Za-z0-9-]+\/[A-Za-z0-9-]+|(primary|reader)\/[A-Za-z0-9-]+)$/),
-  kind: z.enum(['node', 'primary', 'reader']),
+  key: z.string().regex(/^(node\/[A-Za-z0-9-]+\/[A-Za-z0-9-]+|(primary|reader|configuration|serverless|serverless-reader)\/[A-Za-z0-9-]+)$/),
+  kind: z.enum(['node', 'primary', 'reader', 'configuration', 'serverless', 'serverless-reader']),
   engine: z.enum(['redis', 'valkey', 'memcached']),
   cacheClusterId: id.optional(),
   cacheNodeId: id.optional(),
   replicationGroupId: id.optional(),
+  serverlessCacheName: id.optional(),
+  tls: z.boolean().optional(),
   address: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/),
   targetPort: port,
   listenPort: port,
@@ -132,10 +134,15 @@ export function stateFromRecoveredRules(recovered: readonly RecoveredForward[], 
   return state;
 }
 
-function parseKey(key: string): { kind: TargetKind; cacheClusterId?: string; cacheNodeId?: string; replicationGroupId?: string } | undefined {
+type KeyIdentity = Pick<PortEntry, 'cacheClusterId' | 'cacheNodeId' | 'replicationGroupId' | 'serverlessCacheName'> & { kind: TargetKind };
+
+function parseKey(key: string): KeyIdentity | undefined {
   const node = /^node\/([A-Za-z0-9-]+)\/([A-Za-z0-9-]+)$/.exec(key);
   if (node) return { kind: 'node', cacheClusterId: node[1]!, cacheNodeId: node[2]! };
-  const group = /^(primary|reader)\/([A-Za-z0-9-]+)$/.exec(key);
+  const group = /^(primary|reader|configuration)\/([A-Za-z0-9-]+)$/.exec(key);
+  // A configuration key names a group or a Memcached cluster; the next API answer says which.
   if (group) return { kind: group[1] as TargetKind, replicationGroupId: group[2]! };
+  const serverless = /^(serverless|serverless-reader)\/([A-Za-z0-9-]+)$/.exec(key);
+  if (serverless) return { kind: serverless[1] as TargetKind, serverlessCacheName: serverless[2]! };
   return undefined;
 }

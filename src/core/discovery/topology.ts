@@ -6,14 +6,17 @@
 // here, and anything odd becomes a SkippedItem naming where it was and why.
 // Nothing in an answer can make this throw.
 
-import type { CacheCluster, ReplicationGroup } from '@aws-sdk/client-elasticache';
+import type { CacheCluster, ReplicationGroup, ServerlessCache } from '@aws-sdk/client-elasticache';
 import { targetKeyOf, type DiscoveredTarget, type Engine, type SkippedItem, type Topology } from '../model.js';
 import { isIpv4, targetAddressProblem } from '../ipv4.js';
 import { compileFilter, type TargetFilter } from './glob.js';
+import { addServerlessTargets } from './serverless.js';
 
 export interface DescribeResults {
   cacheClusters: CacheCluster[];
   replicationGroups: ReplicationGroup[];
+  /** Absent when DescribeServerlessCaches was not read (or failed). */
+  serverlessCaches?: ServerlessCache[];
 }
 
 const ENGINES: readonly Engine[] = ['redis', 'valkey', 'memcached'];
@@ -42,13 +45,14 @@ export function toTopology(input: DescribeResults, filter: TargetFilter): Topolo
   const out: Collector = { selected, add, skip, clusters };
   clusters.forEach((cluster, index) => addNodeTargets(cluster, index, out));
   listOf(input.replicationGroups).forEach((group, index) => addGroupTargets(group, index, out));
+  listOf(input.serverlessCaches).forEach((cache, index) => addServerlessTargets(cache, index, out));
 
   targets.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return { targets, skipped };
 }
 
-/** What the two walks share: the filter, where results go, and every cluster (for group engines). */
-interface Collector {
+/** What the walks share: the filter, where results go, and every cluster (for group engines). */
+export interface Collector {
   selected: (ids: string[]) => boolean;
   add: (target: DiscoveredTarget, where: string) => void;
   skip: (where: string, reason: string) => void;
@@ -72,6 +76,19 @@ function addNodeTargets(cluster: Record<string, unknown>, index: number, { selec
 
   const nodes = listOf(cluster.CacheNodes);
   if (nodes.length === 0) return skip(where, `no nodes listed yet (cluster status ${show(cluster.CacheClusterStatus)})`);
+  const tls = cluster.TransitEncryptionEnabled === true;
+
+  // A Memcached cluster's `.cfg.` endpoint, which auto-discovery clients are seeded with.
+  if (engine === 'memcached' && cluster.ConfigurationEndpoint !== undefined && cluster.ConfigurationEndpoint !== null) {
+    const configWhere = `${where} configuration endpoint`;
+    const endpoint = readEndpoint(cluster.ConfigurationEndpoint);
+    if (endpoint === undefined) skip(configWhere, 'configuration endpoint has neither address nor port');
+    else if ('problem' in endpoint) skip(configWhere, endpoint.problem);
+    else {
+      const target = { kind: 'configuration' as const, engine, cacheClusterId, tls, address: endpoint.address, targetPort: endpoint.port };
+      add({ key: targetKeyOf(target), ...target }, configWhere);
+    }
+  }
 
   nodes.forEach((node, nodeIndex) => {
     const cacheNodeId = node.CacheNodeId;
@@ -88,6 +105,7 @@ function addNodeTargets(cluster: Record<string, unknown>, index: number, { selec
       cacheClusterId,
       cacheNodeId,
       ...(replicationGroupId === undefined ? {} : { replicationGroupId }),
+      tls,
       address: endpoint.address,
       targetPort: endpoint.port,
     };
@@ -102,9 +120,7 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
   }
   const where = `replication group ${replicationGroupId}`;
 
-  // With cluster mode on, clients need every shard's nodes, which the member
-  // clusters already give; a primary endpoint does not exist.
-  if (group.ClusterEnabled === true || (typeof group.ClusterMode === 'string' && group.ClusterMode.toLowerCase() === 'enabled')) return;
+  const clusterMode = group.ClusterEnabled === true || (typeof group.ClusterMode === 'string' && group.ClusterMode.toLowerCase() === 'enabled');
   if (!selected([replicationGroupId])) return skip(where, 'not selected by discovery.include/exclude');
 
   let engine: Engine | undefined;
@@ -113,6 +129,19 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
     if (engine === undefined) return skip(where, `engine ${show(group.Engine)} is not redis, valkey or memcached`);
   } else {
     engine = memberEngine(replicationGroupId, group, clusters) ?? 'redis';
+  }
+  const tls = group.TransitEncryptionEnabled === true;
+
+  // With cluster mode on, clients need every shard's nodes, which the member
+  // clusters already give, and a seed: the configuration endpoint. A primary
+  // endpoint does not exist.
+  if (clusterMode) {
+    const configWhere = `${where} configuration endpoint`;
+    const endpoint = readEndpoint(group.ConfigurationEndpoint);
+    if (endpoint === undefined) return skip(configWhere, `no configuration endpoint yet (status ${show(group.Status)})`);
+    if ('problem' in endpoint) return skip(configWhere, endpoint.problem);
+    const target = { kind: 'configuration' as const, engine, replicationGroupId, tls, address: endpoint.address, targetPort: endpoint.port };
+    return add({ key: targetKeyOf(target), ...target }, configWhere);
   }
 
   const nodeGroup = listOf(group.NodeGroups)[0];
@@ -129,7 +158,7 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
       skip(kindWhere, endpoint.problem);
       continue;
     }
-    const target = { kind, engine, replicationGroupId, address: endpoint.address, targetPort: endpoint.port };
+    const target = { kind, engine, replicationGroupId, tls, address: endpoint.address, targetPort: endpoint.port };
     add({ key: targetKeyOf(target), ...target }, kindWhere);
   }
 }
@@ -145,21 +174,21 @@ function memberEngine(groupId: string, group: Record<string, unknown>, clusters:
   return undefined;
 }
 
-function engineOf(value: unknown): Engine | undefined {
+export function engineOf(value: unknown): Engine | undefined {
   if (typeof value !== 'string') return undefined;
   const lower = value.toLowerCase();
   return ENGINES.find((engine) => engine === lower);
 }
 
-const isId = (value: unknown): value is string => typeof value === 'string' && ID.test(value);
+export const isId = (value: unknown): value is string => typeof value === 'string' && ID.test(value);
 
-function idProblem(value: unknown): string {
+export function idProblem(value: unknown): string {
   if (value === undefined || value === null) return 'is missing';
   return typeof value === 'string' ? `${show(value)} is not 1-64 letters, digits and hyphens` : `${show(value)} is not text`;
 }
 
 /** A checked endpoint, its problem, or undefined when the API gave none (yet). */
-function readEndpoint(value: unknown): { address: string; port: number } | { problem: string } | undefined {
+export function readEndpoint(value: unknown): { address: string; port: number } | { problem: string } | undefined {
   if (!isRecord(value)) return undefined;
   const address = value.Address ?? undefined;
   const port = value.Port ?? undefined;
@@ -185,12 +214,12 @@ export const isHostName = (text: string): boolean => HOST_NAME.test(text) && LAS
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null;
 
 /** The objects of a list, ignoring anything that is not an object or a list that is not a list. */
-const listOf = (value: unknown): Record<string, unknown>[] => (Array.isArray(value) ? value.filter(isRecord) : []);
+export const listOf = (value: unknown): Record<string, unknown>[] => (Array.isArray(value) ? value.filter(isRecord) : []);
 
 const listOfValues = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
 
 /** A value as it may appear in a log line: quoted, printable ASCII, at most about 60 characters. */
-function show(value: unknown): string {
+export function show(value: unknown): string {
   let text: string;
   try {
     text = JSON.stringify(value) ?? String(value);

@@ -45,14 +45,14 @@ const ENGINES: readonly Engine[] = ['redis', 'valkey', 'memcached'];
 // for dots and underscores, but never a space, quote or anything iptables or
 // a shell would read specially.
 const ID = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}';
-const KEY = new RegExp(`^(?:node/${ID}/${ID}|primary/${ID}|reader/${ID})$`);
+const KEY = new RegExp(`^(?:node/${ID}/${ID}|(?:primary|reader|configuration|serverless|serverless-reader)/${ID})$`);
 
 // Linux interface names: at most 15 characters; iptables adds a trailing `+`
 // as a prefix wildcard.
 const INTERFACE = /^[A-Za-z0-9_.-]{1,15}\+?$/;
 
 export function keyProblem(key: string): string | undefined {
-  return KEY.test(key) ? undefined : `target key ${JSON.stringify(key)} is not of the form node/<cluster>/<node>, primary/<group> or reader/<group> with letters, digits, ".", "_" or "-"`;
+  return KEY.test(key) ? undefined : `target key ${JSON.stringify(key)} is not of the form node/<cluster>/<node>, primary/<group>, reader/<group>, configuration/<id>, serverless/<name> or serverless-reader/<name> with letters, digits, ".", "_" or "-"`;
 }
 
 export function engineProblem(engine: string): string | undefined {

@@ -1,7 +1,7 @@
 // How the port map evolves in one pass: membership from the API, addresses
 // from DNS, grace periods from the clock. Pure: (state, observations, now) → state.
 
-import type { DiscoveredTarget, Forward, Resolution, Topology, TargetKey } from '../model.js';
+import { targetSourceOf, type DiscoveredTarget, type Forward, type Resolution, type Topology, type TargetKey } from '../model.js';
 import { allocatePorts, type PortRanges } from '../ports/allocate.js';
 import type { PortEntry, PortState } from '../ports/port-state.js';
 
@@ -44,7 +44,7 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
   let released = state.released.filter((r) => now - r.releasedAt < policy.reuseAfterMs);
 
   if (seen.topology) {
-    ({ entries, released } = applyMembership(entries, released, seen.topology.targets, policy, now, events));
+    ({ entries, released } = applyMembership(entries, released, seen.topology, policy, now, events));
   }
   for (const entry of entries) applyResolution(entry, seen.resolutions.get(entry.address), policy, now, events);
 
@@ -60,7 +60,7 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
 function applyMembership(
   entries: PortEntry[],
   released: PortState['released'],
-  targets: readonly DiscoveredTarget[],
+  { targets, held = [] }: Topology,
   policy: ForwardPolicy,
   now: number,
   events: ForwardEvent[],
@@ -68,6 +68,11 @@ function applyMembership(
   const byKey = new Map(targets.map((t) => [t.key, t]));
   const kept: PortEntry[] = [];
   for (const entry of entries) {
+    // Its describe call failed this time: nothing is known about it, so nothing changes.
+    if (held.includes(targetSourceOf(entry.kind))) {
+      kept.push(entry);
+      continue;
+    }
     const target = byKey.get(entry.key);
     if (target) {
       if (entry.goneSince !== undefined) events.push({ type: 'returned', key: entry.key, listenPort: entry.listenPort });
@@ -103,6 +108,8 @@ function identityOf(t: DiscoveredTarget): Omit<PortEntry, 'listenPort'> {
   if (t.cacheClusterId !== undefined) entry.cacheClusterId = t.cacheClusterId;
   if (t.cacheNodeId !== undefined) entry.cacheNodeId = t.cacheNodeId;
   if (t.replicationGroupId !== undefined) entry.replicationGroupId = t.replicationGroupId;
+  if (t.serverlessCacheName !== undefined) entry.serverlessCacheName = t.serverlessCacheName;
+  if (t.tls !== undefined) entry.tls = t.tls;
   return entry;
 }
 
@@ -159,6 +166,8 @@ function forwardOf(entry: PortEntry): Forward {
   if (entry.cacheClusterId !== undefined) forward.cacheClusterId = entry.cacheClusterId;
   if (entry.cacheNodeId !== undefined) forward.cacheNodeId = entry.cacheNodeId;
   if (entry.replicationGroupId !== undefined) forward.replicationGroupId = entry.replicationGroupId;
+  if (entry.serverlessCacheName !== undefined) forward.serverlessCacheName = entry.serverlessCacheName;
+  if (entry.tls !== undefined) forward.tls = entry.tls;
   if (entry.ip !== undefined) forward.targetIp = entry.ip;
   return forward;
 }

@@ -58,6 +58,9 @@ export interface FakeElastiCacheOptions {
 
 const MAX_BODY_BYTES = 1 << 20;
 
+/** The paging token of a request: Marker, or NextToken for DescribeServerlessCaches. */
+const pageToken = (params: URLSearchParams): string | null => params.get('Marker') ?? params.get('NextToken');
+
 export async function startFakeElastiCache(options: FakeElastiCacheOptions = {}): Promise<FakeElastiCache> {
   const host = options.host ?? '127.0.0.1';
   let topology: FakeTopology = options.topology ?? {};
@@ -74,7 +77,7 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
     const kind = fault.kind;
     if (kind === 'none') return 'none';
     if (fault.action !== undefined && fault.action !== params.get('Action')) return 'none';
-    if (kind === 'second-page-fails' && !params.get('Marker')) return 'none';
+    if (kind === 'second-page-fails' && !pageToken(params)) return 'none';
     if (fault.count !== undefined) {
       fault.count -= 1;
       if (fault.count <= 0) fault = { kind: 'none' };
@@ -84,7 +87,7 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
 
   const handleApi = (params: URLSearchParams, res: ServerResponse) => {
     const kind = takeFault(params);
-    const marker = params.get('Marker');
+    const marker = pageToken(params);
     const entry: FakeRequest = {
       at: Date.now(),
       action: params.get('Action') ?? '',

@@ -76,7 +76,7 @@ function addNodeTargets(cluster: Record<string, unknown>, index: number, { selec
 
   const nodes = listOf(cluster.CacheNodes);
   if (nodes.length === 0) return skip(where, `no nodes listed yet (cluster status ${show(cluster.CacheClusterStatus)})`);
-  const tls = cluster.TransitEncryptionEnabled === true;
+  const tls = tlsOf(cluster);
 
   // A Memcached cluster's `.cfg.` endpoint, which auto-discovery clients are seeded with.
   if (engine === 'memcached' && cluster.ConfigurationEndpoint !== undefined && cluster.ConfigurationEndpoint !== null) {
@@ -85,7 +85,7 @@ function addNodeTargets(cluster: Record<string, unknown>, index: number, { selec
     if (endpoint === undefined) skip(configWhere, 'configuration endpoint has neither address nor port');
     else if ('problem' in endpoint) skip(configWhere, endpoint.problem);
     else {
-      const target = { kind: 'configuration' as const, engine, cacheClusterId, tls, address: endpoint.address, targetPort: endpoint.port };
+      const target = { kind: 'configuration' as const, engine, cacheClusterId, ...tls, address: endpoint.address, targetPort: endpoint.port };
       add({ key: targetKeyOf(target), ...target }, configWhere);
     }
   }
@@ -105,7 +105,7 @@ function addNodeTargets(cluster: Record<string, unknown>, index: number, { selec
       cacheClusterId,
       cacheNodeId,
       ...(replicationGroupId === undefined ? {} : { replicationGroupId }),
-      tls,
+      ...tls,
       address: endpoint.address,
       targetPort: endpoint.port,
     };
@@ -130,7 +130,7 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
   } else {
     engine = memberEngine(replicationGroupId, group, clusters) ?? 'redis';
   }
-  const tls = group.TransitEncryptionEnabled === true;
+  const tls = tlsOf(group);
 
   // With cluster mode on, clients need every shard's nodes, which the member
   // clusters already give, and a seed: the configuration endpoint. A primary
@@ -140,7 +140,7 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
     const endpoint = readEndpoint(group.ConfigurationEndpoint);
     if (endpoint === undefined) return skip(configWhere, `no configuration endpoint yet (status ${show(group.Status)})`);
     if ('problem' in endpoint) return skip(configWhere, endpoint.problem);
-    const target = { kind: 'configuration' as const, engine, replicationGroupId, tls, address: endpoint.address, targetPort: endpoint.port };
+    const target = { kind: 'configuration' as const, engine, replicationGroupId, ...tls, address: endpoint.address, targetPort: endpoint.port };
     return add({ key: targetKeyOf(target), ...target }, configWhere);
   }
 
@@ -158,9 +158,18 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
       skip(kindWhere, endpoint.problem);
       continue;
     }
-    const target = { kind, engine, replicationGroupId, tls, address: endpoint.address, targetPort: endpoint.port };
+    const target = { kind, engine, replicationGroupId, ...tls, address: endpoint.address, targetPort: endpoint.port };
     add({ key: targetKeyOf(target), ...target }, kindWhere);
   }
+}
+
+/**
+ * In-transit encryption as the API states it. AWS always sends the field; when
+ * it is missing nothing is claimed, so the plaintext guard does not judge.
+ * TransitEncryptionMode "preferred" still counts as TLS: clients can use it.
+ */
+function tlsOf(item: Record<string, unknown>): { tls?: boolean } {
+  return typeof item.TransitEncryptionEnabled === 'boolean' ? { tls: item.TransitEncryptionEnabled } : {};
 }
 
 /** The engine of the first member cluster that names a supported one. */

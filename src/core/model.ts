@@ -67,7 +67,8 @@ export interface Topology {
 
 /** Result of resolving one endpoint name this pass. */
 export type Resolution =
-  | { ok: true; ip: string }
+  /** `ip` is the lowest address; `ips` lists every address (sorted) when the name has several. */
+  | { ok: true; ip: string; ips?: string[] }
   | { ok: false; error: string };
 
 /** `refused`: a plaintext cache that forward.plaintext: refuse keeps closed; its port stays reserved. */
@@ -76,6 +77,8 @@ export type ForwardState = 'active' | 'draining' | 'unresolved' | 'refused';
 /** A forward as the planner wants it to be (and as `status` reports it). */
 export interface Forward extends DiscoveredTarget {
   targetIp?: string;
+  /** Every address new connections are spread over, when the name resolves to several. */
+  targetIps?: string[];
   listenPort: number;
   state: ForwardState;
 }
@@ -86,6 +89,8 @@ export interface RuleForward {
   engine: Engine;
   listenPort: number;
   targetIp: string;
+  /** All addresses (targetIp among them) when new connections are spread over several. */
+  targetIps?: string[];
   targetPort: number;
 }
 

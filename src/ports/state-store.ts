@@ -33,6 +33,7 @@ const entrySchema = z.strictObject({
   targetPort: port,
   listenPort: port,
   ip: z.string().refine(isIpv4).optional(),
+  ips: z.array(z.string().refine(isIpv4)).min(2).max(64).optional(),
   resolvedAt: time.optional(),
   unresolvedSince: time.optional(),
   goneSince: time.optional(),

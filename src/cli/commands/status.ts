@@ -31,7 +31,7 @@ export async function statusCommand(options: CommandOptions): Promise<number> {
     print(view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
     return EXIT.ok;
   }
-  const rows = view.forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), f.targetIp ? `${f.targetIp}:${f.targetPort}` : '-', f.state, f.tls === true ? 'yes' : 'no', f.address]);
+  const rows = view.forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), f.targetIp ? (f.targetIps ?? [f.targetIp]).map((ip) => `${ip}:${f.targetPort}`).join(',') : '-', f.state, f.tls === true ? 'yes' : 'no', f.address]);
   print(renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'TLS', 'ADDRESS'], rows));
   if (view.source !== 'daemon') print(`(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
   return EXIT.ok;

@@ -18,7 +18,7 @@ export interface RecoveredForward {
 }
 
 const DNAT_LINE = new RegExp(
-  `^-A CACHENAT-DNAT -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} (\\S+) (\\S+)" -j DNAT --to-destination ([\\d.]+):(\\d+)$`,
+  `^-A CACHENAT-DNAT -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} (\\S+) (\\S+)"(?: -m statistic --mode nth --every \\d+ --packet \\d+)? -j DNAT --to-destination ([\\d.]+):(\\d+)$`,
 );
 
 export function recoverForwards(nat: SavedTable): RecoveredForward[] {

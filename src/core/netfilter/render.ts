@@ -83,7 +83,8 @@ function checkForward(f: RuleForward): void {
     engineProblem(f.engine) ??
     portProblem(f.listenPort) ??
     portProblem(f.targetPort) ??
-    targetAddressProblem(f.targetIp);
+    targetAddressProblem(f.targetIp) ??
+    (f.targetIps ?? []).map(targetAddressProblem).find((p) => p !== undefined);
   if (problem) fail(where, problem);
 }
 
@@ -133,9 +134,17 @@ export function renderRules(forwards: RuleForward[], options: RenderOptions): De
   // flows cachenat DNATed (both directions), whatever the number of forwards.
   // With no forwards the three chains stay empty.
   const mark = `0x${connmark.toString(16)}`;
-  const dnat = sorted.map(
-    (f) => `-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}" -j DNAT --to-destination ${f.targetIp}:${f.targetPort}`,
-  );
+  const dnat = sorted.flatMap((f) => {
+    const head = `-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}"`;
+    // A name with several addresses: new connections go round-robin over all of
+    // them. Rule i of n takes every (n-i)th connection still unclaimed; the last
+    // takes the rest.
+    const ips = f.targetIps ?? [f.targetIp];
+    return ips.map((ip, i) => {
+      const nth = i < ips.length - 1 ? ` -m statistic --mode nth --every ${ips.length - i} --packet 0` : '';
+      return `${head}${nth} -j DNAT --to-destination ${ip}:${f.targetPort}`;
+    });
+  });
   if (dnat.length > 0) {
     dnat.unshift(`-A CACHENAT-DNAT -j CONNMARK --set-xmark ${mark}/${mark}`);
     dnat.push(`-A CACHENAT-DNAT -j CONNMARK --set-xmark 0x0/${mark}`);

@@ -118,11 +118,13 @@ function refresh(entry: PortEntry, target: DiscoveredTarget): PortEntry {
   const next: PortEntry = { ...identityOf(target), listenPort: entry.listenPort };
   if (target.address === entry.address) {
     if (entry.ip !== undefined) next.ip = entry.ip;
+    if (entry.ips !== undefined) next.ips = entry.ips;
     if (entry.resolvedAt !== undefined) next.resolvedAt = entry.resolvedAt;
     if (entry.unresolvedSince !== undefined) next.unresolvedSince = entry.unresolvedSince;
   } else if (entry.ip !== undefined) {
-    // A new name: keep forwarding to the old address until the new name resolves.
+    // A new name: keep forwarding to the old addresses until the new name resolves.
     next.ip = entry.ip;
+    if (entry.ips !== undefined) next.ips = entry.ips;
   }
   return next;
 }
@@ -130,13 +132,18 @@ function refresh(entry: PortEntry, target: DiscoveredTarget): PortEntry {
 function applyResolution(entry: PortEntry, answer: Resolution | undefined, policy: ForwardPolicy, now: number, events: ForwardEvent[]): void {
   if (!answer) return;
   if (answer.ok) {
-    if (entry.ip !== undefined && entry.ip !== answer.ip) {
-      events.push({ type: 'ip-changed', key: entry.key, listenPort: entry.listenPort, from: entry.ip, to: answer.ip });
+    const before = entry.ips ?? (entry.ip === undefined ? [] : [entry.ip]);
+    const after = answer.ips ?? [answer.ip];
+    // Each address that left the answer is a move: its flows are forgotten so clients reconnect.
+    for (const gone of before.filter((ip) => !after.includes(ip))) {
+      events.push({ type: 'ip-changed', key: entry.key, listenPort: entry.listenPort, from: gone, to: answer.ip });
     }
-    // resolvedAt marks when this address was first seen, not every lookup:
+    // resolvedAt marks when these addresses were first seen, not every lookup:
     // a steady answer must not rewrite the port map on disk every pass.
-    if (entry.ip !== answer.ip) entry.resolvedAt = now;
+    if (before.join() !== after.join()) entry.resolvedAt = now;
     entry.ip = answer.ip;
+    if (after.length > 1) entry.ips = after;
+    else delete entry.ips;
     delete entry.unresolvedSince;
     return;
   }
@@ -150,6 +157,7 @@ function applyResolution(entry: PortEntry, answer: Resolution | undefined, polic
   if (entry.ip !== undefined && now - entry.unresolvedSince >= policy.staleAddressMs) {
     events.push({ type: 'unresolved', key: entry.key, address: entry.address });
     delete entry.ip;
+    delete entry.ips;
   }
 }
 
@@ -169,5 +177,6 @@ function forwardOf(entry: PortEntry): Forward {
   if (entry.serverlessCacheName !== undefined) forward.serverlessCacheName = entry.serverlessCacheName;
   if (entry.tls !== undefined) forward.tls = entry.tls;
   if (entry.ip !== undefined) forward.targetIp = entry.ip;
+  if (entry.ips !== undefined) forward.targetIps = entry.ips;
   return forward;
 }

@@ -48,7 +48,7 @@ export function planPass(input: PlanInput): Plan {
   const ruleForwards: RuleForward[] = forwards.flatMap((f) =>
     f.targetIp === undefined || f.state === 'refused'
       ? []
-      : [{ key: f.key, engine: f.engine, listenPort: f.listenPort, targetIp: f.targetIp, targetPort: f.targetPort }],
+      : [{ key: f.key, engine: f.engine, listenPort: f.listenPort, targetIp: f.targetIp, ...(f.targetIps ? { targetIps: f.targetIps } : {}), targetPort: f.targetPort }],
   );
   const rules = renderRules(ruleForwards, {
     inboundInterface: input.config.forward.inboundInterface,

@@ -2,4 +2,4 @@ import type { CommandOptions } from './index.js';
 import { runHealth } from '../../health/command.js';
 
 export const healthCommand = (options: CommandOptions): Promise<number> =>
-  runHealth({ ...(options.configFlag ? { config: options.configFlag } : {}), json: options.json === true, probe: options.probe === true });
+  runHealth({ ...(options.configFlag ? { configPath: options.configFlag } : {}), json: options.json === true, probe: options.probe === true });

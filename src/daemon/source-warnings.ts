@@ -1,8 +1,7 @@
 // Standing warnings the reconciler keeps for the status snapshot and health:
 // each is logged once when it appears and dropped when it clears.
 
-import type { SourceFailure } from '../core/discovery/types.js';
-import type { DiscoveryError } from '../core/discovery/types.js';
+import type { DiscoveryError, SourceFailure } from '../core/discovery/types.js';
 import { describeExposure, type PlaintextExposure } from '../core/planner/plaintext-guard.js';
 import type { Logger } from '../log/logger.js';
 

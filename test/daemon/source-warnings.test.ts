@@ -10,7 +10,7 @@ import { DiscoveryError, type Discovery } from '../../src/core/discovery/types.j
 import { createLogger } from '../../src/log/logger.js';
 import type { DiscoveredTarget } from '../../src/core/model.js';
 import { StateStore } from '../../src/ports/state-store.js';
-import { applyRestore, emptyKernel, } from '../hardening/kernel-sim.js';
+import { applyRestore, emptyKernel } from '../hardening/kernel-sim.js';
 import { evaluateHealth, WARNING } from '../../src/core/health/evaluate.js';
 
 const configFor = (sources: string, plaintext = 'warn') =>

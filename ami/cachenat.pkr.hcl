@@ -169,6 +169,8 @@ build {
       # nodejs22 installs /usr/bin/node-22; make sure plain `node` points at it.
       "command -v node >/dev/null || sudo alternatives --set node /usr/bin/node-22",
       "node --version",
+      # package.json's engines: node >=22.12.0.
+      "node -e 'const [major, minor] = process.versions.node.split(\".\").map(Number); process.exit(major > 22 || (major === 22 && minor >= 12) ? 0 : 1)' || { echo \"node $(node --version) is older than 22.12 (package.json engines)\" >&2; exit 1; }",
     ]
   }
 

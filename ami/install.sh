@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs a cachenat release onto this host (or into an image being built).
 #
-#   ami/install.sh [--offline] [--root DIR] RELEASE
+#   ami/install.sh [--offline] [--root DIR] [--node-exporter] RELEASE
 #
 # RELEASE is release/cachenat-<version>-linux.tar.gz from `npm run package`,
 # or a directory holding that release unpacked (the `cachenat/` folder or its
@@ -15,6 +15,10 @@
 #   --offline   do not install distro packages (only check for them)
 #   --root DIR  install under DIR instead of / (tests, image trees); implies
 #               --offline and uses `systemctl --root`
+#   --node-exporter  also install and enable Prometheus' node_exporter with
+#               its textfile directory at /var/lib/node_exporter/textfile_collector
+#               (set metrics.textfile there; see docs/monitoring.md).
+#               The same as NODE_EXPORTER=1 in the environment.
 set -eu
 
 offline=0
@@ -24,7 +28,8 @@ while [ $# -gt 0 ]; do
   case $1 in
     --offline) offline=1 ;;
     --root) root=${2:?--root needs a directory}; offline=1; shift ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    --node-exporter) NODE_EXPORTER=1 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
     *) release=$1 ;;
   esac
@@ -91,7 +96,7 @@ fi
 # --- files around it -----------------------------------------------------------
 cat >"$work/wrapper" <<'EOF'
 #!/bin/sh
-# cachenat CLI (installed by ami/install.sh). Node 20 or later must be on PATH.
+# cachenat CLI (installed by ami/install.sh). Node 22.12 or later must be on PATH.
 exec node /opt/cachenat/current/dist/src/cli/main.js "$@"
 EOF
 put_file "$work/wrapper" "$root/usr/local/bin/cachenat" 0755
@@ -106,6 +111,25 @@ fi
 
 printf '%s\n' '# cachenat forwards packets between interfaces (written by ami/install.sh)' 'net.ipv4.ip_forward = 1' >"$work/sysctl.conf"
 put_file "$work/sysctl.conf" "$root/etc/sysctl.d/90-cachenat.conf" 0644
+
+# --- Node.js -----------------------------------------------------------------
+# package.json's engines: node >=22.12.0 (the AMI build installs nodejs22
+# and refuses an older one).
+# test/service/node-range.test.ts keeps these numbers in step with engines.
+NODE_MAJOR=22 NODE_MINOR=12
+if [ -z "$root" ]; then
+  node_version=$(node -p 'process.versions.node' 2>/dev/null || true)
+  node_major=${node_version%%.*} node_rest=${node_version#*.}
+  node_minor=${node_rest%%.*}
+  case $node_major.$node_minor in
+    *[!0-9.]* | .*) node_major=0 node_minor=0 ;;
+  esac
+  if [ "$node_major" -lt "$NODE_MAJOR" ] || { [ "$node_major" -eq "$NODE_MAJOR" ] && [ "$node_minor" -lt "$NODE_MINOR" ]; }; then
+    # A warning, not a failure: an image tree may get its Node later, and in a
+    # chroot without /proc node may not run at all yet.
+    echo "install.sh: warning: cachenat needs Node >= $NODE_MAJOR.$NODE_MINOR on PATH, found ${node_version:-none}; install it before starting cachenat (Amazon Linux 2023: dnf install nodejs$NODE_MAJOR)" >&2
+  fi
+fi
 
 # --- the distro's rule-restore service ---------------------------------------
 if command -v apt-get >/dev/null 2>&1 && [ -z "$root" ]; then
@@ -148,6 +172,34 @@ else
   fi
 fi
 
+# --- optional: node_exporter serving cachenat's metrics file ------------------
+textfile_dir=/var/lib/node_exporter/textfile_collector
+exporter_unit=
+if [ "${NODE_EXPORTER:-0}" = 1 ]; then
+  if [ ! -d "$root$textfile_dir" ]; then
+    mkdir -p "$root$textfile_dir"
+    chmod 0755 "$root$textfile_dir" # node_exporter runs as its own user and only reads
+    say "created $textfile_dir for metrics.textfile"
+    changed=1
+  fi
+  if command -v apt-get >/dev/null 2>&1 && [ -z "$root" ]; then
+    if ! dpkg-query -W -f='${Status}' prometheus-node-exporter 2>/dev/null | grep -q 'install ok installed'; then
+      [ "$offline" -eq 0 ] || { echo "install.sh: --offline, but missing package: prometheus-node-exporter" >&2; exit 69; }
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus-node-exporter
+      changed=1
+    fi
+  elif [ -z "$root" ] && ! command -v prometheus-node-exporter >/dev/null 2>&1; then
+    say "--node-exporter: this distro has no prometheus-node-exporter package; install node_exporter yourself and run it with --collector.textfile.directory=$textfile_dir"
+  fi
+  # Debian's unit runs `prometheus-node-exporter $ARGS`: point its textfile collector at our directory.
+  printf '%s\n' '# Written by cachenat install.sh --node-exporter: serve cachenat'"'"'s metrics file (docs/monitoring.md).' '[Service]' 'ExecStart=' \
+    "ExecStart=/usr/bin/prometheus-node-exporter \$ARGS --collector.textfile.directory=$textfile_dir" >"$work/node-exporter.conf"
+  put_file "$work/node-exporter.conf" "$root/etc/systemd/system/prometheus-node-exporter.service.d/cachenat-textfile.conf" 0644
+  for dir in /lib/systemd/system /usr/lib/systemd/system; do
+    [ ! -e "$root$dir/prometheus-node-exporter.service" ] || exporter_unit=prometheus-node-exporter.service
+  done
+fi
+
 # --- systemd -------------------------------------------------------------------
 enable_unit() {
   if [ -n "$root" ]; then
@@ -165,6 +217,11 @@ if command -v systemctl >/dev/null 2>&1; then
   fi
   [ -z "$restore_unit" ] || enable_unit "$restore_unit"
   enable_unit cachenat.service
+  if [ -n "$exporter_unit" ]; then
+    enable_unit "$exporter_unit"
+    # A running exporter picks up the textfile directory only when restarted.
+    if [ -z "$root" ] && [ -d /run/systemd/system ] && [ "$changed" -eq 1 ]; then systemctl try-restart "$exporter_unit"; fi
+  fi
 else
   say "no systemctl: enable /etc/systemd/system/cachenat.service by hand"
 fi

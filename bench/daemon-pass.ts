@@ -1,5 +1,5 @@
 // One whole daemon pass at fleet scale, with the daemon's own wiring
-// (buildEdges): every page of both API calls from the bench API, every name
+// (buildEdges): every page of both API calls from the lab's fake API (AWS page size), every name
 // through getaddrinfo (the namespace's hosts file), the kernel read and the
 // restore. Runs inside a lab NAT namespace and prints one JSON line:
 //

@@ -77,8 +77,8 @@ class MeteredNetfilter implements Netfilter {
   }
 
   /** The Reconciler reads both tables with this one `iptables-save`. */
-  saveAll(): Promise<string> {
-    return this.read(() => this.inner.saveAll());
+  saveAll(options?: { counters?: boolean }): Promise<string> {
+    return this.read(() => this.inner.saveAll(options));
   }
 
   private async read(work: () => Promise<string>): Promise<string> {

@@ -3,12 +3,16 @@
 // DescribeServerlessCaches with paging, real XML, and faults on demand. The lab and the tests drive it over HTTP on the
 // same port:
 //   PUT    /_fake/topology   JSON FakeTopology, served from the next request on
-//   PUT    /_fake/fault      {"kind": "...", "count"?: n, "action"?: "Describe..."}; kind "none" clears
+//   PUT    /_fake/fault      {"kind": "...", "count"?: n, "action"?: "Describe..."}; kind "none" clears;
+//                             answers {"ok": true, "at": ms}: from when it applies
 //   GET    /_fake/requests   {"count": n, "requests": [...]}: the API calls so far
 //   DELETE /_fake/requests   forget them
 //
+// Pages hold 2 records when the caller sends no MaxRecords, so every test
+// pages; --page-size 100 pages as AWS does, for topologies of 1000 nodes.
+//
 // Run directly:
-//   node dist/lab/fake-elasticache.js --listen 127.0.0.1:4566 [--topology topology.json]
+//   node dist/lab/fake-elasticache.js --listen 127.0.0.1:4566 [--topology topology.json] [--page-size N]
 // prints exactly one line, "fake-elasticache listening on http://HOST:PORT",
 // once it accepts connections (port 0 picks a free port), and exits on SIGTERM.
 
@@ -54,7 +58,12 @@ export interface FakeElastiCacheOptions {
   host?: string;
   port?: number;
   topology?: FakeTopology;
+  /** Records per page when the caller sends no MaxRecords (1–100; default DEFAULT_PAGE_SIZE). */
+  pageSize?: number;
 }
+
+/** What AWS returns per page when the caller sends no MaxRecords. */
+export const AWS_DEFAULT_PAGE_SIZE = 100;
 
 const MAX_BODY_BYTES = 1 << 20;
 
@@ -62,6 +71,9 @@ const MAX_BODY_BYTES = 1 << 20;
 const pageToken = (params: URLSearchParams): string | null => params.get('Marker') ?? params.get('NextToken');
 
 export async function startFakeElastiCache(options: FakeElastiCacheOptions = {}): Promise<FakeElastiCache> {
+  if (options.pageSize !== undefined && !(Number.isInteger(options.pageSize) && options.pageSize >= 1 && options.pageSize <= 100)) {
+    throw new Error(`page size must be a whole number from 1 to 100, got ${options.pageSize}`);
+  }
   const host = options.host ?? '127.0.0.1';
   let topology: FakeTopology = options.topology ?? {};
   let fault: Fault = { kind: 'none' };
@@ -86,6 +98,7 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
   };
 
   const handleApi = (params: URLSearchParams, res: ServerResponse) => {
+    if (options.pageSize !== undefined && !params.has('MaxRecords')) params.set('MaxRecords', String(options.pageSize));
     const kind = takeFault(params);
     const marker = pageToken(params);
     const entry: FakeRequest = {
@@ -128,7 +141,8 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
     const parsed = faultSchema.safeParse(json);
     if (!parsed.success) return sendJson(res, 400, { error: parsed.error.message });
     setFault(parsed.data);
-    return sendJson(res, 200, { ok: true });
+    // The moment it applies, on the clock the request log uses.
+    return sendJson(res, 200, { ok: true, at: Date.now() });
   };
 
   const server = createServer((req, res) => {
@@ -190,16 +204,21 @@ const sendJson = (res: ServerResponse, status: number, value: unknown) =>
 
 // ---- command line ---------------------------------------------------------
 
-const USAGE = 'usage: fake-elasticache --listen HOST:PORT [--topology FILE.json]';
+const USAGE = 'usage: fake-elasticache --listen HOST:PORT [--topology FILE.json] [--page-size N]';
 
 async function main(argv: string[]): Promise<void> {
   let listen = '127.0.0.1:4566';
   let topologyFile: string | undefined;
+  let pageSize: number | undefined;
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new UsageError(`${flag} needs a value`);
     if (flag === '--listen') listen = value;
     else if (flag === '--topology') topologyFile = value;
+    else if (flag === '--page-size') {
+      if (!/^\d{1,3}$/.test(value)) throw new UsageError(`--page-size expects 1 to 100, got ${value}`);
+      pageSize = Number(value);
+    }
     else throw new UsageError(`unknown option ${flag}`);
   }
   const match = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(listen);
@@ -212,7 +231,7 @@ async function main(argv: string[]): Promise<void> {
     topology = parsed;
   }
 
-  const fake = await startFakeElastiCache({ host: match[1], port: Number(match[2]), topology });
+  const fake = await startFakeElastiCache({ host: match[1], port: Number(match[2]), topology, ...(pageSize === undefined ? {} : { pageSize }) });
   process.stdout.write(`fake-elasticache listening on ${fake.url}\n`);
   const stop = () => void fake.close().then(() => process.exit(0));
   process.once('SIGTERM', stop);

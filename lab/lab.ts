@@ -31,6 +31,7 @@ import {
   type ExecResult,
 } from './netns.js';
 import { spawnIn, type LabProcess, type SpawnOptions } from './process.js';
+import { acquireLabSlot } from './serial.js';
 import type { CacheProtocol, ProbeResult } from './probe.js';
 
 export type { CacheProtocol, ProbeResult } from './probe.js';
@@ -117,6 +118,8 @@ export class Lab {
   readonly #processes = new Set<LabProcess>();
   readonly #hosts = new Map<string, string[]>();
   #down: Promise<void> | undefined;
+  /** Gives back this machine's lab lock (lab/serial.ts). */
+  #releaseSlot: () => void = () => {};
 
   constructor(options: LabOptions = {}) {
     this.#redisCount = serverCount('redis', options.redis ?? 4);
@@ -151,6 +154,7 @@ export class Lab {
   /** Builds the namespaces and starts the servers. Installs nothing: missing programs are reported. */
   async up(): Promise<void> {
     checkPrerequisites();
+    this.#releaseSlot = await acquireLabSlot();
     // Creating the temp dir claims the prefix: should another lab hold it, fail before touching anything of its.
     mkdirSync(this.tmpDir);
     // lab-sweep.sh leaves a lab alone while this process is alive.
@@ -182,7 +186,7 @@ export class Lab {
    * /etc/netns directories and the temp dir. Safe to call more than once.
    */
   down(): Promise<void> {
-    this.#down ??= this.#tearDown();
+    this.#down ??= this.#tearDown().finally(() => this.#releaseSlot());
     return this.#down;
   }
 
@@ -244,16 +248,17 @@ export class Lab {
 
   /**
    * Starts lab/fake-elasticache inside the NAT namespace on 127.0.0.1 and
-   * returns its URL (for `aws.endpoint`). `topology` is written as JSON.
+   * returns its URL (for `aws.endpoint`). `topology` is written as JSON;
+   * `pageSize` is the records per page when the caller sends no MaxRecords.
    */
-  async startFakeApi(topology: unknown, options: { port?: number } = {}): Promise<string> {
+  async startFakeApi(topology: unknown, options: { port?: number; pageSize?: number } = {}): Promise<string> {
     const topologyFile = join(this.tmpDir, 'topology.json');
     writeFileSync(topologyFile, JSON.stringify(topology, null, 2));
     const listen = `127.0.0.1:${options.port ?? 4566}`;
     const fake = this.spawnIn(
       this.ns.nat,
       process.execPath,
-      [compiledLabFile('fake-elasticache.js'), '--listen', listen, '--topology', topologyFile],
+      [compiledLabFile('fake-elasticache.js'), '--listen', listen, '--topology', topologyFile, ...(options.pageSize === undefined ? [] : ['--page-size', String(options.pageSize)])],
       { label: 'fake-elasticache' },
     );
     const listening = /fake-elasticache listening on (http:\/\/\S+)/;
@@ -377,6 +382,7 @@ export class Lab {
     }
     this.#removeFiles();
     liveLabs.delete(this);
+    this.#releaseSlot();
   }
 
   #removeFiles(): void {

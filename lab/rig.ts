@@ -3,9 +3,10 @@
 // watch and poke all of them. Shared by the end-to-end tests and `npm run demo`.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLab, type Lab } from './lab.js';
+import { startLab, type Lab, type LabOptions } from './lab.js';
 import type { LabProcess } from './process.js';
 import type { FakeTopology } from './fake-elasticache-model.js';
 
@@ -52,6 +53,28 @@ export interface Daemon {
   process: LabProcess;
   configPath: string;
   dir: string;
+  /** When the daemon logged "ready", by that line's own timestamp (ms). */
+  readyAt: number;
+}
+
+export interface StartOptions {
+  /** Added to (or overriding) the daemon's environment. */
+  env?: Record<string, string>;
+  /** Another config file than the rig's. */
+  configPath?: string;
+  /** false: return as soon as the process is spawned (readyAt is then NaN). */
+  waitReady?: boolean;
+  /** How long "ready" may take (default 20 s). */
+  readyTimeoutMs?: number;
+}
+
+/** One API call as the fake logged it (lab/fake-elasticache.ts). */
+export interface ApiRequest {
+  at: number;
+  action: string;
+  marker?: string;
+  fault?: string;
+  status?: number;
 }
 
 export interface LabRig {
@@ -60,33 +83,77 @@ export interface LabRig {
   apiUrl: string;
   dir: string;
   configPath: string;
-  start(): Promise<Daemon>;
+  /** Rewrites the rig's config file; a daemon started (or reloaded) afterwards runs with it. */
+  configure(settings: LabSettings): void;
+  start(options?: StartOptions): Promise<Daemon>;
   cli(args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   status(): Promise<{ forwards: { key: string; listenPort: number; targetIp?: string; state: string }[] }>;
   save(table?: 'nat' | 'filter'): Promise<string>;
   iptables(args: string[]): Promise<void>;
   setTopology(topology: FakeTopology): Promise<void>;
-  setFault(kind: string, count?: number): Promise<void>;
+  /** Resolves with the fake's clock when the fault took effect. */
+  setFault(kind: string, count?: number): Promise<number>;
   apiRequests(): Promise<number>;
+  /** Every API call the fake answered so far, with its time and the fault it got. */
+  apiRequestLog(): Promise<ApiRequest[]>;
   probe(from: 'client' | 'rogue' | 'side', port: number, proto?: 'redis' | 'memcached', timeoutMs?: number): Promise<string | undefined>;
 }
 
-export const labConfig = (apiUrl: string, dir: string, extra = ''): string => `
+export interface RigOptions {
+  /** The daemon's settings (lab defaults otherwise). */
+  settings?: LabSettings;
+  /** Server counts (the lab's defaults otherwise). */
+  lab?: LabOptions;
+  /** Served from the start; baseTopology() by default. */
+  topology?: FakeTopology;
+  /** Names for the NAT host's hosts file; the base topology's names by default. */
+  hosts?: Record<string, string>;
+  /** Records per API page when the caller sends none (the fake's 2 by default; AWS's is 100). */
+  pageSize?: number;
+}
+
+/** The daemon's settings in the lab; each has the lab's default (fast beats, a short grace). Durations are YAML strings. */
+export interface LabSettings {
+  discoveryInterval?: string;
+  dnsInterval?: string;
+  removalGrace?: string;
+  apiTimeout?: string;
+  reuseAfter?: string;
+  logLevel?: string;
+  /** forward.plaintext (the daemon's default, warn, otherwise). */
+  plaintext?: 'allow' | 'warn' | 'refuse';
+  /** YAML appended as is (top-level sections the settings above do not cover). */
+  extra?: string;
+}
+
+export const LAB_DEFAULTS = {
+  discoveryInterval: '1s',
+  dnsInterval: '500ms',
+  removalGrace: '4s',
+  apiTimeout: '1s',
+  reuseAfter: '1h',
+  logLevel: 'debug',
+} as const satisfies LabSettings;
+
+/** The config file every lab daemon runs with: tests, chaos, the demo and the benchmarks. */
+export const labConfig = (apiUrl: string, dir: string, settings: LabSettings = {}): string => {
+  const s = { ...LAB_DEFAULTS, ...settings };
+  return `
 aws:
   region: us-east-1
   endpoint: ${apiUrl}
 discovery:
-  interval: 1s
-  removalGrace: 4s
-  apiTimeout: 1s
+  interval: ${s.discoveryInterval}
+  removalGrace: ${s.removalGrace}
+  apiTimeout: ${s.apiTimeout}
 dns:
-  interval: 500ms
+  interval: ${s.dnsInterval}
 forward:
   inboundInterface: ext0
   allowedSources: [198.18.0.10/32]
   publicAddress: 198.18.0.1
-ports:
-  reuseAfter: 1h
+${s.plaintext === undefined ? '' : `  plaintext: ${s.plaintext}\n`}ports:
+  reuseAfter: ${s.reuseAfter}
 ipForward: enable
 state:
   dir: ${dir}/state
@@ -94,21 +161,21 @@ state:
 persist:
   rulesFile: ${dir}/rules.v4
 log:
-  level: debug
-${extra}`;
+  level: ${s.logLevel}
+${s.extra ?? ''}`;
+};
 
 export const daemonEnv = (dir: string): Record<string, string> => ({
   AWS_ACCESS_KEY_ID: 'AKIDLAB',
   AWS_SECRET_ACCESS_KEY: 'lab-secret',
   AWS_EC2_METADATA_DISABLED: 'true',
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   CACHENAT_SYSCTL_DIR: join(dir, 'sysctl.d'),
   PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
 });
 
-/** Brings up a lab with the base topology served and names resolving. Call down() when done, even on failure. */
-export async function startRig(options: { configExtra?: string } = {}): Promise<LabRig> {
-  const lab = await startLab();
+/** Brings up a lab with a topology served and names resolving. Call down() when done, even on failure. */
+export async function startRig(options: RigOptions = {}): Promise<LabRig> {
+  const lab = await startLab(options.lab);
   try {
     return await rigOn(lab, options);
   } catch (err) {
@@ -117,21 +184,24 @@ export async function startRig(options: { configExtra?: string } = {}): Promise<
   }
 }
 
-async function rigOn(lab: Lab, options: { configExtra?: string }): Promise<LabRig> {
-  pointNamesAtServers(lab);
-  const apiUrl = await lab.startFakeApi(baseTopology());
+async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
+  if (options.hosts === undefined) pointNamesAtServers(lab);
+  else for (const [name, ip] of Object.entries(options.hosts)) lab.setHost(name, ip);
+  const apiUrl = await lab.startFakeApi(options.topology ?? baseTopology(), options.pageSize === undefined ? {} : { pageSize: options.pageSize });
   const dir = join(lab.tmpDir, 'cachenat');
   mkdirSync(dir, { recursive: true });
   const configPath = join(dir, 'config.yaml');
-  writeFileSync(configPath, labConfig(apiUrl, dir, options.configExtra));
+  const configure = (settings: LabSettings) => writeFileSync(configPath, labConfig(apiUrl, dir, settings));
+  configure(options.settings ?? {});
   const env = daemonEnv(dir);
 
   const control = async (method: string, path: string, body?: unknown): Promise<string> => {
     const script = 'const [u,m,b]=process.argv.slice(1);fetch(u,{method:m,body:b||undefined}).then(async r=>{const t=await r.text();if(!r.ok){console.error(t);process.exit(1)}console.log(t)})';
-    const r = await lab.exec(lab.ns.nat, process.execPath, ['-e', script, `${apiUrl}${path}`, method, body === undefined ? '' : JSON.stringify(body)]);
+    const r = await lab.exec(lab.ns.nat, process.execPath, ['-e', script, `${apiUrl}${path}`, method, body === undefined ? '' : JSON.stringify(body)], { env: { NODE_OPTIONS: '' } });
     if (r.exitCode !== 0) throw new Error(`fake control ${method} ${path} failed: ${r.stderr}`);
     return r.stdout;
   };
+  const requestLog = async () => JSON.parse(await control('GET', '/_fake/requests')) as { count: number; requests: ApiRequest[] };
 
   const rig: LabRig = {
     lab,
@@ -139,10 +209,12 @@ async function rigOn(lab: Lab, options: { configExtra?: string }): Promise<LabRi
     apiUrl,
     dir,
     configPath,
-    async start() {
-      const proc = lab.spawnIn(lab.ns.nat, process.execPath, [CLI, 'run', '--config', configPath], { env, label: 'cachenat run' });
-      await proc.waitForLine(/"msg":"ready/, 20_000);
-      return { process: proc, configPath, dir };
+    configure,
+    async start(start = {}) {
+      const proc = lab.spawnIn(lab.ns.nat, process.execPath, [CLI, 'run', '--config', start.configPath ?? configPath], { env: { ...env, ...start.env }, label: 'cachenat run' });
+      if (start.waitReady === false) return { process: proc, configPath, dir, readyAt: Number.NaN };
+      const ready = await proc.waitForLine(/"msg":"ready/, start.readyTimeoutMs ?? 20_000);
+      return { process: proc, configPath, dir, readyAt: (JSON.parse(ready) as { time: number }).time };
     },
     async cli(args) {
       const r = await lab.exec(lab.ns.nat, process.execPath, [CLI, ...args, '--config', configPath], { env, reject: false });
@@ -165,12 +237,14 @@ async function rigOn(lab: Lab, options: { configExtra?: string }): Promise<LabRi
       await control('PUT', '/_fake/topology', topology);
     },
     async setFault(kind, count) {
-      await control('PUT', '/_fake/fault', count === undefined ? { kind } : { kind, count });
+      const answer = JSON.parse(await control('PUT', '/_fake/fault', count === undefined ? { kind } : { kind, count })) as { at: number };
+      return answer.at;
     },
     async apiRequests() {
-      const body = JSON.parse(await control('GET', '/_fake/requests')) as { count?: number; requests?: unknown[] } | unknown[];
-      if (Array.isArray(body)) return body.length;
-      return body.count ?? body.requests?.length ?? 0;
+      return (await requestLog()).count;
+    },
+    async apiRequestLog() {
+      return (await requestLog()).requests;
     },
     async probe(from, port, proto = port >= 11211 ? 'memcached' : 'redis', timeoutMs = 4000) {
       const host = from === 'side' ? lab.addr.natSide : lab.addr.natExt;
@@ -181,32 +255,36 @@ async function rigOn(lab: Lab, options: { configExtra?: string }): Promise<LabRi
   return rig;
 }
 
-/** Polls until `check` returns a truthy value; fails with the last value seen. */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000, everyMs = 150): Promise<T> {
+/** Load average per core, never below 1: how much slower than an idle machine timers and spawns run now. */
+export const loadFactor = (): number => Math.max(1, (loadavg()[0] ?? 0) / cpus().length);
+
+/**
+ * A time bound that must stretch under load: `ms` on an idle machine, times
+ * the load average per core. Say so in the message of whatever uses it.
+ */
+export const stretch = (ms: number): number => Math.round(ms * loadFactor());
+
+/** Polls until `check` returns a truthy value; fails with the last value seen and the machine's load. */
+type Falsy = undefined | null | false | 0 | '';
+export async function waitFor<T>(what: string, check: () => Promise<T | Falsy> | T | Falsy, timeoutMs = 20_000, everyMs = 150): Promise<Exclude<T, Falsy>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       last = await check();
-      if (last) return last as T;
+      if (last) return last as Exclude<T, Falsy>;
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    if (Date.now() > deadline) {
+      const seen = last instanceof Error ? last.message : JSON.stringify(last);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (load average per core now ${loadFactor().toFixed(1)}); last: ${seen}`);
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
-/**
- * iptables-save without cachenat's own lines, the timestamp comments and the
- * policy packet counters (traffic moves those): what must never change.
- */
-export const foreignLines = (save: string): string =>
-  save
-    .split('\n')
-    .filter((l) => !l.startsWith('#') && !l.includes('CACHENAT-'))
-    .map((l) => l.replace(/\[\d+:\d+\]$/, '[0:0]'))
-    .join('\n');
+export { foreignLines } from './foreign-rules.js';
 
 export const portsOf = (status: Awaited<ReturnType<LabRig['status']>>): Record<string, number> =>
   Object.fromEntries(status.forwards.map((f) => [f.key, f.listenPort]));

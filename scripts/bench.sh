@@ -10,6 +10,9 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "npm run bench needs root: it creates network namespaces and iptables rules inside them" >&2
   exit 1
 fi
+# Node >= 22.12 first on PATH (fetches the official binary when Debian's is older).
+# shellcheck source=scripts/ensure-node.sh
+source scripts/ensure-node.sh || exit 1
 scripts/ensure-system.sh # also builds: npx tsc -p tsconfig.json
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -28,6 +31,6 @@ if have systemctl && systemctl is-active --quiet haproxy 2>/dev/null; then syste
 
 scripts/lab-sweep.sh >/dev/null 2>&1 || true
 status=0
-AWS_EC2_METADATA_DISABLED=true AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true node dist/bench/run.js "$@" || status=$?
+AWS_EC2_METADATA_DISABLED=true node dist/bench/run.js "$@" || status=$?
 scripts/lab-sweep.sh >/dev/null 2>&1 || true
 exit "$status"

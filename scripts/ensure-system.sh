@@ -9,6 +9,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have ip || need+=(iproute2)
 have iptables-restore || need+=(iptables)
+have iptables-legacy-restore || need+=(iptables) # the legacy-backend tests
 have redis-server || need+=(redis-server)
 have redis-cli || need+=(redis-tools)
 have memcached || need+=(memcached)
@@ -20,6 +21,10 @@ if [ "${1:-}" = "--for-tests" ]; then
   have packer || need+=(packer)
   have debootstrap || need+=(debootstrap)
   have systemd-analyze || need+=(systemd)
+  have prometheus-node-exporter || need+=(prometheus-node-exporter)
+  # For `cloud-init schema` in test/ami/user-data.test.ts only: it must never
+  # act on this host (see below).
+  have cloud-init || need+=(cloud-init)
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
@@ -29,12 +34,25 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  if [[ " ${need[*]} " == *" cloud-init "* || " ${need[*]} " == *" prometheus-node-exporter "* ]]; then
+    # cloud-init is here to validate user-data and node_exporter to read the
+    # metrics file inside a lab namespace, not to run on this machine:
+    # cloud-init is disabled before it is installed, so its generator never
+    # runs it at boot, and no service starts while they install.
+    mkdir -p /etc/cloud
+    touch /etc/cloud/cloud-init.disabled
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\n# written by cachenat scripts/ensure-system.sh while installing packages\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 0755 /usr/sbin/policy-rc.d
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The distro's redis/memcached services are not ours to run: the lab starts its own.
-for unit in redis-server memcached; do
+# The distro's redis/memcached/node_exporter services are not ours to run: the lab starts its own.
+for unit in redis-server memcached prometheus-node-exporter; do
   if have systemctl && systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
 done
 

@@ -8,13 +8,26 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "npm test needs root: the tests create network namespaces and iptables rules inside them" >&2
   exit 1
 fi
+# Node >= 22.12 first on PATH (fetches the official binary when Debian's is older).
+# shellcheck source=scripts/ensure-node.sh
+source scripts/ensure-node.sh || exit 1
 # Installs what is missing and builds dist/: the lab runs compiled helpers.
 scripts/ensure-system.sh --for-tests || exit 1
 scripts/lab-sweep.sh >/dev/null 2>&1 || true
 
 mkdir -p .tap
-export AWS_EC2_METADATA_DISABLED=true AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
-npx tap --reporter=tap "$@" 2>&1 | tee .tap/output.txt
+echo "# node $(node -v) ($(command -v node))" | tee .tap/output.txt
+# The tests are TypeScript too: a type error in test/ is a failure, counted
+# before tap runs (tap itself strips types without checking them).
+typecheck_failed=0
+if ! npx tsc -p tsconfig.test.json 2>&1 | tee -a .tap/output.txt; then
+  echo "not ok - type-check of src, lab, bench and test (tsconfig.test.json)" | tee -a .tap/output.txt
+  typecheck_failed=1
+fi
+# tap runs two files at a time (.taprc); files that build a lab queue on one
+# machine-wide lock (lab/serial.ts), so two labs never share the two cores.
+export AWS_EC2_METADATA_DISABLED=true
+npx tap --reporter=tap "$@" 2>&1 | tee -a .tap/output.txt
 status=${PIPESTATUS[0]}
 scripts/lab-sweep.sh >/dev/null 2>&1 || true
 
@@ -22,7 +35,8 @@ summary=$(grep -E '^# \{ total: ' .tap/output.txt | tail -n 1)
 pass=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$summary")
 fail=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$summary")
 pass=${pass:-0}
-fail=${fail:-0}
+fail=$(( ${fail:-0} + typecheck_failed ))
+if [ "$typecheck_failed" -ne 0 ] && [ "$status" -eq 0 ]; then status=1; fi
 # A non-zero exit with no failing assertion (coverage below the floor, a
 # crashed file) still counts as a failure.
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi

@@ -1,23 +1,52 @@
 // The imperative shell's wiring: real kernel, AWS, DNS and disk behind the
-// interfaces the core was written against.
+// interfaces the core was written against. Imported only by commands that
+// need them (it loads the AWS SDK).
 
 import { existsSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Config } from '../core/config/schema.js';
-import { ElastiCacheSource } from '../discovery/elasticache-source.js';
+import { ElastiCacheSources } from '../discovery/elasticache-source.js';
 import { SystemResolver } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
 import { ConntrackTool } from '../netfilter/conntrack.js';
 import { IptablesNetfilter } from '../netfilter/iptables.js';
 import { enableIpForward, readIpForward } from '../netfilter/ip-forward.js';
+import { detectBackend } from '../netfilter/backend.js';
 import { chooseRulesFile, persistRules } from '../netfilter/persist.js';
+import { createNotifier } from '../daemon/notify.js';
 import { StateStore } from '../ports/state-store.js';
+import { MetricsRecorder, hostMetricsEdges } from '../metrics/recorder.js';
 import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
+import type { Machine } from './io.js';
 
-export function buildEdges(config: Config, logger: Logger): ReconcilerEdges {
+/** `newClient` is for tests that watch the SDK clients a reload creates and destroys. */
+export function realMachine(newClient?: ConstructorParameters<typeof ElastiCacheSources>[0]): Machine {
+  return {
+    edgeFactory: (logger) => {
+      const sources = new ElastiCacheSources(newClient);
+      return (config) => buildEdges(config, logger, sources);
+    },
+    ipForward: ipForwardControl,
+    detectBackend: () => detectBackend(),
+    notifier: (logger) =>
+      createNotifier(process.env, undefined, {
+        onError: (err) => logger.warn({ err: String(err) }, 'systemd-notify failed: systemd may not see READY or the watchdog; is NotifyAccess=all set in the unit?'),
+      }),
+    daemon: {
+      sleep: (ms, signal) => delay(ms, undefined, { signal }).catch(() => undefined),
+      random: Math.random,
+      signals: process,
+    },
+    metrics: (logger) => new MetricsRecorder(hostMetricsEdges(logger)),
+  };
+}
+
+/** `sources` is shared by successive calls (run's reloads); a one-shot command may leave it out. */
+export function buildEdges(config: Config, logger: Logger, sources = new ElastiCacheSources()): ReconcilerEdges {
   const netfilter = new IptablesNetfilter();
   const conntrack = new ConntrackTool();
-  const source = new ElastiCacheSource({
+  const source = sources.sourceFor({
     region: config.aws.region,
     ...(config.aws.endpoint ? { endpoint: config.aws.endpoint } : {}),
     timeoutMs: config.discovery.apiTimeout,

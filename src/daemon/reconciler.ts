@@ -8,14 +8,15 @@ import { DiscoveryError, type CacheSource, type Resolver } from '../core/discove
 import { resolveAll } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
 import type { InstalledRules } from '../core/netfilter/diff.js';
-import { parseSaveAll, type SavedTable } from '../core/netfilter/parse-save.js';
 import { recoverForwards } from '../core/netfilter/recover.js';
+import { readInstalledRulesCounted } from '../netfilter/owned-rules.js';
 import type { Conntrack, Netfilter } from '../core/netfilter/types.js';
 import { planPass, type Plan } from '../core/planner/plan.js';
 import type { PortState } from '../core/ports/port-state.js';
 import { stateFromRecoveredRules, type StateStore } from '../ports/state-store.js';
 import { describeEvent } from '../core/daemon/events.js';
 import { noteSourceFailures, notePlaintext } from './source-warnings.js';
+import type { DnatPackets } from '../core/metrics/rule-counters.js';
 
 /** Passes on the daemon's beat start a few ms more or less than one interval apart. */
 const ANSWER_SLACK_MS = 50;
@@ -50,6 +51,8 @@ export interface PassReport {
   applied: boolean;
   kernelError?: Error;
   durationMs: number;
+  /** The DNAT rules' packet counters (new connections per forward), from this pass's kernel read. */
+  dnatPackets?: DnatPackets;
 }
 
 export class Reconciler {
@@ -67,6 +70,7 @@ export class Reconciler {
   private persistPending = true;
   /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
   private answers = new Map<string, { at: number; answer: Resolution }>();
+  private lastDnatPackets: DnatPackets | undefined;
 
   constructor(
     private config: Config,
@@ -128,6 +132,7 @@ export class Reconciler {
     notePlaintext(plan.plaintext, this.warnings, logger);
 
     const report: PassReport = { plan, discovery, applied: false, durationMs: 0 };
+    if (this.lastDnatPackets) report.dnatPackets = this.lastDnatPackets;
     if (options.write) await this.write(plan, report);
     report.durationMs = performance.now() - started;
     return report;
@@ -226,11 +231,11 @@ export class Reconciler {
     return new Map([...answers].map(([name, { answer }]) => [name, answer]));
   }
 
-  /** Both tables from one `iptables-save`: each spawn costs more than parsing. */
+  /** One read of both tables a pass; its DNAT counters feed the metrics. */
   private async readKernel(): Promise<InstalledRules> {
-    const tables = parseSaveAll(await this.edges.netfilter.saveAll());
-    const empty = (): SavedTable => ({ chains: new Map() });
-    return { nat: tables.get('nat') ?? empty(), filter: tables.get('filter') ?? empty() };
+    const { installed, dnatPackets } = await readInstalledRulesCounted(this.edges.netfilter);
+    this.lastDnatPackets = dnatPackets;
+    return installed;
   }
 
   private async loadState(): Promise<PortState> {

@@ -1,17 +1,26 @@
-// `cachenat run`: the reconcile loop. Passes never overlap (a while loop with
-// an abortable sleep, not setInterval); SIGTERM lets the current pass finish
-// and leaves every rule in place; SIGHUP re-reads the config.
+// `cachenat run`: the reconcile loop. It performs the steps of the pure
+// schedule (src/core/daemon/schedule.ts): passes never overlap (a loop with an
+// abortable sleep, not setInterval); SIGTERM lets the current pass finish and
+// leaves every rule in place; SIGHUP re-reads the config.
 
 import type { Config } from '../core/config/schema.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { Forward } from '../core/model.js';
-import { discoveryRetryDelay } from '../core/daemon/backoff.js';
+import {
+  afterPass,
+  initialLoopState,
+  nextStep,
+  reloaded as afterReload,
+  requestReload,
+  requestStop,
+  type PassOutcome,
+  type ScheduleSettings,
+} from '../core/daemon/schedule.js';
 import type { Notifier } from './notify.js';
 import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.js';
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
-
-const TIMER_SLACK_MS = 50;
+import type { MetricsRecorder } from '../metrics/recorder.js';
 
 export interface IpForwardControl {
   /** Checks (and in `enable` mode sets) ip_forward; returns the value now in force. */
@@ -29,6 +38,8 @@ export interface DaemonDeps {
   sleep(ms: number, signal: AbortSignal): Promise<void>;
   random(): number;
   signals: Pick<NodeJS.Process, 'on' | 'off'>;
+  /** Counts passes and connections, writes metrics.textfile. */
+  metrics?: MetricsRecorder;
 }
 
 export async function runDaemon(deps: DaemonDeps): Promise<number> {
@@ -38,18 +49,18 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   const reconciler = new Reconciler(config, edges);
   const startedAt = new Date(edges.clock.now()).toISOString();
 
-  let stopping = false;
+  // Signals only change the schedule's state and cut the current sleep short.
+  let loop = initialLoopState();
   let wake = new AbortController();
-  let reloadRequested = false;
   const onStop = (signal: string) => () => {
-    if (!stopping) logger.info({ signal }, 'stopping after the current pass; forwards stay installed');
-    stopping = true;
+    if (!loop.stopRequested) logger.info({ signal }, 'stopping after the current pass; forwards stay installed');
+    loop = requestStop(loop);
     wake.abort();
   };
   const onTerm = onStop('SIGTERM');
   const onInt = onStop('SIGINT');
   const onHup = () => {
-    reloadRequested = true;
+    loop = requestReload(loop);
     wake.abort();
   };
   deps.signals.on('SIGTERM', onTerm);
@@ -59,85 +70,80 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   for (const warning of deps.loaded.warnings) logger.warn(warning);
   logger.info({ forwardsFrom: config.aws.endpoint ?? `ElastiCache ${config.aws.region}`, interval: config.discovery.interval, dnsInterval: config.dns.interval }, 'cachenat starting');
 
-  let nextDiscoveryAt = 0;
-  let failures = 0;
-  let passFailures = 0;
+  const settings = (): ScheduleSettings => ({
+    discoveryIntervalMs: config.discovery.interval,
+    dnsIntervalMs: config.dns.interval,
+    watchdogIntervalMs: notifier.watchdogIntervalMs,
+  });
   let ready = false;
   let passes = 0;
   let ipForward: 0 | 1 | undefined;
   let lastReport: PassReport | undefined;
 
   try {
-    while (!stopping) {
-      if (reloadRequested) {
-        reloadRequested = false;
+    for (;;) {
+      const step = nextStep(loop, edges.clock.now());
+      if (step.kind === 'stop') break;
+      if (step.kind === 'reload') {
         const reloaded = await reload(deps, logger);
         if (reloaded) {
           config = reloaded;
           edges = deps.buildEdges(config);
           reconciler.reconfigure(config, edges);
-          nextDiscoveryAt = 0;
         }
+        loop = afterReload(loop, reloaded !== undefined);
+        continue;
       }
-      // Passes run on a steady beat of dns.interval measured from each pass's
-      // start; the API is asked on the first beat at or after its interval is
-      // up (a timer may wake a hair early, hence the slack).
-      const now = edges.clock.now();
-      const discover = now >= nextDiscoveryAt - TIMER_SLACK_MS;
+      if (step.kind === 'sleep') {
+        wake = new AbortController();
+        await deps.sleep(step.ms, wake.signal);
+        continue;
+      }
+
+      const passStartedAt = edges.clock.now();
       ipForward = await deps.ipForward.ensure(config.ipForward).catch((err: Error) => {
         logger.error({ err: err.message }, 'cannot read or set net.ipv4.ip_forward; forwarding needs it set to 1');
         return undefined;
       });
       let passError: string | undefined;
-      const report = await reconciler.pass({ discover, write: true }).catch((err: Error) => {
+      const report = await reconciler.pass({ discover: step.discover, write: true }).catch((err: Error) => {
         passError = err.message;
         logger.error({ err: err.message }, 'reconcile pass failed; retrying next interval with a full resync');
         return undefined;
       });
       passes++;
+      const outcome: PassOutcome = report
+        ? { kind: 'completed', discovery: report.discovery.status, kernelOk: !report.kernelError }
+        : { kind: 'threw', discovered: step.discover };
+      // Read after the pass's awaits, so a signal that arrived during the pass is kept.
+      const next = afterPass(loop, outcome, { startedAt: passStartedAt, now: edges.clock.now() }, settings(), deps.random);
+      loop = next.state;
       if (report) {
-        passFailures = 0;
         lastReport = report;
-        if (report.discovery.status === 'ok') {
-          failures = 0;
-          nextDiscoveryAt = now + config.discovery.interval;
-        } else if (report.discovery.status === 'failed') {
-          failures++;
-          const delay = discoveryRetryDelay(failures, config.discovery.interval, deps.random());
-          nextDiscoveryAt = edges.clock.now() + delay;
+        if (report.discovery.status === 'failed') {
           const e = report.discovery.error;
+          const failures = loop.apiFailures;
           logger[failures === 1 ? 'error' : 'warn'](
-            { code: e.code, failures, retryInMs: delay },
+            { code: e.code, failures, retryInMs: next.apiRetryInMs },
             `ElastiCache API call failed: ${e.message}. Keeping all ${reconciler.forwardsKnown} forwards as they are (fail-static)${e.retryable ? '' : '; check the instance role and aws.region'}`,
           );
         }
         logPass(logger, report);
-      } else {
-        passFailures++;
-        // A pass that threw must not spin: the API is asked at most once per interval whatever failed after it.
-        if (discover) nextDiscoveryAt = edges.clock.now() + config.discovery.interval;
       }
       const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
+      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt });
+      if (connections) snapshot.connections = connections;
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
 
       const statusLine = statusText(snapshot);
-      const progressed = report !== undefined && !report.kernelError;
-      if (!ready && progressed) {
+      if (!ready && next.feedWatchdog) {
         ready = true;
         notifier.ready(statusLine);
         logger.info({ forwards: snapshot.forwards.length }, snapshot.degraded ? `ready (degraded: ${snapshot.degradedReason})` : 'ready');
       } else {
         notifier.status(statusLine);
       }
-      // The watchdog is fed only by passes that really completed.
-      if (progressed) notifier.watchdog();
-
-      if (stopping) break;
-      const tick = Math.min(config.dns.interval, notifier.watchdogIntervalMs ?? Infinity);
-      wake = new AbortController();
-      // After failed passes, wait longer each time (with jitter) instead of retrying in a tight loop.
-      const wait = passFailures > 0 ? discoveryRetryDelay(passFailures, tick, deps.random()) : Math.max(0, now + tick - edges.clock.now());
-      if (!stopping && !reloadRequested) await deps.sleep(wait, wake.signal);
+      if (next.feedWatchdog) notifier.watchdog();
     }
   } finally {
     deps.signals.off('SIGTERM', onTerm);

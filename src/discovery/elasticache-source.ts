@@ -59,25 +59,9 @@ export class ElastiCacheSource implements CacheSource {
   readonly #filter: TargetFilter;
 
   constructor(options: ElastiCacheSourceOptions) {
-    // The SDK warns once per process that future releases need Node 22; that
-    // says nothing an operator of this daemon can act on.
-    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.#timeoutMs = options.timeoutMs;
     this.#filter = options.filter;
-    const attemptMs = Math.max(100, Math.floor(options.timeoutMs / MAX_ATTEMPTS));
-    this.#client =
-      options.client ??
-      new ElastiCacheClient({
-        region: options.region,
-        ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
-        ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-        maxAttempts: MAX_ATTEMPTS,
-        requestHandler: {
-          connectionTimeout: Math.min(attemptMs, MAX_CONNECT_MS),
-          requestTimeout: attemptMs,
-          throwOnRequestTimeout: true,
-        },
-      });
+    this.#client = options.client ?? createElastiCacheClient(options);
   }
 
   async describe(signal?: AbortSignal): Promise<Discovery> {
@@ -170,6 +154,51 @@ export class ElastiCacheSource implements CacheSource {
       nextPage(progress, page.NextToken);
     }
     return caches;
+  }
+}
+
+export type ClientSettings = Pick<ElastiCacheSourceOptions, 'region' | 'endpoint' | 'timeoutMs' | 'credentials'>;
+
+/** An SDK client whose per-request timeouts and retries fit inside one describe()'s budget. */
+export function createElastiCacheClient(settings: ClientSettings): ElastiCacheClient {
+  const attemptMs = Math.max(100, Math.floor(settings.timeoutMs / MAX_ATTEMPTS));
+  return new ElastiCacheClient({
+    region: settings.region,
+    ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
+    ...(settings.credentials === undefined ? {} : { credentials: settings.credentials }),
+    maxAttempts: MAX_ATTEMPTS,
+    requestHandler: {
+      connectionTimeout: Math.min(attemptMs, MAX_CONNECT_MS),
+      requestTimeout: attemptMs,
+      throwOnRequestTimeout: true,
+    },
+  });
+}
+
+/**
+ * Sources for a daemon that rebuilds its edges on every reload (SIGHUP). They
+ * share one SDK client while region, endpoint, timeout and credentials stay
+ * the same; when a reload changes them, the old client is destroyed so its
+ * sockets and agents do not pile up, one set per reload.
+ */
+export class ElastiCacheSources {
+  #current: { key: string; client: ElastiCacheClient } | undefined;
+
+  constructor(private readonly newClient: (settings: ClientSettings) => ElastiCacheClient = createElastiCacheClient) {}
+
+  sourceFor(options: Omit<ElastiCacheSourceOptions, 'client'>): ElastiCacheSource {
+    const key = JSON.stringify([options.region, options.endpoint ?? null, options.timeoutMs, options.credentials ?? null]);
+    if (this.#current?.key !== key) {
+      this.#current?.client.destroy();
+      this.#current = { key, client: this.newClient(options) };
+    }
+    return new ElastiCacheSource({ ...options, client: this.#current.client });
+  }
+
+  /** Destroys the client in use; the next sourceFor() builds a new one. */
+  destroy(): void {
+    this.#current?.client.destroy();
+    this.#current = undefined;
   }
 }
 

@@ -9,7 +9,8 @@ import { configSchema } from '../core/config/schema.js';
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 import { digestRules, installedOwnedRules, missingJumps } from '../core/netfilter/digest.js';
 import { IptablesNetfilter } from '../netfilter/iptables.js';
-import { parseSave } from '../core/netfilter/parse-save.js';
+import { isProcessAlive } from '../util/process-alive.js';
+import { readInstalledRules } from '../netfilter/owned-rules.js';
 import type { Netfilter } from '../core/netfilter/types.js';
 import { evaluateHealth, renderHealthJson, renderHealthText, UNKNOWN, type KernelView, type ProbeResult } from '../core/health/evaluate.js';
 
@@ -29,7 +30,7 @@ export interface HealthDeps {
   isAlive(pid: number): boolean;
   /** True when this process may read the kernel's rules (root). */
   privileged(): boolean;
-  netfilter: Pick<Netfilter, 'save'>;
+  netfilter: Pick<Netfilter, 'saveAll'>;
   probe(ip: string, port: number, timeoutMs: number): Promise<{ ok: boolean; ms?: number; error?: string }>;
 }
 
@@ -41,7 +42,7 @@ export const defaultHealthDeps = (): HealthDeps => ({
   now: () => Date.now(),
   stdout: process.stdout,
   readText: (path) => readFile(path, 'utf8'),
-  isAlive,
+  isAlive: isProcessAlive,
   privileged: () => process.geteuid?.() === 0,
   netfilter: new IptablesNetfilter(),
   probe: tcpProbe,
@@ -132,7 +133,7 @@ async function readIpForward(d: HealthDeps): Promise<0 | 1 | undefined> {
 async function readKernel(d: HealthDeps): Promise<KernelView> {
   if (!d.privileged()) return { readable: false, reason: 'not root' };
   try {
-    const installed = { nat: parseSave(await d.netfilter.save('nat'), 'nat'), filter: parseSave(await d.netfilter.save('filter'), 'filter') };
+    const installed = await readInstalledRules(d.netfilter);
     const owned = installedOwnedRules(installed);
     return {
       readable: true,
@@ -157,16 +158,6 @@ async function probeAll(snapshot: StatusSnapshot, d: HealthDeps): Promise<ProbeR
     );
   }
   return results;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else (root's daemon, seen by a plain user).
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** A plain TCP connect, closed as soon as it is established. */

@@ -4,7 +4,7 @@
 
 import { targetAddressProblem } from '../core/ipv4.js';
 import { kernelError, runCommand, type CommandRunner } from './iptables.js';
-import { portProblem } from '../core/netfilter/render.js';
+import { portProblem } from '../core/grammar.js';
 import type { Conntrack } from '../core/netfilter/types.js';
 
 export class ConntrackTool implements Conntrack {

@@ -96,8 +96,8 @@ export class IptablesNetfilter implements Netfilter {
     return this.saveWith(['-t', table]);
   }
 
-  async saveAll(): Promise<string> {
-    return this.saveWith([]);
+  async saveAll(options: { counters?: boolean } = {}): Promise<string> {
+    return this.saveWith(options.counters ? ['-c'] : []);
   }
 
   async restore(text: string): Promise<void> {

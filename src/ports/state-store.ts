@@ -8,28 +8,30 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { isIpv4 } from '../core/ipv4.js';
+import { ENGINES, endpointAddressProblem, isEngine, isId, isPort, keyProblem, parseTargetKey, TARGET_KINDS } from '../core/grammar.js';
 import { isProcessAlive } from '../util/process-alive.js';
 import type { PortEntry, PortState } from '../core/ports/port-state.js';
 import { emptyPortState } from '../core/ports/port-state.js';
-import type { TargetKind } from '../core/model.js';
 import type { RecoveredForward } from '../core/netfilter/recover.js';
 
 export const STATE_FILE_NAME = 'ports.json';
 
-const port = z.number().int().min(1).max(65535);
+// Ids, keys, engines, ports and addresses follow the grammar (src/core/grammar.ts),
+// so a file entry is valid exactly when the renderer and recovery accept it too.
+const port = z.number().refine(isPort, 'expected a TCP port (1-65535)');
 const time = z.number().int().nonnegative();
-const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/);
+const id = z.string().refine(isId, 'expected an AWS id');
 
 const entrySchema = z.strictObject({
-  key: z.string().regex(/^(node\/[A-Za-z0-9-]+\/[A-Za-z0-9-]+|(primary|reader|configuration|serverless|serverless-reader)\/[A-Za-z0-9-]+)$/),
-  kind: z.enum(['node', 'primary', 'reader', 'configuration', 'serverless', 'serverless-reader']),
-  engine: z.enum(['redis', 'valkey', 'memcached']),
+  key: z.string().refine((key) => keyProblem(key) === undefined, 'expected a target key such as node/<cluster>/<node>, primary/<group> or serverless/<name>'),
+  kind: z.enum(TARGET_KINDS),
+  engine: z.string().refine(isEngine, `expected one of ${ENGINES.join(', ')}`),
   cacheClusterId: id.optional(),
   cacheNodeId: id.optional(),
   replicationGroupId: id.optional(),
   serverlessCacheName: id.optional(),
   tls: z.boolean().optional(),
-  address: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/),
+  address: z.string().refine((address) => endpointAddressProblem(address) === undefined, 'expected an IPv4 address or a DNS name'),
   targetPort: port,
   listenPort: port,
   ip: z.string().refine(isIpv4).optional(),
@@ -125,7 +127,7 @@ export function stateFromRecoveredRules(recovered: readonly RecoveredForward[], 
   const state = emptyPortState();
   const usedPorts = new Set<number>();
   for (const r of recovered) {
-    const parsed = parseKey(r.key);
+    const parsed = parseTargetKey(r.key);
     if (!parsed || usedPorts.has(r.listenPort) || state.entries.some((e) => e.key === r.key)) continue;
     usedPorts.add(r.listenPort);
     const entry: PortEntry = { key: r.key, ...parsed, engine: r.engine, address: r.targetIp, targetPort: r.targetPort, listenPort: r.listenPort, ip: r.targetIp, resolvedAt: now };
@@ -133,17 +135,4 @@ export function stateFromRecoveredRules(recovered: readonly RecoveredForward[], 
   }
   state.entries.sort((a, b) => (a.key < b.key ? -1 : 1));
   return state;
-}
-
-type KeyIdentity = Pick<PortEntry, 'cacheClusterId' | 'cacheNodeId' | 'replicationGroupId' | 'serverlessCacheName'> & { kind: TargetKind };
-
-function parseKey(key: string): KeyIdentity | undefined {
-  const node = /^node\/([A-Za-z0-9-]+)\/([A-Za-z0-9-]+)$/.exec(key);
-  if (node) return { kind: 'node', cacheClusterId: node[1]!, cacheNodeId: node[2]! };
-  const group = /^(primary|reader|configuration)\/([A-Za-z0-9-]+)$/.exec(key);
-  // A configuration key names a group or a Memcached cluster; the next API answer says which.
-  if (group) return { kind: group[1] as TargetKind, replicationGroupId: group[2]! };
-  const serverless = /^(serverless|serverless-reader)\/([A-Za-z0-9-]+)$/.exec(key);
-  if (serverless) return { kind: serverless[1] as TargetKind, serverlessCacheName: serverless[2]! };
-  return undefined;
 }

@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { CLI, daemonEnv, startRig, type LabRig } from '../../lab/rig.js';
+import { startRig, type LabRig } from '../../lab/rig.js';
 import type { FakeCluster, FakeTopology } from '../../lab/fake-elasticache-model.js';
 import type { LabProcess } from '../../lab/process.js';
 import { parseState } from '../../src/ports/state-store.js';
@@ -216,8 +216,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await churnDone;
   };
 
-  const spawn = (): LabProcess =>
-    rig.lab.spawnIn(rig.lab.ns.nat, process.execPath, [CLI, 'run', '--config', rig.configPath], { env: { ...daemonEnv(rig.dir), NODE_OPTIONS: '' }, label: 'cachenat run' });
+  const spawn = async (): Promise<LabProcess> => (await rig.start({ waitReady: false, env: { NODE_OPTIONS: '' } })).process;
 
   let daemon: LabProcess | undefined;
   try {
@@ -225,7 +224,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     startChurn();
     while (report.kills < options.kills) {
       const spawnedAt = Date.now();
-      daemon = spawn();
+      daemon = await spawn();
       // One kill in five lands before ready: during start-up, state load or the first pass.
       if (rand() < 0.2) {
         await sleep(rand() * 1200);
@@ -295,7 +294,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
     await stopChurn();
     // A last start: it must come up clean after the final kill.
-    daemon = spawn();
+    daemon = await spawn();
     await daemon.waitForLine(/"msg":"ready/, 20_000 * loadFactor());
     observe(readKernel(await rig.save()));
     const stopped = await daemon.stop(5000);

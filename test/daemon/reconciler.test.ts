@@ -11,9 +11,8 @@ import { Reconciler, type ReconcilerEdges } from '../../src/daemon/reconciler.js
 import { DiscoveryError } from '../../src/core/discovery/types.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { DiscoveredTarget, Topology } from '../../src/core/model.js';
-import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { StateStore } from '../../src/ports/state-store.js';
-import { applyRestore, emptyKernel } from '../hardening/kernel-sim.js';
+import { applyRestore, emptyKernel, saveText } from '../support/kernel-sim.js';
 
 const { config } = parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\n', 'test');
 
@@ -21,26 +20,17 @@ const node = (cluster: string, ip: string): DiscoveredTarget => ({
   key: `node/${cluster}/0001`, kind: 'node', engine: 'redis', cacheClusterId: cluster, cacheNodeId: '0001', address: ip, targetPort: 6379,
 });
 
-function saveText(k: InstalledRules): string {
-  const lines: string[] = [];
-  for (const name of ['nat', 'filter'] as const) {
-    lines.push(`*${name}`);
-    for (const [chain, { policy }] of k[name].chains) lines.push(`:${chain} ${policy} [0:0]`);
-    for (const [, { rules }] of k[name].chains) lines.push(...rules);
-    lines.push('COMMIT');
-  }
-  return `${lines.join('\n')}\n`;
-}
-
 function rig(answers: (Topology | Error)[]) {
   let kernel = emptyKernel();
   const restores: string[] = [];
+  const saveAllCalls: ({ counters?: boolean } | undefined)[] = [];
+  const packets = new Map<number, number>();
   const logs: { level: number; msg: string }[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'cachenat-reconciler-'));
   const edges: ReconcilerEdges = {
     netfilter: {
       save: async () => saveText(kernel),
-      saveAll: async () => saveText(kernel),
+      saveAll: async (options) => (saveAllCalls.push(options), saveText(kernel, undefined, options?.counters ? packets : undefined)),
       restore: async (text) => {
         restores.push(text);
         kernel = applyRestore(kernel, text);
@@ -59,7 +49,7 @@ function rig(answers: (Topology | Error)[]) {
     clock: { now: () => 1_000_000 },
     logger: createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line)) } }),
   };
-  return { edges, restores, logs, dir, kernel: () => kernel };
+  return { edges, restores, logs, dir, kernel: () => kernel, saveAllCalls, packets };
 }
 
 t.test('first pass writes once; an unchanged second pass writes nothing', async (t) => {
@@ -116,4 +106,16 @@ t.test('a port map that cannot be written is reported, forwarding goes on, and i
   (r.edges as { store: StateStore }).store = new StateStore(r.dir);
   await reconciler.pass({ discover: true, write: true });
   t.equal(reconciler.diskErrors.size, 0);
+});
+
+t.test('one kernel read per pass, with counters: the DNAT packet counts come with it and the plan ignores them', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1'), node('b', '10.0.1.2')], skipped: [] }]);
+  const reconciler = new Reconciler(config, r.edges);
+  await reconciler.pass({ discover: true, write: true }); // a first start without a port map also reads the rules to rebuild it
+  r.packets.set(6379, 4);
+  const readsBefore = r.saveAllCalls.length;
+  const second = await reconciler.pass({ discover: true, write: true });
+  t.same(r.saveAllCalls.slice(readsBefore), [{ counters: true }], 'exactly one iptables-save -c per pass, no second read');
+  t.same([...second.dnatPackets!], [['6379 node/a/0001', 4], ['6380 node/b/0001', 0]]);
+  t.equal(second.applied, false, 'counters that moved are not a change to write');
 });

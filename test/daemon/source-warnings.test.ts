@@ -10,7 +10,7 @@ import { DiscoveryError, type Discovery } from '../../src/core/discovery/types.j
 import { createLogger } from '../../src/log/logger.js';
 import type { DiscoveredTarget } from '../../src/core/model.js';
 import { StateStore } from '../../src/ports/state-store.js';
-import { applyRestore, emptyKernel } from '../hardening/kernel-sim.js';
+import { SimulatedNetfilter } from '../support/kernel-sim.js';
 import { evaluateHealth, WARNING } from '../../src/core/health/evaluate.js';
 
 const configFor = (sources: string, plaintext = 'warn') =>
@@ -23,14 +23,9 @@ const denied = new DiscoveryError('DescribeServerlessCaches (page 1) failed: Acc
 const broken = new DiscoveryError('DescribeServerlessCaches (page 2) failed: InternalFailure: x', 'InternalFailure', true);
 
 function rig(answers: Discovery[]) {
-  let kernel = emptyKernel();
   const logs: { level: number; msg: string }[] = [];
   const edges: ReconcilerEdges = {
-    netfilter: {
-      save: async () => '',
-      saveAll: async () => '',
-      restore: async (text) => void (kernel = applyRestore(kernel, text)),
-    },
+    netfilter: new SimulatedNetfilter(),
     conntrack: { available: true, forgetFlows: async () => 0 },
     source: { describe: async () => (answers.length > 1 ? answers.shift()! : answers[0]!) },
     resolver: { resolve: async (name) => ({ ok: true, ip: name }) },

@@ -3,8 +3,7 @@
 // plaintext guard in warn and refuse mode, through `cachenat run` in the lab.
 
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { baseTopology, startRig, waitFor, NAME } from '../../lab/rig.js';
+import { baseTopology, startRig, stretch, waitFor, NAME } from '../../lab/rig.js';
 
 const SERVERLESS = 'sl-abc123.serverless.use1.cache.amazonaws.com';
 // Two servers of the lab's cache segment stand for two subnets of one Serverless cache.
@@ -63,9 +62,10 @@ t.test('Serverless, several addresses per name, and the plaintext guard', async 
     const port = (await forward('serverless/sl'))!.listenPort;
     lab.setHost(SERVERLESS, SUBNET_A.ip);
     const started = Date.now();
-    // dns.interval is 500 ms here; the bound is loose because a loaded machine slows passes.
-    await waitFor('serverless/sl on one address', async () => (await forward('serverless/sl'))?.targetIps === undefined, 5000);
-    t.ok(Date.now() - started < 5000, `followed in ${Date.now() - started} ms (dns.interval 500 ms; bound stretched for load)`);
+    // dns.interval is 500 ms here; the bound stretches with the machine's load.
+    const bound = stretch(5000);
+    await waitFor('serverless/sl on one address', async () => (await forward('serverless/sl'))?.targetIps === undefined, bound);
+    t.ok(Date.now() - started < bound, `followed in ${Date.now() - started} ms (dns.interval 500 ms; bound ${bound} ms, stretched for load)`);
     t.same(await spread(port, 6), Array(6).fill(SUBNET_A.server), 'every new connection goes to the remaining address');
   });
 
@@ -83,8 +83,7 @@ t.test('Serverless, several addresses per name, and the plaintext guard', async 
 
   await t.test('forward.plaintext refuse: not forwarded, port kept, state refused', async (t) => {
     const port = (await forward('node/plain/0001'))!.listenPort;
-    const config = readFileSync(rig.configPath, 'utf8');
-    writeFileSync(rig.configPath, config.replace('  publicAddress: 198.18.0.1\n', '  publicAddress: 198.18.0.1\n  plaintext: refuse\n'));
+    rig.configure({ plaintext: 'refuse' });
     daemon.process.kill('SIGHUP');
     const refused = await waitFor('node/plain/0001 refused', async () => {
       const f = await forward('node/plain/0001');

@@ -7,8 +7,8 @@ import t from 'tap';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, loadavg } from 'node:os';
-import { labConfig, startRig, waitFor } from '../../lab/rig.js';
-import { logLines, startDaemon, sleep } from './lab-daemon.js';
+import { labConfig, startRig, stretch, waitFor } from '../../lab/rig.js';
+import { logLines, startDaemon, waitForSnapshot } from './lab-daemon.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root for the namespace lab' : false;
 const PORTS = [6379, 6380, 6381, 6382, 6383, 11211, 11212, 11213];
@@ -43,8 +43,9 @@ t.test('access control', { skip }, async (t) => {
     writeFileSync(rig.configPath, labConfig(rig.apiUrl, rig.dir).replace('allowedSources: [198.18.0.10/32]', `allowedSources: ${allowed}`));
     const mark = daemon.mark();
     daemon.kill('SIGHUP');
-    await daemon.waitForLine(/configuration reloaded|reload refused/, 10_000, mark);
-    await sleep(1500); // the next pass applies it
+    const line = await daemon.waitForLine(/configuration reloaded|reload refused/, 10_000, mark);
+    // The pass after the reload applies it: wait for its snapshot.
+    await waitForSnapshot(rig, () => true, stretch(10_000), (JSON.parse(line) as { time: number }).time);
     return mark;
   };
 
@@ -95,7 +96,7 @@ t.test('access control', { skip }, async (t) => {
     for (const secret of ['lab-secret', 'AKIDLAB', 'AWS_', 'SECRET', 'password', 'token']) {
       t.notOk(snapshotText.toLowerCase().includes(secret.toLowerCase()), `the snapshot does not contain "${secret}"`);
     }
-    const allowed = ['version', 'pid', 'startedAt', 'lastPassAt', 'passes', 'lastPassOk', 'lastSyncAt', 'lastSyncError', 'discoveryIntervalMs', 'dnsIntervalMs', 'syncWarnIntervals', 'syncCriticalIntervals', 'degraded', 'degradedReason', 'ipForward', 'lastKernelError', 'rulesDigest', 'forwards'];
+    const allowed = ['version', 'pid', 'startedAt', 'lastPassAt', 'passes', 'lastPassOk', 'lastSyncAt', 'lastSyncError', 'discoveryIntervalMs', 'dnsIntervalMs', 'syncWarnIntervals', 'syncCriticalIntervals', 'degraded', 'degradedReason', 'ipForward', 'lastKernelError', 'rulesDigest', 'forwards', 'connections'];
     t.same(Object.keys(snapshot).filter((k) => !allowed.includes(k)), [], `only known fields: ${Object.keys(snapshot).join(', ')}`);
     for (const file of [join(rig.dir, 'state', 'ports.json'), join(rig.dir, 'rules.v4')]) {
       const text = readFileSync(file, 'utf8');

@@ -1,8 +1,8 @@
 // Kernel faults against the real daemon in the namespace lab: iptables-restore
-// failing, the nat table flushed and jumps deleted (repeatedly, timed), the
-// xtables lock held, iptables missing altogether, and rules in the other
-// iptables backend. The daemon must stay up, keep what is installed, say
-// what is wrong in its log and status snapshot, and resync fully after.
+// failing, the nat table flushed and jumps deleted (repeatedly, timed),
+// iptables missing altogether, and rules in the other iptables backend. The
+// daemon must stay up, keep what is installed, say what is wrong in its log
+// and status snapshot, and resync fully after.
 
 import t from 'tap';
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readFileSync } from 'node:fs';
@@ -108,21 +108,10 @@ process.exit(r.status ?? 1);`,
     t.ok(daemon.running);
   });
 
-  await t.test('the xtables lock held by another program', async (t) => {
-    // nf_tables iptables takes no xtables lock (only the legacy backend does), so a holder delays nothing.
-    const holder = lab.spawnIn(lab.ns.nat, 'flock', ['/run/xtables.lock', 'sleep', '10'], { label: 'flock' });
-    t.teardown(() => holder.kill('SIGKILL'));
-    await sleep(200);
-    const started = Date.now();
-    const topology = baseTopology();
-    topology.clusters.find((c) => c.id === 'sessions')!.nodes!.push({ id: '0002', address: NAME.sessions2, port: 6379 });
-    await rig.setTopology(topology);
-    await waitFor('change applied while the lock is held', async () => (await dnatTargets(rig)).get(6384) === '198.19.0.14:6379', 9000, 50);
-    const ms = Date.now() - started;
-    t.ok(holder.running, `applied ${ms} ms after the change while the lock was still held (backend nf_tables)`);
-    holder.kill('SIGKILL');
-    await rig.setTopology(baseTopology());
-  });
+  // The xtables lock: only the legacy backend takes it, so holding it here
+  // (nf_tables) would prove nothing. test/netfilter/kernel.test.ts holds it
+  // against a legacy-backend restore: cachenat waits for it (-w 5), and names
+  // it in a retryable error when it is held longer.
 
   await t.test('iptables missing: the daemon stays up, keeps the kernel as is, says what to install', async (t) => {
     await daemon.stop(5000);
@@ -149,17 +138,16 @@ process.exit(r.status ?? 1);`,
     await waitForSnapshot(rig, (s) => !s.degraded, 5000);
   });
 
-  await t.test('nat rules in the other backend (legacy): warned at start', async (t) => {
-    const legacy = await lab.exec(lab.ns.nat, 'iptables-legacy', ['-t', 'nat', '-A', 'POSTROUTING', '-s', '192.0.2.0/24', '-j', 'RETURN'], { reject: false });
-    if (legacy.exitCode !== 0) {
-      t.comment(`skipped: iptables-legacy unusable here: ${legacy.stderr.trim()}`);
-      return;
-    }
+  // scripts/ensure-system.sh installs iptables-legacy (Debian's iptables package).
+  const legacy = await lab.exec(lab.ns.nat, 'iptables-legacy', ['-t', 'nat', '-A', 'POSTROUTING', '-s', '192.0.2.0/24', '-j', 'RETURN'], { reject: false });
+  const legacySkip = legacy.exitCode === 0 ? false : `iptables-legacy cannot add a nat rule here (exit ${legacy.exitCode}): ${legacy.stderr.trim()}`;
+  await t.test('nat rules in the other backend (legacy): warned at start', { skip: legacySkip }, async (t) => {
     t.teardown(() => lab.exec(lab.ns.nat, 'iptables-legacy', ['-t', 'nat', '-F'], { reject: false }));
     await daemon.stop(5000);
     daemon = await startDaemon(rig);
     const warning = logLines(daemon).find((l) => /other backend/.test(l.msg));
-    t.ok(warning && warning.level === 40, `warned: "${warning?.msg}"`);
+    t.equal(warning?.level, 40, `warned: "${warning?.msg}"`);
+    t.match(warning?.msg, /nf_tables backend, but iptables-legacy-save shows 1 nat rule\(s\) in the other backend/, 'names the backend in use, the other one and how many rules it holds');
     t.equal(await rig.probe('client', 6379), 'redis-11', 'and forwards all the same');
   });
 

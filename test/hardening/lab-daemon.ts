@@ -1,23 +1,17 @@
-// Helpers for the hardening lab tests: a daemon started with a PATH or config
-// of the test's choosing, its status snapshot, its JSON log lines, and small
+// Helpers for the hardening lab tests: a daemon started through the rig with a
+// PATH or config of the test's choosing, its status snapshot, its JSON log lines, and small
 // programs (written by the test, run without a shell) that stand in for
 // broken system tools.
 
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, daemonEnv, type LabRig } from '../../lab/rig.js';
+import type { LabRig, StartOptions } from '../../lab/rig.js';
 import type { LabProcess } from '../../lab/process.js';
 import type { StatusSnapshot } from '../../src/core/daemon/status-snapshot.js';
 
-/** Starts `cachenat run` in the lab's NAT namespace; `waitReady: false` returns at once. */
-export async function startDaemon(
-  rig: LabRig,
-  options: { env?: Record<string, string>; configPath?: string; waitReady?: boolean } = {},
-): Promise<LabProcess> {
-  const env = { ...daemonEnv(rig.dir), NODE_OPTIONS: '', ...options.env };
-  const proc = rig.lab.spawnIn(rig.lab.ns.nat, process.execPath, [CLI, 'run', '--config', options.configPath ?? rig.configPath], { env, label: 'cachenat run' });
-  if (options.waitReady !== false) await proc.waitForLine(/"msg":"ready/, 20_000);
-  return proc;
+/** Starts `cachenat run` in the lab's NAT namespace (the rig's harness, without tap's preloads); `waitReady: false` returns at once. */
+export async function startDaemon(rig: LabRig, options: StartOptions = {}): Promise<LabProcess> {
+  return (await rig.start({ ...options, env: { NODE_OPTIONS: '', ...options.env } })).process;
 }
 
 export interface LogLine {

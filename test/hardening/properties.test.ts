@@ -8,12 +8,12 @@ import fc from 'fast-check';
 import { validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/core/config/schema.js';
 import { portFamilyOf, type DiscoveredTarget, type Engine, type Resolution, type Topology } from '../../src/core/model.js';
-import { parseSaveAll } from '../../src/core/netfilter/parse-save.js';
 import { planForwards, type ForwardPolicy } from '../../src/core/planner/plan-forwards.js';
 import { planPass } from '../../src/core/planner/plan.js';
 import { allocatePorts } from '../../src/core/ports/allocate.js';
 import { emptyPortState, type PortState } from '../../src/core/ports/port-state.js';
-import { applyRestore, emptyKernel } from './kernel-sim.js';
+import { DOCKER_SAVE } from '../../lab/foreign-rules.js';
+import { applyRestore, emptyKernel, installedFrom } from '../support/kernel-sim.js';
 
 const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);
 const SEED = process.env.HARDENING_SEED === undefined ? undefined : Number(process.env.HARDENING_SEED);
@@ -70,10 +70,12 @@ const topologyOf = (listed: number[]): Topology => ({ targets: listed.map((i) =>
 const dnsOf = (s: Step): Map<string, Resolution> => new Map(UNIVERSE.map((u, i) => [u.address, s.dns[i]!]));
 
 t.test(`ports: unique, in range, sticky, quarantined, never removed without an answer (${RUNS} sequences)`, async (t) => {
+  let sequences = 0;
   let steps = 0;
   let exhaustedSeen = 0;
   fc.assert(
     fc.property(policyArb, fc.array(step, { minLength: 1, maxLength: 12 }), (policy, sequence) => {
+      sequences++;
       let state: PortState = emptyPortState();
       let now = 1_700_000_000_000;
       const firstPort = new Map<string, number>();
@@ -129,10 +131,11 @@ t.test(`ports: unique, in range, sticky, quarantined, never removed without an a
     }),
     params,
   );
-  t.pass(`${RUNS} sequences, ${steps} passes, ${exhaustedSeen} port-exhaustion events checked`);
+  t.equal(sequences, RUNS, `${sequences} sequences, ${steps} passes, ${exhaustedSeen} port-exhaustion events checked`);
 });
 
 t.test(`allocatePorts alone: unique, never on a taken or quarantined port (${RUNS} cases)`, async (t) => {
+  let allocations = 0;
   const entryArb = fc.record({ index: fc.integer({ min: 0, max: UNIVERSE.length - 1 }), port: fc.integer({ min: 1, max: 65535 }) });
   fc.assert(
     fc.property(
@@ -141,6 +144,7 @@ t.test(`allocatePorts alone: unique, never on a taken or quarantined port (${RUN
       fc.subarray(UNIVERSE.map((_, i) => i)),
       fc.integer({ min: 6370, max: 6390 }),
       (held, releasedRaw, fresh, start) => {
+        allocations++;
         const now = 1000;
         const entries = held.map(({ index, port }) => ({ ...UNIVERSE[index]!, listenPort: port }));
         const heldKeys = new Set(entries.map((e) => e.key));
@@ -162,7 +166,7 @@ t.test(`allocatePorts alone: unique, never on a taken or quarantined port (${RUN
     ),
     params,
   );
-  t.pass(`${RUNS} allocations`);
+  t.equal(allocations, RUNS, `${allocations} allocations`);
 });
 
 const baseConfig = (extra: Partial<{ snat: string; allowed: string[] }> = {}): Config =>
@@ -177,25 +181,8 @@ const baseConfig = (extra: Partial<{ snat: string; allowed: string[] }> = {}): C
   ).config;
 const CONFIGS = [baseConfig(), baseConfig({ snat: '10.9.9.9', allowed: ['198.51.100.0/24', '203.0.113.7/32'] }), baseConfig({ allowed: ['0.0.0.0/0'] })];
 
-// What a host may already hold: another tool's rules, and leftovers of ours
-// (a stale DNAT, a duplicated jump, an old chain) that a pass must clean up.
-const FOREIGN = `*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
--A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
--A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
--A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A FORWARD -o docker0 -j ACCEPT
-COMMIT
-`;
+// What a host may already hold: another tool's rules (Docker's), and leftovers
+// of ours (a stale DNAT, a duplicated jump, an old chain) that a pass must clean up.
 const LEFTOVERS = [
   { table: 'nat', chain: 'PREROUTING', line: '-A PREROUTING -m comment --comment cachenat -j CACHENAT-PREROUTING' },
   { table: 'nat', chain: 'POSTROUTING', line: '-A POSTROUTING -m comment --comment cachenat -j CACHENAT-POSTROUTING' },
@@ -205,8 +192,7 @@ const LEFTOVERS = [
 ] as const;
 
 function hostKernel(foreign: boolean, leftovers: boolean[]) {
-  const base = foreign ? parseSaveAll(FOREIGN) : undefined;
-  const kernel = base ? { nat: base.get('nat')!, filter: base.get('filter')! } : emptyKernel();
+  const kernel = foreign ? installedFrom(DOCKER_SAVE) : emptyKernel();
   leftovers.forEach((on, i) => {
     if (!on) return;
     const { table, chain, line } = LEFTOVERS[i]!;
@@ -222,6 +208,7 @@ const canonical = (value: unknown): string =>
   JSON.stringify(value, (_, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v));
 
 t.test(`a pass applied twice changes nothing the second time (${RUNS} cases)`, async (t) => {
+  let cases = 0;
   let restores = 0;
   fc.assert(
     fc.property(
@@ -231,6 +218,7 @@ t.test(`a pass applied twice changes nothing the second time (${RUNS} cases)`, a
       fc.boolean(),
       fc.array(fc.boolean(), { minLength: LEFTOVERS.length, maxLength: LEFTOVERS.length }),
       (history, last, configIndex, foreign, leftovers) => {
+        cases++;
         const config = CONFIGS[configIndex]!;
         let kernel = hostKernel(foreign, leftovers);
         let state = emptyPortState();
@@ -253,5 +241,5 @@ t.test(`a pass applied twice changes nothing the second time (${RUNS} cases)`, a
     ),
     params,
   );
-  t.pass(`${RUNS} cases, ${restores} simulated restores, each followed by a pass that wrote nothing`);
+  t.equal(cases, RUNS, `${cases} cases, ${restores} simulated restores, each followed by a pass that wrote nothing`);
 });

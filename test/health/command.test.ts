@@ -67,7 +67,7 @@ t.test('root: the kernel is read and compared with the snapshot digest', async (
   const { configPath, deps, output } = await setup(t, snapshot({ rulesDigest: 'stale' }));
   const nat = '*nat\n:PREROUTING ACCEPT [0:0]\n:CACHENAT-PREROUTING - [0:0]\n-A PREROUTING -m comment --comment cachenat -j CACHENAT-PREROUTING\nCOMMIT\n';
   const filter = '*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n';
-  const code = await runHealth({ configPath }, { ...deps, privileged: () => true, netfilter: { save: async (table) => (table === 'nat' ? nat : filter) } });
+  const code = await runHealth({ configPath }, { ...deps, privileged: () => true, netfilter: { saveAll: async () => filter + nat } });
   t.equal(code, 2);
   t.match(output(), /^CRITICAL - jumps into cachenat's chains missing: OUTPUT -> CACHENAT-OUTPUT, POSTROUTING -> CACHENAT-POSTROUTING, FORWARD -> CACHENAT-FORWARD/);
   t.notMatch(output(), /kernel rules not read/);
@@ -75,7 +75,7 @@ t.test('root: the kernel is read and compared with the snapshot digest', async (
 
 t.test('root but iptables-save fails: noted, verdict from the snapshot', async (t) => {
   const { configPath, deps, output } = await setup(t, snapshot());
-  const code = await runHealth({ configPath }, { ...deps, privileged: () => true, netfilter: { save: async () => Promise.reject(new Error('iptables-save: command not found')) } });
+  const code = await runHealth({ configPath }, { ...deps, privileged: () => true, netfilter: { saveAll: async () => Promise.reject(new Error('iptables-save: command not found')) } });
   t.equal(code, 0);
   t.match(output(), /note: kernel rules not read \(iptables-save failed: iptables-save: command not found\)/);
 });

@@ -19,10 +19,12 @@ t.test('save and restore call iptables-save / iptables-restore --noflush -w 5 wi
   const netfilter = new IptablesNetfilter(run);
   t.equal(await netfilter.save('nat'), '*nat\nCOMMIT\n');
   await netfilter.saveAll();
+  await netfilter.saveAll({ counters: true });
   await netfilter.restore('*nat\nCOMMIT\n');
   t.same(calls, [
     { file: 'iptables-save', args: ['-t', 'nat'] },
     { file: 'iptables-save', args: [] },
+    { file: 'iptables-save', args: ['-c'] },
     { file: 'iptables-restore', args: ['--noflush', '-w', '5'], input: '*nat\nCOMMIT\n' },
   ]);
 });

@@ -1,20 +1,23 @@
 // Against the real kernel, each test in a network namespace of its own: only
 // iptables rules are loaded, no packet is sent.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RuleForward } from '../../src/core/model.js';
 import { ConntrackTool } from '../../src/netfilter/conntrack.js';
-import { diffRules, renderFlush } from '../../src/core/netfilter/diff.js';
+import { diffRules } from '../../src/core/netfilter/diff.js';
 import { digestRules, installedOwnedRules, missingJumps } from '../../src/core/netfilter/digest.js';
 import { inNamespace, IptablesNetfilter, KernelError, runCommand, type CommandRunner } from '../../src/netfilter/iptables.js';
-import { parseSave } from '../../src/core/netfilter/parse-save.js';
+import { flushOwnedRules, readInstalledRules } from '../../src/netfilter/owned-rules.js';
 import { persistRules } from '../../src/netfilter/persist.js';
+import { interfaceProblem } from '../../src/core/grammar.js';
 import { recoverForwards } from '../../src/core/netfilter/recover.js';
 import { renderRules, type DesiredRules, type RenderOptions } from '../../src/core/netfilter/render.js';
-import { DOCKER_SAVE, foreignLines, withoutComments } from './fixtures/rulesets.js';
+import { DOCKER_SAVE, foreignLines, withoutComments } from '../../lab/foreign-rules.js';
 
 async function kernelUnavailable(): Promise<string | false> {
   if (process.getuid?.() !== 0) return 'needs root for network namespaces';
@@ -40,9 +43,7 @@ async function lab(t: { teardown: (fn: () => unknown) => void }): Promise<Lab> {
   return { run, netfilter: new IptablesNetfilter(run) };
 }
 
-async function installed({ netfilter }: Lab) {
-  return { nat: parseSave(await netfilter.save('nat'), 'nat'), filter: parseSave(await netfilter.save('filter'), 'filter') };
-}
+const installed = ({ netfilter }: Lab) => readInstalledRules(netfilter);
 
 /** One reconcile pass as the daemon does it; returns what it changed. */
 async function sync(lab: Lab, desired: DesiredRules) {
@@ -113,13 +114,25 @@ t.test('rules of another tool stay byte-identical through apply, update and flus
   t.equal(foreignLines(await ns.netfilter.saveAll()), before, 'after update');
   t.equal(diffRules(updated, await installed(ns)).restore, null);
 
-  const flush = renderFlush(await installed(ns));
-  t.not(flush, null);
-  await ns.netfilter.restore(flush!);
+  t.not(await flushOwnedRules(ns.netfilter), null);
   const flushed = await ns.netfilter.saveAll();
   t.notMatch(flushed, /CACHENAT/, 'nothing of ours left');
   t.equal(withoutComments(flushed), withoutComments(DOCKER_SAVE), 'after flush the ruleset is exactly the foreign one');
-  t.equal(renderFlush(await installed(ns)), null);
+  t.equal(await flushOwnedRules(ns.netfilter), null, 'a second flush finds nothing');
+});
+
+t.test('interface names: what cachenat accepts, iptables takes and prints back; what is too long, iptables refuses too', { skip }, async (t) => {
+  const ns = await lab(t);
+  const accepted = ['eth0', 'ens+', 'a'.repeat(15), `${'a'.repeat(14)}+`, 'veth_a.1', 'br-1a2b', '.+'];
+  const tooLong = ['a'.repeat(16), `${'a'.repeat(15)}+`];
+  for (const name of [...accepted, ...tooLong]) {
+    const ok = interfaceProblem(name) === undefined;
+    t.equal(ok, accepted.includes(name), `cachenat ${ok ? 'accepts' : 'refuses'} ${name}`);
+    const added = await ns.run('iptables', ['-w', '5', '-t', 'nat', '-A', 'PREROUTING', '-i', name, '-j', 'ACCEPT']);
+    t.equal(added.exitCode === 0, ok, `iptables ${added.exitCode === 0 ? 'takes' : 'refuses'} -i ${name} ${added.stderr.trim()}`);
+  }
+  const saved = (await installed(ns)).nat.chains.get('PREROUTING')!.rules;
+  t.same(saved, accepted.map((name) => `-A PREROUTING -i ${name} -j ACCEPT`), 'printed back as written');
 });
 
 t.test('what an operator removed comes back on the next pass', { skip }, async (t) => {
@@ -200,9 +213,100 @@ t.test('persistRules saves the full ruleset atomically', { skip }, async (t) => 
   t.equal(await persistRules(ns.netfilter, path, 0o600), false, 'unchanged rules are not rewritten');
 });
 
-t.test('conntrack in a namespace without flows deletes nothing', { skip }, async (t) => {
+// scripts/ensure-system.sh installs conntrack; without it forgetFlows would
+// quietly return 0, so the test is skipped rather than passed.
+const conntrackSkip = skip || ((await runCommand('conntrack', ['--version'])).exitCode === 127 ? 'conntrack is not installed (apt-get install conntrack)' : false);
+
+t.test('conntrack forgets exactly the flows DNATed to the old target', { skip: conntrackSkip }, async (t) => {
   const ns = await lab(t);
+  // Real entries in the namespace's conntrack table, as a client's DNATed
+  // connection leaves them: client -> NAT:listenPort, answered by the target.
+  const flow = (clientPort: number, listenPort: number, targetIp: string) =>
+    ['-p', 'tcp', '--src', '198.51.100.27', '--dst', '10.0.0.1', '--sport', String(clientPort), '--dport', String(listenPort),
+      '--reply-src', targetIp, '--reply-dst', '198.51.100.27', '--reply-port-src', '6379', '--reply-port-dst', String(clientPort)];
+  const flows = {
+    toOldTarget: flow(40001, 6380, '10.0.1.231'),
+    toNewTarget: flow(40002, 6380, '10.0.1.232'),
+    otherPortSameIp: flow(40003, 6381, '10.0.1.231'),
+  };
+  for (const [name, args] of Object.entries(flows)) {
+    const made = await ns.run('conntrack', ['-I', ...args, '--state', 'ESTABLISHED', '--timeout', '600', '-u', 'SEEN_REPLY']);
+    t.equal(made.exitCode, 0, `flow ${name} created`, { stderr: made.stderr });
+  }
+  const clientPorts = async () => {
+    const listed = await ns.run('conntrack', ['-L', '-p', 'tcp']);
+    return [...listed.stdout.matchAll(/^tcp .*? sport=(\d+) /gm)].map((m) => Number(m[1])).sort();
+  };
+  t.same(await clientPorts(), [40001, 40002, 40003], 'three flows in the table');
+
   const tool = new ConntrackTool(ns.run);
-  const count = await tool.forgetFlows(6380, '10.0.1.231');
-  t.equal(count, 0);
+  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 1, 'one flow deleted');
+  t.same(await clientPorts(), [40002, 40003], 'the flow to the old target is gone; the new target and the other port kept theirs');
+  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 0, 'nothing left to delete (conntrack exits 1: not an error)');
+  t.ok(tool.available, 'the tool was found');
+});
+
+// The legacy backend serialises writers with the xtables lock (nf_tables takes
+// none). cachenat restores with `-w 5`: it waits for a lock that is released
+// soon, and reports one held longer as a retryable error that names it (the
+// daemon retries on the next pass). The lock file is the test's own
+// (XTABLES_LOCKFILE), so the host's /run/xtables.lock is never held.
+const legacySkip = skip || ((await runCommand('iptables-legacy-restore', ['--version'])).exitCode === 127 ? 'iptables-legacy-restore is not installed (Debian: apt-get install iptables)' : false);
+
+t.test('legacy backend: the restore waits for the xtables lock, and names it when held too long', { skip: legacySkip }, async (t) => {
+  const ns = await lab(t);
+  const dir = await mkdtemp(join(tmpdir(), 'cachenat-xtlock-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const lockFile = join(dir, 'xtables.lock');
+  const legacyRun: CommandRunner = (file, args, options) =>
+    ns.run('env', [`XTABLES_LOCKFILE=${lockFile}`, file.replace(/^iptables(-save|-restore)?$/, 'iptables-legacy$1'), ...args], options);
+  const legacy: Lab = { run: legacyRun, netfilter: new IptablesNetfilter(legacyRun) };
+
+  const lockFree = async () => (await runCommand('flock', ['-n', lockFile, 'true'])).exitCode === 0;
+  const holdLock = async (t: Test) => {
+    // --no-fork: flock becomes the sleep, so killing it releases the lock (a
+    // forked child would inherit the lock and keep holding it).
+    const holder = spawn('flock', ['--no-fork', lockFile, 'sleep', '60'], { stdio: 'ignore' });
+    const exited = once(holder, 'exit');
+    const release = async () => {
+      holder.kill('SIGKILL');
+      await exited;
+    };
+    t.teardown(release);
+    for (let tries = 0; (await lockFree()) && tries < 200; tries++) await new Promise((r) => setTimeout(r, 25));
+    t.notOk(await lockFree(), 'another program holds the xtables lock');
+    return release;
+  };
+  const dnatLines = async () => (await legacy.netfilter.save('nat')).split('\n').filter((l) => l.startsWith('-A CACHENAT-DNAT') && l.includes(' -j DNAT ')).length;
+
+  await t.test('released within the wait: the restore applies after it', async (t) => {
+    const release = await holdLock(t);
+    const started = Date.now();
+    let settled = false;
+    const applying = sync(legacy, renderRules([forward(1)], base)).finally(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 1500));
+    t.notOk(settled, 'still waiting for the lock after 1.5 s');
+    await release();
+    await applying;
+    t.ok(Date.now() - started >= 1500, `applied ${Date.now() - started} ms after it started, once the lock was free`);
+    t.equal(await dnatLines(), 1, 'the forward is installed in the legacy backend');
+  });
+
+  await t.test('held past the wait: a retryable KernelError that names the lock; the next try applies', async (t) => {
+    const release = await holdLock(t);
+    const started = Date.now();
+    const err = await sync(legacy, renderRules([forward(1), forward(2)], base)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const waited = Date.now() - started;
+    t.type(err, KernelError);
+    t.ok(err instanceof KernelError && err.retryable, 'retryable');
+    t.match((err as Error).message, /xtables lock.*retried on the next pass/s, 'says the lock is held and that it is retried');
+    t.ok(waited >= 4500, `gave up after waiting ${waited} ms (-w 5)`);
+    t.equal(await dnatLines(), 1, 'nothing changed meanwhile');
+    await release();
+    await sync(legacy, renderRules([forward(1), forward(2)], base));
+    t.equal(await dnatLines(), 2, 'the next try, with the lock free, applies');
+  });
 });

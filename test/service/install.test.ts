@@ -100,3 +100,24 @@ t.test('refuses what is not a release', async (t) => {
   t.equal(result.exitCode, 66);
   t.match(result.stderr, /is not a cachenat release/);
 });
+
+t.test('--node-exporter wires node_exporter to the textfile directory; a second run changes nothing', async (t) => {
+  const { dir, root } = await setup(t);
+  await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
+  await writeFile(join(root, 'lib/systemd/system/prometheus-node-exporter.service'), '[Service]\nExecStart=/usr/bin/prometheus-node-exporter $ARGS\n[Install]\nWantedBy=multi-user.target\n');
+  const release = await fakeRelease(dir, '1.2.3');
+  const install = () => execa('sh', [installSh, '--root', root, '--node-exporter', release], { reject: false });
+  const first = await install();
+  t.equal(first.exitCode, 0, first.stderr);
+  t.equal(((await lstat(join(root, 'var/lib/node_exporter/textfile_collector'))).mode & 0o777).toString(8), '755');
+  const dropIn = await readFile(join(root, 'etc/systemd/system/prometheus-node-exporter.service.d/cachenat-textfile.conf'), 'utf8');
+  t.match(dropIn, /^ExecStart=$/m, 'the packaged ExecStart is cleared first');
+  t.match(dropIn, /^ExecStart=\/usr\/bin\/prometheus-node-exporter \$ARGS --collector\.textfile\.directory=\/var\/lib\/node_exporter\/textfile_collector$/m);
+  t.ok(await lstat(join(root, 'etc/systemd/system/multi-user.target.wants/prometheus-node-exporter.service')), 'enabled');
+  t.match(await readFile(join(root, 'etc/systemd/system/cachenat.service'), 'utf8'), /ReadWritePaths=.* -\/var\/lib\/node_exporter\/textfile_collector/, 'the sandboxed daemon may write there');
+  const before = await snapshotTree(root);
+  const second = await install();
+  t.equal(second.exitCode, 0, second.stderr);
+  t.same(await snapshotTree(root), before, 'idempotent');
+  t.match(second.stdout, /nothing changed/);
+});

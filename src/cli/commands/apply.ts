@@ -3,26 +3,28 @@
 import { acquireLock } from '../../daemon/lock.js';
 import { Reconciler, type PassReport } from '../../daemon/reconciler.js';
 import { describeEvent } from '../../core/daemon/events.js';
-import { buildEdges, ipForwardControl } from '../edges.js';
-import { EXIT } from '../exit-codes.js';
-import type { CommandOptions } from './index.js';
-import { loadFor, print, stderrLogger } from './shared.js';
+import { planOutcome } from '../../core/planner/plan-outcome.js';
+import { EXIT, PLAN_EXIT } from '../exit-codes.js';
+import type { CliIo } from '../io.js';
+import type { CommandOptions } from './types.js';
+import { loadFor, print } from './shared.js';
 
-export async function applyCommand(options: CommandOptions): Promise<number> {
-  const { config, warnings } = await loadFor(options);
-  const logger = stderrLogger(config.log.level);
+export async function applyCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const { config, warnings } = await loadFor(options, io);
+  const logger = io.logger(config.log.level, 'stderr');
   for (const w of warnings) logger.warn(w);
+  const machine = await io.machine();
   const release = await acquireLock(config.state.dir);
   try {
-    await ipForwardControl(logger).ensure(config.ipForward);
-    const report = await new Reconciler(config, buildEdges(config, logger)).pass({ discover: true, write: true });
-    print(summary(report));
+    await machine.ipForward(logger).ensure(config.ipForward);
+    const report = await new Reconciler(config, machine.edgeFactory(logger)(config)).pass({ discover: true, write: true });
+    print(io.stdout, summary(report));
     if (report.discovery.status === 'failed') {
-      process.stderr.write(`cachenat: ElastiCache API: ${report.discovery.error.message}; kept every forward as it was\n`);
+      print(io.stderr, `cachenat: ElastiCache API: ${report.discovery.error.message}; kept every forward as it was`);
       return EXIT.failure;
     }
     if (report.kernelError) {
-      process.stderr.write(`cachenat: ${report.kernelError.message}\n`);
+      print(io.stderr, `cachenat: ${report.kernelError.message}`);
       return EXIT.failure;
     }
     return EXIT.ok;
@@ -31,23 +33,26 @@ export async function applyCommand(options: CommandOptions): Promise<number> {
   }
 }
 
-export async function planCommand(options: CommandOptions): Promise<number> {
-  const { config } = await loadFor(options);
-  const logger = stderrLogger(config.log.level);
-  const report = await new Reconciler(config, buildEdges(config, logger)).pass({ discover: true, write: false });
-  if (report.discovery.status === 'failed') {
-    process.stderr.write(`cachenat: ElastiCache API: ${report.discovery.error.message}; the plan below keeps every forward as it is\n`);
-  }
+/** Exit 0 nothing to do, 2 changes pending, 1 could not plan (see PLAN_EXIT). */
+export async function planCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const { config } = await loadFor(options, io);
+  const logger = io.logger(config.log.level, 'stderr');
+  const machine = await io.machine();
+  const report = await new Reconciler(config, machine.edgeFactory(logger)(config)).pass({ discover: true, write: false });
   const lines = report.plan.events.map((e) => `  ${describeEvent(e).message}`);
   const restore = report.plan.changes.restore;
-  if (lines.length === 0 && restore === null) {
-    print(`nothing to do: ${report.plan.forwards.length} forwards are in place`);
-    return report.discovery.status === 'failed' ? EXIT.failure : EXIT.ok;
+  const outcome = planOutcome({ discoveryFailed: report.discovery.status === 'failed', events: lines.length, restore });
+  if (report.discovery.status === 'failed') {
+    print(io.stderr, `cachenat: could not plan: ElastiCache API: ${report.discovery.error.message}. A pass now would keep every forward as it is; run plan again once the API answers`);
   }
-  if (lines.length > 0) print(`changes:\n${lines.join('\n')}`);
-  if (restore !== null) print(`kernel update (iptables-restore --noflush input):\n${restore}`);
-  else print('the kernel rules already match');
-  return restore !== null ? EXIT.pending : EXIT.ok;
+  if (lines.length === 0 && restore === null) {
+    if (outcome === 'nothing-to-do') print(io.stdout, `nothing to do: ${report.plan.forwards.length} forwards are in place`);
+    return PLAN_EXIT[outcome];
+  }
+  if (outcome === 'could-not-plan') print(io.stdout, "even without the API's answer, a pass would change:");
+  if (lines.length > 0) print(io.stdout, `changes:\n${lines.join('\n')}`);
+  print(io.stdout, restore !== null ? `kernel update (iptables-restore --noflush input):\n${restore}` : 'the kernel rules already match; only the port map changes');
+  return PLAN_EXIT[outcome];
 }
 
 function summary(report: PassReport): string {

@@ -1,27 +1,24 @@
 import { acquireLock } from '../../daemon/lock.js';
-import { renderFlush } from '../../core/netfilter/diff.js';
-import { parseSave } from '../../core/netfilter/parse-save.js';
-import { buildEdges } from '../edges.js';
+import { flushOwnedRules } from '../../netfilter/owned-rules.js';
 import { EXIT } from '../exit-codes.js';
-import type { CommandOptions } from './index.js';
-import { loadFor, print, stderrLogger } from './shared.js';
+import type { CliIo } from '../io.js';
+import type { CommandOptions } from './types.js';
+import { loadFor, print } from './shared.js';
 
 /** Removes every CACHENAT- chain and the jumps to them; nothing else. The port map stays for the next start. */
-export async function flushCommand(options: CommandOptions): Promise<number> {
-  const { config } = await loadFor(options);
-  const logger = stderrLogger(config.log.level);
+export async function flushCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const { config } = await loadFor(options, io);
+  const logger = io.logger(config.log.level, 'stderr');
+  const buildEdges = (await io.machine()).edgeFactory(logger);
   const release = await acquireLock(config.state.dir);
   try {
-    const edges = buildEdges(config, logger);
-    const [nat, filter] = await Promise.all([edges.netfilter.save('nat'), edges.netfilter.save('filter')]);
-    const restore = renderFlush({ nat: parseSave(nat, 'nat'), filter: parseSave(filter, 'filter') });
-    if (restore === null) {
-      print('nothing installed by cachenat');
+    const edges = buildEdges(config);
+    if ((await flushOwnedRules(edges.netfilter)) === null) {
+      print(io.stdout, 'nothing installed by cachenat');
       return EXIT.ok;
     }
-    await edges.netfilter.restore(restore);
     await edges.persistRules?.();
-    print('removed every cachenat chain and jump; other rules untouched');
+    print(io.stdout, 'removed every cachenat chain and jump; other rules untouched');
     return EXIT.ok;
   } finally {
     await release();

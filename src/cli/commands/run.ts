@@ -1,18 +1,16 @@
-import { setTimeout as delay } from 'node:timers/promises';
-import { configPathFrom, loadConfigFile } from '../../config/load.js';
+import { loadConfigFile } from '../../config/load.js';
 import { acquireLock } from '../../daemon/lock.js';
-import { createNotifier } from '../../daemon/notify.js';
 import { runDaemon } from '../../daemon/run-daemon.js';
 import { writeSnapshotFile } from '../../daemon/snapshot-file.js';
-import { createLogger } from '../../log/logger.js';
-import { detectBackend } from '../../netfilter/backend.js';
-import { buildEdges, ipForwardControl } from '../edges.js';
-import type { CommandOptions } from './index.js';
+import type { CliIo } from '../io.js';
+import type { CommandOptions } from './types.js';
+import { configPathOf } from './shared.js';
 
-export async function runCommand(options: CommandOptions): Promise<number> {
-  const path = configPathFrom(options.configFlag, process.env);
+export async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const path = configPathOf(options, io);
   const loaded = await loadConfigFile(path); // a bad config exits 78 before anything is touched
-  const logger = createLogger({ level: loaded.config.log.level });
+  const logger = io.logger(loaded.config.log.level, 'stdout');
+  const machine = await io.machine();
   const release = await acquireLock(loaded.config.state.dir).catch((err: NodeJS.ErrnoException) => {
     // A full or read-only state.dir must not stop the daemon from following the topology: run without the
     // lock (systemd runs one instance; `apply` and `flush` still need it and will refuse) and say so.
@@ -21,7 +19,7 @@ export async function runCommand(options: CommandOptions): Promise<number> {
     return async () => undefined;
   });
   // Rules in the other iptables backend run too, unseen by cachenat: say so once at start.
-  const backend = await detectBackend().catch(() => undefined);
+  const backend = await machine.detectBackend().catch(() => undefined);
   if (backend?.warning) logger.warn({ backend: backend.backend }, backend.warning);
   let statusFile = loaded.config.state.statusFile;
   try {
@@ -32,16 +30,14 @@ export async function runCommand(options: CommandOptions): Promise<number> {
         statusFile = next.config.state.statusFile;
         return next;
       },
-      buildEdges: (config) => buildEdges(config, logger),
-      notifier: createNotifier(process.env, undefined, {
-        onError: (err) => logger.warn({ err: String(err) }, 'systemd-notify failed: systemd may not see READY or the watchdog; is NotifyAccess=all set in the unit?'),
-      }),
+      // One factory for the daemon's life: a reload reuses the SDK client, or destroys it when aws.* changed.
+      buildEdges: machine.edgeFactory(logger),
+      notifier: machine.notifier(logger),
       logger,
-      ipForward: ipForwardControl(logger),
+      ipForward: machine.ipForward(logger),
       writeSnapshot: (snapshot) => writeSnapshotFile(statusFile, snapshot),
-      sleep: (ms, signal) => delay(ms, undefined, { signal }).catch(() => undefined),
-      random: Math.random,
-      signals: process,
+      ...machine.daemon,
+      metrics: machine.metrics(logger),
     });
   } finally {
     await release();

@@ -1,12 +1,13 @@
 import { configPathFrom, loadConfigFile, type LoadedConfig } from '../../config/load.js';
-import { createLogger, type Logger } from '../../log/logger.js';
-import type { CommandOptions } from './index.js';
+import type { CliIo, TextSink } from '../io.js';
+import type { CommandOptions } from './types.js';
 
-export const loadFor = (options: CommandOptions): Promise<LoadedConfig> => loadConfigFile(configPathFrom(options.configFlag, process.env));
+/** --config, else $CACHENAT_CONFIG, else the default path. */
+export const configPathOf = (options: CommandOptions, io: CliIo): string => configPathFrom(options.configFlag, io.env);
 
-/** One-shot commands log to stderr, so stdout stays clean for their output. */
-export const stderrLogger = (level: string): Logger => createLogger({ level, destination: { write: (line: string) => void process.stderr.write(line) } });
+/** A bad config throws ConfigError (exit 78) before the command has touched anything. */
+export const loadFor = (options: CommandOptions, io: CliIo): Promise<LoadedConfig> => loadConfigFile(configPathOf(options, io));
 
-export const print = (text: string): void => {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+export const print = (out: TextSink, text: string): void => {
+  out.write(text.endsWith('\n') ? text : `${text}\n`);
 };

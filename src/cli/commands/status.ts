@@ -2,17 +2,21 @@
 
 import type { Forward } from '../../core/model.js';
 import { renderSecurityGroupRulesAwsCli, renderSecurityGroupRulesTable, securityGroupRules } from '../../core/endpoints/security-group.js';
-import { externalHost, readForwards } from '../forwards-view.js';
+import { findPublicAddress, readForwards } from '../forwards-view.js';
 import { cacheNameOf } from '../../core/planner/plaintext-guard.js';
-import { EXIT, UsageError } from '../exit-codes.js';
-import type { CommandOptions } from './index.js';
-import { loadFor, print } from './shared.js';
+import { EXIT } from '../exit-codes.js';
+import type { CliIo } from '../io.js';
+import type { CommandOptions } from './types.js';
+import { configPathOf, loadFor, print } from './shared.js';
+import { withConnections, connectionsCell } from '../status-connections.js';
 
 const idOf = (f: Forward): string => (f.kind === 'node' ? `${f.cacheClusterId}/${f.cacheNodeId}` : `${cacheNameOf(f)} (${f.kind})`);
 
 /** tls is always stated (false when the API did not say: recovered from rules); TLS targets name the SNI clients must send. */
 const withTls = <T extends Forward>(f: T) => ({ ...f, tls: f.tls === true, ...(f.tls === true ? { sni: f.address } : {}) });
 const tlsCell = (f: Forward): string => (f.tls === true ? `yes (SNI ${f.address})` : 'no');
+/** Every address of a name with several, else the one. */
+const destinationCell = (f: Forward): string => (f.targetIp ? (f.targetIps ?? [f.targetIp]).map((ip) => `${ip}:${f.targetPort}`).join(',') : '-');
 
 export function renderTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -20,37 +24,47 @@ export function renderTable(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-export async function statusCommand(options: CommandOptions): Promise<number> {
-  const { config } = await loadFor(options);
-  const view = await readForwards(config);
+export async function statusCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const { config } = await loadFor(options, io);
+  const view = await readForwards(config, io);
+  const forwards = withConnections(view.forwards, view.connections);
   if (options.json) {
-    print(JSON.stringify({ source: view.source, forwards: view.forwards.map(withTls) }, null, 2));
+    print(io.stdout, JSON.stringify({ source: view.source, forwards: forwards.map(withTls) }, null, 2));
     return EXIT.ok;
   }
   if (view.forwards.length === 0) {
-    print(view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
+    print(io.stdout, view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
     return EXIT.ok;
   }
-  const rows = view.forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), f.targetIp ? (f.targetIps ?? [f.targetIp]).map((ip) => `${ip}:${f.targetPort}`).join(',') : '-', f.state, f.tls === true ? 'yes' : 'no', f.address]);
-  print(renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'TLS', 'ADDRESS'], rows));
-  if (view.source !== 'daemon') print(`(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
+  const rows = forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), destinationCell(f), f.state, f.tls === true ? 'yes' : 'no', connectionsCell(f), f.address]);
+  print(io.stdout, renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'TLS', 'CONNS OPEN/NEW', 'ADDRESS'], rows));
+  if (view.source !== 'daemon') print(io.stdout, `(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
   return EXIT.ok;
 }
 
-export async function endpointsCommand(options: CommandOptions): Promise<number> {
-  const { config } = await loadFor(options);
+/** Exit 0, or 1 when no address for clients could be found (nothing is printed on stdout then). */
+export async function endpointsCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const { config } = await loadFor(options, io);
   const format = options.format ?? (options.json ? 'json' : 'table');
-  const { forwards } = await readForwards(config);
+  const { forwards } = await readForwards(config, io);
   if (format === 'security-group') {
     const rules = securityGroupRules({ forwards, allowedSources: config.forward.allowedSources });
-    print(`${renderSecurityGroupRulesTable(rules)}\n${renderSecurityGroupRulesAwsCli(rules)}`);
+    print(io.stdout, `${renderSecurityGroupRulesTable(rules)}\n${renderSecurityGroupRulesAwsCli(rules)}`);
     return EXIT.ok;
   }
-  const host = await externalHost(config);
+  const found = await findPublicAddress(config, io);
+  if (found.address === undefined) {
+    print(io.stderr, `cachenat: no address for clients to dial: ${found.notes.join('; ')}. Set forward.publicAddress in ${configPathOf(options, io)} to the address clients connect to (the Elastic IP)`);
+    return EXIT.failure;
+  }
+  if (found.from === 'interface') {
+    print(io.stderr, `cachenat: note: showing ${config.forward.inboundInterface}'s own address ${found.address} (${found.notes.join('; ')}); clients outside the VPC need forward.publicAddress`);
+  }
+  const host = found.address;
   const endpoints = forwards.map((f) => withTls({ ...f, host, port: f.listenPort, endpoint: `${host}:${f.listenPort}` }));
   switch (format) {
     case 'json':
-      print(JSON.stringify({ host, endpoints }, null, 2));
+      print(io.stdout, JSON.stringify({ host, endpoints }, null, 2));
       return EXIT.ok;
     case 'natmap': {
       // Keys as cluster-mode clients see nodes: ip:port, and name:port with TLS;
@@ -65,13 +79,11 @@ export async function endpointsCommand(options: CommandOptions): Promise<number>
       for (const f of forwards) {
         if (f.kind === 'configuration') map[`${f.address}:${f.targetPort}`] ??= { host, port: f.listenPort };
       }
-      print(JSON.stringify(map, null, 2));
+      print(io.stdout, JSON.stringify(map, null, 2));
       return EXIT.ok;
     }
-    case 'table':
-      print(renderTable(['ENDPOINT', 'ENGINE', 'KIND', 'TARGET', 'STATE', 'TLS'], endpoints.map((e) => [e.endpoint, e.engine, e.kind, idOf(e), e.state, tlsCell(e)])));
+    default: // 'table'; cli.ts accepts no other value
+      print(io.stdout, renderTable(['ENDPOINT', 'ENGINE', 'KIND', 'TARGET', 'STATE', 'TLS'], endpoints.map((e) => [e.endpoint, e.engine, e.kind, idOf(e), e.state, tlsCell(e)])));
       return EXIT.ok;
-    default:
-      throw new UsageError(`--format must be table, json, natmap or security-group, got "${format}"`);
   }
 }

@@ -1,12 +1,12 @@
-import { configPathFrom } from '../../config/load.js';
 import { EXIT } from '../exit-codes.js';
-import type { CommandOptions } from './index.js';
-import { loadFor, print } from './shared.js';
+import type { CliIo } from '../io.js';
+import type { CommandOptions } from './types.js';
+import { configPathOf, loadFor, print } from './shared.js';
 
-/** Exit 0 or 78 (ConfigError, mapped in main). Touches nothing. */
-export async function validateCommand(options: CommandOptions): Promise<number> {
-  const { warnings } = await loadFor(options);
-  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
-  print(`${configPathFrom(options.configFlag, process.env)}: configuration is valid`);
+/** Exit 0 or 78 (ConfigError, mapped in cli.ts). Touches nothing. */
+export async function validateCommand(options: CommandOptions, io: CliIo): Promise<number> {
+  const { warnings } = await loadFor(options, io);
+  for (const w of warnings) print(io.stderr, `warning: ${w}`);
+  print(io.stdout, `${configPathOf(options, io)}: configuration is valid`);
   return EXIT.ok;
 }

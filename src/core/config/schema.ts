@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { isIpv4, parseCidr } from '../ipv4.js';
+import { connmarkProblem, idGlobProblem, interfaceProblem, isHostName, parseConnmark } from '../grammar.js';
 
 const duration = (what: string, min = 0) =>
   z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -21,8 +22,15 @@ const duration = (what: string, min = 0) =>
 
 const port = z.number({ error: 'expected a TCP port number' }).int('expected a whole number').min(1, 'ports start at 1').max(65535, 'ports end at 65535');
 
+/** A string checked by one of the grammar's rules, which also writes the message. */
+const checked = (problemOf: (value: string) => string | undefined) =>
+  z.string().superRefine((value, ctx) => {
+    const problem = problemOf(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
 // Globs on ids: AWS ids are letters, digits and hyphens; * and ? are wildcards.
-const idGlob = z.string().regex(/^[A-Za-z0-9*?-]{1,64}$/, 'expected a glob of letters, digits, "-", "*" and "?"');
+const idGlob = checked(idGlobProblem);
 
 const cidr = z.string().transform((value, ctx) => {
   const parsed = parseCidr(value.trim());
@@ -33,9 +41,8 @@ const cidr = z.string().transform((value, ctx) => {
   return parsed.text;
 });
 
-// Linux interface names: at most 15 bytes, no "/" or whitespace. Kept narrower
-// than the kernel allows because the value becomes an iptables argument.
-const interfaceName = z.string().regex(/^[A-Za-z0-9_.@:-]{1,15}$/, 'expected a network interface name like eth0 or ens5');
+// Exactly what the renderer can put after `-i`, a trailing "+" wildcard included.
+const interfaceName = checked(interfaceProblem);
 
 // Kernel pseudo-filesystems are refused: files cannot be created there, and
 // Node's recursive mkdir spins forever on /proc instead of failing.
@@ -46,7 +53,7 @@ const absolutePath = z
 
 const hostName = z
   .string()
-  .refine((v) => isIpv4(v) || /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(v), 'expected an IPv4 address or a DNS name');
+  .refine((v) => isIpv4(v) || isHostName(v), 'expected an IPv4 address or a DNS name');
 
 export const configSchema = z.strictObject({
   aws: z.strictObject({
@@ -73,8 +80,8 @@ export const configSchema = z.strictObject({
     connmark: z
       .union([z.number(), z.string()])
       .transform((value, ctx) => {
-        const mark = typeof value === 'number' ? value : /^0x[0-9a-f]{1,8}$/i.test(value) ? Number.parseInt(value, 16) : Number.NaN;
-        if (!Number.isInteger(mark) || mark < 1 || mark > 0x80000000 || (mark & (mark - 1)) !== 0) {
+        const mark = parseConnmark(value);
+        if (connmarkProblem(mark) !== undefined) {
           ctx.addIssue({ code: 'custom', message: `expected a single connmark bit such as 0x1000000, got ${JSON.stringify(value)}` });
           return z.NEVER;
         }
@@ -106,6 +113,12 @@ export const configSchema = z.strictObject({
     .strictObject({
       syncWarnIntervals: z.number().positive().prefault(3),
       syncCriticalIntervals: z.number().positive().prefault(10),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      // node_exporter's textfile collector picks up *.prom files from its directory.
+      textfile: z.union([z.literal('none'), absolutePath.regex(/\.prom$/, 'expected a path ending in .prom (the textfile collector reads only *.prom)')], 'expected "none" or an absolute path ending in .prom').prefault('none'),
     })
     .prefault({}),
   log: z

@@ -3,6 +3,7 @@
 // user who cannot read the kernel's rules.
 
 import type { Forward } from '../model.js';
+import type { ForwardConnections } from '../metrics/daemon-metrics.js';
 
 export interface StatusSnapshot {
   version: 1;
@@ -33,4 +34,6 @@ export interface StatusSnapshot {
   /** Digest of cachenat's own chains as last applied (see netfilter digest). */
   rulesDigest?: string;
   forwards: Forward[];
+  /** Per forward: open connections now and new ones since the daemon started. */
+  connections?: ForwardConnections[];
 }

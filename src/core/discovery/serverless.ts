@@ -6,7 +6,8 @@
 // so its own sticky port. TLS is always on.
 
 import { targetKeyOf, type DiscoveredTarget } from '../model.js';
-import { engineOf, idProblem, isId, readEndpoint, show, type Collector } from './topology.js';
+import { engineOf, idProblem, isId, show } from '../grammar.js';
+import { readEndpoint, type Collector } from './answer.js';
 
 /** Statuses in which a Serverless cache serves clients. */
 const SERVING = new Set(['available', 'modifying']);

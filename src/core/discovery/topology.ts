@@ -8,9 +8,10 @@
 
 import type { CacheCluster, ReplicationGroup, ServerlessCache } from '@aws-sdk/client-elasticache';
 import { targetKeyOf, type DiscoveredTarget, type Engine, type SkippedItem, type Topology } from '../model.js';
-import { isIpv4, targetAddressProblem } from '../ipv4.js';
+import { endpointAddressProblem, engineOf, idProblem, isId, isPort, show } from '../grammar.js';
 import { compileFilter, type TargetFilter } from './glob.js';
 import { addServerlessTargets } from './serverless.js';
+import { isRecord, listOf, listOfValues, readEndpoint, type Collector } from './answer.js';
 
 export interface DescribeResults {
   cacheClusters: CacheCluster[];
@@ -19,15 +20,8 @@ export interface DescribeResults {
   serverlessCaches?: ServerlessCache[];
 }
 
-const ENGINES: readonly Engine[] = ['redis', 'valkey', 'memcached'];
-
-// AWS ids are letters, digits and hyphens; cache node ids are like "0001".
-const ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
-
-// RFC 1123 host names. The last label must hold a letter: getaddrinfo reads
-// all-numeric shapes such as "127.1" or "2130706433" as IPv4 addresses.
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const LAST_LABEL_HAS_LETTER = /[A-Za-z][^.]*$/;
+// Every id, address and port rule is the grammar's (src/core/grammar.ts).
+export { isHostName } from '../grammar.js';
 
 export function toTopology(input: DescribeResults, filter: TargetFilter): Topology {
   const selected = compileFilter(filter);
@@ -49,14 +43,6 @@ export function toTopology(input: DescribeResults, filter: TargetFilter): Topolo
 
   targets.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return { targets, skipped };
-}
-
-/** What the walks share: the filter, where results go, and every cluster (for group engines). */
-export interface Collector {
-  selected: (ids: string[]) => boolean;
-  add: (target: DiscoveredTarget, where: string) => void;
-  skip: (where: string, reason: string) => void;
-  clusters: Record<string, unknown>[];
 }
 
 function addNodeTargets(cluster: Record<string, unknown>, index: number, { selected, add, skip }: Collector) {
@@ -181,60 +167,4 @@ function memberEngine(groupId: string, group: Record<string, unknown>, clusters:
     if (engine !== undefined) return engine;
   }
   return undefined;
-}
-
-export function engineOf(value: unknown): Engine | undefined {
-  if (typeof value !== 'string') return undefined;
-  const lower = value.toLowerCase();
-  return ENGINES.find((engine) => engine === lower);
-}
-
-export const isId = (value: unknown): value is string => typeof value === 'string' && ID.test(value);
-
-export function idProblem(value: unknown): string {
-  if (value === undefined || value === null) return 'is missing';
-  return typeof value === 'string' ? `${show(value)} is not 1-64 letters, digits and hyphens` : `${show(value)} is not text`;
-}
-
-/** A checked endpoint, its problem, or undefined when the API gave none (yet). */
-export function readEndpoint(value: unknown): { address: string; port: number } | { problem: string } | undefined {
-  if (!isRecord(value)) return undefined;
-  const address = value.Address ?? undefined;
-  const port = value.Port ?? undefined;
-  if (address === undefined && port === undefined) return undefined;
-  if (address === undefined) return { problem: `endpoint has a port (${show(port)}) but no address` };
-  if (port === undefined) return { problem: `endpoint ${show(address)} has no port, or one that is not a number` };
-  if (typeof address !== 'string') return { problem: `endpoint address ${show(address)} is not text` };
-  if (isIpv4(address)) {
-    const problem = targetAddressProblem(address);
-    if (problem !== undefined) return { problem: `endpoint address ${problem}` };
-  } else if (!isHostName(address)) {
-    return { problem: `endpoint address ${show(address)} is neither an IPv4 address nor a DNS name` };
-  }
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    return { problem: `endpoint port ${show(port)} is not a TCP port (1-65535)` };
-  }
-  return { address, port };
-}
-
-/** A DNS name getaddrinfo will look up as a name (never read as a numeric address). */
-export const isHostName = (text: string): boolean => HOST_NAME.test(text) && LAST_LABEL_HAS_LETTER.test(text);
-
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null;
-
-/** The objects of a list, ignoring anything that is not an object or a list that is not a list. */
-export const listOf = (value: unknown): Record<string, unknown>[] => (Array.isArray(value) ? value.filter(isRecord) : []);
-
-const listOfValues = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
-
-/** A value as it may appear in a log line: quoted, printable ASCII, at most about 60 characters. */
-export function show(value: unknown): string {
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    text = `(${typeof value})`;
-  }
-  text = text.replace(/[^\x20-\x7e]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

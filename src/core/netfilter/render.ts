@@ -10,7 +10,11 @@
 
 import type { Engine, RuleForward } from '../model.js';
 import { isIpv4, parseCidr, targetAddressProblem } from '../ipv4.js';
+import { connmarkProblem, DEFAULT_CONNMARK, dnatRuleLines, engineProblem, interfaceProblem, keyProblem, portProblem } from '../grammar.js';
 import { OWNER_COMMENT } from './types.js';
+
+// The key rule lives in the grammar; re-exported for importers of the renderer.
+export { keyProblem } from '../grammar.js';
 
 /** Owned chain → its rule lines (`-A CHAIN …`), in order, per table. */
 export interface DesiredRules {
@@ -29,48 +33,7 @@ export interface RenderOptions {
   connmark?: number;
 }
 
-/** Bit 24: clear of kube-proxy's 0x4000/0x8000, the AWS VPC CNI's 0x80 and tailscale's 0xff0000. */
-export const DEFAULT_CONNMARK = 0x1000000;
-
-export function connmarkProblem(mark: unknown): string | undefined {
-  if (typeof mark !== 'number' || !Number.isInteger(mark) || mark < 1 || mark > 0x80000000 || (mark & (mark - 1)) !== 0) {
-    return `expected a single bit such as 0x1000000, got ${JSON.stringify(mark)}`;
-  }
-  return undefined;
-}
-
-const ENGINES: readonly Engine[] = ['redis', 'valkey', 'memcached'];
-
-// Ids as ElastiCache allows them (letters, digits, hyphens), with some slack
-// for dots and underscores, but never a space, quote or anything iptables or
-// a shell would read specially.
-const ID = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}';
-const KEY = new RegExp(`^(?:node/${ID}/${ID}|(?:primary|reader|configuration|serverless|serverless-reader)/${ID})$`);
-
-// Linux interface names: at most 15 characters; iptables adds a trailing `+`
-// as a prefix wildcard.
-const INTERFACE = /^[A-Za-z0-9_.-]{1,15}\+?$/;
-
-export function keyProblem(key: string): string | undefined {
-  return KEY.test(key) ? undefined : `target key ${JSON.stringify(key)} is not of the form node/<cluster>/<node>, primary/<group>, reader/<group>, configuration/<id>, serverless/<name> or serverless-reader/<name> with letters, digits, ".", "_" or "-"`;
-}
-
-export function engineProblem(engine: string): string | undefined {
-  return (ENGINES as readonly string[]).includes(engine) ? undefined : `engine ${JSON.stringify(engine)} is not one of ${ENGINES.join(', ')}`;
-}
-
-export function portProblem(port: unknown): string | undefined {
-  return Number.isInteger(port) && (port as number) >= 1 && (port as number) <= 65535
-    ? undefined
-    : `port ${JSON.stringify(port)} is not an integer from 1 to 65535`;
-}
-
-export function interfaceProblem(name: string): string | undefined {
-  return INTERFACE.test(name) ? undefined : `interface name ${JSON.stringify(name)} is not a Linux interface name (1-15 of letters, digits, ".", "_", "-", optional trailing "+")`;
-}
-
-/** The comment that marks a forward's rules as cachenat's, and names it. */
-export const ownerComment = (engine: Engine, key: string): string => `${OWNER_COMMENT} ${engine} ${key}`;
+export { ownerComment } from '../grammar.js';
 
 function fail(where: string, problem: string): never {
   throw new Error(`refusing to render iptables rules: ${where}: ${problem}`);
@@ -134,17 +97,7 @@ export function renderRules(forwards: RuleForward[], options: RenderOptions): De
   // flows cachenat DNATed (both directions), whatever the number of forwards.
   // With no forwards the three chains stay empty.
   const mark = `0x${connmark.toString(16)}`;
-  const dnat = sorted.flatMap((f) => {
-    const head = `-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}"`;
-    // A name with several addresses: new connections go round-robin over all of
-    // them. Rule i of n takes every (n-i)th connection still unclaimed; the last
-    // takes the rest.
-    const ips = f.targetIps ?? [f.targetIp];
-    return ips.map((ip, i) => {
-      const nth = i < ips.length - 1 ? ` -m statistic --mode nth --every ${ips.length - i} --packet 0` : '';
-      return `${head}${nth} -j DNAT --to-destination ${ip}:${f.targetPort}`;
-    });
-  });
+  const dnat = sorted.flatMap((f) => dnatRuleLines({ ...f, targetIps: f.targetIps ?? [f.targetIp] }));
   if (dnat.length > 0) {
     dnat.unshift(`-A CACHENAT-DNAT -j CONNMARK --set-xmark ${mark}/${mark}`);
     dnat.push(`-A CACHENAT-DNAT -j CONNMARK --set-xmark 0x0/${mark}`);

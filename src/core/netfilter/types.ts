@@ -6,8 +6,8 @@ export type Table = 'nat' | 'filter';
 export interface Netfilter {
   /** `iptables-save -t TABLE`: the truth about what is installed now. */
   save(table: Table): Promise<string>;
-  /** Full `iptables-save` of every table, for the persisted rules file. */
-  saveAll(): Promise<string>;
+  /** Full `iptables-save` of every table; `counters` adds each rule's `[packets:bytes]` (`-c`). */
+  saveAll(options?: { counters?: boolean }): Promise<string>;
   /** One `iptables-restore --noflush` call with this input (all tables in one go). */
   restore(text: string): Promise<void>;
 }

@@ -2,7 +2,8 @@ import t from 'tap';
 import type { RuleForward } from '../../../src/core/model.js';
 import { diffRules, renderFlush } from '../../../src/core/netfilter/diff.js';
 import { renderRules, type RenderOptions } from '../../../src/core/netfilter/render.js';
-import { applyRestore, DOCKER_SAVE, installedFrom, type Installed } from '../../netfilter/fixtures/rulesets.js';
+import { DOCKER_SAVE } from '../../../lab/foreign-rules.js';
+import { applyRestore, installedFrom, type InstalledRules as Installed } from '../../support/kernel-sim.js';
 
 const options: RenderOptions = { inboundInterface: 'eth0', allowedSources: ['198.51.100.27/32'], snat: 'masquerade' };
 const fwd = (n: number, ip = `10.0.1.${n}`): RuleForward => ({

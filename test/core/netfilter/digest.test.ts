@@ -3,7 +3,7 @@ import { diffRules } from '../../../src/core/netfilter/diff.js';
 import { digestRules, installedOwnedRules, missingJumps } from '../../../src/core/netfilter/digest.js';
 import { parseSave } from '../../../src/core/netfilter/parse-save.js';
 import { renderRules } from '../../../src/core/netfilter/render.js';
-import { applyRestore, installedFrom } from '../../netfilter/fixtures/rulesets.js';
+import { applyRestore, installedFrom } from '../../support/kernel-sim.js';
 
 const rules = renderRules([{ key: 'node/c1/0001', engine: 'redis', listenPort: 6380, targetIp: '10.0.1.231', targetPort: 6379 }], {
   inboundInterface: 'eth0',

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { parseSave, parseSaveAll } from '../../../src/core/netfilter/parse-save.js';
-import { DOCKER_SAVE } from '../../netfilter/fixtures/rulesets.js';
+import { DOCKER_SAVE } from '../../../lab/foreign-rules.js';
 
 t.test('reads every table of a full save, chains in order, rules as printed', async (t) => {
   const tables = parseSaveAll(DOCKER_SAVE);

@@ -1,0 +1,11 @@
+import type { CliIo } from '../io.js';
+
+/** The parsed flags a command may read; which command takes which is defined in ../cli.ts. */
+export interface CommandOptions {
+  configFlag?: string | undefined;
+  json?: boolean | undefined;
+  format?: string | undefined;
+  probe?: boolean | undefined;
+}
+
+export type Command = (options: CommandOptions, io: CliIo) => Promise<number>;

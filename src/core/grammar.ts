@@ -1,0 +1,168 @@
+// The one place where the shape of every value cachenat passes to iptables, a
+// state file or a log line is defined: AWS ids and the target keys built from
+// them, engines, ports, DNS names, interface names and the connmark bit.
+//
+// The config schema, the topology reader, the renderer, the rule recovery and
+// the port-map store all ask here, so a value one of them accepts is never
+// refused by another (test/core/grammar.test.ts proves it on fuzzed input).
+// Each rule is a `…Problem(value)` that says what is wrong, or undefined.
+
+import type { Engine, TargetKind } from './model.js';
+import { isIpv4, targetAddressProblem } from './ipv4.js';
+import { OWNER_COMMENT } from './netfilter/types.js';
+
+/** Quoted, printable ASCII, at most about 60 characters: safe in any message. */
+export function show(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = `(${typeof value})`;
+  }
+  text = text.replace(/[^\x20-\x7e]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+// ── AWS ids and target keys ────────────────────────────────────────────────
+
+// CacheClusterId, ReplicationGroupId and CacheNodeId ("0001"): ElastiCache
+// allows letters, digits and hyphens, and so does cachenat, nowhere more.
+const ID_BODY = '[A-Za-z0-9][A-Za-z0-9-]{0,63}';
+const ID = new RegExp(`^${ID_BODY}$`);
+const NODE_KEY = new RegExp(`^node/(${ID_BODY})/(${ID_BODY})$`);
+// configuration/<id> names a replication group or a Memcached cluster; the
+// next API answer says which (until then it reads as a group).
+const GROUP_KEY = new RegExp(`^(primary|reader|configuration)/(${ID_BODY})$`);
+// Serverless cache names are ids too (letters, digits, hyphens).
+const SERVERLESS_KEY = new RegExp(`^(serverless|serverless-reader)/(${ID_BODY})$`);
+
+export const isId = (value: unknown): value is string => typeof value === 'string' && ID.test(value);
+
+export function idProblem(value: unknown): string | undefined {
+  if (isId(value)) return undefined;
+  if (value === undefined || value === null) return 'is missing';
+  return typeof value === 'string' ? `${show(value)} is not 1-64 letters, digits and hyphens starting with a letter or digit` : `${show(value)} is not text`;
+}
+
+// include/exclude globs: the id alphabet plus the wildcards * and ?.
+const ID_GLOB = /^[A-Za-z0-9*?-]{1,64}$/;
+
+export const idGlobProblem = (value: string): string | undefined =>
+  ID_GLOB.test(value) ? undefined : `expected a glob of letters, digits, "-", "*" and "?", got ${show(value)}`;
+
+/** The parts of a target key, or undefined when the text is not one. */
+export interface ParsedKey {
+  kind: TargetKind;
+  cacheClusterId?: string;
+  cacheNodeId?: string;
+  replicationGroupId?: string;
+  serverlessCacheName?: string;
+}
+
+export function parseTargetKey(key: string): ParsedKey | undefined {
+  const node = NODE_KEY.exec(key);
+  if (node) return { kind: 'node', cacheClusterId: node[1]!, cacheNodeId: node[2]! };
+  const group = GROUP_KEY.exec(key);
+  if (group) return { kind: group[1] as TargetKind, replicationGroupId: group[2]! };
+  const serverless = SERVERLESS_KEY.exec(key);
+  if (serverless) return { kind: serverless[1] as TargetKind, serverlessCacheName: serverless[2]! };
+  return undefined;
+}
+
+export function keyProblem(key: string): string | undefined {
+  return parseTargetKey(key) !== undefined
+    ? undefined
+    : `target key ${show(key)} is not of the form node/<cluster>/<node>, primary/<group>, reader/<group>, configuration/<id>, serverless/<name> or serverless-reader/<name> with ids of letters, digits and "-"`;
+}
+
+export const TARGET_KINDS = ['node', 'primary', 'reader', 'configuration', 'serverless', 'serverless-reader'] as const satisfies readonly TargetKind[];
+
+// ── engines and ports ──────────────────────────────────────────────────────
+
+export const ENGINES: readonly Engine[] = ['redis', 'valkey', 'memcached'];
+
+export const isEngine = (value: unknown): value is Engine => typeof value === 'string' && (ENGINES as readonly string[]).includes(value);
+
+export const engineProblem = (engine: string): string | undefined =>
+  isEngine(engine) ? undefined : `engine ${show(engine)} is not one of ${ENGINES.join(', ')}`;
+
+/** The API spells engines in any case ("Redis"); this is the one place that forgives it. */
+export function engineOf(value: unknown): Engine | undefined {
+  if (typeof value !== 'string') return undefined;
+  const lower = value.toLowerCase();
+  return ENGINES.find((engine) => engine === lower);
+}
+
+export const isPort = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535;
+
+export const portProblem = (port: unknown): string | undefined =>
+  isPort(port) ? undefined : `port ${show(port)} is not an integer from 1 to 65535`;
+
+// ── DNS names and endpoint addresses ───────────────────────────────────────
+
+// RFC 1123 host names. The last label must hold a letter: getaddrinfo reads
+// all-numeric shapes such as "127.1" or "2130706433" as IPv4 addresses.
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const LAST_LABEL_HAS_LETTER = /[A-Za-z][^.]*$/;
+
+/** A DNS name getaddrinfo will look up as a name (never read as a numeric address). */
+export const isHostName = (text: string): boolean => HOST_NAME.test(text) && LAST_LABEL_HAS_LETTER.test(text);
+
+/** An endpoint the API names: an IPv4 address cachenat may forward to, or a DNS name. */
+export function endpointAddressProblem(text: string): string | undefined {
+  if (isIpv4(text)) return targetAddressProblem(text);
+  return isHostName(text) ? undefined : `${show(text)} is neither an IPv4 address nor a DNS name`;
+}
+
+// ── interface names ────────────────────────────────────────────────────────
+
+// What `iptables -i NAME` takes and the kernel can name: fewer than IFNAMSIZ
+// (16) bytes in all, a trailing "+" included (iptables reads it as "every
+// interface starting with"). The kernel also refuses "/", ":" and whitespace,
+// and "." or ".." alone. cachenat keeps to letters, digits, "_", "." and "-"
+// and refuses a leading "-", so the value can never read as an option.
+const INTERFACE = /^(?=.{1,15}$)[A-Za-z0-9_.][A-Za-z0-9_.-]*\+?$/;
+
+export function interfaceProblem(name: string): string | undefined {
+  if (INTERFACE.test(name) && name !== '.' && name !== '..') return undefined;
+  return `interface name ${show(name)} is not a Linux interface name: 1-15 characters of letters, digits, "_", "." and "-", not starting with "-", optionally ending in the wildcard "+" (e.g. eth0, ens5, eth+)`;
+}
+
+// ── connmark ───────────────────────────────────────────────────────────────
+
+/** Bit 24: clear of kube-proxy's 0x4000/0x8000, the AWS VPC CNI's 0x80 and tailscale's 0xff0000. */
+export const DEFAULT_CONNMARK = 0x1000000;
+
+/** Config text such as "0x1000000", or a number, as a mark; NaN when it is neither. */
+export const parseConnmark = (value: number | string): number =>
+  typeof value === 'number' ? value : /^0x[0-9a-f]{1,8}$/i.test(value) ? Number.parseInt(value, 16) : Number.NaN;
+
+export function connmarkProblem(mark: unknown): string | undefined {
+  if (typeof mark !== 'number' || !Number.isInteger(mark) || mark < 1 || mark > 0x80000000 || (mark & (mark - 1)) !== 0) {
+    return `expected a single connmark bit such as 0x1000000, got ${show(mark)}`;
+  }
+  return undefined;
+}
+
+// ── the DNAT rule line ─────────────────────────────────────────────────────
+
+/**
+ * The DNAT rules of one forward, as the renderer writes them and iptables-save
+ * prints them back. A name with several addresses gets one rule per address,
+ * spread round-robin: rule i of n takes every (n-i)th new connection still
+ * unclaimed; the last takes the rest.
+ */
+/** The comment that marks a forward's rules as cachenat's, and names it. */
+export const ownerComment = (engine: Engine, key: string): string => `${OWNER_COMMENT} ${engine} ${key}`;
+
+export function dnatRuleLines(f: { listenPort: number; engine: Engine; key: string; targetIps: readonly string[]; targetPort: number }): string[] {
+  const head = `-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}"`;
+  const n = f.targetIps.length;
+  return f.targetIps.map((ip, i) => {
+    const nth = i < n - 1 ? ` -m statistic --mode nth --every ${n - i} --packet 0` : '';
+    return `${head}${nth} -j DNAT --to-destination ${ip}:${f.targetPort}`;
+  });
+}
+
+/** Matches one line of dnatRuleLines (without a leading counter); groups: listen port, engine, key, target IP, target port. */
+export const DNAT_RULE_PATTERN = `-A CACHENAT-DNAT -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} (\\S+) (\\S+)"(?: -m statistic --mode nth --every \\d+ --packet \\d+)? -j DNAT --to-destination ([\\d.]+):(\\d+)`;

@@ -1,0 +1,187 @@
+// What the daemon counts across passes, and the metric families it exposes.
+// Pure: each pass's observation is folded into the state; the families are
+// computed from the state and the pass's view of the forwards.
+
+import type { Engine, Forward, ForwardState, TargetKind } from '../model.js';
+import type { ForwardEvent } from '../planner/plan-forwards.js';
+import type { MetricFamily, Sample } from './exposition.js';
+import { emptyTotals, foldDnatPackets, forwardId, type DnatPackets, type NewConnectionTotals } from './rule-counters.js';
+
+/** Pass duration buckets in seconds, 1 ms to 16 s, as kube-proxy's sync histogram. */
+export const PASS_DURATION_BOUNDS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384] as const;
+
+/** How a pass ended: `api_error` passes still kept forwarding (fail-static). */
+export type PassOutcome = 'ok' | 'api_error' | 'kernel_error' | 'failed';
+const OUTCOMES: readonly PassOutcome[] = ['ok', 'api_error', 'kernel_error', 'failed'];
+
+/** API error codes come from the network: keep the label set small and printable. */
+const MAX_API_ERROR_CODES = 20;
+const API_ERROR_CODE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export interface PassObservation {
+  outcome: PassOutcome;
+  /** Absent for a pass that threw before it could report. */
+  durationSeconds: number | undefined;
+  /** The kernel was written (`ok`) or a write failed (`error`); absent when nothing needed writing. */
+  kernelWrite?: 'ok' | 'error';
+  /** The DNAT chain was rewritten this pass (its rule counters restart at zero). */
+  dnatChainRewritten: boolean;
+  apiErrorCode?: string;
+  /** Epoch ms of the last complete API answer. */
+  lastSyncAt?: number;
+  events: readonly ForwardEvent[];
+  /** The DNAT rules' packet counters as read this pass, when the pass got that far. */
+  dnatPackets?: DnatPackets;
+}
+
+export interface DaemonMetrics {
+  startedAt: number;
+  passes: Readonly<Record<PassOutcome, number>>;
+  durationBuckets: readonly number[];
+  durationSum: number;
+  durationCount: number;
+  kernelWrites: Readonly<Record<'ok' | 'error', number>>;
+  apiErrors: ReadonlyMap<string, number>;
+  dnsFailures: number;
+  targetMoves: number;
+  lastSyncAt?: number;
+  newConnections: NewConnectionTotals;
+  /** The DNAT chain was rewritten after the last counter read. */
+  dnatRewrittenSinceRead: boolean;
+}
+
+export function initialMetrics(startedAt: number): DaemonMetrics {
+  return {
+    startedAt,
+    passes: { ok: 0, api_error: 0, kernel_error: 0, failed: 0 },
+    durationBuckets: PASS_DURATION_BOUNDS.map(() => 0),
+    durationSum: 0,
+    durationCount: 0,
+    kernelWrites: { ok: 0, error: 0 },
+    apiErrors: new Map(),
+    dnsFailures: 0,
+    targetMoves: 0,
+    newConnections: emptyTotals(),
+    dnatRewrittenSinceRead: false,
+  };
+}
+
+export function observePass(m: DaemonMetrics, o: PassObservation): DaemonMetrics {
+  const apiErrors = new Map(m.apiErrors);
+  if (o.apiErrorCode !== undefined) {
+    let code = API_ERROR_CODE.test(o.apiErrorCode) ? o.apiErrorCode : 'invalid';
+    if (!apiErrors.has(code) && apiErrors.size >= MAX_API_ERROR_CODES) code = 'other';
+    apiErrors.set(code, (apiErrors.get(code) ?? 0) + 1);
+  }
+  const d = o.durationSeconds;
+  const kernelWrites = { ...m.kernelWrites };
+  if (o.kernelWrite) kernelWrites[o.kernelWrite]++;
+  // Counters read this pass came before this pass's write.
+  const newConnections = o.dnatPackets ? foldDnatPackets(m.newConnections, o.dnatPackets, m.dnatRewrittenSinceRead) : m.newConnections;
+  const next: DaemonMetrics = {
+    ...m,
+    passes: { ...m.passes, [o.outcome]: m.passes[o.outcome] + 1 },
+    durationBuckets: m.durationBuckets.map((n, i) => (d !== undefined && d <= PASS_DURATION_BOUNDS[i]! ? n + 1 : n)),
+    durationSum: m.durationSum + (d ?? 0),
+    durationCount: m.durationCount + (d === undefined ? 0 : 1),
+    kernelWrites,
+    apiErrors,
+    dnsFailures: m.dnsFailures + o.events.filter((e) => e.type === 'resolve-failed').length,
+    targetMoves: m.targetMoves + o.events.filter((e) => e.type === 'ip-changed').length,
+    newConnections,
+    dnatRewrittenSinceRead: o.dnatPackets ? o.dnatChainRewritten : m.dnatRewrittenSinceRead || o.dnatChainRewritten,
+  };
+  if (o.lastSyncAt !== undefined) next.lastSyncAt = o.lastSyncAt;
+  return next;
+}
+
+/** One forward's connections: open now (conntrack) and new since the daemon started (DNAT rule counter). */
+export interface ForwardConnections {
+  listenPort: number;
+  key: string;
+  /** Absent when conntrack could not be read. */
+  active?: number;
+  /** Absent while the forward has no rule in the kernel. */
+  new?: number;
+}
+
+export function forwardConnections(forwards: readonly Forward[], m: DaemonMetrics, activeByPort: ReadonlyMap<number, number> | undefined): ForwardConnections[] {
+  return forwards.map((f) => {
+    const c: ForwardConnections = { listenPort: f.listenPort, key: f.key };
+    if (activeByPort) c.active = f.targetIp === undefined ? 0 : (activeByPort.get(f.listenPort) ?? 0);
+    const total = m.newConnections.totals.get(forwardId(f.listenPort, f.key));
+    if (total !== undefined) c.new = total;
+    return c;
+  });
+}
+
+export interface MetricsView {
+  forwards: readonly Forward[];
+  connections: readonly ForwardConnections[];
+  quarantinedPorts: number;
+  /** Epoch ms the file is written. */
+  now: number;
+}
+
+const KINDS: readonly TargetKind[] = ['node', 'primary', 'reader'];
+const STATES: readonly ForwardState[] = ['active', 'draining', 'unresolved'];
+const seconds = (ms: number): number => ms / 1000;
+
+export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamily[] {
+  const engines = [...new Set<Engine>(['redis', 'valkey', 'memcached', ...view.forwards.map((f) => f.engine)])];
+  const byGroup: Sample[] = [];
+  for (const kind of KINDS)
+    for (const engine of engines)
+      for (const state of STATES) {
+        const value = view.forwards.filter((f) => f.kind === kind && f.engine === engine && f.state === state).length;
+        byGroup.push({ labels: { kind, engine, state }, value });
+      }
+  const forwardLabels = new Map(view.forwards.map((f) => [f.listenPort, { listen_port: String(f.listenPort), target: f.key, engine: f.engine, kind: f.kind }]));
+  const perForward = (pick: (c: ForwardConnections) => number | undefined): Sample[] =>
+    view.connections.flatMap((c) => {
+      const value = pick(c);
+      const labels = forwardLabels.get(c.listenPort);
+      return value === undefined || !labels ? [] : [{ labels, value }];
+    });
+
+  const families: MetricFamily[] = [
+    { name: 'cachenat_start_time_seconds', help: 'When the daemon started (Unix time); counters restart from zero then.', type: 'gauge', samples: [{ value: seconds(m.startedAt) }] },
+    { name: 'cachenat_last_write_time_seconds', help: 'When this file was written (Unix time): a stale value means the daemon stopped passing.', type: 'gauge', samples: [{ value: seconds(view.now) }] },
+    { name: 'cachenat_forwards', help: 'Forwards by target kind, engine and state.', type: 'gauge', samples: byGroup },
+    { name: 'cachenat_targets_unresolved', help: 'Targets whose endpoint name has not resolved for the whole removal grace: no rule, port kept.', type: 'gauge', samples: [{ value: view.forwards.filter((f) => f.state === 'unresolved').length }] },
+    { name: 'cachenat_ports_quarantined', help: 'Freed ports not yet given to another target (ports.reuseAfter).', type: 'gauge', samples: [{ value: view.quarantinedPorts }] },
+    {
+      name: 'cachenat_pass_duration_seconds',
+      help: 'Time one reconcile pass took: API (when due), DNS, kernel read, plan and write.',
+      type: 'histogram',
+      samples: [{ bounds: PASS_DURATION_BOUNDS, cumulative: m.durationBuckets, count: m.durationCount, sum: m.durationSum }],
+    },
+    { name: 'cachenat_passes_total', help: 'Reconcile passes by outcome (api_error: forwarding kept as it was).', type: 'counter', samples: OUTCOMES.map((outcome) => ({ labels: { outcome }, value: m.passes[outcome] })) },
+    { name: 'cachenat_kernel_writes_total', help: 'iptables-restore calls by result.', type: 'counter', samples: (['ok', 'error'] as const).map((result) => ({ labels: { result }, value: m.kernelWrites[result] })) },
+    { name: 'cachenat_api_errors_total', help: 'Failed ElastiCache API syncs by error code.', type: 'counter', samples: [...m.apiErrors].map(([code, value]) => ({ labels: { code }, value })) },
+    { name: 'cachenat_dns_failures_total', help: 'Endpoint names that stopped resolving (once per failure episode per target).', type: 'counter', samples: [{ value: m.dnsFailures }] },
+    { name: 'cachenat_target_moves_total', help: 'Target address changes followed (failovers, replaced nodes).', type: 'counter', samples: [{ value: m.targetMoves }] },
+    {
+      name: 'cachenat_forward_active_connections',
+      help: 'Open TCP connections through each forward now (conntrack entries carrying the connmark, by original destination port).',
+      type: 'gauge',
+      samples: perForward((c) => c.active),
+    },
+    {
+      name: 'cachenat_forward_new_connections_total',
+      help: "Connections each forward translated since the daemon started (its DNAT rule's packet counter).",
+      type: 'counter',
+      samples: perForward((c) => c.new),
+    },
+  ];
+  if (m.lastSyncAt !== undefined) {
+    families.splice(
+      5,
+      0,
+      { name: 'cachenat_last_api_sync_time_seconds', help: 'When the ElastiCache API last answered completely (Unix time).', type: 'gauge', samples: [{ value: seconds(m.lastSyncAt) }] },
+      // The same as an age, for alarms that cannot subtract from the clock (CloudWatch).
+      { name: 'cachenat_api_sync_age_seconds', help: 'Seconds since the ElastiCache API last answered completely, as of this write.', type: 'gauge', samples: [{ value: seconds(view.now - m.lastSyncAt) }] },
+    );
+  }
+  return families;
+}

@@ -1,0 +1,275 @@
+// Every command and flag of the real CLI, run in-process (runCli) against a
+// fake machine. The last test fails when the CLI defines a command, flag or
+// flag value that no test here runs.
+
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { COMMANDS, FLAG_SPECS, GLOBAL_FLAGS } from '../../src/cli/cli.js';
+import { ruleLines } from '../support/kernel-sim.js';
+import type { InstalledRules } from '../../src/core/netfilter/diff.js';
+import { apiDown, exercised, exercisedBy, rig, topology } from './harness.js';
+
+const BAD_CONFIG = 'aws: { region: US-EAST-1 }\nforward: { allowedSources: [198.51.100.27/32] }\n';
+const owned = (lines: string[]) => lines.filter((l) => l.includes('CACHENAT-'));
+
+/** The kernel after someone deleted the jump from filter FORWARD into cachenat's chain. */
+const withoutForwardJump = (kernel: InstalledRules): InstalledRules => ({
+  nat: kernel.nat,
+  filter: { chains: new Map([...kernel.filter.chains].map(([name, chain]) => [name, name === 'FORWARD' ? { ...chain, rules: [] } : chain])) },
+});
+
+t.test('the command line itself: usage, help, unknown commands and flags', async (t) => {
+  const r = await rig(t);
+  const none = await r.cli([]);
+  t.equal(none.code, 64, 'no command is a usage error');
+  t.match(none.stdout, /^usage: cachenat <command>/);
+  for (const argv of [['help'], ['--help'], ['-h'], ['status', '--help']]) {
+    const help = await r.cli(argv);
+    t.equal(help.code, 0, argv.join(' '));
+    t.match(help.stdout, /endpoints .*\n.*--format table\|json\|natmap\|security-group/);
+  }
+  const unknown = await r.cli(['reboot', '--config', r.configPath]);
+  t.equal(unknown.code, 64);
+  t.match(unknown.stderr, /unknown command "reboot"/);
+  const wrongFlag = await r.cli(['status', '--probe', '--config', r.configPath]);
+  t.equal(wrongFlag.code, 64);
+  t.match(wrongFlag.stderr, /status takes no --probe/);
+  const undefinedFlag = await r.cli(['status', '--verbose']);
+  t.equal(undefinedFlag.code, 64);
+  t.match(undefinedFlag.stderr, /Unknown option '--verbose'/);
+  const badValue = await r.cli(['endpoints', '--format', 'xml', '--config', '/nonexistent.yaml']);
+  t.equal(badValue.code, 64, 'a bad value is refused before the config is read');
+  t.match(badValue.stderr, /--format must be table, json, natmap, security-group; got "xml"/);
+  t.equal(r.world.machineLoads, 0);
+});
+
+t.test('validate: --config, -c, $CACHENAT_CONFIG; 78 on a bad config', async (t) => {
+  const r = await rig(t);
+  const good = await r.cli(['validate', '--config', r.configPath]);
+  t.equal(good.code, 0);
+  t.equal(good.stdout, `${r.configPath}: configuration is valid\n`);
+  t.equal((await r.cli(['validate', '-c', r.configPath])).code, 0);
+  const fromEnv = await r.cli(['validate'], { CACHENAT_CONFIG: r.configPath });
+  t.equal(fromEnv.code, 0);
+  t.match(fromEnv.stdout, r.configPath);
+  await r.writeConfig('x: 1\n');
+  const bad = await r.cli(['validate', '--config', r.configPath]);
+  t.equal(bad.code, 78);
+  t.match(bad.stderr, /unknown key "x"/);
+});
+
+t.test('a bad config exits 78 before any command touches anything', async (t) => {
+  const r = await rig(t);
+  await writeFile(r.configPath, BAD_CONFIG);
+  for (const command of Object.keys(COMMANDS).filter((c) => c !== 'health')) {
+    const result = await r.cli([command, '--config', r.configPath]);
+    t.equal(result.code, 78, command);
+    t.match(result.stderr, /aws\.region/, `${command} names the key`);
+  }
+  t.equal(r.world.machineLoads, 0, 'neither the kernel nor AWS was reached');
+  t.notOk(existsSync(r.stateDir), 'no state dir created');
+  t.same(owned(ruleLines(r.world.kernel)), []);
+});
+
+t.test('apply: one pass writes the rules; API or kernel failure exits 1', async (t) => {
+  const r = await rig(t);
+  r.serve({ a: '10.0.1.1', b: '10.0.1.2' });
+  const first = await r.cli(['apply', '--config', r.configPath]);
+  t.equal(first.code, 0, first.stderr);
+  t.match(first.stdout, /^rules updated \(.*\): 2 forwards, 2 active/);
+  t.same(await r.ports(), { 'node/a/0001': 6379, 'node/b/0001': 6380 });
+  t.ok(owned(ruleLines(r.world.kernel)).some((l) => l.includes('--to-destination 10.0.1.2:6379')));
+  t.equal(r.world.ipForwardChecks, 1);
+
+  r.world.api = apiDown();
+  const failed = await r.cli(['apply', '--config', r.configPath]);
+  t.equal(failed.code, 1);
+  t.match(failed.stderr, /ElastiCache API: .*InternalFailure.*kept every forward as it was/);
+
+  r.serve({ a: '10.0.1.1', b: '10.0.1.2', c: '10.0.1.3' });
+  r.world.restoreFails = new Error('iptables-restore: line 3 failed');
+  const kernelDown = await r.cli(['apply', '--config', r.configPath]);
+  t.equal(kernelDown.code, 1);
+  t.match(kernelDown.stderr, /iptables-restore: line 3 failed/);
+});
+
+t.test('plan: 0 nothing to do, 2 changes pending (kernel or state only), 1 could not plan', async (t) => {
+  const r = await rig(t);
+  r.serve({ a: '10.0.1.1' });
+
+  const fresh = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(fresh.code, 2, 'rules to write');
+  t.match(fresh.stdout, /changes:\n {2}new target node\/a\/0001 on port 6379/);
+  t.match(fresh.stdout, /kernel update \(iptables-restore --noflush input\):\n\*nat/);
+  t.same(owned(ruleLines(r.world.kernel)), [], 'plan wrote nothing to the kernel');
+  t.same(await r.ports(), {}, 'nor the port map');
+
+  t.equal((await r.cli(['apply', '--config', r.configPath])).code, 0);
+  const idle = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(idle.code, 0);
+  t.equal(idle.stdout, 'nothing to do: 1 forwards are in place\n');
+
+  r.world.api = topology();
+  const stateOnly = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(stateOnly.code, 2, 'a target starting its removal grace changes the port map, not the kernel');
+  t.match(stateOnly.stdout, /target node\/a\/0001 is gone from the API; keeping port 6379/);
+  t.match(stateOnly.stdout, /the kernel rules already match; only the port map changes/);
+
+  r.world.api = apiDown();
+  const downIdle = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(downIdle.code, 1, 'API down, nothing else pending');
+  t.match(downIdle.stderr, /could not plan: ElastiCache API: .*InternalFailure/);
+  t.notMatch(downIdle.stdout, /nothing to do/, 'no claim that nothing would change');
+
+  r.world.kernel = withoutForwardJump(r.world.kernel);
+  const downPending = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(downPending.code, 1, 'API down while a jump is missing: still could not plan');
+  t.match(downPending.stdout, /even without the API's answer, a pass would change:\n(.|\n)*-I FORWARD 1 .*-j CACHENAT-FORWARD/);
+});
+
+t.test('status and status --json: from the port map, then from the running daemon', async (t) => {
+  const r = await rig(t);
+  const empty = await r.cli(['status', '--config', r.configPath]);
+  t.equal(empty.code, 0);
+  t.equal(empty.stdout, 'no forwards: cachenat has not run a pass yet on this host\n');
+
+  r.serve({ a: '10.0.1.1' });
+  await r.cli(['apply', '--config', r.configPath]);
+  const table = await r.cli(['status', '--config', r.configPath]);
+  t.match(table.stdout, /^PORT +ENGINE +KIND +TARGET/);
+  t.match(table.stdout, /6379 +redis +node +a\/0001/);
+  t.match(table.stdout, /from the port map in .*the daemon is not running/);
+
+  r.world.onSleep = () => void r.world.signals.emit('SIGTERM');
+  t.equal((await r.cli(['run', '--config', r.configPath])).code, 0);
+  const json = await r.cli(['status', '--json', '--config', r.configPath]);
+  t.equal(json.code, 0);
+  t.match(JSON.parse(json.stdout), { source: 'daemon', forwards: [{ key: 'node/a/0001', listenPort: 6379, targetIp: '10.0.1.1', state: 'active' }] });
+});
+
+t.test('endpoints: every format, and where the address comes from', async (t) => {
+  const r = await rig(t);
+  const setPublicAddress = async (from: string, to: string) => writeFile(r.configPath, (await readFile(r.configPath, 'utf8')).replace(from, to));
+  await setPublicAddress('allowedSources: [198.51.100.27/32] }', 'allowedSources: [198.51.100.27/32], publicAddress: 203.0.113.73 }');
+  r.serve({ a: '10.0.1.1' });
+  await r.cli(['apply', '--config', r.configPath]);
+
+  const table = await r.cli(['endpoints', '--config', r.configPath]);
+  t.equal(table.code, 0, table.stderr);
+  t.match(table.stdout, /203\.0\.113\.73:6379 +redis +node +a\/0001 +active/);
+  t.equal((await r.cli(['endpoints', '--format', 'table', '--config', r.configPath])).stdout, table.stdout);
+
+  const json = await r.cli(['endpoints', '--format', 'json', '--config', r.configPath]);
+  t.match(JSON.parse(json.stdout), { host: '203.0.113.73', endpoints: [{ endpoint: '203.0.113.73:6379', key: 'node/a/0001' }] });
+  t.equal((await r.cli(['endpoints', '--json', '--config', r.configPath])).stdout, json.stdout, '--json is --format json');
+
+  const natmap = JSON.parse((await r.cli(['endpoints', '--format', 'natmap', '--config', r.configPath])).stdout) as unknown;
+  t.same(natmap, { '10.0.1.1:6379': { host: '203.0.113.73', port: 6379 }, 'a-0001.cache.example:6379': { host: '203.0.113.73', port: 6379 } });
+
+  const sg = await r.cli(['endpoints', '--format', 'security-group', '--config', r.configPath]);
+  t.equal(sg.code, 0);
+  t.match(sg.stdout, /198\.51\.100\.27\/32/);
+  t.match(sg.stdout, /aws ec2 authorize-security-group-ingress/);
+
+  // Without forward.publicAddress: IMDS, then the interface, then an error that says where it looked.
+  await setPublicAddress(', publicAddress: 203.0.113.73', '');
+  r.world.imds = { address: '203.0.113.9' };
+  const fromImds = await r.cli(['endpoints', '--config', r.configPath]);
+  t.equal(fromImds.code, 0);
+  t.match(fromImds.stdout, /203\.0\.113\.9:6379/);
+  t.equal(fromImds.stderr, '');
+
+  r.world.imds = { reason: 'public-ipv4 answered HTTP 404' };
+  r.world.interfaces = { eth0: '10.0.0.5' };
+  const fromInterface = await r.cli(['endpoints', '--config', r.configPath]);
+  t.equal(fromInterface.code, 0);
+  t.match(fromInterface.stdout, /10\.0\.0\.5:6379/);
+  t.match(fromInterface.stderr, /note: showing eth0's own address 10\.0\.0\.5 .*clients outside the VPC need forward\.publicAddress/);
+
+  r.world.interfaces = {};
+  const nowhere = await r.cli(['endpoints', '--format', 'natmap', '--config', r.configPath]);
+  t.equal(nowhere.code, 1, 'no usable address is a failure, not 127.0.0.1');
+  t.equal(nowhere.stdout, '');
+  t.match(
+    nowhere.stderr,
+    /no address for clients to dial: forward\.publicAddress is not set; IMDSv2 public-ipv4: public-ipv4 answered HTTP 404; forward\.inboundInterface eth0: no IPv4 address\. Set forward\.publicAddress in .*config\.yaml/,
+  );
+  t.notMatch(nowhere.stderr + nowhere.stdout, /127\.0\.0\.1/);
+});
+
+t.test('health --config reads that config, not the default one', async (t) => {
+  const r = await rig(t);
+  r.serve({ a: '10.0.1.1' });
+  r.world.onSleep = () => void r.world.signals.emit('SIGTERM');
+  t.equal((await r.cli(['run', '--config', r.configPath])).code, 0);
+
+  const ok = await r.cli(['health', '--config', r.configPath]);
+  t.equal(ok.code, 0, ok.stdout);
+  t.match(ok.stdout, /^OK - 1 forward/);
+  t.notMatch(ok.stdout, /\/etc\/cachenat\/config\.yaml/);
+
+  const fromEnv = await r.cli(['health'], { CACHENAT_CONFIG: r.configPath });
+  t.equal(fromEnv.code, 0, fromEnv.stdout);
+
+  const json = await r.cli(['health', '--json', '--probe', '-c', r.configPath]);
+  t.equal(json.code, 0);
+  t.match(JSON.parse(json.stdout), { state: 'OK', checks: [{ name: 'daemon' }] });
+  t.match(json.stdout, /TCP connect to all 1 targets succeeded/);
+
+  const dead = await r.cli(['health', '--config', join(r.dir, 'missing.yaml')]);
+  t.equal(dead.code, 2, 'an unusable config still gets an answer');
+  t.match(dead.stdout, /note: config .*missing\.yaml not usable/);
+});
+
+t.test('flush removes what cachenat installed and keeps the port map', async (t) => {
+  const r = await rig(t);
+  r.serve({ a: '10.0.1.1' });
+  const nothing = await r.cli(['flush', '--config', r.configPath]);
+  t.equal(nothing.code, 0);
+  t.equal(nothing.stdout, 'nothing installed by cachenat\n');
+  await r.cli(['apply', '--config', r.configPath]);
+  const flushed = await r.cli(['flush', '--config', r.configPath]);
+  t.equal(flushed.code, 0, flushed.stderr);
+  t.match(flushed.stdout, /removed every cachenat chain and jump/);
+  t.same(owned(ruleLines(r.world.kernel)), []);
+  t.same(await r.ports(), { 'node/a/0001': 6379 });
+});
+
+t.test('run: SIGHUP reloads the config (a bad one is refused), SIGTERM stops with exit 0', async (t) => {
+  const r = await rig(t);
+  r.serve({ a: '10.0.1.1' });
+  r.world.onSleep = async (n) => {
+    if (n === 1) {
+      await r.writeConfig('discovery: { include: ["b*"] }\n');
+      r.world.signals.emit('SIGHUP');
+    } else if (n === 2) {
+      await writeFile(r.configPath, BAD_CONFIG);
+      r.world.signals.emit('SIGHUP');
+    } else r.world.signals.emit('SIGTERM');
+  };
+  const run = await r.cli(['run', '--config', r.configPath]);
+  t.equal(run.code, 0, run.stderr);
+  t.same(r.world.edgesBuiltFor.map((c) => c.discovery.include), [['*'], ['b*']], 'edges rebuilt once, for the good reload only');
+  t.match(run.stdout, /"msg":"configuration reloaded"/);
+  t.match(run.stdout, /reload refused, keeping the running configuration: .*aws\.region/);
+  t.match(run.stdout, /"msg":"stopped; forwards left in place"/);
+  t.equal(r.world.signals.listenerCount('SIGHUP'), 0, 'signal handlers removed on exit');
+  t.ok(owned(ruleLines(r.world.kernel)).length > 0, 'forwards left in place');
+});
+
+t.test('every command, flag and flag value is exercised by the tests above', async (t) => {
+  const required = ['(none)', 'help'];
+  for (const [name, spec] of Object.entries(GLOBAL_FLAGS)) required.push(`any --${name}`, `any -${spec.short}`);
+  for (const [command, { flags }] of Object.entries(COMMANDS)) {
+    required.push(command, `${command} --config`);
+    for (const flag of flags) {
+      required.push(`${command} --${flag}`);
+      for (const value of FLAG_SPECS[flag]?.choices ?? []) required.push(`${command} --${flag}=${value}`);
+    }
+  }
+  const seen = new Set(exercised.flatMap(exercisedBy));
+  t.same(required.filter((item) => !seen.has(item)), [], 'not exercised in-process');
+  t.ok(required.length >= 30, `the CLI's definition lists ${required.length} items`);
+});

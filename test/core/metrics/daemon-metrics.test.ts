@@ -1,0 +1,53 @@
+// Folding passes into the daemon's counters.
+
+import t from 'tap';
+import { forwardConnections, initialMetrics, observePass, type PassObservation } from '../../../src/core/metrics/daemon-metrics.js';
+import type { Forward } from '../../../src/core/model.js';
+
+const pass = (o: Partial<PassObservation> = {}): PassObservation => ({ outcome: 'ok', durationSeconds: 0.01, dnatChainRewritten: false, events: [], ...o });
+
+t.test('outcomes, kernel writes, moves and DNS failures are counted', async (t) => {
+  let m = initialMetrics(0);
+  m = observePass(m, pass({ kernelWrite: 'ok', events: [{ type: 'ip-changed', key: 'primary/g', listenPort: 6379, from: '10.0.0.1', to: '10.0.0.2' }] }));
+  m = observePass(m, pass({ outcome: 'kernel_error', kernelWrite: 'error' }));
+  m = observePass(m, pass({ outcome: 'failed', durationSeconds: undefined }));
+  m = observePass(m, pass({ outcome: 'api_error', apiErrorCode: 'Throttling', events: [{ type: 'resolve-failed', key: 'node/a/1', address: 'a', error: 'ENOTFOUND' }] }));
+  t.same(m.passes, { ok: 1, api_error: 1, kernel_error: 1, failed: 1 });
+  t.same(m.kernelWrites, { ok: 1, error: 1 });
+  t.equal(m.targetMoves, 1);
+  t.equal(m.dnsFailures, 1);
+  t.equal(m.durationCount, 3, 'a pass that threw has no duration to observe');
+  t.same([...m.apiErrors], [['Throttling', 1]]);
+});
+
+t.test('API error codes from the network cannot blow up the label set', async (t) => {
+  let m = initialMetrics(0);
+  for (let i = 0; i < 30; i++) m = observePass(m, pass({ outcome: 'api_error', apiErrorCode: `Code${i}` }));
+  m = observePass(m, pass({ outcome: 'api_error', apiErrorCode: 'bad code with spaces"' }));
+  t.equal(m.apiErrors.size, 21, '20 codes plus "other"');
+  t.equal(m.apiErrors.get('other'), 11, '10 overflowing codes and the unprintable one');
+});
+
+t.test('a rewrite of the DNAT chain in a pass resets the counters the next pass reads', async (t) => {
+  const id = '6379 primary/g';
+  let m = initialMetrics(0);
+  m = observePass(m, pass({ dnatPackets: new Map([[id, 10]]), dnatChainRewritten: true }));
+  t.equal(m.newConnections.totals.get(id), 0, 'baseline');
+  m = observePass(m, pass({ dnatPackets: new Map([[id, 12]]) }));
+  t.equal(m.newConnections.totals.get(id), 12, 'the chain was rewritten after the previous read: all 12 are new');
+  m = observePass(m, pass({ outcome: 'failed', durationSeconds: undefined, dnatChainRewritten: true }));
+  m = observePass(m, pass({ dnatPackets: new Map([[id, 13]]) }));
+  t.equal(m.newConnections.totals.get(id), 25, 'a rewrite in a pass without a read is remembered');
+});
+
+t.test('connections per forward: unknown without conntrack, zero for a forward without a rule', async (t) => {
+  const f = (listenPort: number, key: string, targetIp?: string): Forward => ({ key, kind: 'node', engine: 'redis', address: 'x', targetPort: 6379, listenPort, state: targetIp ? 'active' : 'unresolved', ...(targetIp ? { targetIp } : {}) });
+  let m = initialMetrics(0);
+  m = observePass(m, pass({ dnatPackets: new Map([['6379 node/a/1', 3]]) }));
+  const forwards = [f(6379, 'node/a/1', '10.0.0.1'), f(6380, 'node/b/1')];
+  t.same(forwardConnections(forwards, m, new Map([[6379, 2], [6380, 5]])), [
+    { listenPort: 6379, key: 'node/a/1', active: 2, new: 0 },
+    { listenPort: 6380, key: 'node/b/1', active: 0 },
+  ]);
+  t.same(forwardConnections(forwards, m, undefined), [{ listenPort: 6379, key: 'node/a/1', new: 0 }, { listenPort: 6380, key: 'node/b/1' }]);
+});

@@ -1,0 +1,76 @@
+// One supported Node range, stated in package.json's engines, and every other
+// place that names a Node version agrees with it: the AWS SDK packages in the
+// lockfile, @types/node, the AMI build (nodejs22), ami/install.sh's check and
+// scripts/ensure-node.sh (the Node the README commands and CI run on).
+import t from 'tap';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const read = (path: string) => readFile(repo + path, 'utf8');
+
+type Version = [number, number, number];
+
+/** ">=22.12.0" -> [22, 12, 0]; only the plain lower-bound form is accepted. */
+function floorOf(range: string): Version | undefined {
+  const m = /^>=\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(range.trim());
+  return m ? [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0)] : undefined;
+}
+
+function atLeast(have: Version, want: Version): boolean {
+  for (let i = 0; i < 3; i++) if (have[i] !== want[i]) return have[i]! > want[i]!;
+  return true;
+}
+
+const pkg = JSON.parse(await read('package.json')) as { engines: { node: string }; devDependencies: Record<string, string> };
+const lock = JSON.parse(await read('package-lock.json')) as { packages: Record<string, { engines?: { node?: string } | string[] }> };
+const floor = floorOf(pkg.engines.node);
+
+t.test('engines is a plain floor at Node 22.12 or later', async (t) => {
+  t.ok(floor, `engines.node "${pkg.engines.node}" is a ">=x.y.z" floor`);
+  t.ok(floor && atLeast(floor, [22, 12, 0]), `engines floor ${floor?.join('.')} is at least 22.12.0 (Node 20 is past end of life)`);
+  const root = lock.packages['']?.engines;
+  t.same(floorOf(root && !Array.isArray(root) ? (root.node ?? '') : ''), floor, 'the lockfile root repeats the same engines');
+});
+
+t.test("the lockfile's AWS SDK packages accept every Node our floor allows", async (t) => {
+  let checked = 0;
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    if (!/node_modules\/@(aws-sdk|smithy|aws-crypto)\//.test(path)) continue;
+    const range = entry.engines && !Array.isArray(entry.engines) ? entry.engines.node : undefined;
+    if (range === undefined) continue;
+    const theirs = floorOf(range);
+    t.ok(theirs, `${path}: engines.node "${range}" is a ">=" floor this test understands`);
+    if (theirs && floor) t.ok(atLeast(floor, theirs), `${path} needs Node ${range}; our floor ${floor.join('.')} meets it`);
+    checked++;
+  }
+  // The SDK client alone pulls in well over ten such packages.
+  t.ok(checked >= 10, `${checked} AWS SDK packages with engines.node checked`);
+});
+
+t.test('@types/node describes the floor major', async (t) => {
+  const major = /^\^?(\d+)\./.exec(pkg.devDependencies['@types/node'] ?? '')?.[1];
+  t.equal(Number(major), floor?.[0], `@types/node ${pkg.devDependencies['@types/node']} is for Node ${floor?.[0]}`);
+});
+
+t.test('the AMI installs and checks the same Node', async (t) => {
+  const packer = await read('ami/cachenat.pkr.hcl');
+  const packages = [...packer.matchAll(/\bnodejs(\d+)\b/g)].map((m) => Number(m[1]));
+  t.ok(packages.length > 0, 'the Packer template installs a nodejsNN package');
+  t.same([...new Set(packages)], [floor?.[0]], `every nodejsNN in ami/cachenat.pkr.hcl is nodejs${floor?.[0]}`);
+
+  const install = await read('ami/install.sh');
+  const major = /\bNODE_MAJOR=(\d+)/.exec(install)?.[1];
+  const minor = /\bNODE_MINOR=(\d+)/.exec(install)?.[1];
+  t.same([Number(major), Number(minor)], floor?.slice(0, 2), 'ami/install.sh refuses a Node below the engines floor');
+});
+
+t.test('scripts/ensure-node.sh brings a Node inside the range', async (t) => {
+  const script = await read('scripts/ensure-node.sh');
+  const scriptFloor = /^NODE_FLOOR=(\S+)$/m.exec(script)?.[1];
+  const pinned = /^NODE_PINNED=(\S+)$/m.exec(script)?.[1];
+  t.same(floorOf(`>=${scriptFloor}`), floor, `NODE_FLOOR ${scriptFloor} is the engines floor`);
+  const pinnedVersion = floorOf(`>=${pinned}`);
+  t.ok(pinnedVersion && floor && atLeast(pinnedVersion, floor), `NODE_PINNED ${pinned} satisfies engines ${pkg.engines.node}`);
+  t.equal(pinnedVersion?.[0], floor?.[0], `NODE_PINNED ${pinned} is the same major as the AMI's nodejs${floor?.[0]}`);
+});

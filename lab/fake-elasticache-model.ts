@@ -333,34 +333,46 @@ function nodeXml(node: FakeNode): string {
   );
 }
 
+/** The shard of a cluster-mode member, as ElastiCache names them: `<group>-000N-00M` is in node group 000N. */
+const shardOf = (clusterId: string): string => /-(\d{4})-\d{3}$/.exec(clusterId)?.[1] ?? '0001';
+
 function groupXml(group: FakeReplicationGroup, topology: FakeTopology): string {
   const members = group.members ?? [];
   const enabled = group.clusterEnabled === true;
-  const memberXml = members
-    .map((clusterId, index) => {
-      const node = topology.clusters?.find((c) => c.id === clusterId)?.nodes?.[0];
-      const read = !enabled && node?.address !== undefined && node.port !== undefined;
-      return el(
-        'NodeGroupMember',
-        text('CacheClusterId', clusterId) +
-          (node ? text('CacheNodeId', node.id) : '') +
-          (read ? endpointXml('ReadEndpoint', { address: node.address as string, port: node.port as number | string }) : '') +
-          (enabled ? '' : text('CurrentRole', index === 0 ? 'primary' : 'replica')),
-      );
-    })
+  const memberXml = (ids: string[]) =>
+    ids
+      .map((clusterId, index) => {
+        const node = topology.clusters?.find((c) => c.id === clusterId)?.nodes?.[0];
+        const read = !enabled && node?.address !== undefined && node.port !== undefined;
+        return el(
+          'NodeGroupMember',
+          text('CacheClusterId', clusterId) +
+            (node ? text('CacheNodeId', node.id) : '') +
+            (read ? endpointXml('ReadEndpoint', { address: node.address as string, port: node.port as number | string }) : '') +
+            (enabled ? '' : text('CurrentRole', index === 0 ? 'primary' : 'replica')),
+        );
+      })
+      .join('');
+  // Cluster mode: one node group per shard; otherwise the one group.
+  const shards = enabled ? [...new Set(members.map(shardOf))] : ['0001'];
+  const nodeGroups = shards
+    .map((shard) =>
+      el(
+        'NodeGroup',
+        text('NodeGroupId', shard) +
+          text('Status', group.status ?? 'available') +
+          (group.primary ? endpointXml('PrimaryEndpoint', group.primary) : '') +
+          (group.reader ? endpointXml('ReaderEndpoint', group.reader) : '') +
+          el('NodeGroupMembers', memberXml(enabled ? members.filter((id) => shardOf(id) === shard) : members)),
+      ),
+    )
     .join('');
-  const nodeGroup =
-    text('NodeGroupId', '0001') +
-    text('Status', group.status ?? 'available') +
-    (group.primary ? endpointXml('PrimaryEndpoint', group.primary) : '') +
-    (group.reader ? endpointXml('ReaderEndpoint', group.reader) : '') +
-    el('NodeGroupMembers', memberXml);
   return (
     text('ReplicationGroupId', group.id) +
     text('Description', `fake group ${group.id}`) +
     text('Status', group.status ?? 'available') +
     el('MemberClusters', members.map((id) => text('ClusterId', id)).join('')) +
-    el('NodeGroups', el('NodeGroup', nodeGroup)) +
+    el('NodeGroups', nodeGroups) +
     (group.configurationEndpoint ? endpointXml('ConfigurationEndpoint', group.configurationEndpoint) : '') +
     el('ClusterEnabled', String(enabled)) +
     el('ClusterMode', enabled ? 'enabled' : 'disabled') +

@@ -17,6 +17,17 @@ export const DEFAULT_PAGE_SIZE = 2;
 export interface FakeTopology {
   clusters?: FakeCluster[];
   replicationGroups?: FakeReplicationGroup[];
+  serverlessCaches?: FakeServerlessCache[];
+}
+
+export interface FakeServerlessCache {
+  name: string;
+  /** valkey (default), redis, memcached. */
+  engine?: string;
+  /** Defaults to "available". */
+  status?: string;
+  endpoint?: FakeEndpoint;
+  reader?: FakeEndpoint;
 }
 
 export interface FakeCluster {
@@ -29,6 +40,8 @@ export interface FakeCluster {
   nodes?: FakeNode[];
   /** Memcached's `.cfg.` endpoint. */
   configurationEndpoint?: FakeEndpoint;
+  /** TransitEncryptionEnabled; left out of the answer when absent. */
+  tls?: boolean;
 }
 
 export interface FakeNode {
@@ -56,6 +69,8 @@ export interface FakeReplicationGroup {
   primary?: FakeEndpoint;
   reader?: FakeEndpoint;
   configurationEndpoint?: FakeEndpoint;
+  /** TransitEncryptionEnabled; left out of the answer when absent. */
+  tls?: boolean;
 }
 
 const portValue = z.union([z.number(), z.string()]);
@@ -80,6 +95,7 @@ export const fakeTopologySchema: z.ZodType<FakeTopology> = z.strictObject({
           )
           .optional(),
         configurationEndpoint: endpointSchema.optional(),
+        tls: z.boolean().optional(),
       }),
     )
     .optional(),
@@ -94,6 +110,18 @@ export const fakeTopologySchema: z.ZodType<FakeTopology> = z.strictObject({
         primary: endpointSchema.optional(),
         reader: endpointSchema.optional(),
         configurationEndpoint: endpointSchema.optional(),
+        tls: z.boolean().optional(),
+      }),
+    )
+    .optional(),
+  serverlessCaches: z
+    .array(
+      z.strictObject({
+        name: z.string(),
+        engine: z.string().optional(),
+        status: z.string().optional(),
+        endpoint: endpointSchema.optional(),
+        reader: endpointSchema.optional(),
       }),
     )
     .optional(),
@@ -120,15 +148,20 @@ export const FAULT_KINDS = [
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-/** A fault, permanent until cleared or for the next `count` requests it applies to. */
+/** A fault, permanent until cleared or for the next `count` requests it applies to (only to `action` when given). */
 export interface Fault {
   kind: FaultKind;
   count?: number;
+  action?: Action;
 }
+
+export const ACTIONS = ['DescribeCacheClusters', 'DescribeReplicationGroups', 'DescribeServerlessCaches'] as const;
+export type Action = (typeof ACTIONS)[number];
 
 export const faultSchema: z.ZodType<Fault> = z.strictObject({
   kind: z.enum(FAULT_KINDS),
   count: z.number().int().positive().optional(),
+  action: z.enum(ACTIONS).optional(),
 });
 
 export interface Answer {
@@ -149,7 +182,7 @@ const ERRORS = {
 export function answer(params: URLSearchParams, topology: FakeTopology, fault: Exclude<FaultKind, 'hang'>, requestId: string): Answer {
   const action = params.get('Action') ?? '';
   if (action === '') return errorAnswer(400, 'Sender', 'MissingAction', 'The request must contain the parameter Action.', requestId);
-  if (action !== 'DescribeCacheClusters' && action !== 'DescribeReplicationGroups') {
+  if (!(ACTIONS as readonly string[]).includes(action)) {
     return errorAnswer(400, 'Sender', 'InvalidAction', `The action ${action} is not valid for this web service.`, requestId);
   }
   if (fault !== 'none' && fault !== 'empty' && fault !== 'malformed-xml') {
@@ -160,6 +193,7 @@ export function answer(params: URLSearchParams, topology: FakeTopology, fault: E
     return { status: 200, body: `<${action}Response xmlns="${XML_NAMESPACE}"><${action}Result><Marker>tok</Mar` };
   }
   const served = fault === 'empty' ? {} : topology;
+  if (action === 'DescribeServerlessCaches') return describeServerlessCaches(params, served, requestId);
   return action === 'DescribeCacheClusters'
     ? describeCacheClusters(params, served, requestId)
     : describeReplicationGroups(params, served, requestId);
@@ -202,6 +236,41 @@ function describeReplicationGroups(params: URLSearchParams, topology: FakeTopolo
   if ('error' in page) return errorAnswer(400, 'Sender', 'InvalidParameterValue', page.error, requestId);
   const items = page.items.map((g) => el('ReplicationGroup', groupXml(g, topology))).join('');
   return okAnswer('DescribeReplicationGroups', page.marker, el('ReplicationGroups', items), requestId);
+}
+
+// Serverless answers page with NextToken/MaxResults instead of Marker/MaxRecords,
+// and their list items are <member> elements.
+function describeServerlessCaches(params: URLSearchParams, topology: FakeTopology, requestId: string): Answer {
+  let caches = topology.serverlessCaches ?? [];
+  const wanted = params.get('ServerlessCacheName');
+  if (wanted !== null) {
+    caches = caches.filter((c) => c.name === wanted);
+    if (caches.length === 0) return errorAnswer(404, 'Sender', 'ServerlessCacheNotFoundFault', `ServerlessCache not found: ${wanted}`, requestId);
+  }
+  const paging = new URLSearchParams();
+  for (const [from, to] of [['MaxResults', 'MaxRecords'], ['NextToken', 'Marker']] as const) {
+    const value = params.get(from);
+    if (value !== null) paging.set(to, value);
+  }
+  const page = pageOf(caches, paging);
+  if ('error' in page) return errorAnswer(400, 'Sender', 'InvalidParameterValue', page.error, requestId);
+  const items = page.items.map((c) => el('member', serverlessXml(c))).join('');
+  const body =
+    `<DescribeServerlessCachesResponse xmlns="${XML_NAMESPACE}"><DescribeServerlessCachesResult>` +
+    (page.marker === undefined ? '' : el('NextToken', esc(page.marker))) +
+    el('ServerlessCaches', items) +
+    `</DescribeServerlessCachesResult><ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata></DescribeServerlessCachesResponse>`;
+  return { status: 200, body };
+}
+
+function serverlessXml(cache: FakeServerlessCache): string {
+  return (
+    text('ServerlessCacheName', cache.name) +
+    text('Status', cache.status ?? 'available') +
+    text('Engine', cache.engine ?? 'valkey') +
+    (cache.endpoint ? endpointXml('Endpoint', cache.endpoint) : '') +
+    (cache.reader ? endpointXml('ReaderEndpoint', cache.reader) : '')
+  );
 }
 
 /**
@@ -248,6 +317,7 @@ function clusterXml(cluster: FakeCluster, withNodes: boolean): string {
     text('CacheClusterStatus', status) +
     el('NumCacheNodes', String(nodes.length)) +
     (cluster.replicationGroupId === undefined ? '' : text('ReplicationGroupId', cluster.replicationGroupId)) +
+    (cluster.tls === undefined ? '' : el('TransitEncryptionEnabled', String(cluster.tls))) +
     (withNodes ? el('CacheNodes', nodes.map((n) => el('CacheNode', nodeXml(n))).join('')) : '')
   );
 }
@@ -263,37 +333,50 @@ function nodeXml(node: FakeNode): string {
   );
 }
 
+/** The shard of a cluster-mode member, as ElastiCache names them: `<group>-000N-00M` is in node group 000N. */
+const shardOf = (clusterId: string): string => /-(\d{4})-\d{3}$/.exec(clusterId)?.[1] ?? '0001';
+
 function groupXml(group: FakeReplicationGroup, topology: FakeTopology): string {
   const members = group.members ?? [];
   const enabled = group.clusterEnabled === true;
-  const memberXml = members
-    .map((clusterId, index) => {
-      const node = topology.clusters?.find((c) => c.id === clusterId)?.nodes?.[0];
-      const read = !enabled && node?.address !== undefined && node.port !== undefined;
-      return el(
-        'NodeGroupMember',
-        text('CacheClusterId', clusterId) +
-          (node ? text('CacheNodeId', node.id) : '') +
-          (read ? endpointXml('ReadEndpoint', { address: node.address as string, port: node.port as number | string }) : '') +
-          (enabled ? '' : text('CurrentRole', index === 0 ? 'primary' : 'replica')),
-      );
-    })
+  const memberXml = (ids: string[]) =>
+    ids
+      .map((clusterId, index) => {
+        const node = topology.clusters?.find((c) => c.id === clusterId)?.nodes?.[0];
+        const read = !enabled && node?.address !== undefined && node.port !== undefined;
+        return el(
+          'NodeGroupMember',
+          text('CacheClusterId', clusterId) +
+            (node ? text('CacheNodeId', node.id) : '') +
+            (read ? endpointXml('ReadEndpoint', { address: node.address as string, port: node.port as number | string }) : '') +
+            (enabled ? '' : text('CurrentRole', index === 0 ? 'primary' : 'replica')),
+        );
+      })
+      .join('');
+  // Cluster mode: one node group per shard; otherwise the one group.
+  const shards = enabled ? [...new Set(members.map(shardOf))] : ['0001'];
+  const nodeGroups = shards
+    .map((shard) =>
+      el(
+        'NodeGroup',
+        text('NodeGroupId', shard) +
+          text('Status', group.status ?? 'available') +
+          (group.primary ? endpointXml('PrimaryEndpoint', group.primary) : '') +
+          (group.reader ? endpointXml('ReaderEndpoint', group.reader) : '') +
+          el('NodeGroupMembers', memberXml(enabled ? members.filter((id) => shardOf(id) === shard) : members)),
+      ),
+    )
     .join('');
-  const nodeGroup =
-    text('NodeGroupId', '0001') +
-    text('Status', group.status ?? 'available') +
-    (group.primary ? endpointXml('PrimaryEndpoint', group.primary) : '') +
-    (group.reader ? endpointXml('ReaderEndpoint', group.reader) : '') +
-    el('NodeGroupMembers', memberXml);
   return (
     text('ReplicationGroupId', group.id) +
     text('Description', `fake group ${group.id}`) +
     text('Status', group.status ?? 'available') +
     el('MemberClusters', members.map((id) => text('ClusterId', id)).join('')) +
-    el('NodeGroups', el('NodeGroup', nodeGroup)) +
+    el('NodeGroups', nodeGroups) +
     (group.configurationEndpoint ? endpointXml('ConfigurationEndpoint', group.configurationEndpoint) : '') +
     el('ClusterEnabled', String(enabled)) +
     el('ClusterMode', enabled ? 'enabled' : 'disabled') +
+    (group.tls === undefined ? '' : el('TransitEncryptionEnabled', String(group.tls))) +
     (group.engine === undefined ? '' : text('Engine', group.engine))
   );
 }

@@ -1,9 +1,9 @@
 // A local stand-in for the ElastiCache Query API, good enough for the real
-// SDK: DescribeCacheClusters and DescribeReplicationGroups with paging, real
-// XML, and faults on demand. The lab and the tests drive it over HTTP on the
+// SDK: DescribeCacheClusters, DescribeReplicationGroups and
+// DescribeServerlessCaches with paging, real XML, and faults on demand. The lab and the tests drive it over HTTP on the
 // same port:
 //   PUT    /_fake/topology   JSON FakeTopology, served from the next request on
-//   PUT    /_fake/fault      {"kind": "...", "count"?: n}; kind "none" clears;
+//   PUT    /_fake/fault      {"kind": "...", "count"?: n, "action"?: "Describe..."}; kind "none" clears;
 //                             answers {"ok": true, "at": ms}: from when it applies
 //   GET    /_fake/requests   {"count": n, "requests": [...]}: the API calls so far
 //   DELETE /_fake/requests   forget them
@@ -67,6 +67,9 @@ export const AWS_DEFAULT_PAGE_SIZE = 100;
 
 const MAX_BODY_BYTES = 1 << 20;
 
+/** The paging token of a request: Marker, or NextToken for DescribeServerlessCaches. */
+const pageToken = (params: URLSearchParams): string | null => params.get('Marker') ?? params.get('NextToken');
+
 export async function startFakeElastiCache(options: FakeElastiCacheOptions = {}): Promise<FakeElastiCache> {
   if (options.pageSize !== undefined && !(Number.isInteger(options.pageSize) && options.pageSize >= 1 && options.pageSize <= 100)) {
     throw new Error(`page size must be a whole number from 1 to 100, got ${options.pageSize}`);
@@ -85,7 +88,8 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
   const takeFault = (params: URLSearchParams): FaultKind => {
     const kind = fault.kind;
     if (kind === 'none') return 'none';
-    if (kind === 'second-page-fails' && !params.get('Marker')) return 'none';
+    if (fault.action !== undefined && fault.action !== params.get('Action')) return 'none';
+    if (kind === 'second-page-fails' && !pageToken(params)) return 'none';
     if (fault.count !== undefined) {
       fault.count -= 1;
       if (fault.count <= 0) fault = { kind: 'none' };
@@ -96,7 +100,7 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
   const handleApi = (params: URLSearchParams, res: ServerResponse) => {
     if (options.pageSize !== undefined && !params.has('MaxRecords')) params.set('MaxRecords', String(options.pageSize));
     const kind = takeFault(params);
-    const marker = params.get('Marker');
+    const marker = pageToken(params);
     const entry: FakeRequest = {
       at: Date.now(),
       action: params.get('Action') ?? '',

@@ -116,7 +116,7 @@ export class Lab {
   readonly #redisCount: number;
   readonly #memcachedCount: number;
   readonly #processes = new Set<LabProcess>();
-  readonly #hosts = new Map<string, string>();
+  readonly #hosts = new Map<string, string[]>();
   #down: Promise<void> | undefined;
   /** Gives back this machine's lab lock (lab/serial.ts). */
   #releaseSlot: () => void = () => {};
@@ -233,11 +233,12 @@ export class Lab {
     }
   }
 
-  /** Points `name` at `ip` for every process in the NAT namespace, running ones included. */
-  setHost(name: string, ip: string): void {
+  /** Points `name` at `ip` (or at several addresses) for every process in the NAT namespace, running ones included. */
+  setHost(name: string, ip: string | readonly string[]): void {
     if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name)) throw new Error(`setHost: "${name}" is not a host name`);
-    if (!isIpv4(ip)) throw new Error(`setHost: "${ip}" is not an IPv4 address`);
-    this.#hosts.set(name, ip);
+    const ips = typeof ip === 'string' ? [ip] : [...ip];
+    for (const one of ips) if (!isIpv4(one)) throw new Error(`setHost: "${one}" is not an IPv4 address`);
+    this.#hosts.set(name, ips);
     this.#writeHosts();
   }
 
@@ -312,7 +313,7 @@ export class Lab {
   // is a single overwrite.
   #writeHosts(): void {
     const lines = [`# cachenat lab ${this.prefix}`, '127.0.0.1 localhost', '::1 localhost'];
-    for (const [name, ip] of this.#hosts) lines.push(`${ip} ${name}`);
+    for (const [name, ips] of this.#hosts) for (const ip of ips) lines.push(`${ip} ${name}`);
     const text = Buffer.from(lines.join('\n') + '\n');
     const fd = openSync(this.hostsFile, existsSync(this.hostsFile) ? 'r+' : 'w');
     try {

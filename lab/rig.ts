@@ -120,6 +120,8 @@ export interface LabSettings {
   apiTimeout?: string;
   reuseAfter?: string;
   logLevel?: string;
+  /** forward.plaintext (the daemon's default, warn, otherwise). */
+  plaintext?: 'allow' | 'warn' | 'refuse';
   /** YAML appended as is (top-level sections the settings above do not cover). */
   extra?: string;
 }
@@ -150,7 +152,7 @@ forward:
   inboundInterface: ext0
   allowedSources: [198.18.0.10/32]
   publicAddress: 198.18.0.1
-ports:
+${s.plaintext === undefined ? '' : `  plaintext: ${s.plaintext}\n`}ports:
   reuseAfter: ${s.reuseAfter}
 ipForward: enable
 state:

@@ -18,6 +18,7 @@ have python3 || need+=(python3)
 have pgrep || need+=(procps)
 if [ "${1:-}" = "--for-tests" ]; then
   have shellcheck || need+=(shellcheck)
+  have openssl || need+=(openssl) # the test CA of test/e2e/tls.test.ts
   have packer || need+=(packer)
   have debootstrap || need+=(debootstrap)
   have systemd-analyze || need+=(systemd)

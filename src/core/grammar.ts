@@ -9,6 +9,7 @@
 
 import type { Engine, TargetKind } from './model.js';
 import { isIpv4, targetAddressProblem } from './ipv4.js';
+import { OWNER_COMMENT } from './netfilter/types.js';
 
 /** Quoted, printable ASCII, at most about 60 characters: safe in any message. */
 export function show(value: unknown): string {
@@ -29,7 +30,11 @@ export function show(value: unknown): string {
 const ID_BODY = '[A-Za-z0-9][A-Za-z0-9-]{0,63}';
 const ID = new RegExp(`^${ID_BODY}$`);
 const NODE_KEY = new RegExp(`^node/(${ID_BODY})/(${ID_BODY})$`);
-const GROUP_KEY = new RegExp(`^(primary|reader)/(${ID_BODY})$`);
+// configuration/<id> names a replication group or a Memcached cluster; the
+// next API answer says which (until then it reads as a group).
+const GROUP_KEY = new RegExp(`^(primary|reader|configuration)/(${ID_BODY})$`);
+// Serverless cache names are ids too (letters, digits, hyphens).
+const SERVERLESS_KEY = new RegExp(`^(serverless|serverless-reader)/(${ID_BODY})$`);
 
 export const isId = (value: unknown): value is string => typeof value === 'string' && ID.test(value);
 
@@ -51,6 +56,7 @@ export interface ParsedKey {
   cacheClusterId?: string;
   cacheNodeId?: string;
   replicationGroupId?: string;
+  serverlessCacheName?: string;
 }
 
 export function parseTargetKey(key: string): ParsedKey | undefined {
@@ -58,14 +64,18 @@ export function parseTargetKey(key: string): ParsedKey | undefined {
   if (node) return { kind: 'node', cacheClusterId: node[1]!, cacheNodeId: node[2]! };
   const group = GROUP_KEY.exec(key);
   if (group) return { kind: group[1] as TargetKind, replicationGroupId: group[2]! };
+  const serverless = SERVERLESS_KEY.exec(key);
+  if (serverless) return { kind: serverless[1] as TargetKind, serverlessCacheName: serverless[2]! };
   return undefined;
 }
 
 export function keyProblem(key: string): string | undefined {
   return parseTargetKey(key) !== undefined
     ? undefined
-    : `target key ${show(key)} is not of the form node/<cluster>/<node>, primary/<group> or reader/<group> with ids of letters, digits and "-"`;
+    : `target key ${show(key)} is not of the form node/<cluster>/<node>, primary/<group>, reader/<group>, configuration/<id>, serverless/<name> or serverless-reader/<name> with ids of letters, digits and "-"`;
 }
+
+export const TARGET_KINDS = ['node', 'primary', 'reader', 'configuration', 'serverless', 'serverless-reader'] as const satisfies readonly TargetKind[];
 
 // ── engines and ports ──────────────────────────────────────────────────────
 
@@ -133,3 +143,26 @@ export function connmarkProblem(mark: unknown): string | undefined {
   }
   return undefined;
 }
+
+// ── the DNAT rule line ─────────────────────────────────────────────────────
+
+/**
+ * The DNAT rules of one forward, as the renderer writes them and iptables-save
+ * prints them back. A name with several addresses gets one rule per address,
+ * spread round-robin: rule i of n takes every (n-i)th new connection still
+ * unclaimed; the last takes the rest.
+ */
+/** The comment that marks a forward's rules as cachenat's, and names it. */
+export const ownerComment = (engine: Engine, key: string): string => `${OWNER_COMMENT} ${engine} ${key}`;
+
+export function dnatRuleLines(f: { listenPort: number; engine: Engine; key: string; targetIps: readonly string[]; targetPort: number }): string[] {
+  const head = `-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}"`;
+  const n = f.targetIps.length;
+  return f.targetIps.map((ip, i) => {
+    const nth = i < n - 1 ? ` -m statistic --mode nth --every ${n - i} --packet 0` : '';
+    return `${head}${nth} -j DNAT --to-destination ${ip}:${f.targetPort}`;
+  });
+}
+
+/** Matches one line of dnatRuleLines (without a leading counter); groups: listen port, engine, key, target IP, target port. */
+export const DNAT_RULE_PATTERN = `-A CACHENAT-DNAT -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} (\\S+) (\\S+)"(?: -m statistic --mode nth --every \\d+ --packet \\d+)? -j DNAT --to-destination ([\\d.]+):(\\d+)`;

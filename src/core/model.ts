@@ -9,7 +9,18 @@ export type PortFamily = 'redis' | 'memcached';
 export const portFamilyOf = (engine: Engine): PortFamily =>
   engine === 'memcached' ? 'memcached' : 'redis';
 
-export type TargetKind = 'node' | 'primary' | 'reader';
+export type TargetKind = 'node' | 'primary' | 'reader' | 'configuration' | 'serverless' | 'serverless-reader';
+
+/**
+ * The describe call whose answer governs a target's membership. When one call
+ * fails, only its targets are held as they were; the others' still change.
+ * DescribeCacheClusters and DescribeReplicationGroups are read as one unit
+ * ("classic"): a group's targets need its member clusters' engine.
+ */
+export type TargetSource = 'classic' | 'serverless';
+
+export const targetSourceOf = (kind: TargetKind): TargetSource =>
+  kind === 'serverless' || kind === 'serverless-reader' ? 'serverless' : 'classic';
 
 /**
  * Stable identity of a forward. It never contains an address, so a node whose
@@ -17,6 +28,9 @@ export type TargetKind = 'node' | 'primary' | 'reader';
  *   node/<cacheClusterId>/<cacheNodeId>
  *   primary/<replicationGroupId>
  *   reader/<replicationGroupId>
+ *   configuration/<replicationGroupId or Memcached cacheClusterId>
+ *   serverless/<serverlessCacheName>
+ *   serverless-reader/<serverlessCacheName>
  */
 export type TargetKey = string;
 
@@ -28,6 +42,9 @@ export interface DiscoveredTarget {
   cacheClusterId?: string;
   cacheNodeId?: string;
   replicationGroupId?: string;
+  serverlessCacheName?: string;
+  /** The cache speaks TLS (TransitEncryptionEnabled; Serverless always). Clients must send `address` as SNI. */
+  tls?: boolean;
   /** DNS name (or IPv4 literal) the API gave for this endpoint. */
   address: string;
   /** Port the cache listens on behind the NAT. */
@@ -44,18 +61,24 @@ export interface SkippedItem {
 export interface Topology {
   targets: DiscoveredTarget[];
   skipped: SkippedItem[];
+  /** Sources whose call failed this time: their targets are kept exactly as they were. */
+  held?: TargetSource[];
 }
 
 /** Result of resolving one endpoint name this pass. */
 export type Resolution =
-  | { ok: true; ip: string }
+  /** `ip` is the lowest address; `ips` lists every address (sorted) when the name has several. */
+  | { ok: true; ip: string; ips?: string[] }
   | { ok: false; error: string };
 
-export type ForwardState = 'active' | 'draining' | 'unresolved';
+/** `refused`: a plaintext cache that forward.plaintext: refuse keeps closed; its port stays reserved. */
+export type ForwardState = 'active' | 'draining' | 'unresolved' | 'refused';
 
 /** A forward as the planner wants it to be (and as `status` reports it). */
 export interface Forward extends DiscoveredTarget {
   targetIp?: string;
+  /** Every address new connections are spread over, when the name resolves to several. */
+  targetIps?: string[];
   listenPort: number;
   state: ForwardState;
 }
@@ -66,8 +89,16 @@ export interface RuleForward {
   engine: Engine;
   listenPort: number;
   targetIp: string;
+  /** All addresses (targetIp among them) when new connections are spread over several. */
+  targetIps?: string[];
   targetPort: number;
 }
 
-export const targetKeyOf = (t: Pick<DiscoveredTarget, 'kind' | 'cacheClusterId' | 'cacheNodeId' | 'replicationGroupId'>): TargetKey =>
-  t.kind === 'node' ? `node/${t.cacheClusterId}/${t.cacheNodeId}` : `${t.kind}/${t.replicationGroupId}`;
+export const targetKeyOf = (
+  t: Pick<DiscoveredTarget, 'kind' | 'cacheClusterId' | 'cacheNodeId' | 'replicationGroupId' | 'serverlessCacheName'>,
+): TargetKey => {
+  if (t.kind === 'node') return `node/${t.cacheClusterId}/${t.cacheNodeId}`;
+  if (t.kind === 'serverless' || t.kind === 'serverless-reader') return `${t.kind}/${t.serverlessCacheName}`;
+  if (t.kind === 'configuration') return `configuration/${t.replicationGroupId ?? t.cacheClusterId}`;
+  return `${t.kind}/${t.replicationGroupId}`;
+};

@@ -15,6 +15,7 @@ import { planPass, type Plan } from '../core/planner/plan.js';
 import type { PortState } from '../core/ports/port-state.js';
 import { stateFromRecoveredRules, type StateStore } from '../ports/state-store.js';
 import { describeEvent } from '../core/daemon/events.js';
+import { noteSourceFailures, notePlaintext } from './source-warnings.js';
 import type { DnatPackets } from '../core/metrics/rule-counters.js';
 
 /** Passes on the daemon's beat start a few ms more or less than one interval apart. */
@@ -63,6 +64,8 @@ export class Reconciler {
   private warnedEmptyAnswer = false;
   /** Writes that are failing now (port map, rules file), for the status snapshot and health. */
   readonly diskErrors = new Map<'state' | 'rules', string>();
+  /** Standing warnings for the status snapshot and health (a missing permission, plaintext exposure), by topic. */
+  readonly warnings = new Map<string, string>();
   /** The persisted ruleset may differ from the kernel: true at start and after a change, until a save succeeds. */
   private persistPending = true;
   /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
@@ -92,22 +95,33 @@ export class Reconciler {
     const state = this.state ?? (await this.loadState());
 
     let discovery: PassReport['discovery'] = { status: 'skipped' };
+    let answered = true;
     if (options.discover) {
       try {
-        this.topology = await this.edges.source.describe();
-        this.lastSyncAt = clock.now();
-        this.lastSyncError = undefined;
-        discovery = { status: 'ok' };
-        for (const skipped of this.topology.skipped) logger.debug({ where: skipped.where }, `skipped: ${skipped.reason}`);
-        this.warnIfEverythingVanished(this.topology, state);
+        const answer = await this.edges.source.describe();
+        this.topology = answer;
+        // Sources whose call failed are held as they were (the planner sees `held`); a
+        // failure other than a missing optional permission still counts as a failed sync.
+        const failed = noteSourceFailures(answer.failures ?? [], this.warnings, logger);
+        if (failed === undefined) {
+          this.lastSyncAt = clock.now();
+          this.lastSyncError = undefined;
+          discovery = { status: 'ok' };
+        } else {
+          this.lastSyncError = failed;
+          discovery = { status: 'failed', error: failed };
+        }
+        for (const skipped of answer.skipped) logger.debug({ where: skipped.where }, `skipped: ${skipped.reason}`);
+        if (answer.held === undefined) this.warnIfEverythingVanished(answer, state);
       } catch (err) {
         const error = err instanceof DiscoveryError ? err : new DiscoveryError(String(err), 'Internal', true, { cause: err });
         this.lastSyncError = error;
         discovery = { status: 'failed', error };
+        answered = false;
       }
     }
-    // Fail-static: without a complete answer this pass, membership does not change.
-    const topology = discovery.status === 'failed' ? undefined : this.topology;
+    // Fail-static: without an answer this pass, membership does not change.
+    const topology = answered ? this.topology : undefined;
 
     const addresses = new Set(state.entries.map((e) => e.address));
     for (const t of topology?.targets ?? []) addresses.add(t.address);
@@ -115,6 +129,7 @@ export class Reconciler {
 
     const installed = await this.readKernel();
     const plan = planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now() });
+    notePlaintext(plan.plaintext, this.warnings, logger);
 
     const report: PassReport = { plan, discovery, applied: false, durationMs: 0 };
     if (this.lastDnatPackets) report.dnatPackets = this.lastDnatPackets;

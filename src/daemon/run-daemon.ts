@@ -222,6 +222,7 @@ function snapshotOf(
   if (kernelError) snapshot.lastKernelError = kernelError;
   if (report) snapshot.rulesDigest = report.plan.rulesDigest;
   if (reconciler.diskErrors.size > 0) snapshot.diskErrors = [...reconciler.diskErrors.values()];
+  if (reconciler.warnings.size > 0) snapshot.warnings = [...reconciler.warnings.values()];
   return snapshot;
 }
 

@@ -1,20 +1,24 @@
-// The AWS edge: reads every page of DescribeCacheClusters (with node info) and
-// DescribeReplicationGroups through the real SDK client, then hands the
-// answers to toTopology. Either the whole view arrives within the time budget
-// or describe() throws a DiscoveryError: a partial answer would look like
-// nodes disappearing, so none is ever returned.
+// The AWS edge: reads every page of DescribeCacheClusters (with node info),
+// DescribeReplicationGroups and DescribeServerlessCaches through the real SDK
+// client, then hands the answers to toTopology. Each source (the two classic
+// calls together, Serverless alone) either arrives whole within the time
+// budget or is reported as failed, so the planner holds its targets as they
+// were: a partial list would look like caches disappearing. When every source
+// fails, describe() throws a DiscoveryError.
 
 import {
   ElastiCacheClient,
   paginateDescribeCacheClusters,
   paginateDescribeReplicationGroups,
+  paginateDescribeServerlessCaches,
   type CacheCluster,
   type ReplicationGroup,
+  type ServerlessCache,
 } from '@aws-sdk/client-elasticache';
-import type { Topology } from '../core/model.js';
+import type { TargetSource } from '../core/model.js';
 import type { TargetFilter } from '../core/discovery/glob.js';
 import { toTopology, type DescribeResults } from '../core/discovery/topology.js';
-import { DiscoveryError, type CacheSource } from '../core/discovery/types.js';
+import { DiscoveryError, type CacheSource, type Discovery, type SourceFailure } from '../core/discovery/types.js';
 
 export interface ElastiCacheSourceOptions {
   region: string;
@@ -60,27 +64,58 @@ export class ElastiCacheSource implements CacheSource {
     this.#client = options.client ?? createElastiCacheClient(options);
   }
 
-  async describe(signal?: AbortSignal): Promise<Topology> {
+  async describe(signal?: AbortSignal): Promise<Discovery> {
     const deadline = AbortSignal.timeout(this.#timeoutMs);
     const abortSignal = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
-    const progress: Progress = { operation: 'DescribeCacheClusters', page: 1, markers: new Set() };
-    let results: DescribeResults;
+    const read = <T>(progress: Progress, work: () => Promise<T>) => this.#readSource(progress, work, abortSignal, deadline, signal);
+
+    const classicProgress = newProgress('DescribeCacheClusters');
+    const classic = await read(classicProgress, () => this.#readClassic(abortSignal, classicProgress));
+    const serverlessProgress = newProgress('DescribeServerlessCaches');
+    const serverless = await read(serverlessProgress, () => this.#readServerless(abortSignal, serverlessProgress));
+    if ('error' in classic && 'error' in serverless) throw classic.error;
+
+    const failures: SourceFailure[] = [];
+    if ('error' in classic) failures.push({ source: 'classic', error: classic.error });
+    if ('error' in serverless) failures.push({ source: 'serverless', error: serverless.error });
+    const results: DescribeResults = {
+      cacheClusters: 'value' in classic ? classic.value.cacheClusters : [],
+      replicationGroups: 'value' in classic ? classic.value.replicationGroups : [],
+      ...('value' in serverless ? { serverlessCaches: serverless.value } : {}),
+    };
+    const topology = toTopology(results, this.#filter);
+    if (failures.length === 0) return topology;
+    const held: TargetSource[] = failures.map((f) => f.source);
+    return { ...topology, held, failures };
+  }
+
+  /**
+   * One source's calls, every page, as a value or the DiscoveryError saying
+   * which call and page failed. Only the caller's own cancellation throws.
+   */
+  async #readSource<T>(
+    progress: Progress,
+    work: () => Promise<T>,
+    abortSignal: AbortSignal,
+    deadline: AbortSignal,
+    signal: AbortSignal | undefined,
+  ): Promise<{ value: T } | { error: DiscoveryError }> {
     try {
       // The race makes the budget hold even if the SDK were slow to notice the abort.
-      results = await untilAborted(this.#readAll(abortSignal, progress), abortSignal);
+      return { value: await untilAborted(work(), abortSignal) };
     } catch (err) {
       if (signal?.aborted) throw new DiscoveryError(`${where(progress)} was cancelled`, 'Aborted', true, { cause: err });
       if (deadline.aborted) {
-        throw new DiscoveryError(
+        const error = new DiscoveryError(
           `${where(progress)} did not complete within ${this.#timeoutMs} ms (discovery.apiTimeout); the ElastiCache API or the way to it is slow or unreachable`,
           'Timeout',
           true,
           { cause: err },
         );
+        return { error };
       }
-      throw toDiscoveryError(err, progress);
+      return { error: toDiscoveryError(err, progress) };
     }
-    return toTopology(results, this.#filter);
   }
 
   /** Closes the client's idle connections. */
@@ -88,7 +123,7 @@ export class ElastiCacheSource implements CacheSource {
     this.#client.destroy();
   }
 
-  async #readAll(abortSignal: AbortSignal, progress: Progress): Promise<DescribeResults> {
+  async #readClassic(abortSignal: AbortSignal, progress: Progress): Promise<Omit<DescribeResults, 'serverlessCaches'>> {
     const cacheClusters: CacheCluster[] = [];
     const clusterPages = paginateDescribeCacheClusters({ client: this.#client }, { ShowCacheNodeInfo: true }, { abortSignal });
     for await (const page of clusterPages) {
@@ -108,6 +143,17 @@ export class ElastiCacheSource implements CacheSource {
       nextPage(progress, page.Marker);
     }
     return { cacheClusters, replicationGroups };
+  }
+
+  async #readServerless(abortSignal: AbortSignal, progress: Progress): Promise<ServerlessCache[]> {
+    const caches: ServerlessCache[] = [];
+    const pages = paginateDescribeServerlessCaches({ client: this.#client }, {}, { abortSignal });
+    for await (const page of pages) {
+      checkPage(progress, page.ServerlessCaches, page.$metadata.requestId);
+      caches.push(...(page.ServerlessCaches ?? []));
+      nextPage(progress, page.NextToken);
+    }
+    return caches;
   }
 }
 
@@ -158,12 +204,14 @@ export class ElastiCacheSources {
 
 /** Where a describe() is, so an error can say which call and page failed. */
 interface Progress {
-  operation: 'DescribeCacheClusters' | 'DescribeReplicationGroups';
+  operation: 'DescribeCacheClusters' | 'DescribeReplicationGroups' | 'DescribeServerlessCaches';
   /** The page being asked for, from 1. */
   page: number;
   /** Markers seen so far in this listing. */
   markers: Set<string>;
 }
+
+const newProgress = (operation: Progress['operation']): Progress => ({ operation, page: 1, markers: new Set() });
 
 const where = (progress: Progress) => `${progress.operation} (page ${progress.page})`;
 
@@ -226,6 +274,9 @@ function toDiscoveryError(err: unknown, progress: Progress): DiscoveryError {
   if (THROTTLING.has(name)) return fail(name, true, 'AWS is rate-limiting this account; the next pass backs off');
   if (EXPIRED.has(name)) return fail(name, true, 'instance-role credentials are renewed automatically; static keys must be replaced');
   if (DENIED.has(name)) {
+    if (progress.operation === 'DescribeServerlessCaches') {
+      return fail(name, false, 'give the instance role elasticache:DescribeServerlessCaches (see ami/iam-policy.json); until then Serverless caches are not forwarded');
+    }
     return fail(name, false, 'give the instance role elasticache:DescribeCacheClusters and elasticache:DescribeReplicationGroups, and check aws.region');
   }
   if (name === 'CredentialsProviderError') {

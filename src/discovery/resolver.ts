@@ -9,10 +9,13 @@ import { isIpv4, targetAddressProblem } from '../core/ipv4.js';
 import { isHostName } from '../core/discovery/topology.js';
 import type { Resolver } from '../core/discovery/types.js';
 
-/** One IPv4 lookup; rejects with a Node error (code ENOTFOUND, EAI_AGAIN…) when it fails. */
-export type LookupIpv4 = (name: string) => Promise<string>;
+/**
+ * One IPv4 lookup: the name's address, or all of them (a Serverless endpoint
+ * has one per subnet); rejects with a Node error (code ENOTFOUND, EAI_AGAIN…).
+ */
+export type LookupIpv4 = (name: string) => Promise<string | string[]>;
 
-const lookupIpv4: LookupIpv4 = async (name) => (await dnsLookup(name, { family: 4 })).address;
+const lookupIpv4: LookupIpv4 = async (name) => (await dnsLookup(name, { family: 4, all: true })).map((a) => a.address);
 
 export interface SystemResolverOptions {
   /** How long one lookup may take before it counts as failed. */
@@ -33,7 +36,7 @@ export class SystemResolver implements Resolver {
   async resolve(name: string): Promise<Resolution> {
     if (isIpv4(name)) return checked(name, name);
     if (!isHostName(name)) return { ok: false, error: `${JSON.stringify(name.slice(0, 80))} is not a DNS name` };
-    let address: string;
+    let address: string | string[];
     try {
       // getaddrinfo cannot be cancelled: a lookup past its time keeps a libuv
       // thread until the system resolver gives up, but nobody waits for it.
@@ -47,11 +50,21 @@ export class SystemResolver implements Resolver {
   }
 }
 
-function checked(name: string, address: string): Resolution {
-  const problem = targetAddressProblem(address);
-  if (problem === undefined) return { ok: true, ip: address };
-  return { ok: false, error: name === address ? problem : `${name} resolves to ${problem}` };
+/**
+ * Only addresses a forward may point at count. An answer mixing good and bad
+ * addresses keeps the good ones; the order is made stable (numeric) so a
+ * resolver that rotates its answer does not rewrite the rules.
+ */
+function checked(name: string, answer: string | string[]): Resolution {
+  const addresses = [...new Set(Array.isArray(answer) ? answer : [answer])];
+  const good = addresses.filter((a) => targetAddressProblem(a) === undefined).sort((a, b) => ipOrder(a) - ipOrder(b));
+  const [first] = good;
+  if (first !== undefined) return good.length > 1 ? { ok: true, ip: first, ips: good } : { ok: true, ip: first };
+  const problem = addresses.length === 0 ? 'no IPv4 address' : (targetAddressProblem(addresses[0] as string) as string);
+  return { ok: false, error: name === addresses[0] ? problem : `${name} resolves to ${problem}` };
 }
+
+const ipOrder = (ip: string): number => ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 
 class LookupTimeout extends Error {}
 

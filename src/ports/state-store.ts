@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { isIpv4 } from '../core/ipv4.js';
-import { ENGINES, endpointAddressProblem, isEngine, isId, isPort, keyProblem, parseTargetKey } from '../core/grammar.js';
+import { ENGINES, endpointAddressProblem, isEngine, isId, isPort, keyProblem, parseTargetKey, TARGET_KINDS } from '../core/grammar.js';
 import { isProcessAlive } from '../util/process-alive.js';
 import type { PortEntry, PortState } from '../core/ports/port-state.js';
 import { emptyPortState } from '../core/ports/port-state.js';
@@ -23,16 +23,19 @@ const time = z.number().int().nonnegative();
 const id = z.string().refine(isId, 'expected an AWS id');
 
 const entrySchema = z.strictObject({
-  key: z.string().refine((key) => keyProblem(key) === undefined, 'expected node/<cluster>/<node>, primary/<group> or reader/<group>'),
-  kind: z.enum(['node', 'primary', 'reader']),
+  key: z.string().refine((key) => keyProblem(key) === undefined, 'expected a target key such as node/<cluster>/<node>, primary/<group> or serverless/<name>'),
+  kind: z.enum(TARGET_KINDS),
   engine: z.string().refine(isEngine, `expected one of ${ENGINES.join(', ')}`),
   cacheClusterId: id.optional(),
   cacheNodeId: id.optional(),
   replicationGroupId: id.optional(),
+  serverlessCacheName: id.optional(),
+  tls: z.boolean().optional(),
   address: z.string().refine((address) => endpointAddressProblem(address) === undefined, 'expected an IPv4 address or a DNS name'),
   targetPort: port,
   listenPort: port,
   ip: z.string().refine(isIpv4).optional(),
+  ips: z.array(z.string().refine(isIpv4)).min(2).max(64).optional(),
   resolvedAt: time.optional(),
   unresolvedSince: time.optional(),
   goneSince: time.optional(),

@@ -37,7 +37,7 @@ t.test('config.example.yaml is valid, writes out every section and key, and mean
       aws: { region: 'us-east-1' },
       discovery: { interval: 30_000, include: ['*'], exclude: [], removalGrace: 600_000, apiTimeout: 10_000 },
       dns: { interval: 5000 },
-      forward: { inboundInterface: 'eth0', allowedSources: ['198.51.100.27/32'], snat: 'masquerade', connmark: 0x1000000 },
+      forward: { inboundInterface: 'eth0', allowedSources: ['198.51.100.27/32'], snat: 'masquerade', connmark: 0x1000000, plaintext: 'warn' },
       ports: { redis: 6379, memcached: 11211, reuseAfter: 86_400_000 },
       ipForward: 'enable',
       state: { dir: '/var/lib/cachenat', statusFile: '/run/cachenat/status.json' },

@@ -12,6 +12,7 @@ import { isIpv4 } from '../../src/core/ipv4.js';
 import { parseSave } from '../../src/core/netfilter/parse-save.js';
 import { recoverForwards } from '../../src/core/netfilter/recover.js';
 import { renderRules, type RenderOptions } from '../../src/core/netfilter/render.js';
+import { dnatPacketCounts, forwardId } from '../../src/core/metrics/rule-counters.js';
 import { parseState, serializeState, stateFromRecoveredRules } from '../../src/ports/state-store.js';
 
 const RUNS = Number(process.env.GRAMMAR_RUNS ?? 3000);
@@ -90,7 +91,7 @@ const recoverable = (key: string): boolean => {
 
 /** A hand-written port-map entry with this key (no id fields, so only the key rule decides). */
 const storable = (key: string): boolean => {
-  const kind = key.startsWith('primary/') ? 'primary' : key.startsWith('reader/') ? 'reader' : 'node';
+  const kind = /^[a-z-]+\//.exec(key)?.[0].slice(0, -1) ?? 'node';
   const entry = { key, kind, engine: 'redis', address: 'n.cache.example', targetPort: 6379, listenPort: 6380 };
   return parseState(JSON.stringify({ version: 1, entries: [entry], released: [] })).status === 'ok';
 };
@@ -126,14 +127,38 @@ t.test('ids: the topology reader, renderer, recovery and port-map store accept t
 });
 
 t.test('keys: what the store accepts is renderable and recoverable, and the other way round', async (t) => {
-  const corpus = ['node/c1/0001', 'primary/orders', 'reader/orders', 'node/c1', 'node/c1/0001/x', 'primary/', 'primary/a.b', 'reader/a_b', 'other/x', 'node/c 1/0001', 'primary/"x"', `primary/${'a'.repeat(65)}`];
-  const prefixed = fc.tuple(fc.constantFrom('node/', 'primary/', 'reader/', ''), edgyText(40)).map(([prefix, rest]) => prefix + rest);
+  const corpus = [
+    'node/c1/0001', 'primary/orders', 'reader/orders', 'configuration/orders', 'serverless/sessions', 'serverless-reader/sessions',
+    'node/c1', 'node/c1/0001/x', 'primary/', 'primary/a.b', 'reader/a_b', 'other/x', 'node/c 1/0001', 'primary/"x"', `primary/${'a'.repeat(65)}`,
+    'serverless/', 'serverless-reader/a/b', 'configuration/a.b', 'serverless/a_b',
+  ];
+  const prefixes = ['node/', 'primary/', 'reader/', 'configuration/', 'serverless/', 'serverless-reader/', ''];
+  const prefixed = fc.tuple(fc.constantFrom(...prefixes), edgyText(40)).map(([prefix, rest]) => prefix + rest);
   const ran = agreeOn(corpus, prefixed, (key) => {
     const all = { ...verdicts(key), recoveredThenStored: recoveredThenStored(key) };
     if (new Set(Object.values(all)).size !== 1) throw new Error(`${JSON.stringify(key)}: ${JSON.stringify(all)}`);
   });
   t.equal(ran, corpus.length + RUNS, `${ran} keys checked`);
-  t.ok(verdicts('node/c1/0001').renderable, 'a real key passes');
+  for (const key of ['node/c1/0001', 'configuration/orders', 'serverless/sessions', 'serverless-reader/sessions']) {
+    t.ok(verdicts(key).renderable, `${key} passes`);
+  }
+});
+
+t.test('DNAT lines: what the renderer writes for a name with several addresses, recovery and the counters read back', async (t) => {
+  const addressLists = fc.uniqueArray(fc.ipV4().filter((ip) => renders({}, [{ key: 'node/c1/0001', ...FORWARD, targetIp: ip }])), { minLength: 1, maxLength: 5 });
+  const ran = agreeOn([['10.0.0.1'], ['10.0.0.1', '10.0.0.2', '10.0.0.3']], addressLists, (ips) => {
+    const forward = { key: 'serverless/sessions', ...FORWARD, targetIp: ips[0]!, targetIps: ips };
+    const dnat = renderRules([forward], RENDER).nat['CACHENAT-DNAT']!;
+    const ruleLines = dnat.filter((line) => line.includes('-j DNAT'));
+    if (ruleLines.length !== ips.length) throw new Error(`${ips.length} addresses gave ${ruleLines.length} DNAT rules`);
+    const recovered = recoverForwards(parseSave(`*nat\n:CACHENAT-DNAT - [0:0]\n${dnat.join('\n')}\nCOMMIT\n`, 'nat'));
+    if (recovered.length !== 1 || recovered[0]!.targetIp !== ips[0]) throw new Error(`${JSON.stringify(ips)}: recovered ${JSON.stringify(recovered)}`);
+    // Each rule counts the connections it took; the forward's count is their sum.
+    const counted = dnatPacketCounts(ruleLines.map((line, i) => `[${i + 1}:0] ${line}`).join('\n'));
+    const expected = (ips.length * (ips.length + 1)) / 2;
+    if (counted.get(forwardId(forward.listenPort, forward.key)) !== expected) throw new Error(`${JSON.stringify(ips)}: counted ${JSON.stringify([...counted])}`);
+  });
+  t.equal(ran, 2 + RUNS, `${ran} address lists checked`);
 });
 
 // ── addresses and the connmark ─────────────────────────────────────────────

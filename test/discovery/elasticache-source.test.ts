@@ -71,6 +71,7 @@ t.test('reads every page of both operations, with node info', async (t) => {
       'DescribeReplicationGroups -',
       'DescribeReplicationGroups page-2',
       'DescribeReplicationGroups page-4',
+      'DescribeServerlessCaches -',
     ],
   );
 });
@@ -113,7 +114,6 @@ const faults: { kind: FaultKind; code: string; retryable: boolean; message: RegE
   { kind: 'malformed-xml', code: 'BadResponse', retryable: true, message: /BadResponse: .*XML parse error.*could not be read/ },
   { kind: 'access-denied', code: 'AccessDenied', retryable: false, message: /AccessDenied: .*elasticache:DescribeCacheClusters and elasticache:DescribeReplicationGroups/ },
   { kind: 'expired-token', code: 'ExpiredToken', retryable: true, message: /ExpiredToken: The security token included in the request is expired/ },
-  { kind: 'second-page-fails', code: 'InternalFailure', retryable: true, message: /^DescribeCacheClusters \(page 2\) failed: InternalFailure/ },
 ];
 
 for (const { kind, code, retryable, message } of faults) {
@@ -127,10 +127,61 @@ for (const { kind, code, retryable, message } of faults) {
     t.match(err.message, message);
     t.ok(err.cause, 'keeps the SDK error as cause');
     const requests = fake.requests();
-    t.ok(requests.length <= 3, `modest retries: ${requests.length} requests`);
+    t.ok(requests.length <= 4, `modest retries (two sources, at most two attempts each): ${requests.length} requests`);
     t.notOk(requests.some((r) => r.action === 'DescribeReplicationGroups'), 'stops at the first failure');
   });
 }
+
+const serverlessCaches = [1, 2, 3, 4, 5].map((n) => ({
+  name: `sl${n}`,
+  engine: n === 5 ? 'memcached' : 'valkey',
+  endpoint: { address: `sl${n}-abc.serverless.use1.cache.amazonaws.com`, port: n === 5 ? 11211 : 6379 },
+  reader: { address: `sl${n}-abc.serverless.use1.cache.amazonaws.com`, port: n === 5 ? 11212 : 6380 },
+}));
+const withServerless: FakeTopology = { ...bigTopology, serverlessCaches };
+
+t.test('DescribeServerlessCaches is read page by page (NextToken) through the real SDK', async (t) => {
+  const { fake, source } = await setup(t, withServerless);
+  const topology = await source.describe();
+  t.equal(topology.held, undefined, 'nothing held');
+  const serverless = topology.targets.filter((x) => x.serverlessCacheName !== undefined);
+  t.equal(serverless.length, 10, 'two targets for each of five caches');
+  t.match(topology.targets.find((x) => x.key === 'serverless-reader/sl5'), { engine: 'memcached', targetPort: 11212, tls: true });
+  t.same(
+    fake.requests().filter((r) => r.action === 'DescribeServerlessCaches').map((r) => r.marker ?? '-'),
+    ['-', 'page-2', 'page-4'],
+  );
+});
+
+t.test('each source governs its own targets: a failing one is held, the other answers', async (t) => {
+  const cases = [
+    { fault: { kind: 'internal-error' as const, action: 'DescribeServerlessCaches' as const }, held: 'serverless', code: 'InternalFailure', where: /^DescribeServerlessCaches \(page 1\) failed/ },
+    { fault: { kind: 'second-page-fails' as const, action: 'DescribeServerlessCaches' as const }, held: 'serverless', code: 'InternalFailure', where: /^DescribeServerlessCaches \(page 2\) failed/ },
+    { fault: { kind: 'second-page-fails' as const, action: 'DescribeReplicationGroups' as const }, held: 'classic', code: 'InternalFailure', where: /^DescribeReplicationGroups \(page 2\) failed/ },
+    { fault: { kind: 'access-denied' as const, action: 'DescribeServerlessCaches' as const }, held: 'serverless', code: 'AccessDenied', where: /give the instance role elasticache:DescribeServerlessCaches/ },
+  ];
+  for (const c of cases) {
+    const { fake, source } = await setup(t, withServerless);
+    fake.setFault(c.fault);
+    const topology = await source.describe();
+    t.same(topology.held, [c.held], `${c.fault.action} ${c.fault.kind}: ${c.held} held`);
+    t.equal(topology.failures?.length, 1);
+    t.equal(topology.failures?.[0]?.error.code, c.code);
+    t.match(topology.failures?.[0]?.error.message, c.where);
+    const fromServerless = topology.targets.filter((x) => x.serverlessCacheName !== undefined).length;
+    t.equal(fromServerless, c.held === 'serverless' ? 0 : 10, 'Serverless targets only when its call answered');
+    t.equal(topology.targets.length - fromServerless, c.held === 'classic' ? 0 : 18, 'classic targets only when their calls answered');
+  }
+});
+
+t.test('every source failing is one DiscoveryError, as before', async (t) => {
+  const { fake, source } = await setup(t, withServerless);
+  fake.setFault({ kind: 'second-page-fails' });
+  const { err } = await describeError(source);
+  t.equal(err.code, 'InternalFailure');
+  t.match(err.message, /^DescribeCacheClusters \(page 2\) failed: InternalFailure/);
+  t.notOk(fake.requests().some((r) => r.action === 'DescribeReplicationGroups'), 'the classic source stops at its first failure');
+});
 
 t.test('the SDK retries once: a single throttled or failed page is ridden over', async (t) => {
   const { fake, source } = await setup(t);
@@ -141,7 +192,11 @@ t.test('the SDK retries once: a single throttled or failed page is ridden over',
   fake.clearRequests();
   fake.setFault({ kind: 'internal-error' });
   await describeError(source);
-  t.equal(fake.requests().length, 2, 'two attempts, then give up');
+  t.same(
+    fake.requests().map((r) => r.action),
+    ['DescribeCacheClusters', 'DescribeCacheClusters', 'DescribeServerlessCaches', 'DescribeServerlessCaches'],
+    'two attempts per source, then give up',
+  );
 });
 
 t.test('a hung API returns Timeout within timeoutMs plus a little', async (t) => {

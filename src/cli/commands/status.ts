@@ -3,13 +3,20 @@
 import type { Forward } from '../../core/model.js';
 import { renderSecurityGroupRulesAwsCli, renderSecurityGroupRulesTable, securityGroupRules } from '../../core/endpoints/security-group.js';
 import { findPublicAddress, readForwards } from '../forwards-view.js';
+import { cacheNameOf } from '../../core/planner/plaintext-guard.js';
 import { EXIT } from '../exit-codes.js';
 import type { CliIo } from '../io.js';
 import type { CommandOptions } from './types.js';
 import { configPathOf, loadFor, print } from './shared.js';
 import { withConnections, connectionsCell } from '../status-connections.js';
 
-const idOf = (f: Forward): string => (f.kind === 'node' ? `${f.cacheClusterId}/${f.cacheNodeId}` : `${f.replicationGroupId} (${f.kind})`);
+const idOf = (f: Forward): string => (f.kind === 'node' ? `${f.cacheClusterId}/${f.cacheNodeId}` : `${cacheNameOf(f)} (${f.kind})`);
+
+/** tls is always stated (false when the API did not say: recovered from rules); TLS targets name the SNI clients must send. */
+const withTls = <T extends Forward>(f: T) => ({ ...f, tls: f.tls === true, ...(f.tls === true ? { sni: f.address } : {}) });
+const tlsCell = (f: Forward): string => (f.tls === true ? `yes (SNI ${f.address})` : 'no');
+/** Every address of a name with several, else the one. */
+const destinationCell = (f: Forward): string => (f.targetIp ? (f.targetIps ?? [f.targetIp]).map((ip) => `${ip}:${f.targetPort}`).join(',') : '-');
 
 export function renderTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -22,15 +29,15 @@ export async function statusCommand(options: CommandOptions, io: CliIo): Promise
   const view = await readForwards(config, io);
   const forwards = withConnections(view.forwards, view.connections);
   if (options.json) {
-    print(io.stdout, JSON.stringify({ source: view.source, forwards }, null, 2));
+    print(io.stdout, JSON.stringify({ source: view.source, forwards: forwards.map(withTls) }, null, 2));
     return EXIT.ok;
   }
   if (view.forwards.length === 0) {
     print(io.stdout, view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
     return EXIT.ok;
   }
-  const rows = forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), f.targetIp ? `${f.targetIp}:${f.targetPort}` : '-', f.state, connectionsCell(f), f.address]);
-  print(io.stdout, renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'CONNS OPEN/NEW', 'ADDRESS'], rows));
+  const rows = forwards.map((f) => [String(f.listenPort), f.engine, f.kind, idOf(f), destinationCell(f), f.state, f.tls === true ? 'yes' : 'no', connectionsCell(f), f.address]);
+  print(io.stdout, renderTable(['PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'TLS', 'CONNS OPEN/NEW', 'ADDRESS'], rows));
   if (view.source !== 'daemon') print(io.stdout, `(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
   return EXIT.ok;
 }
@@ -54,24 +61,29 @@ export async function endpointsCommand(options: CommandOptions, io: CliIo): Prom
     print(io.stderr, `cachenat: note: showing ${config.forward.inboundInterface}'s own address ${found.address} (${found.notes.join('; ')}); clients outside the VPC need forward.publicAddress`);
   }
   const host = found.address;
-  const endpoints = forwards.map((f) => ({ ...f, host, port: f.listenPort, endpoint: `${host}:${f.listenPort}` }));
+  const endpoints = forwards.map((f) => withTls({ ...f, host, port: f.listenPort, endpoint: `${host}:${f.listenPort}` }));
   switch (format) {
     case 'json':
       print(io.stdout, JSON.stringify({ host, endpoints }, null, 2));
       return EXIT.ok;
     case 'natmap': {
-      // Keys as cluster-mode clients see nodes: ip:port, and name:port with TLS.
+      // Keys as cluster-mode clients see nodes: ip:port, and name:port with TLS;
+      // the configuration endpoint's name:port is what clients are seeded with.
       const map: Record<string, { host: string; port: number }> = {};
       for (const f of forwards) {
         if (f.kind !== 'node') continue;
         if (f.targetIp) map[`${f.targetIp}:${f.targetPort}`] = { host, port: f.listenPort };
         map[`${f.address}:${f.targetPort}`] = { host, port: f.listenPort };
       }
+      // Only by name: the configuration endpoint resolves to some node's address, whose ip:port key is that node's.
+      for (const f of forwards) {
+        if (f.kind === 'configuration') map[`${f.address}:${f.targetPort}`] ??= { host, port: f.listenPort };
+      }
       print(io.stdout, JSON.stringify(map, null, 2));
       return EXIT.ok;
     }
     default: // 'table'; cli.ts accepts no other value
-      print(io.stdout, renderTable(['ENDPOINT', 'ENGINE', 'KIND', 'TARGET', 'STATE'], endpoints.map((e) => [e.endpoint, e.engine, e.kind, idOf(e), e.state])));
+      print(io.stdout, renderTable(['ENDPOINT', 'ENGINE', 'KIND', 'TARGET', 'STATE', 'TLS'], endpoints.map((e) => [e.endpoint, e.engine, e.kind, idOf(e), e.state, tlsCell(e)])));
       return EXIT.ok;
   }
 }

@@ -88,6 +88,7 @@ export const configSchema = z.strictObject({
         return mark;
       })
       .prefault('0x1000000'),
+    plaintext: z.enum(['allow', 'warn', 'refuse'], 'expected "allow", "warn" or "refuse"').prefault('warn'),
   }),
   ports: z
     .strictObject({

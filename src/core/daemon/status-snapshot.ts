@@ -27,6 +27,8 @@ export interface StatusSnapshot {
   ipForward?: 0 | 1;
   /** Files cachenat cannot write right now (port map, persisted rules): forwarding goes on, but a restart or reboot may not. */
   diskErrors?: string[];
+  /** Standing warnings: a missing optional permission, plaintext caches open to public sources. */
+  warnings?: string[];
   /** Last write to the kernel failed with this message. */
   lastKernelError?: string;
   /** Digest of cachenat's own chains as last applied (see netfilter digest). */

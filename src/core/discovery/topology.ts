@@ -6,14 +6,18 @@
 // here, and anything odd becomes a SkippedItem naming where it was and why.
 // Nothing in an answer can make this throw.
 
-import type { CacheCluster, ReplicationGroup } from '@aws-sdk/client-elasticache';
+import type { CacheCluster, ReplicationGroup, ServerlessCache } from '@aws-sdk/client-elasticache';
 import { targetKeyOf, type DiscoveredTarget, type Engine, type SkippedItem, type Topology } from '../model.js';
 import { endpointAddressProblem, engineOf, idProblem, isId, isPort, show } from '../grammar.js';
 import { compileFilter, type TargetFilter } from './glob.js';
+import { addServerlessTargets } from './serverless.js';
+import { isRecord, listOf, listOfValues, readEndpoint, type Collector } from './answer.js';
 
 export interface DescribeResults {
   cacheClusters: CacheCluster[];
   replicationGroups: ReplicationGroup[];
+  /** Absent when DescribeServerlessCaches was not read (or failed). */
+  serverlessCaches?: ServerlessCache[];
 }
 
 // Every id, address and port rule is the grammar's (src/core/grammar.ts).
@@ -35,17 +39,10 @@ export function toTopology(input: DescribeResults, filter: TargetFilter): Topolo
   const out: Collector = { selected, add, skip, clusters };
   clusters.forEach((cluster, index) => addNodeTargets(cluster, index, out));
   listOf(input.replicationGroups).forEach((group, index) => addGroupTargets(group, index, out));
+  listOf(input.serverlessCaches).forEach((cache, index) => addServerlessTargets(cache, index, out));
 
   targets.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return { targets, skipped };
-}
-
-/** What the two walks share: the filter, where results go, and every cluster (for group engines). */
-interface Collector {
-  selected: (ids: string[]) => boolean;
-  add: (target: DiscoveredTarget, where: string) => void;
-  skip: (where: string, reason: string) => void;
-  clusters: Record<string, unknown>[];
 }
 
 function addNodeTargets(cluster: Record<string, unknown>, index: number, { selected, add, skip }: Collector) {
@@ -65,6 +62,19 @@ function addNodeTargets(cluster: Record<string, unknown>, index: number, { selec
 
   const nodes = listOf(cluster.CacheNodes);
   if (nodes.length === 0) return skip(where, `no nodes listed yet (cluster status ${show(cluster.CacheClusterStatus)})`);
+  const tls = tlsOf(cluster);
+
+  // A Memcached cluster's `.cfg.` endpoint, which auto-discovery clients are seeded with.
+  if (engine === 'memcached' && cluster.ConfigurationEndpoint !== undefined && cluster.ConfigurationEndpoint !== null) {
+    const configWhere = `${where} configuration endpoint`;
+    const endpoint = readEndpoint(cluster.ConfigurationEndpoint);
+    if (endpoint === undefined) skip(configWhere, 'configuration endpoint has neither address nor port');
+    else if ('problem' in endpoint) skip(configWhere, endpoint.problem);
+    else {
+      const target = { kind: 'configuration' as const, engine, cacheClusterId, ...tls, address: endpoint.address, targetPort: endpoint.port };
+      add({ key: targetKeyOf(target), ...target }, configWhere);
+    }
+  }
 
   nodes.forEach((node, nodeIndex) => {
     const cacheNodeId = node.CacheNodeId;
@@ -81,6 +91,7 @@ function addNodeTargets(cluster: Record<string, unknown>, index: number, { selec
       cacheClusterId,
       cacheNodeId,
       ...(replicationGroupId === undefined ? {} : { replicationGroupId }),
+      ...tls,
       address: endpoint.address,
       targetPort: endpoint.port,
     };
@@ -95,9 +106,7 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
   }
   const where = `replication group ${replicationGroupId}`;
 
-  // With cluster mode on, clients need every shard's nodes, which the member
-  // clusters already give; a primary endpoint does not exist.
-  if (group.ClusterEnabled === true || (typeof group.ClusterMode === 'string' && group.ClusterMode.toLowerCase() === 'enabled')) return;
+  const clusterMode = group.ClusterEnabled === true || (typeof group.ClusterMode === 'string' && group.ClusterMode.toLowerCase() === 'enabled');
   if (!selected([replicationGroupId])) return skip(where, 'not selected by discovery.include/exclude');
 
   let engine: Engine | undefined;
@@ -106,6 +115,19 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
     if (engine === undefined) return skip(where, `engine ${show(group.Engine)} is not redis, valkey or memcached`);
   } else {
     engine = memberEngine(replicationGroupId, group, clusters) ?? 'redis';
+  }
+  const tls = tlsOf(group);
+
+  // With cluster mode on, clients need every shard's nodes, which the member
+  // clusters already give, and a seed: the configuration endpoint. A primary
+  // endpoint does not exist.
+  if (clusterMode) {
+    const configWhere = `${where} configuration endpoint`;
+    const endpoint = readEndpoint(group.ConfigurationEndpoint);
+    if (endpoint === undefined) return skip(configWhere, `no configuration endpoint yet (status ${show(group.Status)})`);
+    if ('problem' in endpoint) return skip(configWhere, endpoint.problem);
+    const target = { kind: 'configuration' as const, engine, replicationGroupId, ...tls, address: endpoint.address, targetPort: endpoint.port };
+    return add({ key: targetKeyOf(target), ...target }, configWhere);
   }
 
   const nodeGroup = listOf(group.NodeGroups)[0];
@@ -122,9 +144,18 @@ function addGroupTargets(group: Record<string, unknown>, index: number, { select
       skip(kindWhere, endpoint.problem);
       continue;
     }
-    const target = { kind, engine, replicationGroupId, address: endpoint.address, targetPort: endpoint.port };
+    const target = { kind, engine, replicationGroupId, ...tls, address: endpoint.address, targetPort: endpoint.port };
     add({ key: targetKeyOf(target), ...target }, kindWhere);
   }
+}
+
+/**
+ * In-transit encryption as the API states it. AWS always sends the field; when
+ * it is missing nothing is claimed, so the plaintext guard does not judge.
+ * TransitEncryptionMode "preferred" still counts as TLS: clients can use it.
+ */
+function tlsOf(item: Record<string, unknown>): { tls?: boolean } {
+  return typeof item.TransitEncryptionEnabled === 'boolean' ? { tls: item.TransitEncryptionEnabled } : {};
 }
 
 /** The engine of the first member cluster that names a supported one. */
@@ -137,27 +168,3 @@ function memberEngine(groupId: string, group: Record<string, unknown>, clusters:
   }
   return undefined;
 }
-
-/** A checked endpoint, its problem, or undefined when the API gave none (yet). */
-function readEndpoint(value: unknown): { address: string; port: number } | { problem: string } | undefined {
-  if (!isRecord(value)) return undefined;
-  const address = value.Address ?? undefined;
-  const port = value.Port ?? undefined;
-  if (address === undefined && port === undefined) return undefined;
-  if (address === undefined) return { problem: `endpoint has a port (${show(port)}) but no address` };
-  if (port === undefined) return { problem: `endpoint ${show(address)} has no port, or one that is not a number` };
-  if (typeof address !== 'string') return { problem: `endpoint address ${show(address)} is not text` };
-  const addressProblem = endpointAddressProblem(address);
-  if (addressProblem !== undefined) return { problem: `endpoint address ${addressProblem}` };
-  if (!isPort(port)) {
-    return { problem: `endpoint port ${show(port)} is not a TCP port (1-65535)` };
-  }
-  return { address, port };
-}
-
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null;
-
-/** The objects of a list, ignoring anything that is not an object or a list that is not a list. */
-const listOf = (value: unknown): Record<string, unknown>[] => (Array.isArray(value) ? value.filter(isRecord) : []);
-
-const listOfValues = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);

@@ -1,10 +1,24 @@
 // The AWS and DNS edges, as the daemon sees them.
 
-import type { Resolution, Topology } from '../model.js';
+import type { Resolution, TargetSource, Topology } from '../model.js';
 
-/** Reads the whole topology. Throws DiscoveryError when the view would be incomplete. */
+/**
+ * Reads the whole topology. When some describe calls fail and others answer,
+ * the answer lists the failed sources in `held` and their errors in
+ * `failures`; when every call fails it throws a DiscoveryError.
+ */
 export interface CacheSource {
-  describe(signal?: AbortSignal): Promise<Topology>;
+  describe(signal?: AbortSignal): Promise<Discovery>;
+}
+
+/** One source's call failed: its targets stay as they were this pass. */
+export interface SourceFailure {
+  source: TargetSource;
+  error: DiscoveryError;
+}
+
+export interface Discovery extends Topology {
+  failures?: SourceFailure[];
 }
 
 export interface Resolver {

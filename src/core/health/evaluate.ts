@@ -47,7 +47,7 @@ export interface HealthInput {
 }
 
 export interface CheckResult {
-  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'disk' | 'probe';
+  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'disk' | 'warnings' | 'probe';
   state: State;
   message: string;
 }
@@ -86,6 +86,9 @@ export function evaluateHealth(input: HealthInput): HealthReport {
   const unresolved = snapshot.forwards.filter((f) => f.state === 'unresolved');
   checks.push(forwardsCheck(snapshot, unresolved.map((f) => f.key)));
   checks.push(diskCheck(snapshot));
+  if (snapshot.warnings !== undefined && snapshot.warnings.length > 0) {
+    checks.push({ name: 'warnings', state: WARNING, message: snapshot.warnings.join('; ') });
+  }
   if (input.probes) checks.push(probeCheck(input.probes));
   return finish(checks, notes, { forwards: snapshot.forwards.length, unresolved: unresolved.length, lastSyncAgeMs: sync.ageMs });
 }

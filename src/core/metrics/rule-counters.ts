@@ -3,27 +3,30 @@
 // packet counter is the number of connections it forwarded: a new-connections
 // counter per forward at no extra cost, read from the pass's one kernel read.
 
-import { OWNER_COMMENT } from '../netfilter/types.js';
+import { DNAT_RULE_PATTERN } from '../grammar.js';
 
 /** `listenPort key` → packets, for every owned DNAT rule in the text. */
 export type DnatPackets = Map<string, number>;
 
 export const forwardId = (listenPort: number, key: string): string => `${listenPort} ${key}`;
 
-const COUNTED_DNAT_LINE = new RegExp(
-  `^\\[(\\d+):\\d+\\] -A CACHENAT-DNAT -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} \\S+ (\\S+)" -j DNAT `,
-);
+const COUNTED_DNAT_LINE = new RegExp(`^\\[(\\d+):\\d+\\] ${DNAT_RULE_PATTERN}$`);
 
 /** Reads the DNAT rules' packet counters; text saved without `-c` simply yields none. */
 export function dnatPacketCounts(saveText: string): DnatPackets {
   const counts: DnatPackets = new Map();
+  const complete = new Set<string>();
   for (const line of saveText.split('\n')) {
     if (!line.startsWith('[')) continue; // cheap pre-filter: most lines of a big table are not ours
     const match = COUNTED_DNAT_LINE.exec(line);
     if (!match) continue;
-    const id = forwardId(Number(match[2]), match[3]!);
-    // The first rule for a forward is the one the kernel acts on.
-    if (!counts.has(id)) counts.set(id, Number(match[1]));
+    const id = forwardId(Number(match[2]), match[4]!);
+    // A name with several addresses has one rule per address, each counting
+    // the connections it took: they add up. The first rule without a
+    // statistic match takes everything left, so rules behind it are ignored.
+    if (complete.has(id)) continue;
+    counts.set(id, (counts.get(id) ?? 0) + Number(match[1]));
+    if (!line.includes(' -m statistic ')) complete.add(id);
   }
   return counts;
 }

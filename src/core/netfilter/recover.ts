@@ -6,8 +6,7 @@
 import type { Engine, TargetKey } from '../model.js';
 import { targetAddressProblem } from '../ipv4.js';
 import type { SavedTable } from './parse-save.js';
-import { engineProblem, keyProblem, portProblem } from '../grammar.js';
-import { OWNER_COMMENT } from './types.js';
+import { DNAT_RULE_PATTERN, engineProblem, keyProblem, portProblem } from '../grammar.js';
 
 export interface RecoveredForward {
   key: TargetKey;
@@ -17,9 +16,7 @@ export interface RecoveredForward {
   targetPort: number;
 }
 
-const DNAT_LINE = new RegExp(
-  `^-A CACHENAT-DNAT -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} (\\S+) (\\S+)" -j DNAT --to-destination ([\\d.]+):(\\d+)$`,
-);
+const DNAT_LINE = new RegExp(`^${DNAT_RULE_PATTERN}$`);
 
 export function recoverForwards(nat: SavedTable): RecoveredForward[] {
   const recovered: RecoveredForward[] = [];
@@ -33,7 +30,8 @@ export function recoverForwards(nat: SavedTable): RecoveredForward[] {
     const targetPort = Number(targetText);
     const problem =
       engineProblem(engine) ?? keyProblem(key) ?? portProblem(listenPort) ?? portProblem(targetPort) ?? targetAddressProblem(targetIp);
-    // The first rule for a port or key is the one the kernel acts on.
+    // The first rule for a port or key is the one the kernel acts on (for a
+    // name with several addresses, the first address is enough to keep the port).
     if (problem !== undefined || ports.has(listenPort) || keys.has(key)) continue;
     ports.add(listenPort);
     keys.add(key);

@@ -10,7 +10,7 @@
 
 import type { Engine, RuleForward } from '../model.js';
 import { isIpv4, parseCidr, targetAddressProblem } from '../ipv4.js';
-import { connmarkProblem, DEFAULT_CONNMARK, engineProblem, interfaceProblem, keyProblem, portProblem } from '../grammar.js';
+import { connmarkProblem, DEFAULT_CONNMARK, dnatRuleLines, engineProblem, interfaceProblem, keyProblem, portProblem } from '../grammar.js';
 import { OWNER_COMMENT } from './types.js';
 
 // The key rule lives in the grammar; re-exported for importers of the renderer.
@@ -33,8 +33,7 @@ export interface RenderOptions {
   connmark?: number;
 }
 
-/** The comment that marks a forward's rules as cachenat's, and names it. */
-export const ownerComment = (engine: Engine, key: string): string => `${OWNER_COMMENT} ${engine} ${key}`;
+export { ownerComment } from '../grammar.js';
 
 function fail(where: string, problem: string): never {
   throw new Error(`refusing to render iptables rules: ${where}: ${problem}`);
@@ -47,7 +46,8 @@ function checkForward(f: RuleForward): void {
     engineProblem(f.engine) ??
     portProblem(f.listenPort) ??
     portProblem(f.targetPort) ??
-    targetAddressProblem(f.targetIp);
+    targetAddressProblem(f.targetIp) ??
+    (f.targetIps ?? []).map(targetAddressProblem).find((p) => p !== undefined);
   if (problem) fail(where, problem);
 }
 
@@ -97,9 +97,7 @@ export function renderRules(forwards: RuleForward[], options: RenderOptions): De
   // flows cachenat DNATed (both directions), whatever the number of forwards.
   // With no forwards the three chains stay empty.
   const mark = `0x${connmark.toString(16)}`;
-  const dnat = sorted.map(
-    (f) => `-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}" -j DNAT --to-destination ${f.targetIp}:${f.targetPort}`,
-  );
+  const dnat = sorted.flatMap((f) => dnatRuleLines({ ...f, targetIps: f.targetIps ?? [f.targetIp] }));
   if (dnat.length > 0) {
     dnat.unshift(`-A CACHENAT-DNAT -j CONNMARK --set-xmark ${mark}/${mark}`);
     dnat.push(`-A CACHENAT-DNAT -j CONNMARK --set-xmark 0x0/${mark}`);

@@ -1,7 +1,7 @@
 // How the port map evolves in one pass: membership from the API, addresses
 // from DNS, grace periods from the clock. Pure: (state, observations, now) → state.
 
-import type { DiscoveredTarget, Forward, Resolution, Topology, TargetKey } from '../model.js';
+import { targetSourceOf, type DiscoveredTarget, type Forward, type Resolution, type Topology, type TargetKey } from '../model.js';
 import { allocatePorts, type PortRanges } from '../ports/allocate.js';
 import type { PortEntry, PortState } from '../ports/port-state.js';
 
@@ -44,7 +44,7 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
   let released = state.released.filter((r) => now - r.releasedAt < policy.reuseAfterMs);
 
   if (seen.topology) {
-    ({ entries, released } = applyMembership(entries, released, seen.topology.targets, policy, now, events));
+    ({ entries, released } = applyMembership(entries, released, seen.topology, policy, now, events));
   }
   for (const entry of entries) applyResolution(entry, seen.resolutions.get(entry.address), policy, now, events);
 
@@ -60,7 +60,7 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
 function applyMembership(
   entries: PortEntry[],
   released: PortState['released'],
-  targets: readonly DiscoveredTarget[],
+  { targets, held = [] }: Topology,
   policy: ForwardPolicy,
   now: number,
   events: ForwardEvent[],
@@ -68,6 +68,11 @@ function applyMembership(
   const byKey = new Map(targets.map((t) => [t.key, t]));
   const kept: PortEntry[] = [];
   for (const entry of entries) {
+    // Its describe call failed this time: nothing is known about it, so nothing changes.
+    if (held.includes(targetSourceOf(entry.kind))) {
+      kept.push(entry);
+      continue;
+    }
     const target = byKey.get(entry.key);
     if (target) {
       if (entry.goneSince !== undefined) events.push({ type: 'returned', key: entry.key, listenPort: entry.listenPort });
@@ -103,6 +108,8 @@ function identityOf(t: DiscoveredTarget): Omit<PortEntry, 'listenPort'> {
   if (t.cacheClusterId !== undefined) entry.cacheClusterId = t.cacheClusterId;
   if (t.cacheNodeId !== undefined) entry.cacheNodeId = t.cacheNodeId;
   if (t.replicationGroupId !== undefined) entry.replicationGroupId = t.replicationGroupId;
+  if (t.serverlessCacheName !== undefined) entry.serverlessCacheName = t.serverlessCacheName;
+  if (t.tls !== undefined) entry.tls = t.tls;
   return entry;
 }
 
@@ -111,11 +118,13 @@ function refresh(entry: PortEntry, target: DiscoveredTarget): PortEntry {
   const next: PortEntry = { ...identityOf(target), listenPort: entry.listenPort };
   if (target.address === entry.address) {
     if (entry.ip !== undefined) next.ip = entry.ip;
+    if (entry.ips !== undefined) next.ips = entry.ips;
     if (entry.resolvedAt !== undefined) next.resolvedAt = entry.resolvedAt;
     if (entry.unresolvedSince !== undefined) next.unresolvedSince = entry.unresolvedSince;
   } else if (entry.ip !== undefined) {
-    // A new name: keep forwarding to the old address until the new name resolves.
+    // A new name: keep forwarding to the old addresses until the new name resolves.
     next.ip = entry.ip;
+    if (entry.ips !== undefined) next.ips = entry.ips;
   }
   return next;
 }
@@ -123,13 +132,18 @@ function refresh(entry: PortEntry, target: DiscoveredTarget): PortEntry {
 function applyResolution(entry: PortEntry, answer: Resolution | undefined, policy: ForwardPolicy, now: number, events: ForwardEvent[]): void {
   if (!answer) return;
   if (answer.ok) {
-    if (entry.ip !== undefined && entry.ip !== answer.ip) {
-      events.push({ type: 'ip-changed', key: entry.key, listenPort: entry.listenPort, from: entry.ip, to: answer.ip });
+    const before = entry.ips ?? (entry.ip === undefined ? [] : [entry.ip]);
+    const after = answer.ips ?? [answer.ip];
+    // Each address that left the answer is a move: its flows are forgotten so clients reconnect.
+    for (const gone of before.filter((ip) => !after.includes(ip))) {
+      events.push({ type: 'ip-changed', key: entry.key, listenPort: entry.listenPort, from: gone, to: answer.ip });
     }
-    // resolvedAt marks when this address was first seen, not every lookup:
+    // resolvedAt marks when these addresses were first seen, not every lookup:
     // a steady answer must not rewrite the port map on disk every pass.
-    if (entry.ip !== answer.ip) entry.resolvedAt = now;
+    if (before.join() !== after.join()) entry.resolvedAt = now;
     entry.ip = answer.ip;
+    if (after.length > 1) entry.ips = after;
+    else delete entry.ips;
     delete entry.unresolvedSince;
     return;
   }
@@ -143,6 +157,7 @@ function applyResolution(entry: PortEntry, answer: Resolution | undefined, polic
   if (entry.ip !== undefined && now - entry.unresolvedSince >= policy.staleAddressMs) {
     events.push({ type: 'unresolved', key: entry.key, address: entry.address });
     delete entry.ip;
+    delete entry.ips;
   }
 }
 
@@ -159,6 +174,9 @@ function forwardOf(entry: PortEntry): Forward {
   if (entry.cacheClusterId !== undefined) forward.cacheClusterId = entry.cacheClusterId;
   if (entry.cacheNodeId !== undefined) forward.cacheNodeId = entry.cacheNodeId;
   if (entry.replicationGroupId !== undefined) forward.replicationGroupId = entry.replicationGroupId;
+  if (entry.serverlessCacheName !== undefined) forward.serverlessCacheName = entry.serverlessCacheName;
+  if (entry.tls !== undefined) forward.tls = entry.tls;
   if (entry.ip !== undefined) forward.targetIp = entry.ip;
+  if (entry.ips !== undefined) forward.targetIps = entry.ips;
   return forward;
 }

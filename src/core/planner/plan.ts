@@ -10,6 +10,7 @@ import type { SavedTable } from '../netfilter/parse-save.js';
 import { renderRules, type DesiredRules } from '../netfilter/render.js';
 import type { PortState } from '../ports/port-state.js';
 import { planForwards, type ForwardEvent, type ForwardObservations, type ForwardPolicy } from './plan-forwards.js';
+import { plaintextExposures, type PlaintextExposure } from './plaintext-guard.js';
 
 export interface PlanInput extends ForwardObservations {
   config: Config;
@@ -28,6 +29,8 @@ export interface Plan {
   /** Flows to forget because their target moved: clients must reconnect, not hang. */
   movedFlows: { listenPort: number; oldIp: string }[];
   events: ForwardEvent[];
+  /** Plaintext caches a public source range may reach (forward.plaintext). */
+  plaintext: PlaintextExposure[];
 }
 
 export const forwardPolicyOf = (config: Config): ForwardPolicy => ({
@@ -39,8 +42,13 @@ export const forwardPolicyOf = (config: Config): ForwardPolicy => ({
 
 export function planPass(input: PlanInput): Plan {
   const next = planForwards(input.state, input, forwardPolicyOf(input.config), input.now);
-  const ruleForwards: RuleForward[] = next.forwards.flatMap((f) =>
-    f.targetIp === undefined ? [] : [{ key: f.key, engine: f.engine, listenPort: f.listenPort, targetIp: f.targetIp, targetPort: f.targetPort }],
+  const plaintext = plaintextExposures(next.forwards, input.config.forward.allowedSources, input.config.forward.plaintext);
+  const refused = new Set(plaintext.filter((e) => e.action === 'refuse').map((e) => e.key));
+  const forwards: Forward[] = next.forwards.map((f) => (refused.has(f.key) ? { ...f, state: 'refused' } : f));
+  const ruleForwards: RuleForward[] = forwards.flatMap((f) =>
+    f.targetIp === undefined || f.state === 'refused'
+      ? []
+      : [{ key: f.key, engine: f.engine, listenPort: f.listenPort, targetIp: f.targetIp, ...(f.targetIps ? { targetIps: f.targetIps } : {}), targetPort: f.targetPort }],
   );
   const rules = renderRules(ruleForwards, {
     inboundInterface: input.config.forward.inboundInterface,
@@ -51,11 +59,12 @@ export function planPass(input: PlanInput): Plan {
   const movedFlows = next.events.flatMap((e) => (e.type === 'ip-changed' ? [{ listenPort: e.listenPort, oldIp: e.from }] : []));
   return {
     state: next.state,
-    forwards: next.forwards,
+    forwards,
     rules,
     rulesDigest: digestRules(rules),
     changes: diffRules(rules, input.installed),
     movedFlows,
     events: next.events,
+    plaintext,
   };
 }

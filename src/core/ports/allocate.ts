@@ -18,8 +18,8 @@ const MAX_PORT = 65535;
  * 11213, and a replication group's primary and reader come before its members.
  */
 export function allocationOrder(a: DiscoveredTarget, b: DiscoveredTarget): number {
-  const groupA = a.cacheClusterId ?? a.replicationGroupId ?? '';
-  const groupB = b.cacheClusterId ?? b.replicationGroupId ?? '';
+  const groupA = a.cacheClusterId ?? a.replicationGroupId ?? a.serverlessCacheName ?? '';
+  const groupB = b.cacheClusterId ?? b.replicationGroupId ?? b.serverlessCacheName ?? '';
   if (groupA !== groupB) return groupA < groupB ? -1 : 1;
   const nodeA = a.cacheNodeId ?? a.kind;
   const nodeB = b.cacheNodeId ?? b.kind;

@@ -7,6 +7,8 @@ export interface PortEntry extends DiscoveredTarget {
   listenPort: number;
   /** Last successful resolution of `address`. */
   ip?: string;
+  /** Every address of the last resolution (sorted, `ip` first) when there were several. */
+  ips?: string[];
   /** When `address` first resolved to `ip` (epoch ms). */
   resolvedAt?: number;
   /** First failed resolution since the last success (epoch ms). */

@@ -82,7 +82,7 @@ t.test("a group's engine: its own field, else a member cluster's, else redis", a
   t.equal(engineOf([disabledGroup], []), 'redis');
 });
 
-t.test('cluster mode enabled: nodes from member clusters, no primary or reader', async (t) => {
+t.test('cluster mode enabled: nodes from member clusters and the configuration endpoint, no primary or reader', async (t) => {
   const shards = ['cfg-0001-001', 'cfg-0001-002', 'cfg-0002-001'].map((id) =>
     cluster(id, 'redis', [node('0001', `${id}.abc123.use1.cache.amazonaws.com`, 6379)], { ReplicationGroupId: 'cfg' }),
   );
@@ -95,7 +95,15 @@ t.test('cluster mode enabled: nodes from member clusters, no primary or reader',
       ...mode,
     };
     const { targets, skipped } = toTopology({ cacheClusters: shards, replicationGroups: [group] }, all);
-    t.same(targets.map((x) => x.key), ['node/cfg-0001-001/0001', 'node/cfg-0001-002/0001', 'node/cfg-0002-001/0001']);
+    t.same(targets.map((x) => x.key), ['configuration/cfg', 'node/cfg-0001-001/0001', 'node/cfg-0001-002/0001', 'node/cfg-0002-001/0001']);
+    t.same(targets[0], {
+      key: 'configuration/cfg',
+      kind: 'configuration',
+      engine: 'redis',
+      replicationGroupId: 'cfg',
+      address: 'clustercfg.cfg.abc123.use1.cache.amazonaws.com',
+      targetPort: 6379,
+    });
     t.same(skipped, []);
   }
 });

@@ -1,0 +1,46 @@
+// TLS in the lab: a throwaway test CA made with openssl, a server certificate
+// for a cache's DNS name (as ElastiCache's certificates name the endpoint,
+// not an address), and a redis-server that speaks only TLS with it. Started
+// through the lab, so lab.down() stops the server and removes the files.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Lab } from './lab.js';
+import { run } from './netns.js';
+
+export interface TestCa {
+  dir: string;
+  caFile: string;
+}
+
+const openssl = (args: readonly string[]) => run('openssl', args);
+
+/** A CA whose certificate clients are given as their only trust anchor. */
+export async function makeTestCa(dir: string): Promise<TestCa> {
+  mkdirSync(dir, { recursive: true });
+  const caFile = join(dir, 'ca.pem');
+  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=cachenat lab CA', '-keyout', join(dir, 'ca.key'), '-out', caFile]);
+  return { dir, caFile };
+}
+
+/** A key and certificate for `name` only (subjectAltName DNS:name), signed by the CA. */
+export async function issueCertificate(ca: TestCa, name: string): Promise<{ certFile: string; keyFile: string }> {
+  const base = join(ca.dir, name);
+  const [keyFile, csrFile, certFile, extFile] = [`${base}.key`, `${base}.csr`, `${base}.pem`, `${base}.ext`];
+  await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', keyFile, '-out', csrFile]);
+  writeFileSync(extFile, `subjectAltName=DNS:${name}\n`);
+  await openssl(['x509', '-req', '-in', csrFile, '-CA', ca.caFile, '-CAkey', join(ca.dir, 'ca.key'), '-CAcreateserial', '-days', '1', '-extfile', extFile, '-out', certFile]);
+  return { certFile, keyFile };
+}
+
+/** A redis-server on a new address of the redis namespace that accepts TLS only, on `port`. */
+export async function startTlsRedis(lab: Lab, ip: string, port: number, cert: { certFile: string; keyFile: string }, ca: TestCa): Promise<void> {
+  await lab.exec(lab.ns.redis, 'ip', ['addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+  const server = lab.spawnIn(
+    lab.ns.redis,
+    'redis-server',
+    ['--bind', ip, '--port', '0', '--tls-port', String(port), '--tls-cert-file', cert.certFile, '--tls-key-file', cert.keyFile, '--tls-ca-cert-file', ca.caFile, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+    { label: `tls redis ${ip}` },
+  );
+  await server.waitForLine(/Ready to accept connections/, 10_000);
+}

@@ -107,11 +107,14 @@ t.test('foreign rules, operator mistakes, API faults, hostile data', async (t) =
     const passes = passStarts(window);
     const starts = passes.map((p) => p[0]!.at - faultFrom);
     t.ok(window.every((r) => r.fault === 'internal-error'), 'every request in the window got the fault');
-    t.ok(passes.every((p) => p.length <= 2), `at most 2 attempts a pass (the SDK's one retry): ${passes.map((p) => p.length).join(', ')}`);
+    // A pass asks each source (clusters, Serverless) once; the SDK retries each call once.
+    const attempts = passes.map((p) => Math.max(...[...new Set(p.map((r) => r.action))].map((a) => p.filter((r) => r.action === a).length)));
+    t.ok(attempts.every((n) => n <= 2), `at most 2 attempts per call in a pass (the SDK's one retry): ${attempts.join(', ')}`);
     // discovery.interval 1 s: the n-th retry comes at least 0.8 × 2^(n-1) s after the pass before it (jitter ±20 %, a 50 ms timer slack).
     const gaps = starts.slice(1).map((at, i) => at - starts[i]!);
     t.ok(gaps.every((gap, i) => gap >= 800 * 2 ** i - 50), `gaps between failing passes grow: ${gaps.join(', ')} ms`);
-    t.ok(window.length >= 2 && window.length <= 8, `${window.length} API requests in the ${WINDOW_MS / 1000} s after the fault, passes at ${starts.join(', ')} ms (a steady 1 s poll would make ~12)`);
+    // Backoff of 1, 2, 4 s (±20 %) fits at most 4 passes in 6 s; a steady 1 s poll would make 6.
+    t.ok(passes.length >= 1 && passes.length <= 4, `${passes.length} failing passes (${window.length} requests) in the ${WINDOW_MS / 1000} s after the fault, at ${starts.join(', ')} ms (a steady 1 s poll would make 6)`);
   });
 
   await t.test('hostile API data never reaches the kernel', async (t) => {

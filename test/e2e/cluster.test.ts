@@ -84,7 +84,7 @@ t.test('a Redis Cluster through cachenat', async (t) => {
       // The second whole round after the promotion began after it.
       await watcher.waitForLine(/^round \d+ ok$/, stretch(30_000), watcher.mark());
       const line = await watcher.waitForLine(/^round \d+ ok$/, stretch(30_000), watcher.mark());
-      t.pass(`${watcher.label}: ${line} after the promotion (${watcher.output.filter((l) => l.includes('failed')).length} rounds failed during it)`);
+      t.match(line, /^round \d+ ok$/, `${watcher.label}: ${line} after the promotion (${watcher.output.filter((l) => l.includes('failed')).length} rounds failed during it)`);
       await watcher.stop();
     }
     t.same(await activePorts(), ports, 'every forward kept its port');

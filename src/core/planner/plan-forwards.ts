@@ -103,14 +103,20 @@ function applyMembership(
   return { entries: kept, released };
 }
 
+const OPTIONAL_IDENTITY = ['cacheClusterId', 'cacheNodeId', 'replicationGroupId', 'serverlessCacheName', 'tls'] as const;
+type OptionalIdentity = (typeof OPTIONAL_IDENTITY)[number];
+
 function identityOf(t: DiscoveredTarget): Omit<PortEntry, 'listenPort'> {
   const entry: Omit<PortEntry, 'listenPort'> = { key: t.key, kind: t.kind, engine: t.engine, address: t.address, targetPort: t.targetPort };
-  if (t.cacheClusterId !== undefined) entry.cacheClusterId = t.cacheClusterId;
-  if (t.cacheNodeId !== undefined) entry.cacheNodeId = t.cacheNodeId;
-  if (t.replicationGroupId !== undefined) entry.replicationGroupId = t.replicationGroupId;
-  if (t.serverlessCacheName !== undefined) entry.serverlessCacheName = t.serverlessCacheName;
-  if (t.tls !== undefined) entry.tls = t.tls;
+  copyOptionalIdentity(t, entry);
   return entry;
+}
+
+/** The identity fields only some kinds carry, copied only when set (the port map stays free of undefined keys). */
+function copyOptionalIdentity(from: Pick<DiscoveredTarget, OptionalIdentity>, to: Pick<DiscoveredTarget, OptionalIdentity>): void {
+  for (const field of OPTIONAL_IDENTITY) {
+    if (from[field] !== undefined) (to as Record<OptionalIdentity, unknown>)[field] = from[field];
+  }
 }
 
 /** The API's latest word on a known target; its port and DNS memory stay. */
@@ -171,11 +177,7 @@ function forwardOf(entry: PortEntry): Forward {
     listenPort: entry.listenPort,
     state: entry.ip === undefined ? 'unresolved' : entry.goneSince !== undefined ? 'draining' : 'active',
   };
-  if (entry.cacheClusterId !== undefined) forward.cacheClusterId = entry.cacheClusterId;
-  if (entry.cacheNodeId !== undefined) forward.cacheNodeId = entry.cacheNodeId;
-  if (entry.replicationGroupId !== undefined) forward.replicationGroupId = entry.replicationGroupId;
-  if (entry.serverlessCacheName !== undefined) forward.serverlessCacheName = entry.serverlessCacheName;
-  if (entry.tls !== undefined) forward.tls = entry.tls;
+  copyOptionalIdentity(entry, forward);
   if (entry.ip !== undefined) forward.targetIp = entry.ip;
   if (entry.ips !== undefined) forward.targetIps = entry.ips;
   return forward;

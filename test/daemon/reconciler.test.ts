@@ -3,8 +3,7 @@
 // answers from a table, a real StateStore in a temp dir.
 
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { Reconciler, type ReconcilerEdges } from '../../src/daemon/reconciler.js';
@@ -13,6 +12,7 @@ import { createLogger } from '../../src/log/logger.js';
 import type { DiscoveredTarget, Topology } from '../../src/core/model.js';
 import { StateStore } from '../../src/ports/state-store.js';
 import { applyRestore, emptyKernel, saveText } from '../support/kernel-sim.js';
+import { scratchDir } from '../support/scratch.js';
 
 const { config } = parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\n', 'test');
 
@@ -26,7 +26,7 @@ function rig(answers: (Topology | Error)[]) {
   const saveAllCalls: ({ counters?: boolean } | undefined)[] = [];
   const packets = new Map<number, number>();
   const logs: { level: number; msg: string }[] = [];
-  const dir = mkdtempSync(join(tmpdir(), 'cachenat-reconciler-'));
+  const dir = scratchDir(t, 'reconciler');
   const edges: ReconcilerEdges = {
     netfilter: {
       save: async () => saveText(kernel),

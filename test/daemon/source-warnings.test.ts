@@ -1,9 +1,6 @@
 // Per-source failures and standing warnings through one real reconcile pass.
 
 import t from 'tap';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { Reconciler, type ReconcilerEdges } from '../../src/daemon/reconciler.js';
 import { DiscoveryError, type Discovery } from '../../src/core/discovery/types.js';
@@ -12,6 +9,7 @@ import type { DiscoveredTarget } from '../../src/core/model.js';
 import { StateStore } from '../../src/ports/state-store.js';
 import { SimulatedNetfilter } from '../support/kernel-sim.js';
 import { evaluateHealth, WARNING } from '../../src/core/health/evaluate.js';
+import { scratchDir } from '../support/scratch.js';
 
 const configFor = (sources: string, plaintext = 'warn') =>
   parseConfig(`aws: {region: us-east-1}\nforward: {allowedSources: [${sources}], plaintext: ${plaintext}}\n`, 'test').config;
@@ -29,7 +27,7 @@ function rig(answers: Discovery[]) {
     conntrack: { available: true, forgetFlows: async () => 0 },
     source: { describe: async () => (answers.length > 1 ? answers.shift()! : answers[0]!) },
     resolver: { resolve: async (name) => ({ ok: true, ip: name }) },
-    store: new StateStore(mkdtempSync(join(tmpdir(), 'cachenat-warnings-'))),
+    store: new StateStore(scratchDir(t, 'warnings')),
     clock: { now: () => 1_000_000 },
     logger: createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line)) } }),
   };

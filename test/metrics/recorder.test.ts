@@ -2,8 +2,7 @@
 // pass, what it hands to the status snapshot, and how it reports faults.
 
 import t from 'tap';
-import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -13,8 +12,9 @@ import { MetricsRecorder, hostMetricsEdges, type MetricsEdges } from '../../src/
 import { ConntrackConnectionReader } from '../../src/metrics/conntrack-reader.js';
 import { replaceTextfile } from '../../src/metrics/textfile.js';
 import { DiscoveryError } from '../../src/core/discovery/types.js';
+import { scratchDir } from '../support/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'cachenat-metrics-'));
+const dir = scratchDir(t, 'metrics');
 const textfile = join(dir, 'cachenat.prom');
 const { config } = parseConfig(`aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\nmetrics: {textfile: ${textfile}}\n`, 'test');
 
@@ -116,7 +116,7 @@ t.test('the conntrack reader lists only flows with the connmark bit, and reports
 });
 
 t.test('the textfile is world-readable for node_exporter even under the unit umask, and replaced whole', async (t) => {
-  const target = join(mkdtempSync(join(tmpdir(), 'cachenat-textfile-')), 'cachenat.prom');
+  const target = join(scratchDir(t, 'textfile'), 'cachenat.prom');
   const previous = process.umask(0o027);
   try {
     await replaceTextfile(target, 'a 1\n');

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateStore, parseState, serializeState, stateFromRecoveredRules } from '../../src/ports/state-store.js';
 import type { PortState } from '../../src/core/ports/port-state.js';
+import { scratchDir } from '../support/scratch.js';
 
 const good: PortState = {
   version: 1,
@@ -30,8 +30,7 @@ t.test('truncated, hostile or inconsistent files are corrupt, never half-used', 
 });
 
 t.test('StateStore writes atomically, only when changed, and reads back', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'cachenat-state-'));
-  t.teardown(() => void 0);
+  const dir = scratchDir(t, 'state');
   const store = new StateStore(join(dir, 'nested'));
   t.equal((await store.load()).status, 'missing');
   t.equal(await store.save(good), true);
@@ -59,7 +58,7 @@ t.test('recovery from installed rules rebuilds entries by key', async (t) => {
 });
 
 t.test('stale temp files of dead writers are tidied; a live writer\'s is not', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'cachenat-state-'));
+  const dir = scratchDir(t, 'state');
   const dead = join(dir, '.ports.json.999999999.1.tmp');
   const live = join(dir, `.ports.json.${process.pid}.2.tmp`);
   writeFileSync(dead, '{"half');

@@ -140,7 +140,8 @@ if command -v apt-get >/dev/null 2>&1 && [ -z "$root" ]; then
   restore_unit=netfilter-persistent.service
   installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
   missing=
-  for p in iptables iptables-persistent conntrack; do installed "$p" || missing="$missing $p"; done
+  # curl: cachenat-secondary-ips reads the instance's secondary addresses from IMDSv2.
+  for p in iptables iptables-persistent conntrack curl; do installed "$p" || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     [ "$offline" -eq 0 ] || { echo "install.sh: --offline, but missing packages:$missing" >&2; exit 69; }
     # Do not save whatever rules are loaded right now; cachenat writes rules.v4.

@@ -28,6 +28,11 @@ if command -v setup-policy-routes >/dev/null 2>&1; then
   exit 0
 fi
 
+if ! command -v curl >/dev/null 2>&1; then
+  echo "cachenat secondary-ips: curl is not installed, so instance metadata cannot be read; nothing done (install.sh installs curl on Debian)" >&2
+  exit 0
+fi
+
 # Not on EC2 (a lab, a test rig), or the metadata service is off: nothing to
 # read, so nothing to do. In address mode cachenat itself then refuses to
 # start and names each listen address missing from the interface.

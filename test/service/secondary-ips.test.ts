@@ -5,7 +5,7 @@
 // only with an IMDSv2 token.
 import t, { type Test } from 'tap';
 import { execa, type ResultPromise } from 'execa';
-import { chmod, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scratchDir } from '../support/scratch.js';
@@ -132,6 +132,17 @@ t.test('no metadata service: says so, adds nothing, exits 0', { skip: hasNetns ?
   const result = await r.run({ CACHENAT_IMDS_URL: 'http://127.0.0.1:9' });
   t.equal(result.exitCode, 0, result.stderr);
   t.match(result.stderr, /no IMDSv2 token from http:\/\/127\.0\.0\.1:9 \(not on EC2, or the metadata service is off\); nothing done/);
+  t.same(await r.addresses(), ['10.0.1.10/24']);
+});
+
+t.test('without curl: says so, adds nothing, exits 0 (no failed unit at boot)', { skip: hasNetns ? false : 'needs root and ip netns' }, async (t) => {
+  const r = await rig(t, TREE);
+  const bin = join(scratchDir(t, 'secips-nocurl'), 'bin');
+  await mkdir(bin);
+  await symlink('/bin/sh', join(bin, 'sh'));
+  const result = await r.run({ PATH: bin });
+  t.equal(result.exitCode, 0, result.stderr);
+  t.match(result.stderr, /curl is not installed/);
   t.same(await r.addresses(), ['10.0.1.10/24']);
 });
 

@@ -186,3 +186,48 @@ export function listenAddressProblem(text: string): string | undefined {
   if (targetAddressProblem(text) === undefined) return undefined;
   return `${show(text)} is not a unicast IPv4 address an interface can hold (not in 0/8, 127/8, 169.254/16, 224/4 or 240/4)`;
 }
+
+// ── high availability (the ha section, the DynamoDB items) ────────────────
+
+// DynamoDB table names: 3-255 of letters, digits, "_", "-" and ".".
+const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
+
+export const tableNameProblem = (name: string): string | undefined =>
+  TABLE_NAME.test(name) ? undefined : `expected a DynamoDB table name (3-255 letters, digits, "_", "-" and "."), got ${show(name)}`;
+
+/** A pair's name, also the prefix of its items' keys: an id (letters, digits, hyphens). */
+export const haGroupProblem = (group: string): string | undefined =>
+  isId(group) ? undefined : `expected a group name of 1-64 letters, digits and hyphens starting with a letter or digit, got ${show(group)}`;
+
+// eipalloc-0123abcd (8 hex digits, older allocations) or 17 hex digits.
+const ALLOCATION_ID = /^eipalloc-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
+
+export const allocationIdProblem = (id: string): string | undefined =>
+  ALLOCATION_ID.test(id) ? undefined : `expected an Elastic IP allocation id such as eipalloc-0123abcd (8 or 17 hex digits), got ${show(id)}`;
+
+// i-0123abcd or i-0123456789abcdef0: what IMDS names an instance, and the lease holder.
+const INSTANCE_ID = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
+
+export const isInstanceId = (value: unknown): value is string => typeof value === 'string' && INSTANCE_ID.test(value);
+
+export const instanceIdProblem = (value: unknown): string | undefined =>
+  isInstanceId(value) ? undefined : `expected an EC2 instance id such as i-0123456789abcdef0, got ${show(value)}`;
+
+// Lease versions, terms and map versions: random tokens cachenat makes itself
+// (a UUID), read back from DynamoDB, so checked like anything else from outside.
+const HA_TOKEN = /^[A-Za-z0-9-]{8,64}$/;
+
+export const isHaToken = (value: unknown): value is string => typeof value === 'string' && HA_TOKEN.test(value);
+
+/** An http(s) URL without credentials, for the endpoint overrides (local DynamoDB, a fake EC2 API). */
+export function serviceUrlProblem(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `expected an http(s) URL such as http://127.0.0.1:8000, got ${show(text)}`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `expected an http or https URL, got ${show(text)}`;
+  if (url.username !== '' || url.password !== '') return `the URL must not carry credentials, got ${show(text)}`;
+  return undefined;
+}

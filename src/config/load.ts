@@ -55,6 +55,7 @@ export function validateConfig(raw: unknown, source: string): LoadedConfig {
   if (config.health.syncCriticalIntervals < config.health.syncWarnIntervals) {
     issues.push({ path: 'health.syncCriticalIntervals', message: 'must not be below health.syncWarnIntervals' });
   }
+  issues.push(...haIssues(config));
   if (issues.length > 0) throw new ConfigError(source, issues);
 
   const warnings: string[] = [];
@@ -62,6 +63,31 @@ export function validateConfig(raw: unknown, source: string): LoadedConfig {
     warnings.push('forward.allowedSources contains 0.0.0.0/0: every address on the internet can reach the caches through this host');
   }
   return { config, warnings };
+}
+
+/**
+ * The ha section against the forward mode: port mode moves one Elastic IP
+ * (ha.elasticIp), address mode one per listen address (its allocationId);
+ * without ha no allocation id means anything, so none may be written.
+ */
+function haIssues(config: Config): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const list = config.forward.listenAddresses;
+  if (config.ha === undefined) {
+    list?.forEach((entry, i) => {
+      if (entry.allocationId !== undefined) issues.push({ path: `forward.listenAddresses[${i}].allocationId`, message: 'is used only with an ha section (the leader moves the Elastic IP); remove it, or add ha' });
+    });
+    return issues;
+  }
+  if (list === undefined) {
+    if (config.ha.elasticIp === undefined) issues.push({ path: 'ha.elasticIp', message: "required in port mode: the allocation id of the Elastic IP clients dial, which the leader moves to itself (e.g. eipalloc-0123abcd)" });
+    return issues;
+  }
+  if (config.ha.elasticIp !== undefined) issues.push({ path: 'ha.elasticIp', message: 'is for port mode; in address mode each forward.listenAddresses entry names its own allocationId' });
+  list.forEach((entry, i) => {
+    if (entry.allocationId === undefined) issues.push({ path: `forward.listenAddresses[${i}].allocationId`, message: `required with ha: the allocation id of ${entry.public}, which the leader associates with its own ${entry.address}` });
+  });
+  return issues;
 }
 
 function issueOf(issue: z.core.$ZodIssue): ConfigIssue {

@@ -213,7 +213,14 @@ export const isInstanceId = (value: unknown): value is string => typeof value ==
 export const instanceIdProblem = (value: unknown): string | undefined =>
   isInstanceId(value) ? undefined : `expected an EC2 instance id such as i-0123456789abcdef0, got ${show(value)}`;
 
-// Lease versions, terms and map versions: random tokens cachenat makes itself
+/** ha.lease, in ms: from 3 s (a renewal every second) to an hour; the lease item read back is held to the same. */
+export const MIN_LEASE_MS = 3000;
+export const MAX_LEASE_MS = 3_600_000;
+
+export const leaseProblem = (ms: number): string | undefined =>
+  Number.isInteger(ms) && ms >= MIN_LEASE_MS && ms <= MAX_LEASE_MS ? undefined : `expected a lease from 3s to 1h, got ${show(ms)} ms`;
+
+// Lease versions and map versions: random tokens cachenat makes itself
 // (a UUID), read back from DynamoDB, so checked like anything else from outside.
 const HA_TOKEN = /^[A-Za-z0-9-]{8,64}$/;
 

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { parseDuration } from '../../src/core/config/duration.js';
 import { readFileSync } from 'node:fs';
@@ -91,4 +91,53 @@ t.test('forward.listenAddresses: address mode when present; unicast IPv4s, each 
   t.match(problems('[{address: 127.0.0.2, public: 203.0.113.21}]'), [{ path: 'forward.listenAddresses[0].address', message: /not a unicast IPv4 address/ }]);
   t.match(problems('[{address: 10.0.1.021, public: cache.example}]'), [{ path: 'forward.listenAddresses[0].address' }, { path: 'forward.listenAddresses[0].public' }]);
   t.match(problems('[{address: 10.0.1.21}]'), [{ path: 'forward.listenAddresses[0].public', message: /required/ }]);
+});
+
+// ── ha (issue #12) ─────────────────────────────────────────────────────────
+
+const haConfig = (ha: string, forward = '') => `aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]${forward}}\nha: ${ha}\n`;
+const haProblems = (t: Test, text: string) => (t.throws(() => parseConfig(text, 'c.yaml')) as unknown as ConfigError).issues;
+
+t.test('ha: absent by default; every key read as the issue writes it', async (t) => {
+  t.equal(parseConfig(minimal, 'x').config.ha, undefined, 'without ha nothing changes');
+  const { config } = parseConfig(haConfig('{table: cachenat, group: prod-nat, lease: 10s, elasticIp: eipalloc-0123abcd, endpoint: "http://127.0.0.1:8000", ec2Endpoint: "http://127.0.0.1:8001/"}'), 'x');
+  t.same(config.ha, { table: 'cachenat', group: 'prod-nat', lease: 10_000, elasticIp: 'eipalloc-0123abcd', endpoint: 'http://127.0.0.1:8000', ec2Endpoint: 'http://127.0.0.1:8001/' });
+  t.equal(parseConfig(haConfig('{table: cachenat, group: prod-nat, elasticIp: eipalloc-0123456789abcdef0}'), 'x').config.ha?.lease, 10_000, 'lease defaults to 10s');
+});
+
+t.test('ha: each key checked by the grammar, with its path', async (t) => {
+  const eip = 'elasticIp: eipalloc-0123abcd';
+  t.match(haProblems(t, haConfig(`{group: prod-nat, ${eip}}`)), [{ path: 'ha.table', message: /required/ }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, ${eip}}`)), [{ path: 'ha.group', message: /required/ }]);
+  t.match(haProblems(t, haConfig(`{table: ab, group: prod-nat, ${eip}}`)), [{ path: 'ha.table', message: /DynamoDB table name/ }]);
+  t.match(haProblems(t, haConfig(`{table: "cache nat", group: prod-nat, ${eip}}`)), [{ path: 'ha.table' }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, group: "prod#nat", ${eip}}`)), [{ path: 'ha.group', message: /group name/ }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, group: prod-nat, lease: 2s, ${eip}}`)), [{ path: 'ha.lease', message: /from 3s to 1h/ }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, group: prod-nat, lease: 2h, ${eip}}`)), [{ path: 'ha.lease', message: /from 3s to 1h/ }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, group: prod-nat, lease: soon, ${eip}}`)), [{ path: 'ha.lease', message: /expected a duration/ }]);
+  t.match(haProblems(t, haConfig('{table: cachenat, group: prod-nat, elasticIp: 203.0.113.7}')), [{ path: 'ha.elasticIp', message: /allocation id such as eipalloc-0123abcd/ }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, group: prod-nat, ${eip}, endpoint: "ftp://x"}`)), [{ path: 'ha.endpoint', message: /http or https/ }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, group: prod-nat, ${eip}, ec2Endpoint: "http://user:pw@ec2.example"}`)), [{ path: 'ha.ec2Endpoint', message: /credentials/ }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, group: prod-nat, ${eip}, endpoint: "not a url"}`)), [{ path: 'ha.endpoint' }]);
+  t.match(haProblems(t, haConfig(`{table: cachenat, group: prod-nat, ${eip}, peers: 2}`)), [{ path: 'ha', message: /unknown key "peers"/ }]);
+});
+
+t.test('ha against the mode: port mode needs ha.elasticIp; address mode one allocationId per listen address', async (t) => {
+  t.match(haProblems(t, haConfig('{table: cachenat, group: prod-nat}')), [{ path: 'ha.elasticIp', message: /required in port mode/ }]);
+  const list = (entries: string) => `, listenAddresses: ${entries}`;
+  const two = '[{address: 10.0.1.21, public: 203.0.113.21, allocationId: eipalloc-0000aaaa}, {address: 10.0.1.22, public: 203.0.113.22, allocationId: eipalloc-0000bbbb}]';
+  const { config } = parseConfig(haConfig('{table: cachenat, group: prod-nat}', list(two)), 'x');
+  t.same(config.forward.listenAddresses?.map((e) => e.allocationId), ['eipalloc-0000aaaa', 'eipalloc-0000bbbb']);
+  t.match(haProblems(t, haConfig('{table: cachenat, group: prod-nat, elasticIp: eipalloc-0123abcd}', list(two))), [{ path: 'ha.elasticIp', message: /for port mode/ }]);
+  t.match(haProblems(t, haConfig('{table: cachenat, group: prod-nat}', list('[{address: 10.0.1.21, public: 203.0.113.21, allocationId: eipalloc-0000aaaa}, {address: 10.0.1.22, public: 203.0.113.22}]'))), [
+    { path: 'forward.listenAddresses[1].allocationId', message: /required with ha: the allocation id of 203\.0\.113\.22/ },
+  ]);
+  t.match(haProblems(t, haConfig('{table: cachenat, group: prod-nat}', list('[{address: 10.0.1.21, public: 203.0.113.21, allocationId: eipalloc-0000aaaa}, {address: 10.0.1.22, public: 203.0.113.22, allocationId: eipalloc-0000aaaa}]'))), [
+    { path: 'forward.listenAddresses[1].allocationId', message: /listed twice/ },
+  ]);
+  t.match(haProblems(t, haConfig('{table: cachenat, group: prod-nat}', list('[{address: 10.0.1.21, public: 203.0.113.21, allocationId: 0000aaaa}]'))), [
+    { path: 'forward.listenAddresses[0].allocationId', message: /allocation id/ },
+  ]);
+  const withoutHa = `aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]${list('[{address: 10.0.1.21, public: 203.0.113.21, allocationId: eipalloc-0000aaaa}]')}}\n`;
+  t.match(haProblems(t, withoutHa), [{ path: 'forward.listenAddresses[0].allocationId', message: /only with an ha section/ }]);
 });

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { isIpv4, parseCidr } from '../ipv4.js';
-import { connmarkProblem, idGlobProblem, interfaceProblem, isHostName, listenAddressProblem, parseConnmark } from '../grammar.js';
+import { allocationIdProblem, connmarkProblem, haGroupProblem, idGlobProblem, leaseProblem, interfaceProblem, isHostName, listenAddressProblem, parseConnmark, serviceUrlProblem, tableNameProblem } from '../grammar.js';
 
 const duration = (what: string, min = 0) =>
   z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -26,6 +26,13 @@ const port = z.number({ error: 'expected a TCP port number' }).int('expected a w
 const checked = (problemOf: (value: string) => string | undefined) =>
   z.string().superRefine((value, ctx) => {
     const problem = problemOf(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+/** A duration (ms) checked by one of the grammar's rules. */
+const checkedMs = (problemOf: (ms: number) => string | undefined) =>
+  z.number().superRefine((ms, ctx) => {
+    const problem = problemOf(ms);
     if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
   });
 
@@ -58,20 +65,34 @@ const listenAddresses = z
     z.strictObject({
       address: listenAddress.describe('a private IPv4 address on forward.inboundInterface'),
       public: listenAddress.describe('the Elastic IP associated with it'),
+      // HA: the leader associates this Elastic IP with its own `address`.
+      allocationId: checked(allocationIdProblem).optional().describe('the Elastic IP\'s allocation id (ha only)'),
     }),
-    { error: 'expected a list of {address: <private IPv4 on inboundInterface>, public: <its Elastic IP>}' },
+    { error: 'expected a list of {address: <private IPv4 on inboundInterface>, public: <its Elastic IP>, allocationId: <eipalloc-…, with ha>}' },
   )
   .min(1, 'list at least one address, or leave listenAddresses out for port mode')
   .superRefine((list, ctx) => {
-    for (const field of ['address', 'public'] as const) {
+    for (const field of ['address', 'public', 'allocationId'] as const) {
       const seen = new Map<string, number>();
       list.forEach((entry, i) => {
-        const before = seen.get(entry[field]);
-        if (before !== undefined) ctx.addIssue({ code: 'custom', path: [i, field], message: `${entry[field]} is listed twice (entries ${before} and ${i}); each target needs an address of its own` });
-        seen.set(entry[field], i);
+        const value = entry[field];
+        if (value === undefined) return;
+        const before = seen.get(value);
+        if (before !== undefined) ctx.addIssue({ code: 'custom', path: [i, field], message: `${value} is listed twice (entries ${before} and ${i}); each target needs an address of its own` });
+        seen.set(value, i);
       });
     }
   });
+
+// High availability (issue #12, docs/design/ha.md): optional; without it nothing changes.
+const ha = z.strictObject({
+  table: checked(tableNameProblem).describe('the DynamoDB table (partition key "pk", string); `cachenat ha init` creates it'),
+  group: checked(haGroupProblem).describe("the pair's name; one table can serve several pairs"),
+  lease: duration('ha.lease').pipe(checkedMs(leaseProblem)).prefault('10s').describe('a leader that has not renewed for this long is replaced; it renews every third of it'),
+  elasticIp: checked(allocationIdProblem).optional().describe("port mode: the Elastic IP's allocation id, moved to the leader's primary private IP"),
+  endpoint: checked(serviceUrlProblem).optional().describe('DynamoDB URL override (tests)'),
+  ec2Endpoint: checked(serviceUrlProblem).optional().describe('EC2 API URL override (tests)'),
+});
 
 const hostName = z
   .string()
@@ -149,6 +170,7 @@ export const configSchema = z.strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal'], 'expected one of trace, debug, info, warn, error, fatal').prefault('info'),
     })
     .prefault({}),
+  ha: ha.optional(),
 });
 
 export type Config = z.output<typeof configSchema>;

@@ -6,7 +6,7 @@
 // (docs/design/ha.md describes the protocol.)
 
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { isHaToken, isInstanceId, show } from '../grammar.js';
+import { isHaToken, isInstanceId, leaseProblem, MAX_LEASE_MS, show } from '../grammar.js';
 import { parseState, serializeState } from '../ports/port-map-codec.js';
 import type { PortState } from '../ports/port-state.js';
 import type { LeaseItem } from './lease.js';
@@ -17,9 +17,6 @@ export type Attributes = Record<string, AttributeValue>;
 export const leaseKey = (group: string): string => `${group}#lease`;
 export const mapKey = (group: string): string => `${group}#map`;
 
-/** A lease shorter than this, or longer than the longest, is refused from the table as from the config. */
-export const MIN_LEASE_MS = 3000;
-export const MAX_LEASE_MS = 3_600_000;
 
 /** DynamoDB refuses items over 400 KB; the map text stays well below, with room for the other attributes. */
 export const MAX_MAP_TEXT_BYTES = 350 * 1024;
@@ -75,8 +72,9 @@ export function readLeaseItem(group: string, raw: Attributes | undefined): ItemR
   if (!isHaToken(version)) return problem(`version ${show(version)} is not a token of 8-64 letters, digits and hyphens`);
   const term = wholeNumber(raw.term, 1, Number.MAX_SAFE_INTEGER);
   if (term === undefined) return problem(`term ${show(raw.term)} is not a whole number from 1`);
-  const leaseMs = wholeNumber(raw.leaseMs, MIN_LEASE_MS, MAX_LEASE_MS);
-  if (leaseMs === undefined) return problem(`leaseMs ${show(raw.leaseMs)} is not a whole number from ${MIN_LEASE_MS} to ${MAX_LEASE_MS}`);
+  const leaseMs = wholeNumber(raw.leaseMs, 0, MAX_LEASE_MS);
+  const leaseIssue = leaseMs === undefined ? `${show(raw.leaseMs)} is not a whole number` : leaseProblem(leaseMs);
+  if (leaseMs === undefined || leaseIssue !== undefined) return problem(`leaseMs: ${leaseIssue}`);
   return { kind: 'ok', item: { holder, version, term, leaseMs } };
 }
 

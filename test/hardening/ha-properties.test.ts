@@ -1,0 +1,222 @@
+// Two HA instances against one store that applies conditional writes
+// atomically, under arbitrary interleavings (HARDENING_RUNS cases, default
+// 10,000): each instance's beat is split into its separate store operations
+// (read the lease, write it, read the map, write it), and the scheduler may
+// run one instance for a long time while the other is paused between any two
+// of them, so a paused leader wakes with a decision made before it slept.
+// The store may be down, may apply a write and lose the answer; an instance
+// may restart (memory lost) or hand over. Each instance's monotonic clock has
+// its own arbitrary offset. Checked throughout:
+//   - at no moment do two instances both hold a confirmed lease;
+//   - every accepted map write carries a term its writer acquired, terms never
+//     go back, and one term has one writer (a stale writer is always refused);
+//   - no accepted map has two targets on one port;
+//   - a target keeps its port across writes, whoever the writer;
+//   - a freed port goes to no other target within ports.reuseAfter, across instances.
+
+import t from 'tap';
+import fc from 'fast-check';
+import type { DiscoveredTarget } from '../../src/core/model.js';
+import { planForwards, type ForwardPolicy } from '../../src/core/planner/plan-forwards.js';
+import { emptyPortState, listenerClash, type PortState } from '../../src/core/ports/port-state.js';
+import { parseState, serializeState } from '../../src/core/ports/port-map-codec.js';
+import { afterLeaseWrite, decideLease, holdConfirmed, noteTerm, releaseLease, type LeaseItem, type LeaseMemory, type LeaseWrite, type LeaseWriteOutcome } from '../../src/core/ha/lease.js';
+import { planMapWrite, type MapItem } from '../../src/core/ha/items.js';
+
+const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);
+const SEED = process.env.HARDENING_SEED === undefined ? undefined : Number(process.env.HARDENING_SEED);
+const params = { numRuns: RUNS, ...(SEED === undefined ? {} : { seed: SEED }) };
+
+const LEASE = 9000;
+const IDS = ['i-0aaaaaaaaaaaaaaaa', 'i-0bbbbbbbbbbbbbbbb'] as const;
+const WALL_EPOCH = 1_700_000_000_000;
+
+const UNIVERSE: DiscoveredTarget[] = ['alpha', 'bravo', 'carol'].flatMap((cluster) =>
+  ['0001', '0002'].map((node): DiscoveredTarget => ({
+    key: `node/${cluster}/${node}`, kind: 'node', engine: 'redis', cacheClusterId: cluster, cacheNodeId: node, address: `${cluster}-${node}.cache.example`, targetPort: 6379,
+  })),
+);
+
+interface Op {
+  who: 0 | 1;
+  /** Global time that passes before this operation: long gaps are pauses of whoever is not picked. */
+  dtMs: number;
+  kind: 'step' | 'restart' | 'handover';
+  /** The store is down for this operation. */
+  down: boolean;
+  /** A write is applied but its answer lost. */
+  lostReply: boolean;
+  /** What the API lists, should this operation plan. */
+  listed: number[];
+}
+
+const opBody = fc.record({
+  dtMs: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 2000 }) }, { weight: 1, arbitrary: fc.integer({ min: 2000, max: 3 * LEASE }) }),
+  kind: fc.oneof({ weight: 30, arbitrary: fc.constant('step' as const) }, fc.constant('restart' as const), fc.constant('handover' as const)),
+  down: fc.integer({ min: 0, max: 99 }).map((n) => n < 8),
+  lostReply: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
+  listed: fc.subarray(UNIVERSE.map((_, i) => i)),
+});
+
+/** Runs of operations by one instance while the other is paused wherever it was. */
+const schedule: fc.Arbitrary<Op[]> = fc
+  .array(fc.record({ who: fc.constantFrom(0 as const, 1 as const), ops: fc.array(opBody, { minLength: 1, maxLength: 16 }) }), { minLength: 1, maxLength: 12 })
+  .map((runs) => runs.flatMap(({ who, ops }) => ops.map((o): Op => ({ ...o, who }))));
+
+type Phase =
+  | { at: 'lease-read' }
+  | { at: 'lease-write'; write: LeaseWrite }
+  | { at: 'map-read' }
+  /** plannedAt: the wall time the planner ran with, when the map freed what it freed. */
+  | { at: 'map-write'; expect: string | null; item: MapItem; plannedAt: number };
+
+interface Instance {
+  id: string;
+  /** This instance's monotonic clock is global time plus this. */
+  offset: number;
+  memory: LeaseMemory;
+  phase: Phase;
+}
+
+interface Stats {
+  takeovers: number;
+  staleMapWritesRefused: number;
+  mapWrites: number;
+  stepDowns: number;
+  handovers: number;
+}
+
+function simulate(ops: readonly Op[], offsets: [number, number], policy: ForwardPolicy, stats: Stats): void {
+  const instances: Instance[] = IDS.map((id, i) => ({ id, offset: offsets[i]!, memory: {}, phase: { at: 'lease-read' } }));
+  let lease = null as LeaseItem | null;
+  let map = null as MapItem | null;
+  let now = 0;
+  let tokens = 0;
+  const token = () => `tok-${String(++tokens).padStart(8, '0')}`;
+  const termHolder = new Map<number, string>();
+  const accepted: MapItem[] = [];
+  const portFreed = new Map<number, { key: string; at: number }>();
+  const lastPortOf = new Map<string, number>();
+
+  const acceptMap = (item: MapItem, wall: number) => {
+    if (termHolder.get(item.term) !== item.writer) throw new Error(`map written under term ${item.term} by ${item.writer}, which never acquired it (holder ${termHolder.get(item.term)})`);
+    const previous = accepted.at(-1);
+    if (previous && item.term < previous.term) throw new Error(`term ${item.term} wrote after term ${previous.term}`);
+    const clash = listenerClash(item.state.entries);
+    if (clash) throw new Error(`${clash[0].key} and ${clash[1].key} share port ${clash[1].listenPort}`);
+    if (parseState(serializeState(item.state)).status !== 'ok') throw new Error('an accepted map does not validate');
+    const before = new Map((previous?.state.entries ?? []).map((e) => [e.key, e.listenPort]));
+    for (const e of item.state.entries) {
+      const had = before.get(e.key);
+      if (had !== undefined && had !== e.listenPort) throw new Error(`${e.key} moved from ${had} to ${e.listenPort} (term ${previous?.term} → ${item.term})`);
+      if (had === undefined) {
+        const freed = portFreed.get(e.listenPort);
+        if (freed && freed.key !== e.key && wall - freed.at < policy.reuseAfterMs) throw new Error(`port ${e.listenPort} freed by ${freed.key} ${wall - freed.at} ms ago went to ${e.key}`);
+        const last = lastPortOf.get(e.key);
+        const stillQuarantined = last !== undefined && portFreed.get(last)?.key === e.key && wall - portFreed.get(last)!.at < policy.reuseAfterMs;
+        if (stillQuarantined && last !== e.listenPort) throw new Error(`${e.key} came back within reuseAfter to ${e.listenPort}, not its own ${last}`);
+      }
+      lastPortOf.set(e.key, e.listenPort);
+    }
+    const now_ = new Set(item.state.entries.map((e) => e.key));
+    for (const [key, port] of before) if (!now_.has(key)) portFreed.set(port, { key, at: wall });
+    accepted.push(item);
+    map = item;
+    stats.mapWrites++;
+  };
+
+  const applyLeaseWrite = (inst: Instance, write: LeaseWrite, o: Op): LeaseWriteOutcome => {
+    if (o.down) return { kind: 'unavailable', error: 'down' };
+    const current = lease?.version ?? null;
+    if (write.expect !== current) return { kind: 'conflict' };
+    if (write.kind === 'acquire') {
+      if (lease && write.item.term <= lease.term) throw new Error(`acquire of term ${write.item.term} over term ${lease.term}`);
+      if (termHolder.has(write.item.term)) throw new Error(`term ${write.item.term} acquired twice`);
+      termHolder.set(write.item.term, inst.id);
+      if (write.reason === 'expired') stats.takeovers++;
+    }
+    lease = write.item;
+    return o.lostReply ? { kind: 'unavailable', error: 'answer lost' } : { kind: 'accepted' };
+  };
+
+  for (const o of ops) {
+    now += o.dtMs;
+    const inst = instances[o.who]!;
+    const mono = now + inst.offset;
+
+    if (o.kind === 'restart') {
+      inst.memory = {};
+      inst.phase = { at: 'lease-read' };
+    } else if (o.kind === 'handover') {
+      const release = releaseLease(inst.memory, mono, LEASE, token());
+      if (release) {
+        inst.memory = release.memory;
+        inst.phase = { at: 'lease-read' };
+        if (!o.down && lease?.version === release.expect && lease.holder === inst.id) {
+          lease = release.item;
+          stats.handovers++;
+        }
+      }
+    } else {
+      const phase = inst.phase;
+      if (phase.at === 'lease-read') {
+        const read = o.down ? { kind: 'unavailable' as const, error: 'down' } : lease === null ? { kind: 'absent' as const } : { kind: 'item' as const, item: lease };
+        const d = decideLease(inst.memory, read, mono, { self: inst.id, leaseMs: LEASE }, token());
+        if (d.steppedDown) stats.stepDowns++;
+        inst.memory = d.memory;
+        inst.phase = d.write ? { at: 'lease-write', write: d.write } : { at: 'map-read' };
+      } else if (phase.at === 'lease-write') {
+        const outcome = applyLeaseWrite(inst, phase.write, o);
+        inst.memory = afterLeaseWrite(inst.memory, phase.write, outcome, mono);
+        inst.phase = { at: 'map-read' };
+      } else if (phase.at === 'map-read') {
+        inst.phase = { at: 'lease-read' };
+        if (!o.down) {
+          const base: MapItem | null = map;
+          if (base) inst.memory = noteTerm(inst.memory, base.term);
+          const held = inst.memory.held;
+          if (held && holdConfirmed(inst.memory, mono, LEASE)) {
+            const plan = planForwards(base?.state ?? emptyPortState(), { topology: { targets: o.listed.map((i) => UNIVERSE[i]!), skipped: [] }, resolutions: new Map() }, policy, WALL_EPOCH + now);
+            const w = planMapWrite(base, plan.state, held.term, inst.id, token());
+            if (w.kind === 'superseded') {
+              const { held: _gone, ...rest } = inst.memory;
+              inst.memory = rest;
+            } else if (w.kind === 'write') inst.phase = { at: 'map-write', expect: w.expect, item: w.item, plannedAt: WALL_EPOCH + now };
+          }
+        }
+      } else {
+        inst.phase = { at: 'lease-read' };
+        if (!o.down) {
+          const current: MapItem | null = map;
+          const ok = phase.expect === null ? current === null : current !== null && current.version === phase.expect && current.term <= phase.item.term;
+          if (ok) acceptMap(phase.item, phase.plannedAt);
+          else if (current !== null && current.term > phase.item.term) stats.staleMapWritesRefused++;
+        }
+      }
+    }
+
+    // Never two confirmed holders, each judged on its own clock.
+    const confirmed = instances.filter((i) => holdConfirmed(i.memory, now + i.offset, LEASE));
+    if (confirmed.length > 1) throw new Error(`two confirmed holders at ${now}: ${JSON.stringify(confirmed.map((i) => [i.id, i.memory.held]))}`);
+  }
+}
+
+t.test(`two instances, any interleaving: one confirmed holder, fenced map writes, unique sticky quarantined ports (${RUNS} runs)`, async (t) => {
+  let runs = 0;
+  const stats: Stats = { takeovers: 0, staleMapWritesRefused: 0, mapWrites: 0, stepDowns: 0, handovers: 0 };
+  const policyArb = fc.record({ removalGraceMs: fc.integer({ min: 0, max: 8000 }), reuseAfterMs: fc.integer({ min: 0, max: 60_000 }) }).map(
+    ({ removalGraceMs, reuseAfterMs }): ForwardPolicy => ({ ranges: { redis: 6379, memcached: 11211 }, removalGraceMs, reuseAfterMs, staleAddressMs: 60_000 }),
+  );
+  const offset = fc.integer({ min: -1_000_000_000, max: 1_000_000_000 });
+  fc.assert(
+    fc.property(schedule, fc.tuple(offset, offset), policyArb, (ops, offsets, policy) => {
+      runs++;
+      simulate(ops, offsets, policy, stats);
+    }),
+    params,
+  );
+  t.equal(runs, RUNS, `${runs} runs: ${stats.mapWrites} accepted map writes, ${stats.takeovers} takeovers, ${stats.stepDowns} step-downs, ${stats.handovers} handovers, ${stats.staleMapWritesRefused} stale map writes refused`);
+  if (RUNS >= 200) {
+    t.ok(stats.takeovers > 0 && stats.staleMapWritesRefused > 0 && stats.handovers > 0 && stats.stepDowns > 0, 'the runs reached takeovers, stale writers, handovers and step-downs');
+  }
+});

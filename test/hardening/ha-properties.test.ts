@@ -12,12 +12,13 @@
 //     go back, and one term has one writer (a stale writer is always refused);
 //   - no accepted map has two targets on one port;
 //   - a target keeps its port across writes, whoever the writer;
-//   - a freed port goes to no other target within ports.reuseAfter, across instances.
+//   - a freed port goes to no other target within ports.reuseAfter, across instances;
+//   - a standby installs exactly the listeners of the map it read.
 
 import t from 'tap';
 import fc from 'fast-check';
 import type { DiscoveredTarget } from '../../src/core/model.js';
-import { planForwards, type ForwardPolicy } from '../../src/core/planner/plan-forwards.js';
+import { planFollower, planForwards, type ForwardPolicy } from '../../src/core/planner/plan-forwards.js';
 import { emptyPortState, listenerClash, type PortState } from '../../src/core/ports/port-state.js';
 import { parseState, serializeState } from '../../src/core/ports/port-map-codec.js';
 import { afterLeaseWrite, decideLease, holdConfirmed, noteTerm, releaseLease, type LeaseItem, type LeaseMemory, type LeaseWrite, type LeaseWriteOutcome } from '../../src/core/ha/lease.js';
@@ -84,6 +85,7 @@ interface Stats {
   mapWrites: number;
   stepDowns: number;
   handovers: number;
+  installs: number;
 }
 
 function simulate(ops: readonly Op[], offsets: [number, number], policy: ForwardPolicy, stats: Stats): void {
@@ -182,6 +184,12 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
               const { held: _gone, ...rest } = inst.memory;
               inst.memory = rest;
             } else if (w.kind === 'write') inst.phase = { at: 'map-write', expect: w.expect, item: w.item, plannedAt: WALL_EPOCH + now };
+          } else if (base) {
+            // A standby installs exactly the leader's listeners.
+            const follow = planFollower(base.state, new Map(), policy, WALL_EPOCH + now);
+            const listeners = (entries: readonly { key: string; listenPort: number }[]) => entries.map((e) => `${e.key}@${e.listenPort}`).sort().join();
+            if (listeners(follow.forwards) !== listeners(base.state.entries) || follow.misfits.length > 0) throw new Error('the standby would install other forwards than the map');
+            stats.installs++;
           }
         }
       } else {
@@ -203,7 +211,7 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
 
 t.test(`two instances, any interleaving: one confirmed holder, fenced map writes, unique sticky quarantined ports (${RUNS} runs)`, async (t) => {
   let runs = 0;
-  const stats: Stats = { takeovers: 0, staleMapWritesRefused: 0, mapWrites: 0, stepDowns: 0, handovers: 0 };
+  const stats: Stats = { takeovers: 0, staleMapWritesRefused: 0, mapWrites: 0, stepDowns: 0, handovers: 0, installs: 0 };
   const policyArb = fc.record({ removalGraceMs: fc.integer({ min: 0, max: 8000 }), reuseAfterMs: fc.integer({ min: 0, max: 60_000 }) }).map(
     ({ removalGraceMs, reuseAfterMs }): ForwardPolicy => ({ ranges: { redis: 6379, memcached: 11211 }, removalGraceMs, reuseAfterMs, staleAddressMs: 60_000 }),
   );
@@ -215,8 +223,8 @@ t.test(`two instances, any interleaving: one confirmed holder, fenced map writes
     }),
     params,
   );
-  t.equal(runs, RUNS, `${runs} runs: ${stats.mapWrites} accepted map writes, ${stats.takeovers} takeovers, ${stats.stepDowns} step-downs, ${stats.handovers} handovers, ${stats.staleMapWritesRefused} stale map writes refused`);
+  t.equal(runs, RUNS, `${runs} runs: ${stats.mapWrites} accepted map writes, ${stats.takeovers} takeovers, ${stats.stepDowns} step-downs, ${stats.handovers} handovers, ${stats.staleMapWritesRefused} stale map writes refused, ${stats.installs} standby installs`);
   if (RUNS >= 200) {
-    t.ok(stats.takeovers > 0 && stats.staleMapWritesRefused > 0 && stats.handovers > 0 && stats.stepDowns > 0, 'the runs reached takeovers, stale writers, handovers and step-downs');
+    t.ok(stats.takeovers > 0 && stats.staleMapWritesRefused > 0 && stats.handovers > 0 && stats.stepDowns > 0 && stats.installs > 0, 'the runs reached takeovers, stale writers, handovers and step-downs');
   }
 });

@@ -66,6 +66,27 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
   };
 }
 
+/**
+ * HA standby (docs/design/ha.md): installs exactly the leader's map. No
+ * membership, no placement, no allocation: only this host's own DNS answers
+ * are applied, as on the leader. Entries whose listener does not fit this
+ * instance's forward config (another mode, an address not in its pool) are
+ * installed all the same, and named in `misfits`: the two configs disagree.
+ */
+export function planFollower(map: PortState, resolutions: ReadonlyMap<string, Resolution>, policy: ForwardPolicy, now: number): ForwardPlan & { misfits: TargetKey[] } {
+  const events: ForwardEvent[] = [];
+  const entries = map.entries.map((e) => ({ ...e }));
+  for (const entry of entries) applyResolution(entry, resolutions.get(entry.address), policy, now, events);
+  const first = policy.listenAddresses?.[0];
+  const misfits = entries.filter((e) => !fitsMode(e, policy.listenAddresses) && !(e.fallback !== undefined && e.listenAddress === first)).map((e) => e.key);
+  return { state: { ...map, entries }, forwards: entries.map(forwardOf).sort(compareListeners), events, misfits };
+}
+
+/** Whether an entry's listener fits the mode: port mode, or one of the pool's addresses on its native port. */
+function fitsMode(e: PortEntry, pool: readonly string[] | undefined): boolean {
+  return pool === undefined ? e.listenAddress === undefined : e.fallback === undefined && e.listenAddress !== undefined && pool.includes(e.listenAddress) && e.listenPort === e.targetPort;
+}
+
 /** The map as a pass changes it. */
 interface Memory {
   entries: PortEntry[];
@@ -124,8 +145,7 @@ function release(memory: Memory, entry: PortEntry, now: number): void {
 function place(memory: Memory, fresh: readonly DiscoveredTarget[], policy: ForwardPolicy, now: number, events: ForwardEvent[]): void {
   const pool = policy.listenAddresses;
   const first = pool?.[0];
-  const fits = (e: PortEntry): boolean =>
-    pool === undefined ? e.listenAddress === undefined : e.fallback === undefined && e.listenAddress !== undefined && pool.includes(e.listenAddress) && e.listenPort === e.targetPort;
+  const fits = (e: PortEntry): boolean => fitsMode(e, pool);
   // Address mode: a fallback entry keeps its port on the first address until an address is free for it.
   const waiting = (e: PortEntry): boolean => e.fallback !== undefined && e.listenAddress === first;
 

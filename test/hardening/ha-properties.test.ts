@@ -4,7 +4,8 @@
 // (read the lease, write it, read the map, write it), and the scheduler may
 // run one instance for a long time while the other is paused between any two
 // of them, so a paused leader wakes with a decision made before it slept.
-// The store may be down, may apply a write and lose the answer; an instance
+// The store keeps the items as DynamoDB attributes and evaluates the
+// conditions items.ts builds; it may be down, may apply a write and lose the answer; an instance
 // may restart (memory lost) or hand over. Each instance's monotonic clock has
 // its own arbitrary offset. Checked throughout:
 //   - at no moment do two instances both hold a confirmed lease;
@@ -22,7 +23,21 @@ import { planFollower, planForwards, type ForwardPolicy } from '../../src/core/p
 import { emptyPortState, listenerClash, type PortState } from '../../src/core/ports/port-state.js';
 import { parseState, serializeState } from '../../src/core/ports/port-map-codec.js';
 import { afterLeaseWrite, decideLease, holdConfirmed, noteTerm, releaseLease, type LeaseItem, type LeaseMemory, type LeaseWrite, type LeaseWriteOutcome } from '../../src/core/ha/lease.js';
-import { planMapWrite, type MapItem } from '../../src/core/ha/items.js';
+import {
+  leaseAttributes,
+  leaseKey,
+  leaseReleaseCondition,
+  leaseWriteCondition,
+  mapAttributes,
+  mapKey,
+  mapWriteCondition,
+  planMapWrite,
+  readLeaseItem,
+  readMapItem,
+  type Attributes,
+  type Condition,
+  type MapItem,
+} from '../../src/core/ha/items.js';
 
 const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);
 const SEED = process.env.HARDENING_SEED === undefined ? undefined : Number(process.env.HARDENING_SEED);
@@ -64,6 +79,32 @@ const schedule: fc.Arbitrary<Op[]> = fc
   .array(fc.record({ who: fc.constantFrom(0 as const, 1 as const), ops: fc.array(opBody, { minLength: 1, maxLength: 16 }) }), { minLength: 1, maxLength: 12 })
   .map((runs) => runs.flatMap(({ who, ops }) => ops.map((o): Op => ({ ...o, who }))));
 
+const GROUP = 'prod-nat';
+
+/**
+ * The store: items as DynamoDB attributes, each put applied atomically when
+ * its condition (as items.ts builds it) holds. The evaluator knows the forms
+ * cachenat writes, and refuses any other.
+ */
+function holds(condition: Condition, item: Attributes | undefined): boolean {
+  const value = (ref: string) => {
+    const v = condition.values?.[ref];
+    if (!v) throw new Error(`no value ${ref}`);
+    return v;
+  };
+  return condition.expression.split(' AND ').every((term) => {
+    const missing = /^attribute_not_exists\((#\w+)\)$/.exec(term);
+    if (missing) return item?.[condition.names[missing[1]!]!] === undefined;
+    const compare = /^(#\w+) (=|<=) (:\w+)$/.exec(term);
+    if (!compare) throw new Error(`condition form not modelled: ${term}`);
+    const attr = item?.[condition.names[compare[1]!]!];
+    const want = value(compare[3]!);
+    if (attr === undefined) return false;
+    if (compare[2] === '=') return attr.S !== undefined ? attr.S === want.S : attr.N !== undefined && attr.N === want.N;
+    return attr.N !== undefined && want.N !== undefined && Number(attr.N) <= Number(want.N);
+  });
+}
+
 type Phase =
   | { at: 'lease-read' }
   | { at: 'lease-write'; write: LeaseWrite }
@@ -90,8 +131,23 @@ interface Stats {
 
 function simulate(ops: readonly Op[], offsets: [number, number], policy: ForwardPolicy, stats: Stats): void {
   const instances: Instance[] = IDS.map((id, i) => ({ id, offset: offsets[i]!, memory: {}, phase: { at: 'lease-read' } }));
-  let lease = null as LeaseItem | null;
-  let map = null as MapItem | null;
+  const table = new Map<string, Attributes>();
+  const put = (item: Attributes, condition: Condition): boolean => {
+    const pk = item.pk!.S!;
+    if (!holds(condition, table.get(pk))) return false;
+    table.set(pk, item);
+    return true;
+  };
+  const readLease = (): LeaseItem | null => {
+    const read = readLeaseItem(GROUP, table.get(leaseKey(GROUP)));
+    if (read.kind === 'invalid') throw new Error(read.problem);
+    return read.kind === 'ok' ? read.item : null;
+  };
+  const readMap = (): MapItem | null => {
+    const read = readMapItem(GROUP, table.get(mapKey(GROUP)));
+    if (read.kind === 'invalid') throw new Error(read.problem);
+    return read.kind === 'ok' ? read.item : null;
+  };
   let now = 0;
   let tokens = 0;
   const token = () => `tok-${String(++tokens).padStart(8, '0')}`;
@@ -123,21 +179,19 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
     const now_ = new Set(item.state.entries.map((e) => e.key));
     for (const [key, port] of before) if (!now_.has(key)) portFreed.set(port, { key, at: wall });
     accepted.push(item);
-    map = item;
     stats.mapWrites++;
   };
 
   const applyLeaseWrite = (inst: Instance, write: LeaseWrite, o: Op): LeaseWriteOutcome => {
     if (o.down) return { kind: 'unavailable', error: 'down' };
-    const current = lease?.version ?? null;
-    if (write.expect !== current) return { kind: 'conflict' };
+    const before = readLease();
+    if (!put(leaseAttributes(GROUP, write.item), leaseWriteCondition(write.expect))) return { kind: 'conflict' };
     if (write.kind === 'acquire') {
-      if (lease && write.item.term <= lease.term) throw new Error(`acquire of term ${write.item.term} over term ${lease.term}`);
+      if (before && write.item.term <= before.term) throw new Error(`acquire of term ${write.item.term} over term ${before.term}`);
       if (termHolder.has(write.item.term)) throw new Error(`term ${write.item.term} acquired twice`);
       termHolder.set(write.item.term, inst.id);
       if (write.reason === 'expired') stats.takeovers++;
-    }
-    lease = write.item;
+    } else if (before?.term !== write.item.term || before.holder !== inst.id) throw new Error('a renewal changed the term or the holder');
     return o.lostReply ? { kind: 'unavailable', error: 'answer lost' } : { kind: 'accepted' };
   };
 
@@ -154,15 +208,13 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
       if (release) {
         inst.memory = release.memory;
         inst.phase = { at: 'lease-read' };
-        if (!o.down && lease?.version === release.expect && lease.holder === inst.id) {
-          lease = release.item;
-          stats.handovers++;
-        }
+        if (!o.down && put(leaseAttributes(GROUP, release.item), leaseReleaseCondition(inst.id, release.expect))) stats.handovers++;
       }
     } else {
       const phase = inst.phase;
       if (phase.at === 'lease-read') {
-        const read = o.down ? { kind: 'unavailable' as const, error: 'down' } : lease === null ? { kind: 'absent' as const } : { kind: 'item' as const, item: lease };
+        const lease = o.down ? undefined : readLease();
+        const read = lease === undefined ? { kind: 'unavailable' as const, error: 'down' } : lease === null ? { kind: 'absent' as const } : { kind: 'item' as const, item: lease };
         const d = decideLease(inst.memory, read, mono, { self: inst.id, leaseMs: LEASE }, token());
         if (d.steppedDown) stats.stepDowns++;
         inst.memory = d.memory;
@@ -174,7 +226,7 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
       } else if (phase.at === 'map-read') {
         inst.phase = { at: 'lease-read' };
         if (!o.down) {
-          const base: MapItem | null = map;
+          const base = readMap();
           if (base) inst.memory = noteTerm(inst.memory, base.term);
           const held = inst.memory.held;
           if (held && holdConfirmed(inst.memory, mono, LEASE)) {
@@ -195,9 +247,10 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
       } else {
         inst.phase = { at: 'lease-read' };
         if (!o.down) {
-          const current: MapItem | null = map;
-          const ok = phase.expect === null ? current === null : current !== null && current.version === phase.expect && current.term <= phase.item.term;
-          if (ok) acceptMap(phase.item, phase.plannedAt);
+          const current = readMap();
+          const built = mapAttributes(GROUP, phase.item);
+          if (!('attributes' in built)) throw new Error(built.problem);
+          if (put(built.attributes, mapWriteCondition(phase.expect, phase.item.term))) acceptMap(phase.item, phase.plannedAt);
           else if (current !== null && current.term > phase.item.term) stats.staleMapWritesRefused++;
         }
       }

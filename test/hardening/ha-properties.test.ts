@@ -5,9 +5,11 @@
 // run one instance for a long time while the other is paused between any two
 // of them, so a paused leader wakes with a decision made before it slept.
 // The store keeps the items as DynamoDB attributes and evaluates the
-// conditions items.ts builds; it may be down, may apply a write and lose the answer; an instance
-// may restart (memory lost) or hand over. Each instance's monotonic clock has
-// its own arbitrary offset. Checked throughout:
+// conditions items.ts builds. It may be down, may apply a write and lose the
+// answer, or hold a write in flight to land it much later (even after its
+// sender restarted). An instance may restart (memory lost) or hand over. Each
+// instance's monotonic clock has its own offset and runs up to 4% fast or
+// slow. Checked throughout:
 //   - at no moment do two instances both hold a confirmed lease;
 //   - every accepted map write carries a term its writer acquired, terms never
 //     go back, and one term has one writer (a stale writer is always refused);
@@ -62,6 +64,10 @@ interface Op {
   down: boolean;
   /** A write is applied but its answer lost. */
   lostReply: boolean;
+  /** A write stays in flight (its answer lost too), to land at some later operation, or never. */
+  delay: boolean;
+  /** The oldest write in flight lands before this operation. */
+  deliver: boolean;
   /** What the API lists, should this operation plan. */
   listed: number[];
 }
@@ -71,6 +77,8 @@ const opBody = fc.record({
   kind: fc.oneof({ weight: 30, arbitrary: fc.constant('step' as const) }, fc.constant('restart' as const), fc.constant('handover' as const)),
   down: fc.integer({ min: 0, max: 99 }).map((n) => n < 8),
   lostReply: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
+  delay: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
+  deliver: fc.integer({ min: 0, max: 4 }).map((n) => n === 0),
   listed: fc.subarray(UNIVERSE.map((_, i) => i)),
 });
 
@@ -114,8 +122,9 @@ type Phase =
 
 interface Instance {
   id: string;
-  /** This instance's monotonic clock is global time plus this. */
+  /** This instance's monotonic clock reads offset + rate × global time. */
   offset: number;
+  rate: number;
   memory: LeaseMemory;
   phase: Phase;
 }
@@ -127,10 +136,14 @@ interface Stats {
   stepDowns: number;
   handovers: number;
   installs: number;
+  delayedLandings: number;
 }
 
-function simulate(ops: readonly Op[], offsets: [number, number], policy: ForwardPolicy, stats: Stats): void {
-  const instances: Instance[] = IDS.map((id, i) => ({ id, offset: offsets[i]!, memory: {}, phase: { at: 'lease-read' } }));
+function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number }, { offset: number; rate: number }], policy: ForwardPolicy, stats: Stats): void {
+  const instances: Instance[] = IDS.map((id, i) => ({ id, ...clocks[i]!, memory: {}, phase: { at: 'lease-read' } }));
+  const clockOf = (i: Instance) => i.offset + i.rate * now;
+  /** Writes sent but not landed yet; a restart does not recall them. */
+  const inFlight: (() => void)[] = [];
   const table = new Map<string, Attributes>();
   const put = (item: Attributes, condition: Condition): boolean => {
     const pk = item.pk!.S!;
@@ -182,23 +195,33 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
     stats.mapWrites++;
   };
 
-  const applyLeaseWrite = (inst: Instance, write: LeaseWrite, o: Op): LeaseWriteOutcome => {
-    if (o.down) return { kind: 'unavailable', error: 'down' };
+  const landLease = (inst: Instance, write: LeaseWrite): boolean => {
     const before = readLease();
-    if (!put(leaseAttributes(GROUP, write.item), leaseWriteCondition(write.expect))) return { kind: 'conflict' };
+    if (!put(leaseAttributes(GROUP, write.item), leaseWriteCondition(write.expect))) return false;
     if (write.kind === 'acquire') {
       if (before && write.item.term <= before.term) throw new Error(`acquire of term ${write.item.term} over term ${before.term}`);
       if (termHolder.has(write.item.term)) throw new Error(`term ${write.item.term} acquired twice`);
       termHolder.set(write.item.term, inst.id);
       if (write.reason === 'expired') stats.takeovers++;
     } else if (before?.term !== write.item.term || before.holder !== inst.id) throw new Error('a renewal changed the term or the holder');
-    return o.lostReply ? { kind: 'unavailable', error: 'answer lost' } : { kind: 'accepted' };
+    return true;
+  };
+  const landMap = (expect: string | null, item: MapItem, plannedAt: number): void => {
+    const current = readMap();
+    const built = mapAttributes(GROUP, item);
+    if (!('attributes' in built)) throw new Error(built.problem);
+    if (put(built.attributes, mapWriteCondition(expect, item.term))) acceptMap(item, plannedAt);
+    else if (current !== null && current.term > item.term) stats.staleMapWritesRefused++;
   };
 
   for (const o of ops) {
     now += o.dtMs;
+    if (o.deliver && inFlight.length > 0) {
+      inFlight.shift()!();
+      stats.delayedLandings++;
+    }
     const inst = instances[o.who]!;
-    const mono = now + inst.offset;
+    const mono = clockOf(inst);
 
     if (o.kind === 'restart') {
       inst.memory = {};
@@ -220,8 +243,15 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
         inst.memory = d.memory;
         inst.phase = d.write ? { at: 'lease-write', write: d.write } : { at: 'map-read' };
       } else if (phase.at === 'lease-write') {
-        const outcome = applyLeaseWrite(inst, phase.write, o);
-        inst.memory = afterLeaseWrite(inst.memory, phase.write, outcome, mono);
+        const write = phase.write;
+        let outcome: LeaseWriteOutcome;
+        if (o.down) outcome = { kind: 'unavailable', error: 'down' };
+        else if (o.delay) {
+          inFlight.push(() => void landLease(inst, write));
+          outcome = { kind: 'unavailable', error: 'no answer yet' };
+        } else if (!landLease(inst, write)) outcome = { kind: 'conflict' };
+        else outcome = o.lostReply ? { kind: 'unavailable', error: 'answer lost' } : { kind: 'accepted' };
+        inst.memory = afterLeaseWrite(inst.memory, write, outcome, mono);
         inst.phase = { at: 'map-read' };
       } else if (phase.at === 'map-read') {
         inst.phase = { at: 'lease-read' };
@@ -246,38 +276,34 @@ function simulate(ops: readonly Op[], offsets: [number, number], policy: Forward
         }
       } else {
         inst.phase = { at: 'lease-read' };
-        if (!o.down) {
-          const current = readMap();
-          const built = mapAttributes(GROUP, phase.item);
-          if (!('attributes' in built)) throw new Error(built.problem);
-          if (put(built.attributes, mapWriteCondition(phase.expect, phase.item.term))) acceptMap(phase.item, phase.plannedAt);
-          else if (current !== null && current.term > phase.item.term) stats.staleMapWritesRefused++;
-        }
+        if (o.delay) inFlight.push(() => landMap(phase.expect, phase.item, phase.plannedAt));
+        else if (!o.down) landMap(phase.expect, phase.item, phase.plannedAt);
       }
     }
 
     // Never two confirmed holders, each judged on its own clock.
-    const confirmed = instances.filter((i) => holdConfirmed(i.memory, now + i.offset, LEASE));
+    const confirmed = instances.filter((i) => holdConfirmed(i.memory, clockOf(i), LEASE));
     if (confirmed.length > 1) throw new Error(`two confirmed holders at ${now}: ${JSON.stringify(confirmed.map((i) => [i.id, i.memory.held]))}`);
   }
 }
 
 t.test(`two instances, any interleaving: one confirmed holder, fenced map writes, unique sticky quarantined ports (${RUNS} runs)`, async (t) => {
   let runs = 0;
-  const stats: Stats = { takeovers: 0, staleMapWritesRefused: 0, mapWrites: 0, stepDowns: 0, handovers: 0, installs: 0 };
+  const stats: Stats = { takeovers: 0, staleMapWritesRefused: 0, mapWrites: 0, stepDowns: 0, handovers: 0, installs: 0, delayedLandings: 0 };
   const policyArb = fc.record({ removalGraceMs: fc.integer({ min: 0, max: 8000 }), reuseAfterMs: fc.integer({ min: 0, max: 60_000 }) }).map(
     ({ removalGraceMs, reuseAfterMs }): ForwardPolicy => ({ ranges: { redis: 6379, memcached: 11211 }, removalGraceMs, reuseAfterMs, staleAddressMs: 60_000 }),
   );
-  const offset = fc.integer({ min: -1_000_000_000, max: 1_000_000_000 });
+  // Clocks with any offset, ticking up to 4% faster or slower than global time.
+  const clock = fc.record({ offset: fc.integer({ min: -1_000_000_000, max: 1_000_000_000 }), rate: fc.integer({ min: 96, max: 104 }).map((r) => r / 100) });
   fc.assert(
-    fc.property(schedule, fc.tuple(offset, offset), policyArb, (ops, offsets, policy) => {
+    fc.property(schedule, fc.tuple(clock, clock), policyArb, (ops, clocks, policy) => {
       runs++;
-      simulate(ops, offsets, policy, stats);
+      simulate(ops, clocks, policy, stats);
     }),
     params,
   );
-  t.equal(runs, RUNS, `${runs} runs: ${stats.mapWrites} accepted map writes, ${stats.takeovers} takeovers, ${stats.stepDowns} step-downs, ${stats.handovers} handovers, ${stats.staleMapWritesRefused} stale map writes refused, ${stats.installs} standby installs`);
+  t.equal(runs, RUNS, `${runs} runs: ${stats.mapWrites} accepted map writes, ${stats.takeovers} takeovers, ${stats.stepDowns} step-downs, ${stats.handovers} handovers, ${stats.staleMapWritesRefused} stale map writes refused, ${stats.installs} standby installs, ${stats.delayedLandings} delayed writes landed`);
   if (RUNS >= 200) {
-    t.ok(stats.takeovers > 0 && stats.staleMapWritesRefused > 0 && stats.handovers > 0 && stats.stepDowns > 0 && stats.installs > 0, 'the runs reached takeovers, stale writers, handovers and step-downs');
+    t.ok(stats.takeovers > 0 && stats.staleMapWritesRefused > 0 && stats.handovers > 0 && stats.stepDowns > 0 && stats.installs > 0 && stats.delayedLandings > 0, 'the runs reached takeovers, stale writers, handovers and step-downs');
   }
 });

@@ -8,10 +8,11 @@
 // Time is only ever this instance's own monotonic clock, and only differences
 // of it are used: a standby calls the lease free when the version it saw has
 // not changed for one whole lease measured from its own first sight of it;
-// a leader calls its hold confirmed for one lease from the moment it *sent*
-// the write that was accepted. The write lands after it was sent and the
-// standby sees it after it landed, so with clocks that tick at the same rate
-// the two windows never overlap. No clock is compared across instances.
+// a leader calls its hold confirmed for 90% of a lease from the moment it
+// *sent* the write that was accepted. The write lands after it was sent and
+// the standby sees it after it landed, so the two windows never overlap
+// (the 10% absorbs clocks that tick at slightly different rates). No clock
+// is compared across instances.
 
 /** The lease item, as read back (and validated) from the store. */
 export interface LeaseItem {
@@ -78,9 +79,17 @@ export interface LeaseDecision {
 /** The holder renews every third of a lease, so two renewals can fail before a standby may take over. */
 export const renewEveryMs = (leaseMs: number): number => Math.floor(leaseMs / 3);
 
+/**
+ * A hold counts as confirmed for this share of a lease from the send of its
+ * last accepted write, while a standby waits a whole lease: the two hosts'
+ * monotonic clocks may tick at slightly different rates (parts per million in
+ * practice; the margin covers a 10% difference).
+ */
+export const CONFIRMED_SHARE = 0.9;
+
 /** Whether this instance's hold is still confirmed at `now` on its own clock. */
 export const holdConfirmed = (memory: LeaseMemory, now: number, leaseMs: number): boolean =>
-  memory.held !== undefined && now - memory.held.sentAt < leaseMs;
+  memory.held !== undefined && now - memory.held.sentAt < leaseMs * CONFIRMED_SHARE;
 
 /**
  * One beat: what this instance last knew, this beat's read of the lease item,

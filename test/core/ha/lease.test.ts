@@ -1,5 +1,5 @@
 import t from 'tap';
-import { afterLeaseWrite, decideLease, holdConfirmed, initialLeaseMemory, noteTerm, releaseLease, renewEveryMs, type LeaseItem, type LeaseMemory, type LeaseRead } from '../../../src/core/ha/lease.js';
+import { CONFIRMED_SHARE, afterLeaseWrite, decideLease, holdConfirmed, initialLeaseMemory, noteTerm, releaseLease, renewEveryMs, type LeaseItem, type LeaseMemory, type LeaseRead } from '../../../src/core/ha/lease.js';
 
 const A = 'i-0aaaaaaaaaaaaaaaa';
 const B = 'i-0bbbbbbbbbbbbbbbb';
@@ -25,8 +25,9 @@ t.test('a leader renews every third of a lease, on condition of its own version,
   t.same(d.write, { kind: 'renew', expect: 'v1-aaaaaa', item: { holder: A, version: 'v2-bbbbbb', term: 4, leaseMs: LEASE } });
   memory = afterLeaseWrite(d.memory, d.write!, { kind: 'accepted' }, 3000);
   t.same(memory.held, { version: 'v2-bbbbbb', term: 4, sentAt: 3000 });
-  t.ok(holdConfirmed(memory, 3000 + LEASE - 1, LEASE));
-  t.notOk(holdConfirmed(memory, 3000 + LEASE, LEASE), 'a hold is confirmed for one lease from the send of its last accepted write');
+  t.equal(CONFIRMED_SHARE, 0.9);
+  t.ok(holdConfirmed(memory, 3000 + LEASE * 0.9 - 1, LEASE));
+  t.notOk(holdConfirmed(memory, 3000 + LEASE * 0.9, LEASE), 'a hold is confirmed for 90% of a lease from the send of its last accepted write');
 });
 
 t.test('a standby takes over only after the version stood still for a whole lease on its own clock', async (t) => {

@@ -115,3 +115,18 @@ t.test('a new term is above every term seen on the lease or the map', async (t) 
   const d = decideLease(memory, absent, 0, settings(A), 'n-0000001');
   t.equal((d.write?.item as LeaseItem).term, 42, 'a table emptied by hand cannot fence the new leader out of the map');
 });
+
+t.test("clocks 4% apart: the leader's confirmed window closes before the standby may take over", async (t) => {
+  // Global time g: the leader's clock reads 0.96 g, the standby's 1.04 g. The leader's renewal is sent at g = 0 and seen by the standby at once.
+  const leader = afterLeaseWrite({}, { kind: 'acquire', expect: null, reason: 'free', item: { holder: A, version: 'v1-aaaaaa', term: 1, leaseMs: LEASE } }, { kind: 'accepted' }, 0);
+  let standby = decideLease({}, item(A, 'v1-aaaaaa'), 0, settings(B), 'x-0000000').memory;
+  // Find the first global ms at which the standby decides to take over.
+  let g = 0;
+  for (; g < 2 * LEASE; g++) {
+    const d = decideLease(standby, item(A, 'v1-aaaaaa'), 1.04 * g, settings(B), 'x-0000001');
+    standby = d.memory;
+    if (d.write?.kind === 'acquire') break;
+  }
+  t.equal(g, Math.ceil(LEASE / 1.04), 'the standby takes over after one lease on its own (fast) clock');
+  t.notOk(holdConfirmed(leader, 0.96 * g, LEASE), 'by then the (slow) leader no longer counts its hold as confirmed');
+});

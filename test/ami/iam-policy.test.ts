@@ -1,6 +1,8 @@
 // ami/iam-policy.json grants exactly the AWS API actions the code calls: every
 // SDK command or paginator imported anywhere under src/ must be allowed, and
-// nothing else may be.
+// nothing else may be. The HA code (src/ha/) has its own policy,
+// ami/iam-policy-ha.json, added to the role only for an HA pair and scoped
+// to the one table.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -46,6 +48,17 @@ function sdkUseIn(source: string, file: string, aggregated: ReadonlySet<string>)
     }
   }
   return { actions, problems };
+}
+
+const isHaFile = (file: string): boolean => file.startsWith('src/ha/');
+
+/** Every file's SDK use, and the set of all actions used. */
+async function sdkUsesIn(files: string[]): Promise<{ uses: (SdkUse & { file: string })[]; used: Set<string> }> {
+  const texts = files.map((f) => ({ file: relative(root, f), text: readFileSync(f, 'utf8') }));
+  const services = new Set(texts.flatMap(({ text }) => [...text.matchAll(SDK_IMPORT)].map((m) => m[3]!)));
+  const aggregated = await aggregatedClients(services);
+  const uses = texts.map(({ file, text }) => ({ file, ...sdkUseIn(text, file, aggregated) }));
+  return { uses, used: new Set(uses.flatMap((u) => u.actions)) };
 }
 
 function sourceFiles(dir: string): string[] {
@@ -106,11 +119,9 @@ t.test('ami/iam-policy.json is least privilege', async (t) => {
   }
 
   const files = sourceFiles(join(root, 'src'));
-  const texts = files.map((f) => ({ file: relative(root, f), text: readFileSync(f, 'utf8') }));
-  const services = new Set(texts.flatMap(({ text }) => [...text.matchAll(SDK_IMPORT)].map((m) => m[3]!)));
-  const aggregated = await aggregatedClients(services);
-  const uses = texts.map(({ file, text }) => sdkUseIn(text, file, aggregated));
-  const used = new Set(uses.flatMap((u) => u.actions));
+  const { uses, used: usedEverywhere } = await sdkUsesIn(files);
+  const used = new Set(uses.filter((u) => !isHaFile(u.file)).flatMap((u) => u.actions));
+  t.ok(usedEverywhere.size > used.size, 'the HA files call AWS too, and are checked against their own policy below');
 
   t.strictSame(uses.flatMap((u) => u.problems), [], 'every AWS call in src/ is visible to this check');
   // The discovery client pages through both describe calls: a scan that
@@ -120,4 +131,25 @@ t.test('ami/iam-policy.json is least privilege', async (t) => {
     t.ok(used.has(action), `the scan of ${files.length} files in src/ finds ${action}`);
   }
   t.strictSame([...granted].sort(), [...used].sort(), `the policy grants exactly what src/ calls: ${[...used].sort().join(', ')}`);
+});
+
+t.test('ami/iam-policy-ha.json grants exactly what src/ha/ calls, on the one table', async (t) => {
+  const policy = JSON.parse(readFileSync(join(root, 'ami/iam-policy-ha.json'), 'utf8')) as { Version: string; Statement: Record<string, unknown>[] };
+  t.equal(policy.Version, '2012-10-17');
+  const granted = new Set<string>();
+  for (const [i, statement] of policy.Statement.entries()) {
+    t.equal(statement.Effect, 'Allow', `statement ${i} allows`);
+    t.notOk('NotAction' in statement || 'NotResource' in statement, `statement ${i} has no NotAction/NotResource`);
+    // The table named in ha.table (cachenat by default), in any region and account: never every table.
+    t.equal(statement.Resource, 'arn:aws:dynamodb:*:*:table/cachenat', `statement ${i}: the one table`);
+    for (const action of ([] as unknown[]).concat(statement.Action)) {
+      t.match(action, /^dynamodb:[A-Za-z]+$/, `statement ${i}: ${String(action)} is one DynamoDB action, no wildcard`);
+      granted.add(String(action));
+    }
+  }
+  const { uses } = await sdkUsesIn(sourceFiles(join(root, 'src', 'ha')));
+  const used = new Set(uses.flatMap((u) => u.actions));
+  t.strictSame(uses.flatMap((u) => u.problems), [], 'every AWS call in src/ha/ is visible to this check');
+  t.ok(used.has('dynamodb:PutItem'), 'the scan of src/ha/ finds the conditional writes');
+  t.strictSame([...granted].sort(), [...used].sort(), `the HA policy grants exactly what src/ha/ calls: ${[...used].sort().join(', ')}`);
 });

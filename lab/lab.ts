@@ -3,7 +3,7 @@
 // and the benchmarks all run cachenat inside `<prefix>-nat` against it.
 //
 //   <p>-client 198.18.0.10 ─┐
-//   <p>-rogue  198.18.0.20 ─┴─ br-ext ─ ext0  198.18.0.1 ─┐
+//   <p>-rogue  198.18.0.20 ─┴─ br-ext ─ ext0  198.18.0.1 ─┐  (+ 198.18.0.101… with listenAddresses)
 //   <p>-side   198.18.1.10 ─────────── side0 198.18.1.1 ──┼─ <p>-nat
 //   <p>-redis  198.19.0.11… ─┬─ br-int ─ int0 198.19.0.1 ─┘
 //   <p>-memc   198.19.0.21… ─┘
@@ -45,6 +45,12 @@ export interface LabOptions {
   redis?: number;
   /** How many memcached instances to start, 198.19.0.21 upwards (0–9, default 3). */
   memcached?: number;
+  /**
+   * How many extra addresses the NAT host gets on ext0 (its client-facing
+   * interface), 198.18.0.101 upwards (0–50, default 0): the secondary private
+   * IPs of cachenat's address mode. The client segment reaches them directly.
+   */
+  listenAddresses?: number;
 }
 
 export interface CacheServer {
@@ -105,6 +111,8 @@ export class Lab {
   };
   readonly addr = ADDR;
   readonly iface = IFACE;
+  /** The extra addresses on ext0 (LabOptions.listenAddresses), in order. */
+  readonly listenAddresses: readonly string[];
   readonly redisServers: CacheServer[] = [];
   readonly memcachedServers: CacheServer[] = [];
   readonly tmpDir: string;
@@ -124,6 +132,9 @@ export class Lab {
   constructor(options: LabOptions = {}) {
     this.#redisCount = serverCount('redis', options.redis ?? 4);
     this.#memcachedCount = serverCount('memcached', options.memcached ?? 3);
+    const extra = options.listenAddresses ?? 0;
+    if (!Number.isInteger(extra) || extra < 0 || extra > 50) throw new Error(`Lab: listenAddresses must be 0 to 50, got ${extra}`);
+    this.listenAddresses = range(extra, 101).map((i) => `198.18.0.${i}`);
     this.prefix = freePrefix();
     const p = this.prefix;
     this.ns = {
@@ -247,6 +258,28 @@ export class Lab {
   }
 
   /**
+   * Writes `text`, byte for byte, as the hosts file of namespace `ns` (not the
+   * NAT host's: setHost owns that one): what every program started there
+   * afterwards resolves names with (`ip netns exec` bind-mounts it over
+   * /etc/hosts). A resolv.conf pointing nowhere comes with it, so a name the
+   * file lacks fails at once instead of asking this machine's resolver.
+   * Rewritten in place like the NAT host's; down() removes both.
+   */
+  writeHostsFile(ns: string, text: string): void {
+    if (ns === this.ns.nat) throw new Error('writeHostsFile: the NAT host\'s hosts file is setHost\'s');
+    if (!Object.values(this.ns).includes(ns)) throw new Error(`writeHostsFile: ${ns} is not a namespace of lab ${this.prefix}`);
+    const dir = `/etc/netns/${ns}`;
+    mkdirSync(dir, { recursive: true });
+    writeInPlace(join(dir, 'hosts'), text);
+    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
+  }
+
+  /** Where namespace `ns`'s hosts file lives (for the NAT host, setHost's). */
+  hostsFileOf(ns: string): string {
+    return ns === this.ns.nat ? this.hostsFile : `/etc/netns/${ns}/hosts`;
+  }
+
+  /**
    * Starts lab/fake-elasticache inside the NAT namespace on 127.0.0.1 and
    * returns its URL (for `aws.endpoint`). `topology` is written as JSON;
    * `pageSize` is the records per page when the caller sends no MaxRecords.
@@ -295,6 +328,8 @@ export class Lab {
       `addr add ${ADDR.natExt}/24 dev ${IFACE.ext}`,
       `addr add ${ADDR.natSide}/24 dev ${IFACE.side}`,
       `addr add ${ADDR.natInt}/24 dev ${IFACE.int}`,
+      // Secondary addresses of the client-facing interface, as an EC2 instance's secondary private IPs.
+      ...this.listenAddresses.map((ip) => `addr add ${ip}/24 dev ${IFACE.ext}`),
       ...Object.values(IFACE).map((dev) => `link set ${dev} up`),
     ];
   }
@@ -314,14 +349,7 @@ export class Lab {
   #writeHosts(): void {
     const lines = [`# cachenat lab ${this.prefix}`, '127.0.0.1 localhost', '::1 localhost'];
     for (const [name, ips] of this.#hosts) for (const ip of ips) lines.push(`${ip} ${name}`);
-    const text = Buffer.from(lines.join('\n') + '\n');
-    const fd = openSync(this.hostsFile, existsSync(this.hostsFile) ? 'r+' : 'w');
-    try {
-      writeSync(fd, text, 0, text.length, 0);
-      ftruncateSync(fd, text.length);
-    } finally {
-      closeSync(fd);
-    }
+    writeInPlace(this.hostsFile, lines.join('\n') + '\n');
   }
 
   async #startRedis(octet: number): Promise<void> {
@@ -388,6 +416,18 @@ export class Lab {
   #removeFiles(): void {
     for (const ns of Object.values(this.ns)) rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
     rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+}
+
+/** Rewrites a file without replacing its inode (see #writeHosts). */
+function writeInPlace(file: string, content: string): void {
+  const text = Buffer.from(content);
+  const fd = openSync(file, existsSync(file) ? 'r+' : 'w');
+  try {
+    writeSync(fd, text, 0, text.length, 0);
+    ftruncateSync(fd, text.length);
+  } finally {
+    closeSync(fd);
   }
 }
 

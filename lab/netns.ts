@@ -16,6 +16,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   input?: string;
   env?: Record<string, string>;
+  /** Drop the output's final newline (default true); false keeps stdout exactly as printed. */
+  stripFinalNewline?: boolean;
 }
 
 /** Runs a program and returns its output; by default a non-zero exit throws with the command and its stderr. */
@@ -25,6 +27,7 @@ export async function run(file: string, args: readonly string[], options: ExecOp
     timeout: options.timeoutMs ?? 30_000,
     ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
     ...(options.env ? { env: options.env } : {}),
+    ...(options.stripFinalNewline === false ? { stripFinalNewline: false } : {}),
   });
   const outcome = { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
   if (outcome.exitCode !== 0 && options.reject !== false) {

@@ -47,6 +47,8 @@ export interface CliIo {
   /** The daemon logs to stdout (journald); one-shot commands to stderr, so their stdout stays their output. */
   logger(level: string, to: 'stdout' | 'stderr'): Logger;
   publicAddress: PublicAddressSources;
+  /** IPv4 addresses per local interface (address mode checks its listen addresses against them). */
+  interfaceAddresses(): Record<string, string[]>;
   /** Overrides for what `health` reads (status file, /proc, kernel, probes); env and stdout come from here. */
   health: Partial<HealthDeps>;
   /** Whether a process exists (the pid in the daemon's snapshot). */

@@ -21,6 +21,8 @@ export function processIo(): CliIo {
       imds: () => (env.AWS_EC2_METADATA_DISABLED === 'true' ? Promise.resolve({ reason: 'not asked: AWS_EC2_METADATA_DISABLED=true' }) : imdsPublicIpv4()),
       interfaceIpv4: (name) => networkInterfaces()[name]?.find((a) => a.family === 'IPv4')?.address,
     },
+    interfaceAddresses: () =>
+      Object.fromEntries(Object.entries(networkInterfaces()).map(([name, list]) => [name, (list ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address)])),
     health: {},
     isAlive: isProcessAlive,
     now: () => Date.now(),

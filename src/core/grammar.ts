@@ -155,8 +155,17 @@ export function connmarkProblem(mark: unknown): string | undefined {
 /** The comment that marks a forward's rules as cachenat's, and names it. */
 export const ownerComment = (engine: Engine, key: string): string => `${OWNER_COMMENT} ${engine} ${key}`;
 
-export function dnatRuleLines(f: { listenPort: number; engine: Engine; key: string; targetIps: readonly string[]; targetPort: number }): string[] {
-  const head = `-A CACHENAT-DNAT -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}"`;
+export function dnatRuleLines(f: {
+  listenAddress?: string;
+  listenPort: number;
+  engine: Engine;
+  key: string;
+  targetIps: readonly string[];
+  targetPort: number;
+}): string[] {
+  // Address mode: the rule also matches the forward's own listen address (iptables-save prints -d before -p).
+  const destination = f.listenAddress === undefined ? '' : ` -d ${f.listenAddress}/32`;
+  const head = `-A CACHENAT-DNAT${destination} -p tcp -m tcp --dport ${f.listenPort} -m comment --comment "${ownerComment(f.engine, f.key)}"`;
   const n = f.targetIps.length;
   return f.targetIps.map((ip, i) => {
     const nth = i < n - 1 ? ` -m statistic --mode nth --every ${n - i} --packet 0` : '';
@@ -164,5 +173,16 @@ export function dnatRuleLines(f: { listenPort: number; engine: Engine; key: stri
   });
 }
 
-/** Matches one line of dnatRuleLines (without a leading counter); groups: listen port, engine, key, target IP, target port. */
-export const DNAT_RULE_PATTERN = `-A CACHENAT-DNAT -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} (\\S+) (\\S+)"(?: -m statistic --mode nth --every \\d+ --packet \\d+)? -j DNAT --to-destination ([\\d.]+):(\\d+)`;
+/**
+ * Matches one line of dnatRuleLines (without a leading counter); groups:
+ * listen address (address mode only), listen port, engine, key, target IP, target port.
+ */
+export const DNAT_RULE_PATTERN = `-A CACHENAT-DNAT(?: -d ([\\d.]+)/32)? -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} (\\S+) (\\S+)"(?: -m statistic --mode nth --every \\d+ --packet \\d+)? -j DNAT --to-destination ([\\d.]+):(\\d+)`;
+
+// ── listen addresses (address mode) ────────────────────────────────────────
+
+/** Why an address cannot be one of forward.listenAddresses, or undefined when it can. */
+export function listenAddressProblem(text: string): string | undefined {
+  if (targetAddressProblem(text) === undefined) return undefined;
+  return `${show(text)} is not a unicast IPv4 address an interface can hold (not in 0/8, 127/8, 169.254/16, 224/4 or 240/4)`;
+}

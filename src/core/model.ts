@@ -76,6 +76,10 @@ export type ForwardState = 'active' | 'draining' | 'unresolved' | 'refused';
 
 /** A forward as the planner wants it to be (and as `status` reports it). */
 export interface Forward extends DiscoveredTarget {
+  /** Address mode: the private address this target listens on (with its native port). */
+  listenAddress?: string;
+  /** Address mode, no address left: listens in port mode on the first address. */
+  fallback?: true;
   targetIp?: string;
   /** Every address new connections are spread over, when the name resolves to several. */
   targetIps?: string[];
@@ -87,6 +91,8 @@ export interface Forward extends DiscoveredTarget {
 export interface RuleForward {
   key: TargetKey;
   engine: Engine;
+  /** Address mode: the DNAT rule matches this destination address too. */
+  listenAddress?: string;
   listenPort: number;
   targetIp: string;
   /** All addresses (targetIp among them) when new connections are spread over several. */

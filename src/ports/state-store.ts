@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { isIpv4 } from '../core/ipv4.js';
-import { ENGINES, endpointAddressProblem, isEngine, isId, isPort, keyProblem, parseTargetKey, TARGET_KINDS } from '../core/grammar.js';
+import { ENGINES, endpointAddressProblem, isEngine, isId, isPort, keyProblem, listenAddressProblem, parseTargetKey, TARGET_KINDS } from '../core/grammar.js';
 import { isProcessAlive } from '../util/process-alive.js';
 import type { PortEntry, PortState } from '../core/ports/port-state.js';
-import { emptyPortState } from '../core/ports/port-state.js';
+import { emptyPortState, listenerClash, listenerText } from '../core/ports/port-state.js';
 import type { RecoveredForward } from '../core/netfilter/recover.js';
 
 export const STATE_FILE_NAME = 'ports.json';
@@ -21,6 +21,7 @@ export const STATE_FILE_NAME = 'ports.json';
 const port = z.number().refine(isPort, 'expected a TCP port (1-65535)');
 const time = z.number().int().nonnegative();
 const id = z.string().refine(isId, 'expected an AWS id');
+const listenAddress = z.string().refine((address) => listenAddressProblem(address) === undefined, 'expected a unicast IPv4 address');
 
 const entrySchema = z.strictObject({
   key: z.string().refine((key) => keyProblem(key) === undefined, 'expected a target key such as node/<cluster>/<node>, primary/<group> or serverless/<name>'),
@@ -34,6 +35,8 @@ const entrySchema = z.strictObject({
   address: z.string().refine((address) => endpointAddressProblem(address) === undefined, 'expected an IPv4 address or a DNS name'),
   targetPort: port,
   listenPort: port,
+  listenAddress: listenAddress.optional(),
+  fallback: z.literal(true).optional(),
   ip: z.string().refine(isIpv4).optional(),
   ips: z.array(z.string().refine(isIpv4)).min(2).max(64).optional(),
   resolvedAt: time.optional(),
@@ -45,6 +48,7 @@ const stateSchema = z.strictObject({
   version: z.literal(1),
   entries: z.array(entrySchema),
   released: z.array(z.strictObject({ port, key: z.string().max(200), releasedAt: time })),
+  releasedAddresses: z.array(z.strictObject({ address: listenAddress, key: z.string().max(200), releasedAt: time })).optional(),
 });
 
 export type LoadedState =
@@ -65,8 +69,8 @@ export function parseState(text: string): LoadedState {
     const first = result.error.issues[0];
     return { status: 'corrupt', state: emptyPortState(), problem: `${first?.path.join('.') ?? ''}: ${first?.message ?? 'invalid'}` };
   }
-  const ports = result.data.entries.map((e) => e.listenPort);
-  if (new Set(ports).size !== ports.length) return { status: 'corrupt', state: emptyPortState(), problem: 'two entries share a port' };
+  const clash = listenerClash(result.data.entries);
+  if (clash) return { status: 'corrupt', state: emptyPortState(), problem: `${clash[0].key} and ${clash[1].key} both listen on ${listenerText(clash[1])}` };
   return { status: 'ok', state: result.data as PortState };
 }
 
@@ -125,12 +129,15 @@ export class StateStore {
  */
 export function stateFromRecoveredRules(recovered: readonly RecoveredForward[], now: number): PortState {
   const state = emptyPortState();
-  const usedPorts = new Set<number>();
   for (const r of recovered) {
     const parsed = parseTargetKey(r.key);
-    if (!parsed || usedPorts.has(r.listenPort) || state.entries.some((e) => e.key === r.key)) continue;
-    usedPorts.add(r.listenPort);
+    if (!parsed || listenerClash([...state.entries, r]) || state.entries.some((e) => e.key === r.key)) continue;
     const entry: PortEntry = { key: r.key, ...parsed, engine: r.engine, address: r.targetIp, targetPort: r.targetPort, listenPort: r.listenPort, ip: r.targetIp, resolvedAt: now };
+    if (r.listenAddress !== undefined) {
+      entry.listenAddress = r.listenAddress;
+      // Address mode listens on the native port; any other port is a fallback on the first address.
+      if (r.listenPort !== r.targetPort) entry.fallback = true;
+    }
     state.entries.push(entry);
   }
   state.entries.sort((a, b) => (a.key < b.key ? -1 : 1));

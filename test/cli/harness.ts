@@ -56,6 +56,8 @@ export interface World {
   /** forward.publicAddress unset: what IMDS and the interface give. */
   imds: { address: string } | { reason: string };
   interfaces: Record<string, string>;
+  /** Secondary addresses per interface (address mode), on top of `interfaces`. */
+  secondaryAddresses: Record<string, string[]>;
   /** How many times the machine (the AWS SDK, in real life) was loaded. */
   machineLoads: number;
   /** Every config edges were built for, in order. */
@@ -113,6 +115,7 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
     restoreFails: undefined,
     imds: { reason: 'public-ipv4 answered HTTP 404' },
     interfaces: {},
+    secondaryAddresses: {},
     machineLoads: 0,
     edgesBuiltFor: [],
     ipForwardChecks: 0,
@@ -189,6 +192,12 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
       publicAddress: {
         imds: async () => world.imds,
         interfaceIpv4: (name) => world.interfaces[name],
+      },
+      interfaceAddresses: () => {
+        const all: Record<string, string[]> = {};
+        for (const [name, address] of Object.entries(world.interfaces)) all[name] = [address];
+        for (const [name, list] of Object.entries(world.secondaryAddresses)) all[name] = [...(all[name] ?? []), ...list];
+        return all;
       },
       health: { privileged: () => false, readText: healthReadText, probe: async () => ({ ok: true, ms: 1 }), ...world.health },
       isAlive: (pid) => pid === process.pid,

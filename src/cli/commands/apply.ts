@@ -7,10 +7,10 @@ import { planOutcome } from '../../core/planner/plan-outcome.js';
 import { EXIT, PLAN_EXIT } from '../exit-codes.js';
 import type { CliIo } from '../io.js';
 import type { CommandOptions } from './types.js';
-import { loadFor, print } from './shared.js';
+import { loadForHost, print } from './shared.js';
 
 export async function applyCommand(options: CommandOptions, io: CliIo): Promise<number> {
-  const { config, warnings } = await loadFor(options, io);
+  const { config, warnings } = await loadForHost(options, io);
   const logger = io.logger(config.log.level, 'stderr');
   for (const w of warnings) logger.warn(w);
   const machine = await io.machine();
@@ -35,7 +35,7 @@ export async function applyCommand(options: CommandOptions, io: CliIo): Promise<
 
 /** Exit 0 nothing to do, 2 changes pending, 1 could not plan (see PLAN_EXIT). */
 export async function planCommand(options: CommandOptions, io: CliIo): Promise<number> {
-  const { config } = await loadFor(options, io);
+  const { config } = await loadForHost(options, io);
   const logger = io.logger(config.log.level, 'stderr');
   const machine = await io.machine();
   const report = await new Reconciler(config, machine.edgeFactory(logger)(config)).pass({ discover: true, write: false });

@@ -4,11 +4,11 @@ import { runDaemon } from '../../daemon/run-daemon.js';
 import { writeSnapshotFile } from '../../daemon/snapshot-file.js';
 import type { CliIo } from '../io.js';
 import type { CommandOptions } from './types.js';
-import { configPathOf } from './shared.js';
+import { checkHostFor, configPathOf } from './shared.js';
 
 export async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const path = configPathOf(options, io);
-  const loaded = await loadConfigFile(path); // a bad config exits 78 before anything is touched
+  const loaded = checkHostFor(await loadConfigFile(path), path, io); // a bad config exits 78 before anything is touched
   const logger = io.logger(loaded.config.log.level, 'stdout');
   const machine = await io.machine();
   const release = await acquireLock(loaded.config.state.dir).catch((err: NodeJS.ErrnoException) => {
@@ -26,7 +26,7 @@ export async function runCommand(options: CommandOptions, io: CliIo): Promise<nu
     return await runDaemon({
       loaded,
       reloadConfig: async () => {
-        const next = await loadConfigFile(path);
+        const next = checkHostFor(await loadConfigFile(path), path, io);
         statusFile = next.config.state.statusFile;
         return next;
       },

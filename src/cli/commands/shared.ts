@@ -1,4 +1,5 @@
-import { configPathFrom, loadConfigFile, type LoadedConfig } from '../../config/load.js';
+import { ConfigError, configPathFrom, loadConfigFile, type LoadedConfig } from '../../config/load.js';
+import { missingListenAddresses } from '../../core/config/listen-addresses.js';
 import type { CliIo, TextSink } from '../io.js';
 import type { CommandOptions } from './types.js';
 
@@ -11,3 +12,18 @@ export const loadFor = (options: CommandOptions, io: CliIo): Promise<LoadedConfi
 export const print = (out: TextSink, text: string): void => {
   out.write(text.endsWith('\n') ? text : `${text}\n`);
 };
+
+/**
+ * For the commands that install rules (run, its reloads, apply, plan): a valid
+ * config this host cannot serve, such as a listen address no interface holds,
+ * is refused like a bad config (exit 78, nothing touched).
+ */
+export function checkHostFor(loaded: LoadedConfig, source: string, io: Pick<CliIo, 'interfaceAddresses'>): LoadedConfig {
+  const issues = missingListenAddresses(loaded.config, io.interfaceAddresses());
+  if (issues.length > 0) throw new ConfigError(source, issues);
+  return loaded;
+}
+
+/** loadFor, then checkHostFor. */
+export const loadForHost = async (options: CommandOptions, io: CliIo): Promise<LoadedConfig> =>
+  checkHostFor(await loadFor(options, io), configPathOf(options, io), io);

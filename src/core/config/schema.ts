@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { isIpv4, parseCidr } from '../ipv4.js';
-import { connmarkProblem, idGlobProblem, interfaceProblem, isHostName, parseConnmark } from '../grammar.js';
+import { connmarkProblem, idGlobProblem, interfaceProblem, isHostName, listenAddressProblem, parseConnmark } from '../grammar.js';
 
 const duration = (what: string, min = 0) =>
   z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -51,6 +51,28 @@ const absolutePath = z
   .regex(/^\/[^\0\n]*$/, 'expected an absolute path')
   .refine((p) => !/^\/(proc|sys|dev)(\/|$)/.test(p), 'must not be under /proc, /sys or /dev');
 
+// Address mode: one private listen address per target, each with the Elastic IP clients dial.
+const listenAddress = checked(listenAddressProblem);
+const listenAddresses = z
+  .array(
+    z.strictObject({
+      address: listenAddress.describe('a private IPv4 address on forward.inboundInterface'),
+      public: listenAddress.describe('the Elastic IP associated with it'),
+    }),
+    { error: 'expected a list of {address: <private IPv4 on inboundInterface>, public: <its Elastic IP>}' },
+  )
+  .min(1, 'list at least one address, or leave listenAddresses out for port mode')
+  .superRefine((list, ctx) => {
+    for (const field of ['address', 'public'] as const) {
+      const seen = new Map<string, number>();
+      list.forEach((entry, i) => {
+        const before = seen.get(entry[field]);
+        if (before !== undefined) ctx.addIssue({ code: 'custom', path: [i, field], message: `${entry[field]} is listed twice (entries ${before} and ${i}); each target needs an address of its own` });
+        seen.set(entry[field], i);
+      });
+    }
+  });
+
 const hostName = z
   .string()
   .refine((v) => isIpv4(v) || isHostName(v), 'expected an IPv4 address or a DNS name');
@@ -77,6 +99,7 @@ export const configSchema = z.strictObject({
       .min(1, 'must list at least one CIDR; write 0.0.0.0/0 to allow everyone'),
     snat: z.union([z.literal('masquerade'), z.string().refine(isIpv4, 'expected "masquerade" or an IPv4 address')]).prefault('masquerade'),
     publicAddress: hostName.optional(),
+    listenAddresses: listenAddresses.optional(),
     connmark: z
       .union([z.number(), z.string()])
       .transform((value, ctx) => {

@@ -4,12 +4,23 @@ import type { ForwardEvent } from '../planner/plan-forwards.js';
 
 type Level = 'info' | 'warn' | 'debug';
 
+/** "port 6380", or "10.0.1.21:6379" in address mode. */
+const where = (e: { listenAddress?: string; listenPort: number }): string => (e.listenAddress === undefined ? `port ${e.listenPort}` : `${e.listenAddress}:${e.listenPort}`);
+
 export function describeEvent(event: ForwardEvent): { level: Level; message: string; fields: Record<string, unknown> } {
   const fields: Record<string, unknown> = { ...event };
   delete fields.type;
   switch (event.type) {
     case 'added':
-      return { level: 'debug', message: `new target ${event.key} on port ${event.listenPort}`, fields };
+      return { level: 'debug', message: `new target ${event.key} on ${where(event)}`, fields };
+    case 'relocated':
+      return { level: 'info', message: `target ${event.key} now listens on ${where(event)} (was ${event.from}): forward.listenAddresses or the mode changed`, fields };
+    case 'addresses-exhausted':
+      return {
+        level: 'warn',
+        message: `no free listen address for ${event.key}: it listens in port mode on ${event.listenAddress}:${event.listenPort}. Add a secondary private IP with an Elastic IP to forward.listenAddresses`,
+        fields,
+      };
     case 'removed':
       return { level: 'debug', message: `target ${event.key} removed after the grace period; port ${event.listenPort} is quarantined`, fields };
     case 'returned':

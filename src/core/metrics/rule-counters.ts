@@ -20,7 +20,7 @@ export function dnatPacketCounts(saveText: string): DnatPackets {
     if (!line.startsWith('[')) continue; // cheap pre-filter: most lines of a big table are not ours
     const match = COUNTED_DNAT_LINE.exec(line);
     if (!match) continue;
-    const id = forwardId(Number(match[2]), match[4]!);
+    const id = forwardId(Number(match[3]), match[5]!);
     // A name with several addresses has one rule per address, each counting
     // the connections it took: they add up. The first rule without a
     // statistic match takes everything left, so rules behind it are ignored.

@@ -6,11 +6,13 @@
 import type { Engine, TargetKey } from '../model.js';
 import { targetAddressProblem } from '../ipv4.js';
 import type { SavedTable } from './parse-save.js';
-import { DNAT_RULE_PATTERN, engineProblem, keyProblem, portProblem } from '../grammar.js';
+import { DNAT_RULE_PATTERN, engineProblem, keyProblem, listenAddressProblem, portProblem } from '../grammar.js';
 
 export interface RecoveredForward {
   key: TargetKey;
   engine: Engine;
+  /** Address mode: the listen address the rule matches. */
+  listenAddress?: string;
   listenPort: number;
   targetIp: string;
   targetPort: number;
@@ -20,22 +22,30 @@ const DNAT_LINE = new RegExp(`^${DNAT_RULE_PATTERN}$`);
 
 export function recoverForwards(nat: SavedTable): RecoveredForward[] {
   const recovered: RecoveredForward[] = [];
-  const ports = new Set<number>();
+  const listeners = new Set<string>();
   const keys = new Set<string>();
   for (const line of nat.chains.get('CACHENAT-DNAT')?.rules ?? []) {
     const match = DNAT_LINE.exec(line);
     if (!match) continue;
-    const [, listenText = '', engine = '', key = '', targetIp = '', targetText = ''] = match;
+    const [, listenAddress, listenText = '', engine = '', key = '', targetIp = '', targetText = ''] = match;
     const listenPort = Number(listenText);
     const targetPort = Number(targetText);
     const problem =
-      engineProblem(engine) ?? keyProblem(key) ?? portProblem(listenPort) ?? portProblem(targetPort) ?? targetAddressProblem(targetIp);
-    // The first rule for a port or key is the one the kernel acts on (for a
+      engineProblem(engine) ??
+      keyProblem(key) ??
+      (listenAddress === undefined ? undefined : listenAddressProblem(listenAddress)) ??
+      portProblem(listenPort) ??
+      portProblem(targetPort) ??
+      targetAddressProblem(targetIp);
+    // The first rule for a listener or key is the one the kernel acts on (for a
     // name with several addresses, the first address is enough to keep the port).
-    if (problem !== undefined || ports.has(listenPort) || keys.has(key)) continue;
-    ports.add(listenPort);
+    // A port-mode rule (no address) takes its port on every address.
+    const listener = `${listenAddress ?? '*'}:${listenPort}`;
+    if (problem !== undefined || listeners.has(listener) || listeners.has(`*:${listenPort}`) || keys.has(key)) continue;
+    if (listenAddress === undefined && [...listeners].some((l) => l.endsWith(`:${listenPort}`))) continue;
+    listeners.add(listener);
     keys.add(key);
-    recovered.push({ key, engine: engine as Engine, listenPort, targetIp, targetPort });
+    recovered.push({ key, engine: engine as Engine, ...(listenAddress === undefined ? {} : { listenAddress }), listenPort, targetIp, targetPort });
   }
   return recovered;
 }

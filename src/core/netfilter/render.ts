@@ -10,7 +10,8 @@
 
 import type { Engine, RuleForward } from '../model.js';
 import { isIpv4, parseCidr, targetAddressProblem } from '../ipv4.js';
-import { connmarkProblem, DEFAULT_CONNMARK, dnatRuleLines, engineProblem, interfaceProblem, keyProblem, portProblem } from '../grammar.js';
+import { connmarkProblem, DEFAULT_CONNMARK, dnatRuleLines, engineProblem, interfaceProblem, keyProblem, listenAddressProblem, portProblem } from '../grammar.js';
+import { compareListeners, listenerClash, listenerText } from '../ports/port-state.js';
 import { OWNER_COMMENT } from './types.js';
 
 // The key rule lives in the grammar; re-exported for importers of the renderer.
@@ -44,6 +45,7 @@ function checkForward(f: RuleForward): void {
   const problem =
     keyProblem(f.key) ??
     engineProblem(f.engine) ??
+    (f.listenAddress === undefined ? undefined : listenAddressProblem(f.listenAddress)) ??
     portProblem(f.listenPort) ??
     portProblem(f.targetPort) ??
     targetAddressProblem(f.targetIp) ??
@@ -70,16 +72,15 @@ export function renderRules(forwards: RuleForward[], options: RenderOptions): De
   else if (isIpv4(options.snat)) snatTarget = `-j SNAT --to-source ${options.snat}`;
   else fail('forward.snat', `${JSON.stringify(options.snat)} is neither "masquerade" nor an IPv4 address`);
 
-  const ports = new Set<number>();
   const keys = new Set<string>();
   for (const f of forwards) {
     checkForward(f);
-    if (ports.has(f.listenPort)) fail(`forward ${JSON.stringify(f.key)}`, `listen port ${f.listenPort} is used by another forward too`);
     if (keys.has(f.key)) fail(`forward ${JSON.stringify(f.key)}`, 'the key appears twice');
-    ports.add(f.listenPort);
     keys.add(f.key);
   }
-  const sorted = [...forwards].sort((a, b) => a.listenPort - b.listenPort);
+  const clash = listenerClash(forwards);
+  if (clash) fail(`forward ${JSON.stringify(clash[1].key)}`, `it listens on ${listenerText(clash[1])}, and so does ${JSON.stringify(clash[0].key)} (${listenerText(clash[0])})`);
+  const sorted = [...forwards].sort(compareListeners);
 
   // Only traffic to one of this host's own addresses is DNATed: a packet the
   // NAT instance merely routes must pass untouched. iptables-save leaves out

@@ -2,11 +2,13 @@
 // from DNS, grace periods from the clock. Pure: (state, observations, now) → state.
 
 import { targetSourceOf, type DiscoveredTarget, type Forward, type Resolution, type Topology, type TargetKey } from '../model.js';
-import { allocatePorts, type PortRanges } from '../ports/allocate.js';
-import type { PortEntry, PortState } from '../ports/port-state.js';
+import { allocateAddresses, allocatePorts, type PortRanges } from '../ports/allocate.js';
+import { compareListeners, listenerText, type Listener, type PortEntry, type PortState, type ReleasedAddress, type ReleasedPort } from '../ports/port-state.js';
 
 export interface ForwardPolicy {
   ranges: PortRanges;
+  /** Address mode: the private listen addresses (forward.listenAddresses), in config order. Absent: port mode. */
+  listenAddresses?: readonly string[];
   /** A target gone from the API keeps its forward this long. */
   removalGraceMs: number;
   /** A freed port is not given to another target before this. */
@@ -16,7 +18,11 @@ export interface ForwardPolicy {
 }
 
 export type ForwardEvent =
-  | { type: 'added'; key: TargetKey; listenPort: number }
+  | { type: 'added'; key: TargetKey; listenPort: number; listenAddress?: string }
+  /** The mode or the address pool changed: the target listens somewhere else now. */
+  | { type: 'relocated'; key: TargetKey; listenPort: number; listenAddress?: string; from: string }
+  /** Address mode, every address taken: the target listens in port mode on the first address. */
+  | { type: 'addresses-exhausted'; key: TargetKey; listenPort: number; listenAddress: string }
   | { type: 'draining'; key: TargetKey; listenPort: number; until: number }
   | { type: 'returned'; key: TargetKey; listenPort: number }
   | { type: 'removed'; key: TargetKey; listenPort: number }
@@ -40,34 +46,38 @@ export interface ForwardObservations {
 
 export function planForwards(state: PortState, seen: ForwardObservations, policy: ForwardPolicy, now: number): ForwardPlan {
   const events: ForwardEvent[] = [];
-  let entries = state.entries.map((e) => ({ ...e }));
-  let released = state.released.filter((r) => now - r.releasedAt < policy.reuseAfterMs);
-
-  if (seen.topology) {
-    ({ entries, released } = applyMembership(entries, released, seen.topology, policy, now, events));
-  }
+  const memory: Memory = {
+    entries: state.entries.map((e) => ({ ...e })),
+    released: state.released.filter((r) => now - r.releasedAt < policy.reuseAfterMs),
+    releasedAddresses: (state.releasedAddresses ?? []).filter((r) => now - r.releasedAt < policy.reuseAfterMs),
+  };
+  const fresh = seen.topology ? applyMembership(memory, seen.topology, policy, now, events) : [];
+  place(memory, fresh, policy, now, events);
+  const { entries, released, releasedAddresses } = memory;
   for (const entry of entries) applyResolution(entry, seen.resolutions.get(entry.address), policy, now, events);
 
   entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   released.sort((a, b) => a.port - b.port);
+  releasedAddresses.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   return {
-    state: { version: 1, entries, released },
-    forwards: entries.map(forwardOf).sort((a, b) => a.listenPort - b.listenPort),
+    state: { version: 1, entries, released, ...(releasedAddresses.length > 0 ? { releasedAddresses } : {}) },
+    forwards: entries.map(forwardOf).sort(compareListeners),
     events,
   };
 }
 
-function applyMembership(
-  entries: PortEntry[],
-  released: PortState['released'],
-  { targets, held = [] }: Topology,
-  policy: ForwardPolicy,
-  now: number,
-  events: ForwardEvent[],
-): { entries: PortEntry[]; released: PortState['released'] } {
+/** The map as a pass changes it. */
+interface Memory {
+  entries: PortEntry[];
+  released: ReleasedPort[];
+  releasedAddresses: ReleasedAddress[];
+}
+
+/** Membership from the API: known targets refreshed, gone ones drained then freed. Returns the new targets, not yet placed. */
+function applyMembership(memory: Memory, { targets, held = [] }: Topology, policy: ForwardPolicy, now: number, events: ForwardEvent[]): DiscoveredTarget[] {
   const byKey = new Map(targets.map((t) => [t.key, t]));
   const kept: PortEntry[] = [];
-  for (const entry of entries) {
+  for (const entry of memory.entries) {
     // Its describe call failed this time: nothing is known about it, so nothing changes.
     if (held.includes(targetSourceOf(entry.kind))) {
       kept.push(entry);
@@ -82,25 +92,92 @@ function applyMembership(
     const goneSince = entry.goneSince ?? now;
     if (now - goneSince >= policy.removalGraceMs) {
       events.push({ type: 'removed', key: entry.key, listenPort: entry.listenPort });
-      released = [...released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now }];
+      release(memory, entry, now);
       continue;
     }
     if (entry.goneSince === undefined) events.push({ type: 'draining', key: entry.key, listenPort: entry.listenPort, until: now + policy.removalGraceMs });
     kept.push({ ...entry, goneSince });
   }
-
+  memory.entries = kept;
   const known = new Set(kept.map((e) => e.key));
-  const fresh = targets.filter((t) => !known.has(t.key));
-  const { ports, exhausted } = allocatePorts(fresh, { entries: kept, released }, policy.ranges, now, policy.reuseAfterMs);
-  for (const key of exhausted) events.push({ type: 'ports-exhausted', key });
-  for (const target of fresh) {
-    const listenPort = ports.get(target.key);
-    if (listenPort === undefined) continue;
-    kept.push({ ...identityOf(target), listenPort });
-    released = released.filter((r) => r.port !== listenPort);
-    events.push({ type: 'added', key: target.key, listenPort });
+  return targets.filter((t) => !known.has(t.key));
+}
+
+/** Frees what an entry held: its own address (address mode) or its port, quarantined but kept for the same target. */
+function release(memory: Memory, entry: PortEntry, now: number): void {
+  if (entry.listenAddress !== undefined && entry.fallback === undefined) {
+    const address = entry.listenAddress;
+    memory.releasedAddresses = [...memory.releasedAddresses.filter((r) => r.address !== address), { address, key: entry.key, releasedAt: now }];
+  } else {
+    memory.released = [...memory.released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now }];
   }
-  return { entries: kept, released };
+}
+
+/**
+ * Gives every entry a listener that fits the mode: new targets, entries the
+ * mode or the address pool no longer fits (their old listener is released for
+ * them to get back later), and, in address mode, fallback entries once an
+ * address is free. Entries that fit are never touched.
+ */
+function place(memory: Memory, fresh: readonly DiscoveredTarget[], policy: ForwardPolicy, now: number, events: ForwardEvent[]): void {
+  const pool = policy.listenAddresses;
+  const first = pool?.[0];
+  const fits = (e: PortEntry): boolean =>
+    pool === undefined ? e.listenAddress === undefined : e.fallback === undefined && e.listenAddress !== undefined && pool.includes(e.listenAddress) && e.listenPort === e.targetPort;
+  // Address mode: a fallback entry keeps its port on the first address until an address is free for it.
+  const waiting = (e: PortEntry): boolean => e.fallback !== undefined && e.listenAddress === first;
+
+  const settled = memory.entries.filter((e) => fits(e) || waiting(e));
+  const moving = memory.entries.filter((e) => !fits(e) && !waiting(e));
+  for (const entry of moving) release(memory, entry, now);
+  const unplaced: { target: DiscoveredTarget; entry?: PortEntry }[] = [...moving.map((entry) => ({ target: entry, entry })), ...fresh.map((target) => ({ target }))];
+
+  const put = (item: { target: DiscoveredTarget; entry?: PortEntry }, listener: Listener & { fallback?: true }) => {
+    const next: PortEntry = { ...(item.entry ?? identityOf(item.target)), listenPort: listener.listenPort };
+    delete next.listenAddress;
+    delete next.fallback;
+    if (listener.listenAddress !== undefined) next.listenAddress = listener.listenAddress;
+    if (listener.fallback) next.fallback = true;
+    settled.push(next);
+    const placed = { key: next.key, listenPort: next.listenPort, ...(next.listenAddress === undefined ? {} : { listenAddress: next.listenAddress }) };
+    if (listener.fallback) events.push({ type: 'addresses-exhausted', ...placed, listenAddress: first! });
+    else if (item.entry) events.push({ type: 'relocated', ...placed, from: listenerText(item.entry) });
+    else events.push({ type: 'added', ...placed });
+  };
+
+  let needPorts = unplaced;
+  if (pool !== undefined && first !== undefined) {
+    const upgrading = settled.filter(waiting).map((entry) => ({ target: entry as DiscoveredTarget, entry }));
+    const candidates = [...unplaced, ...upgrading];
+    const { addresses } = allocateAddresses(
+      candidates.map((c) => c.target),
+      { entries: settled, releasedAddresses: memory.releasedAddresses },
+      pool,
+      now,
+      policy.reuseAfterMs,
+    );
+    for (const item of candidates) {
+      const address = addresses.get(item.target.key);
+      if (address === undefined) continue;
+      if (item.entry && waiting(item.entry)) {
+        settled.splice(settled.indexOf(item.entry), 1);
+        release(memory, item.entry, now);
+      }
+      put(item, { listenAddress: address, listenPort: item.target.targetPort });
+      memory.releasedAddresses = memory.releasedAddresses.filter((r) => r.address !== address);
+    }
+    needPorts = unplaced.filter((item) => !addresses.has(item.target.key));
+  }
+
+  const { ports, exhausted } = allocatePorts(needPorts.map((item) => item.target), { entries: settled, released: memory.released }, policy.ranges, now, policy.reuseAfterMs);
+  for (const key of exhausted) events.push({ type: 'ports-exhausted', key });
+  for (const item of needPorts) {
+    const listenPort = ports.get(item.target.key);
+    if (listenPort === undefined) continue;
+    put(item, first === undefined ? { listenPort } : { listenAddress: first, listenPort, fallback: true });
+    memory.released = memory.released.filter((r) => r.port !== listenPort);
+  }
+  memory.entries = settled;
 }
 
 const OPTIONAL_IDENTITY = ['cacheClusterId', 'cacheNodeId', 'replicationGroupId', 'serverlessCacheName', 'tls'] as const;
@@ -122,6 +199,8 @@ function copyOptionalIdentity(from: Pick<DiscoveredTarget, OptionalIdentity>, to
 /** The API's latest word on a known target; its port and DNS memory stay. */
 function refresh(entry: PortEntry, target: DiscoveredTarget): PortEntry {
   const next: PortEntry = { ...identityOf(target), listenPort: entry.listenPort };
+  if (entry.listenAddress !== undefined) next.listenAddress = entry.listenAddress;
+  if (entry.fallback !== undefined) next.fallback = entry.fallback;
   if (target.address === entry.address) {
     if (entry.ip !== undefined) next.ip = entry.ip;
     if (entry.ips !== undefined) next.ips = entry.ips;
@@ -178,6 +257,8 @@ function forwardOf(entry: PortEntry): Forward {
     state: entry.ip === undefined ? 'unresolved' : entry.goneSince !== undefined ? 'draining' : 'active',
   };
   copyOptionalIdentity(entry, forward);
+  if (entry.listenAddress !== undefined) forward.listenAddress = entry.listenAddress;
+  if (entry.fallback !== undefined) forward.fallback = entry.fallback;
   if (entry.ip !== undefined) forward.targetIp = entry.ip;
   if (entry.ips !== undefined) forward.targetIps = entry.ips;
   return forward;

@@ -35,6 +35,7 @@ export interface Plan {
 
 export const forwardPolicyOf = (config: Config): ForwardPolicy => ({
   ranges: { redis: config.ports.redis, memcached: config.ports.memcached },
+  ...(config.forward.listenAddresses ? { listenAddresses: config.forward.listenAddresses.map((l) => l.address) } : {}),
   removalGraceMs: config.discovery.removalGrace,
   reuseAfterMs: config.ports.reuseAfter,
   staleAddressMs: config.discovery.removalGrace,
@@ -48,7 +49,17 @@ export function planPass(input: PlanInput): Plan {
   const ruleForwards: RuleForward[] = forwards.flatMap((f) =>
     f.targetIp === undefined || f.state === 'refused'
       ? []
-      : [{ key: f.key, engine: f.engine, listenPort: f.listenPort, targetIp: f.targetIp, ...(f.targetIps ? { targetIps: f.targetIps } : {}), targetPort: f.targetPort }],
+      : [
+          {
+            key: f.key,
+            engine: f.engine,
+            ...(f.listenAddress ? { listenAddress: f.listenAddress } : {}),
+            listenPort: f.listenPort,
+            targetIp: f.targetIp,
+            ...(f.targetIps ? { targetIps: f.targetIps } : {}),
+            targetPort: f.targetPort,
+          },
+        ],
   );
   const rules = renderRules(ruleForwards, {
     inboundInterface: input.config.forward.inboundInterface,

@@ -1,7 +1,8 @@
-// Sticky port allocation. Pure: the same inputs always give the same ports.
+// Sticky allocation of ports (port mode) and listen addresses (address mode).
+// Pure: the same inputs always give the same ports and addresses.
 
 import { portFamilyOf, type DiscoveredTarget, type TargetKey } from '../model.js';
-import type { PortState, ReleasedPort } from './port-state.js';
+import type { PortEntry, PortState, ReleasedAddress, ReleasedPort } from './port-state.js';
 
 export interface PortRanges {
   /** First port for Redis and Valkey targets. */
@@ -71,4 +72,56 @@ export function allocatePorts(
     taken.add(port);
   }
   return { ports, exhausted };
+}
+
+export interface AddressAllocation {
+  addresses: Map<TargetKey, string>;
+  /** Targets that found no free address: they fall back to port mode on the first address. */
+  exhausted: TargetKey[];
+}
+
+/**
+ * Address mode: gives each new target a listen address from `pool` (its port
+ * is its native one). Targets that share a DNS name share an address (a
+ * Serverless cache's endpoint and reader endpoint), as long as their ports
+ * differ. A target that comes back within `reuseAfterMs` gets its old address
+ * again; another target's freed address stays quarantined until then.
+ */
+export function allocateAddresses(
+  newTargets: readonly DiscoveredTarget[],
+  state: { entries: readonly Pick<PortEntry, 'address' | 'listenAddress' | 'listenPort' | 'targetPort' | 'fallback'>[]; releasedAddresses: readonly ReleasedAddress[] },
+  pool: readonly string[],
+  now: number,
+  reuseAfterMs: number,
+): AddressAllocation {
+  /** Listen address → the ports taken on it, and the DNS name it serves (fallback entries serve none). */
+  const inUse = new Map<string, { ports: Set<number>; name?: string }>();
+  const take = (address: string, port: number, name?: string) => {
+    const use = inUse.get(address) ?? { ports: new Set<number>() };
+    use.ports.add(port);
+    use.name ??= name;
+    inUse.set(address, use);
+  };
+  for (const e of state.entries) {
+    if (e.listenAddress === undefined) continue;
+    if (e.fallback === undefined) take(e.listenAddress, e.targetPort, e.address);
+    else take(e.listenAddress, e.listenPort);
+  }
+  const quarantined = new Set(state.releasedAddresses.filter((r) => now - r.releasedAt < reuseAfterMs).map((r) => r.address));
+  const free = (address: string) => !inUse.has(address) && !quarantined.has(address);
+
+  const addresses = new Map<TargetKey, string>();
+  const exhausted: TargetKey[] = [];
+  for (const target of [...newTargets].sort(allocationOrder)) {
+    const shared = [...inUse].find(([, use]) => use.name === target.address && !use.ports.has(target.targetPort))?.[0];
+    const comingBack = state.releasedAddresses.find((r) => r.key === target.key && pool.includes(r.address) && !inUse.has(r.address))?.address;
+    const address = shared ?? comingBack ?? pool.find(free);
+    if (address === undefined) {
+      exhausted.push(target.key);
+      continue;
+    }
+    addresses.set(target.key, address);
+    take(address, target.targetPort, target.address);
+  }
+  return { addresses, exhausted };
 }

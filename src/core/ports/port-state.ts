@@ -1,10 +1,26 @@
-// The persisted memory of cachenat: which target owns which port, where it
-// pointed last, and which freed ports are still quarantined.
+// The persisted memory of cachenat: which target owns which port (and, in
+// address mode, which listen address), where it pointed last, and which freed
+// ports and addresses are still quarantined.
 
 import type { DiscoveredTarget, TargetKey } from '../model.js';
+import { parseIpv4 } from '../ipv4.js';
 
-export interface PortEntry extends DiscoveredTarget {
+/**
+ * Where a forward listens. Port mode: `listenPort` on every address of the
+ * host. Address mode: `listenPort` (the target's native port) on
+ * `listenAddress` only.
+ */
+export interface Listener {
+  listenAddress?: string;
   listenPort: number;
+}
+
+export interface PortEntry extends DiscoveredTarget, Listener {
+  /**
+   * Address mode with every listen address taken: the target listens in port
+   * mode on the first address (a port from ports.redis / ports.memcached up).
+   */
+  fallback?: true;
   /** Last successful resolution of `address`. */
   ip?: string;
   /** Every address of the last resolution (sorted, `ip` first) when there were several. */
@@ -24,10 +40,43 @@ export interface ReleasedPort {
   releasedAt: number;
 }
 
+/** Address mode: a listen address whose target was removed. Nobody else gets it before `reuseAfter`. */
+export interface ReleasedAddress {
+  address: string;
+  key: TargetKey;
+  releasedAt: number;
+}
+
 export interface PortState {
   version: 1;
   entries: PortEntry[];
   released: ReleasedPort[];
+  /** Present only when some address is quarantined, so a port-mode map stays byte-identical. */
+  releasedAddresses?: ReleasedAddress[];
 }
 
 export const emptyPortState = (): PortState => ({ version: 1, entries: [], released: [] });
+
+/**
+ * Two listeners that would catch the same packets: the same port on the same
+ * address, or the same port where one of them listens on every address.
+ * Returns the first such pair, or undefined when every listener is distinct.
+ */
+export function listenerClash<T extends Listener>(listeners: readonly T[]): [T, T] | undefined {
+  const byPort = new Map<number, T[]>();
+  for (const listener of listeners) {
+    const same = byPort.get(listener.listenPort) ?? [];
+    const other = same.find((o) => o.listenAddress === undefined || listener.listenAddress === undefined || o.listenAddress === listener.listenAddress);
+    if (other) return [other, listener];
+    same.push(listener);
+    byPort.set(listener.listenPort, same);
+  }
+  return undefined;
+}
+
+/** "10.0.1.21:6379", or ":6379" in port mode: for messages. */
+export const listenerText = (l: Listener): string => `${l.listenAddress ?? ''}:${l.listenPort}`;
+
+/** Listeners in a fixed order: by port, then by address (numerically; port mode first). */
+export const compareListeners = (a: Listener, b: Listener): number =>
+  a.listenPort - b.listenPort || (a.listenAddress === undefined ? -1 : parseIpv4(a.listenAddress) ?? 0) - (b.listenAddress === undefined ? -1 : parseIpv4(b.listenAddress) ?? 0);

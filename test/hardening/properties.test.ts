@@ -11,7 +11,8 @@ import { portFamilyOf, type DiscoveredTarget, type Engine, type Resolution, type
 import { planForwards, type ForwardPolicy } from '../../src/core/planner/plan-forwards.js';
 import { planPass } from '../../src/core/planner/plan.js';
 import { allocatePorts } from '../../src/core/ports/allocate.js';
-import { emptyPortState, type PortState } from '../../src/core/ports/port-state.js';
+import { emptyPortState, listenerClash, type PortState } from '../../src/core/ports/port-state.js';
+import { renderRules } from '../../src/core/netfilter/render.js';
 import { DOCKER_SAVE } from '../../lab/foreign-rules.js';
 import { applyRestore, emptyKernel, installedFrom } from '../support/kernel-sim.js';
 
@@ -169,6 +170,81 @@ t.test(`allocatePorts alone: unique, never on a taken or quarantined port (${RUN
   t.equal(allocations, RUNS, `${allocations} allocations`);
 });
 
+// Address mode: the pool and the mode change between passes too (a reload).
+const POOL = ['10.0.9.21', '10.0.9.22', '10.0.9.23', '10.0.9.24', '10.0.9.25', '10.0.9.26'];
+const SERVERLESS: DiscoveredTarget[] = [6379, 6380].map((port) => ({
+  key: `${port === 6379 ? 'serverless' : 'serverless-reader'}/sls`, kind: port === 6379 ? 'serverless' : 'serverless-reader', engine: 'valkey',
+  serverlessCacheName: 'sls', tls: true, address: 'sls.serverless.cache.example', targetPort: port,
+}));
+const WIDE = [...UNIVERSE, ...SERVERLESS];
+const addressStep = fc.record({
+  listed: fc.option(fc.subarray(WIDE.map((_, i) => i)), { nil: null, freq: 4 }),
+  dtMs: fc.integer({ min: 0, max: 40_000 }),
+  // null: port mode this pass; else the pool, in config order.
+  pool: fc.option(fc.uniqueArray(fc.constantFrom(...POOL), { minLength: 1, maxLength: POOL.length }), { nil: null, freq: 5 }),
+});
+
+t.test(`address mode: no two targets ever share an (address, port); sticky, quarantined, native ports (${RUNS} sequences)`, async (t) => {
+  let sequences = 0;
+  let fallbacks = 0;
+  let shared = 0;
+  fc.assert(
+    fc.property(policyArb, fc.array(addressStep, { minLength: 1, maxLength: 10 }), (basePolicy, sequence) => {
+      sequences++;
+      let state: PortState = emptyPortState();
+      let now = 1_700_000_000_000;
+      let lastPool: string[] | null = null;
+      const freed = new Map<string, { key: string; name: string; at: number }>(); // address → who released it, when
+      for (const s of sequence) {
+        now += s.dtMs;
+        const policy: ForwardPolicy = { ...basePolicy, ranges: { redis: 6379, memcached: 11211 }, ...(s.pool ? { listenAddresses: s.pool } : {}) };
+        const before = state;
+        const resolutions = new Map(WIDE.map((u, i) => [u.address, { ok: true as const, ip: `10.1.0.${i + 1}` }]));
+        const next = planForwards(state, { ...(s.listed ? { topology: { targets: s.listed.map((i) => WIDE[i]!), skipped: [] } } : {}), resolutions }, policy, now);
+        const clash = listenerClash(next.forwards);
+        if (clash) throw new Error(`${clash[0].key} and ${clash[1].key} share ${clash[1].listenAddress}:${clash[1].listenPort}`);
+        renderRules(
+          next.forwards.flatMap((f) => (f.targetIp ? [{ key: f.key, engine: f.engine, listenPort: f.listenPort, targetIp: f.targetIp, targetPort: f.targetPort, ...(f.listenAddress ? { listenAddress: f.listenAddress } : {}) }] : [])),
+          { inboundInterface: 'eth0', allowedSources: ['0.0.0.0/0'], snat: 'masquerade' },
+        );
+        for (const e of next.state.entries) {
+          if (!s.pool) {
+            if (e.listenAddress !== undefined) throw new Error(`port mode, yet ${e.key} listens on ${e.listenAddress}`);
+            continue;
+          }
+          if (e.fallback) {
+            fallbacks++;
+            if (e.listenAddress !== s.pool[0]) throw new Error(`fallback ${e.key} on ${e.listenAddress}, not the first address ${s.pool[0]}`);
+            continue;
+          }
+          if (!e.listenAddress || !s.pool.includes(e.listenAddress)) throw new Error(`${e.key} listens on ${e.listenAddress}, outside the pool ${s.pool}`);
+          if (e.listenPort !== e.targetPort) throw new Error(`${e.key} listens on ${e.listenPort}, not its native ${e.targetPort}`);
+          const had = before.entries.find((b) => b.key === e.key);
+          const samePlace = had && lastPool && s.pool.includes(had.listenAddress ?? '') && !had.fallback && had.targetPort === e.targetPort;
+          if (samePlace && had.listenAddress !== e.listenAddress) throw new Error(`${e.key} moved from ${had.listenAddress} to ${e.listenAddress} while its address was still in the pool`);
+          if (!had || had.listenAddress !== e.listenAddress) {
+            const holder = freed.get(e.listenAddress);
+            // A target of the same DNS name (a Serverless cache's other endpoint) may share it.
+            if (holder && holder.key !== e.key && holder.name !== e.address && now - holder.at < policy.reuseAfterMs) throw new Error(`${e.listenAddress} freed by ${holder.key} ${now - holder.at} ms ago went to ${e.key}`);
+          }
+          if (next.state.entries.some((o) => o !== e && o.listenAddress === e.listenAddress && !o.fallback)) shared++;
+        }
+        // Who freed which address: an own-address entry that is gone, or that moved off it.
+        for (const b of before.entries) {
+          if (b.listenAddress === undefined || b.fallback) continue;
+          const now_ = next.state.entries.find((e) => e.key === b.key);
+          if (!now_ || now_.listenAddress !== b.listenAddress) freed.set(b.listenAddress, { key: b.key, name: b.address, at: now });
+        }
+        lastPool = s.pool;
+        state = next.state;
+      }
+    }),
+    params,
+  );
+  t.equal(sequences, RUNS, `${sequences} sequences; ${fallbacks} fallback placements and ${shared} shared-address placements seen`);
+  t.ok(fallbacks > 0 && shared > 0, 'the generator reaches exhaustion and shared names');
+});
+
 const baseConfig = (extra: Partial<{ snat: string; allowed: string[] }> = {}): Config =>
   validateConfig(
     {
@@ -179,7 +255,13 @@ const baseConfig = (extra: Partial<{ snat: string; allowed: string[] }> = {}): C
     },
     'property test',
   ).config;
-const CONFIGS = [baseConfig(), baseConfig({ snat: '10.9.9.9', allowed: ['198.51.100.0/24', '203.0.113.7/32'] }), baseConfig({ allowed: ['0.0.0.0/0'] })];
+const CONFIGS = [
+  baseConfig(),
+  baseConfig({ snat: '10.9.9.9', allowed: ['198.51.100.0/24', '203.0.113.7/32'] }),
+  baseConfig({ allowed: ['0.0.0.0/0'] }),
+  // Address mode with fewer addresses than targets, so fallbacks are in play too.
+  { ...baseConfig(), forward: { ...baseConfig().forward, listenAddresses: ['10.0.9.21', '10.0.9.22', '10.0.9.23'].map((address, i) => ({ address, public: `203.0.113.${i + 1}` })) } },
+];
 
 // What a host may already hold: another tool's rules (Docker's), and leftovers
 // of ours (a stale DNAT, a duplicated jump, an old chain) that a pass must clean up.

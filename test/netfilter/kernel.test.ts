@@ -17,6 +17,7 @@ import { persistRules } from '../../src/netfilter/persist.js';
 import { interfaceProblem } from '../../src/core/grammar.js';
 import { recoverForwards } from '../../src/core/netfilter/recover.js';
 import { renderRules, type DesiredRules, type RenderOptions } from '../../src/core/netfilter/render.js';
+import { compareListeners } from '../../src/core/ports/port-state.js';
 import { DOCKER_SAVE, foreignLines, withoutComments } from '../../lab/foreign-rules.js';
 
 async function kernelUnavailable(): Promise<string | false> {
@@ -73,6 +74,16 @@ const scenarios: [string, RuleForward[], RenderOptions][] = [
   ['0.0.0.0/0 and several sources', [forward(1), forward(2, 'memcached')], { ...base, allowedSources: ['0.0.0.0/0', '203.0.113.0/24', '198.51.100.27/32'] }],
   ['no forwards', [], base],
   ['interface wildcard', [forward(4, 'valkey')], { ...base, inboundInterface: 'ens+' }],
+  [
+    'address mode: each DNAT rule matches its listen address and native port; a fallback on the first address',
+    [
+      { ...forward(1), listenAddress: '10.0.9.21', listenPort: 6379 },
+      { ...forward(2), listenAddress: '10.0.9.22', listenPort: 6379, targetIps: ['10.0.0.2', '10.0.0.9'] },
+      { ...forward(5, 'memcached'), listenAddress: '10.0.9.23', listenPort: 11211 },
+      { ...forward(7), listenAddress: '10.0.9.21', listenPort: 6380 },
+    ],
+    base,
+  ],
 ];
 
 t.test('rendered rules are what iptables-save prints back', { skip }, async (t) => {
@@ -89,7 +100,7 @@ t.test('rendered rules are what iptables-save prints back', { skip }, async (t) 
       t.same(missingJumps(now), []);
       t.same(
         recoverForwards(now.nat),
-        [...forwards].sort((a, b) => a.listenPort - b.listenPort),
+        [...forwards].sort(compareListeners).map(({ targetIps: _all, ...f }) => f),
         'the port map can be rebuilt from the kernel',
       );
     });

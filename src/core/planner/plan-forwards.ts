@@ -58,7 +58,7 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
 
   entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   released.sort((a, b) => a.port - b.port);
-  releasedAddresses.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  releasedAddresses.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return {
     state: { version: 1, entries, released, ...(releasedAddresses.length > 0 ? { releasedAddresses } : {}) },
     forwards: entries.map(forwardOf).sort(compareListeners),
@@ -107,7 +107,9 @@ function applyMembership(memory: Memory, { targets, held = [] }: Topology, polic
 function release(memory: Memory, entry: PortEntry, now: number): void {
   if (entry.listenAddress !== undefined && entry.fallback === undefined) {
     const address = entry.listenAddress;
-    memory.releasedAddresses = [...memory.releasedAddresses.filter((r) => r.address !== address), { address, key: entry.key, releasedAt: now }];
+    // One record per (target, address): two targets that shared the address (one DNS name) can both
+    // come back to it, and a target that moved twice keeps both addresses quarantined.
+    memory.releasedAddresses = [...memory.releasedAddresses.filter((r) => r.key !== entry.key || r.address !== address), { address, key: entry.key, releasedAt: now }];
   } else {
     memory.released = [...memory.released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now }];
   }

@@ -114,7 +114,10 @@ export function allocateAddresses(
   const exhausted: TargetKey[] = [];
   for (const target of [...newTargets].sort(allocationOrder)) {
     const shared = [...inUse].find(([, use]) => use.name === target.address && !use.ports.has(target.targetPort))?.[0];
-    const comingBack = state.releasedAddresses.find((r) => r.key === target.key && pool.includes(r.address) && !inUse.has(r.address))?.address;
+    // Its own most recent address, when it is still in the pool and nobody took it.
+    const comingBack = state.releasedAddresses
+      .filter((r) => r.key === target.key && pool.includes(r.address) && !inUse.has(r.address))
+      .reduce<ReleasedAddress | undefined>((latest, r) => (latest === undefined || r.releasedAt > latest.releasedAt ? r : latest), undefined)?.address;
     const address = shared ?? comingBack ?? pool.find(free);
     if (address === undefined) {
       exhausted.push(target.key);

@@ -101,6 +101,6 @@ t.test('accepts usual interface names', async (t) => {
 });
 
 t.test('refuses two forwards on one port or one key', async (t) => {
-  t.throws(() => renderRules([node1, { ...mc, listenPort: 6380 }], options), /listen port 6380 is used by another forward/);
+  t.throws(() => renderRules([node1, { ...mc, listenPort: 6380 }], options), /listens on :6380, and so does/);
   t.throws(() => renderRules([node1, { ...node1, listenPort: 6390 }], options), /appears twice/);
 });

@@ -55,7 +55,7 @@ try {
     logger: pino({ level: 'silent' }),
   });
   const reader = new ConntrackConnectionReader(run);
-  const recorder = new MetricsRecorder({ ...hostMetricsEdges(pino({ level: 'silent' })), activeByListenPort: (mark) => reader.activeByListenPort(mark) });
+  const recorder = new MetricsRecorder({ ...hostMetricsEdges(pino({ level: 'silent' })), activeByDestination: (mark) => reader.activeByDestination(mark) });
 
   say(`metrics cost: applying ${nodeCount} forwards in ${ns}`);
   const first = await reconciler.pass({ discover: true, write: true });
@@ -77,7 +77,7 @@ try {
       withCounters.push(ms);
       after.push(ms + step.ms);
       metricsStep.push(step.ms);
-      conntrackRead.push((await timed(() => reader.activeByListenPort(config.forward.connmark))).ms);
+      conntrackRead.push((await timed(() => reader.activeByDestination(config.forward.connmark))).ms);
     }
     say(`${label}: before ${round(median(before))} ms, after ${round(median(after))} ms`);
     return { passBeforeMs: round(median(before)), passWithCountersMs: round(median(withCounters)), passAfterMs: round(median(after)), metricsStepMs: round(median(metricsStep)), conntrackReadMs: round(median(conntrackRead)) };
@@ -103,7 +103,7 @@ try {
   let seen = 0;
   for (let tries = 0; tries < 100 && seen < ports.length; tries++) {
     await sleep(100);
-    seen = [...(await reader.activeByListenPort(config.forward.connmark)).values()].reduce((a, b) => a + b, 0);
+    seen = [...(await reader.activeByDestination(config.forward.connmark)).values()].reduce((a, b) => a + b, 0);
   }
   if (seen !== ports.length) throw new Error(`expected ${ports.length} open flows, conntrack listed ${seen}`);
   const busy = await measure(`${ports.length} open flows`);

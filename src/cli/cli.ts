@@ -26,7 +26,7 @@ export const GLOBAL_FLAGS = {
 
 const FLAGS = {
   json: { type: 'boolean', help: 'JSON output' },
-  format: { type: 'string', choices: ['table', 'json', 'natmap', 'security-group'], help: 'output format' },
+  format: { type: 'string', choices: ['table', 'json', 'natmap', 'security-group', 'hosts', 'dnsmasq'], help: 'output format' },
   probe: { type: 'boolean', help: 'also TCP-connect to every target' },
 } as const satisfies Record<string, FlagSpec>;
 

@@ -9,9 +9,10 @@ import type { Logger } from '../log/logger.js';
 import type { PassReport } from '../daemon/reconciler.js';
 import { ConntrackConnectionReader } from './conntrack-reader.js';
 import { replaceTextfile } from './textfile.js';
+import type { OpenConnections } from '../core/metrics/conntrack-listing.js';
 
 export interface MetricsEdges {
-  activeByListenPort(connmark: number): Promise<Map<number, number>>;
+  activeByDestination(connmark: number): Promise<OpenConnections>;
   writeTextfile(path: string, text: string): Promise<void>;
   now(): number;
   logger: Logger;
@@ -40,7 +41,7 @@ export class MetricsRecorder {
     this.metrics = observePass(this.metrics, observationOf(report, lastSyncAt));
     const plan = (report ?? latest)?.plan;
     const forwards = plan?.forwards ?? [];
-    const active = await this.edges.activeByListenPort(config.forward.connmark).then(
+    const active = await this.edges.activeByDestination(config.forward.connmark).then(
       (counts) => (this.warned.delete('conntrack'), counts),
       (err: Error & { exitCode?: number }) => {
         const advice = err.exitCode === 127 ? 'install conntrack (conntrack-tools on Amazon Linux)' : 'check that the daemon runs as root or with CAP_NET_ADMIN';
@@ -88,7 +89,7 @@ function observationOf(report: PassReport | undefined, lastSyncAt: number | unde
 export function hostMetricsEdges(logger: Logger): MetricsEdges {
   const reader = new ConntrackConnectionReader();
   return {
-    activeByListenPort: (connmark) => reader.activeByListenPort(connmark),
+    activeByDestination: (connmark) => reader.activeByDestination(connmark),
     writeTextfile: replaceTextfile,
     now: () => Date.now(),
     logger,

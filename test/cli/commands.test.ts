@@ -41,7 +41,7 @@ t.test('the command line itself: usage, help, unknown commands and flags', async
   t.match(undefinedFlag.stderr, /Unknown option '--verbose'/);
   const badValue = await r.cli(['endpoints', '--format', 'xml', '--config', '/nonexistent.yaml']);
   t.equal(badValue.code, 64, 'a bad value is refused before the config is read');
-  t.match(badValue.stderr, /--format must be table, json, natmap, security-group; got "xml"/);
+  t.match(badValue.stderr, /--format must be table, json, natmap, security-group, hosts, dnsmasq; got "xml"/);
   t.equal(r.world.machineLoads, 0);
 });
 
@@ -257,6 +257,66 @@ t.test('run: SIGHUP reloads the config (a bad one is refused), SIGTERM stops wit
   t.match(run.stdout, /"msg":"stopped; forwards left in place"/);
   t.equal(r.world.signals.listenerCount('SIGHUP'), 0, 'signal handlers removed on exit');
   t.ok(owned(ruleLines(r.world.kernel)).length > 0, 'forwards left in place');
+});
+
+t.test('address mode: hosts and dnsmasq lines, endpoints and status per address, a missing address refused with 78', async (t) => {
+  const r = await rig(t);
+  const addressConfig = async (addresses: string[]) => {
+    const text = await readFile(r.configPath, 'utf8');
+    const list = addresses.map((a, i) => `{address: ${a}, public: 203.0.113.${i + 1}}`).join(', ');
+    await writeFile(r.configPath, text.replace(/forward: \{[^}]*\}/, `forward: { allowedSources: [198.51.100.27/32], listenAddresses: [${list}] }`));
+  };
+  r.serve({ a: '10.0.1.1', b: '10.0.1.2', c: '10.0.1.3' });
+
+  // Port mode first: names cannot express ports.
+  await r.cli(['apply', '--config', r.configPath]);
+  const portMode = await r.cli(['endpoints', '--format', 'hosts', '--config', r.configPath]);
+  t.equal(portMode.code, 1);
+  t.equal(portMode.stdout, '');
+  t.match(portMode.stderr, /--format hosts needs address mode.*Set forward\.listenAddresses in .*config\.yaml/);
+
+  await addressConfig(['10.0.0.21', '10.0.0.22']);
+  r.world.interfaces = { eth0: '10.0.0.5' };
+  r.world.secondaryAddresses = { eth0: ['10.0.0.21'] };
+  const before = JSON.stringify([...r.world.kernel.nat.chains]);
+  const missing = await r.cli(['apply', '--config', r.configPath]);
+  t.equal(missing.code, 78, 'an address the interface does not hold is a config error');
+  t.match(missing.stderr, /forward\.listenAddresses\[1\]\.address: 10\.0\.0\.22 is not configured on eth0 \(eth0 has 10\.0\.0\.5, 10\.0\.0\.21\)/);
+  t.equal(JSON.stringify([...r.world.kernel.nat.chains]), before, 'nothing touched');
+  t.equal((await r.cli(['plan', '--config', r.configPath])).code, 78, 'plan checks too');
+
+  r.world.secondaryAddresses = { eth0: ['10.0.0.21', '10.0.0.22'] };
+  const applied = await r.cli(['apply', '--config', r.configPath]);
+  t.equal(applied.code, 0, applied.stderr);
+  const dnat = ruleLines(r.world.kernel).filter((l) => l.includes('-A CACHENAT-DNAT') && l.includes('--dport'));
+  t.match(dnat, [/-d 10\.0\.0\.21\/32 -p tcp -m tcp --dport 6379 .*node\/a\/0001/, /-d 10\.0\.0\.22\/32 -p tcp -m tcp --dport 6379 .*node\/b\/0001/, /-d 10\.0\.0\.21\/32 -p tcp -m tcp --dport 6381 .*node\/c\/0001/]);
+
+  const hosts = await r.cli(['endpoints', '--format', 'hosts', '--config', r.configPath]);
+  t.equal(hosts.code, 0, hosts.stderr);
+  t.equal(
+    hosts.stdout,
+    '203.0.113.1 a-0001.cache.example\n203.0.113.2 b-0001.cache.example\n# c-0001.cache.example (node/c/0001) has no listen address of its own: dial 203.0.113.1:6381\n',
+  );
+  const dnsmasq = await r.cli(['endpoints', '--format', 'dnsmasq', '--config', r.configPath]);
+  t.match(dnsmasq.stdout, /^address=\/a-0001\.cache\.example\/203\.0\.113\.1\naddress=\/b-0001\.cache\.example\/203\.0\.113\.2\n#/);
+  const json = JSON.parse((await r.cli(['endpoints', '--format', 'json', '--config', r.configPath])).stdout) as { mode: string; endpoints: unknown[] };
+  t.match(json, { mode: 'address', endpoints: [{ key: 'node/a/0001', listenAddress: '10.0.0.21', endpoint: '203.0.113.1:6379' }] });
+  const table = await r.cli(['endpoints', '--config', r.configPath]);
+  t.match(table.stdout, /203\.0\.113\.2:6379 +redis +node +b\/0001 +active +no +b-0001\.cache\.example +10\.0\.0\.22:6379/);
+  t.match(table.stdout, /203\.0\.113\.1:6381 .* \(by port only\) +10\.0\.0\.21:6381 \(fallback\)/);
+  const natmap = JSON.parse((await r.cli(['endpoints', '--format', 'natmap', '--config', r.configPath])).stdout) as Record<string, unknown>;
+  t.same(natmap['10.0.1.2:6379'], { host: '203.0.113.2', port: 6379 });
+  const status = await r.cli(['status', '--config', r.configPath]);
+  t.match(status.stdout, /^LISTEN +ENGINE/);
+  t.match(status.stdout, /10\.0\.0\.21:6381 \(fallback\) +redis/);
+
+  // The fallback took its port-mode port back (6381): a client that used it keeps working.
+  // Back to port mode: no -d rule is left, and the old ports come back.
+  await r.writeConfig();
+  t.equal((await r.cli(['apply', '--config', r.configPath])).code, 0);
+  const after = ruleLines(r.world.kernel).filter((l) => l.includes('-A CACHENAT-DNAT') && l.includes('--dport'));
+  t.equal(after.filter((l) => l.includes(' -d ')).length, 0);
+  t.same(await r.ports(), { 'node/a/0001': 6379, 'node/b/0001': 6380, 'node/c/0001': 6381 });
 });
 
 t.test('every command, flag and flag value is exercised by the tests above', async (t) => {

@@ -39,7 +39,7 @@ function report(o: Partial<PassReport> & { packets?: [string, number][] } = {}):
 function recorder(overrides: Partial<MetricsEdges> = {}) {
   const warnings: string[] = [];
   const logger = createLogger({ level: 'warn', destination: { write: (line: string) => void warnings.push(JSON.parse(line).msg) } });
-  const edges: MetricsEdges = { ...hostMetricsEdges(logger), activeByListenPort: async () => new Map([[6379, 2]]), now: () => 1_700_000_000_000, ...overrides };
+  const edges: MetricsEdges = { ...hostMetricsEdges(logger), activeByDestination: async () => new Map([['10.0.0.5:6379', 2]]), now: () => 1_700_000_000_000, ...overrides };
   return { recorder: new MetricsRecorder(edges), warnings };
 }
 
@@ -74,7 +74,7 @@ t.test('API errors are counted by code; a pass that threw counts as failed', asy
 t.test('conntrack or the textfile failing is said once per episode; the snapshot shows connections as unknown', async (t) => {
   let conntrackFails = true;
   const { recorder: r, warnings } = recorder({
-    activeByListenPort: async () => {
+    activeByDestination: async () => {
       if (conntrackFails) throw Object.assign(new Error('conntrack: command not found'), { exitCode: 127 });
       return new Map();
     },
@@ -107,12 +107,12 @@ t.test('the conntrack reader lists only flows with the connmark bit, and reports
     calls.push([file, ...args]);
     return { stdout: 'tcp 6 300 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=5 dport=6379 src=3.3.3.3 dst=1.1.1.1 sport=6379 dport=5 mark=16777216 use=1\n', stderr: '', exitCode: 0 };
   });
-  t.same([...(await reader.activeByListenPort(0x1000000))], [[6379, 1]]);
+  t.same([...(await reader.activeByDestination(0x1000000))], [['2.2.2.2:6379', 1]]);
   t.same(calls, [['conntrack', '-L', '-p', 'tcp', '--mark', '0x1000000/0x1000000']]);
   const missing = new ConntrackConnectionReader(async () => ({ stdout: '', stderr: 'conntrack: command not found', exitCode: 127 }));
-  const failure = await missing.activeByListenPort(0x1000000).then(() => undefined, (err: { exitCode?: number }) => err);
+  const failure = await missing.activeByDestination(0x1000000).then(() => undefined, (err: { exitCode?: number }) => err);
   t.equal(failure?.exitCode, 127, 'a missing conntrack rejects with its exit code');
-  await t.rejects(reader.activeByListenPort(0), /invalid connmark/);
+  await t.rejects(reader.activeByDestination(0), /invalid connmark/);
 });
 
 t.test('the textfile is world-readable for node_exporter even under the unit umask, and replaced whole', async (t) => {

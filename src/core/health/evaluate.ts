@@ -47,7 +47,7 @@ export interface HealthInput {
 }
 
 export interface CheckResult {
-  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'disk' | 'warnings' | 'probe';
+  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'addresses' | 'disk' | 'warnings' | 'probe';
   state: State;
   message: string;
 }
@@ -85,6 +85,8 @@ export function evaluateHealth(input: HealthInput): HealthReport {
   checks.push(rulesCheck(input.kernel, snapshot, notes));
   const unresolved = snapshot.forwards.filter((f) => f.state === 'unresolved');
   checks.push(forwardsCheck(snapshot, unresolved.map((f) => f.key)));
+  const addresses = addressesCheck(snapshot);
+  if (addresses) checks.push(addresses);
   checks.push(diskCheck(snapshot));
   if (snapshot.warnings !== undefined && snapshot.warnings.length > 0) {
     checks.push({ name: 'warnings', state: WARNING, message: snapshot.warnings.join('; ') });
@@ -175,6 +177,19 @@ function forwardsCheck(s: StatusSnapshot, unresolved: string[]): CheckResult {
     return { name: 'forwards', state: WARNING, message: `${unresolved.length} of ${counts} unresolved (DNS): ${listSome(unresolved)}` };
   }
   return { name: 'forwards', state: OK, message: `${counts}, every target resolved` };
+}
+
+/** Address mode only: targets that found no listen address of their own are reachable by port, not by name. */
+function addressesCheck(s: StatusSnapshot): CheckResult | undefined {
+  const fallbacks = s.forwards.filter((f) => f.fallback === true);
+  if (fallbacks.length === 0) return undefined;
+  // Targets of one DNS name share an address: one missing address per name.
+  const missing = new Set(fallbacks.map((f) => f.address)).size;
+  return {
+    name: 'addresses',
+    state: WARNING,
+    message: `${missing} listen address${missing === 1 ? '' : 'es'} missing: ${listSome(fallbacks.map((f) => f.key))} listen in port mode on ${fallbacks[0]!.listenAddress ?? 'the first address'}; add secondary private IPs with Elastic IPs to forward.listenAddresses`,
+  };
 }
 
 function probeCheck(probes: ProbeResult[]): CheckResult {

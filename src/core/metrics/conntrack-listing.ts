@@ -1,27 +1,43 @@
 // Active connections per forward from `conntrack -L` output: the flows that
-// carry cachenat's connmark bit, grouped by their original destination port
-// (the forward's listen port).
+// carry cachenat's connmark bit, grouped by their original destination
+// address and port (the forward's listener: its port in port mode, its own
+// address and port in address mode).
 
 /** TCP states of a connection that is over but still remembered by conntrack. */
 const CLOSED_STATES = new Set(['TIME_WAIT', 'CLOSE']);
 
+/** Open connections by original destination, keyed "address:port". */
+export type OpenConnections = ReadonlyMap<string, number>;
+
 /**
- * Counts open TCP connections by original destination port. Lines that do not
- * read as a TCP entry are skipped (the tool prints a summary line on stderr,
- * but an unexpected line must not count).
+ * Counts open TCP connections by original destination address and port. Lines
+ * that do not read as a TCP entry are skipped (the tool prints a summary line
+ * on stderr, but an unexpected line must not count).
  */
-export function activeConnectionsByPort(listing: string): Map<number, number> {
-  const counts = new Map<number, number>();
+export function activeConnectionsByDestination(listing: string): Map<string, number> {
+  const counts = new Map<string, number>();
   for (const line of listing.split('\n')) {
     const fields = line.trim().split(/\s+/);
     // tcp 6 <timeout> <STATE> src=… dst=… sport=… dport=… (original direction first)
     if (fields[0] !== 'tcp' || fields.length < 8) continue;
     const state = fields[3]!;
     if (!/^[A-Z_]+$/.test(state) || CLOSED_STATES.has(state)) continue;
-    const dport = fields.find((f) => f.startsWith('dport='));
-    const port = Number(dport?.slice('dport='.length));
-    if (!Number.isInteger(port) || port < 1 || port > 65535) continue;
-    counts.set(port, (counts.get(port) ?? 0) + 1);
+    // The first dst= and dport= are the original direction's: the address and port the client dialled.
+    const dst = fields.find((f) => f.startsWith('dst='))?.slice('dst='.length) ?? '';
+    const port = Number(fields.find((f) => f.startsWith('dport='))?.slice('dport='.length));
+    if (!Number.isInteger(port) || port < 1 || port > 65535 || !/^\d{1,3}(\.\d{1,3}){3}$/.test(dst)) continue;
+    const key = `${dst}:${port}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return counts;
+}
+
+/** A forward's open connections: on its own address and port, or on its port at any address (port mode). */
+export function openConnectionsOf(open: OpenConnections): (listener: { listenAddress?: string; listenPort: number }) => number {
+  const byPort = new Map<number, number>();
+  for (const [destination, count] of open) {
+    const port = Number(destination.slice(destination.lastIndexOf(':') + 1));
+    byPort.set(port, (byPort.get(port) ?? 0) + count);
+  }
+  return (l) => (l.listenAddress === undefined ? byPort.get(l.listenPort) : open.get(`${l.listenAddress}:${l.listenPort}`)) ?? 0;
 }

@@ -6,6 +6,7 @@ import type { Engine, Forward, ForwardState, TargetKind } from '../model.js';
 import type { ForwardEvent } from '../planner/plan-forwards.js';
 import type { MetricFamily, Sample } from './exposition.js';
 import { emptyTotals, foldDnatPackets, forwardId, type DnatPackets, type NewConnectionTotals } from './rule-counters.js';
+import { openConnectionsOf, type OpenConnections } from './conntrack-listing.js';
 
 /** Pass duration buckets in seconds, 1 ms to 16 s, as kube-proxy's sync histogram. */
 export const PASS_DURATION_BOUNDS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384] as const;
@@ -105,10 +106,11 @@ export interface ForwardConnections {
   new?: number;
 }
 
-export function forwardConnections(forwards: readonly Forward[], m: DaemonMetrics, activeByPort: ReadonlyMap<number, number> | undefined): ForwardConnections[] {
+export function forwardConnections(forwards: readonly Forward[], m: DaemonMetrics, open: OpenConnections | undefined): ForwardConnections[] {
+  const openOn = open ? openConnectionsOf(open) : undefined;
   return forwards.map((f) => {
     const c: ForwardConnections = { listenPort: f.listenPort, key: f.key };
-    if (activeByPort) c.active = f.targetIp === undefined ? 0 : (activeByPort.get(f.listenPort) ?? 0);
+    if (openOn) c.active = f.targetIp === undefined ? 0 : openOn(f);
     const total = m.newConnections.totals.get(forwardId(f.listenPort, f.key));
     if (total !== undefined) c.new = total;
     return c;
@@ -136,11 +138,16 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
         const value = view.forwards.filter((f) => f.kind === kind && f.engine === engine && f.state === state).length;
         byGroup.push({ labels: { kind, engine, state }, value });
       }
-  const forwardLabels = new Map(view.forwards.map((f) => [f.listenPort, { listen_port: String(f.listenPort), target: f.key, engine: f.engine, kind: f.kind }]));
+  const forwardLabels = new Map(
+    view.forwards.map((f) => [
+      f.key,
+      { ...(f.listenAddress === undefined ? {} : { listen_address: f.listenAddress }), listen_port: String(f.listenPort), target: f.key, engine: f.engine, kind: f.kind },
+    ]),
+  );
   const perForward = (pick: (c: ForwardConnections) => number | undefined): Sample[] =>
     view.connections.flatMap((c) => {
       const value = pick(c);
-      const labels = forwardLabels.get(c.listenPort);
+      const labels = forwardLabels.get(c.key);
       return value === undefined || !labels ? [] : [{ labels, value }];
     });
 
@@ -163,7 +170,7 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     { name: 'cachenat_target_moves_total', help: 'Target address changes followed (failovers, replaced nodes).', type: 'counter', samples: [{ value: m.targetMoves }] },
     {
       name: 'cachenat_forward_active_connections',
-      help: 'Open TCP connections through each forward now (conntrack entries carrying the connmark, by original destination port).',
+      help: 'Open TCP connections through each forward now (conntrack entries carrying the connmark, by original destination).',
       type: 'gauge',
       samples: perForward((c) => c.active),
     },

@@ -127,6 +127,15 @@ t.test('unprivileged: no kernel read, said in the notes, verdict from the snapsh
   t.equal(stateOf('rules', input({ kernel: { readable: false, reason: 'not root' }, snapshot: snapshot({ lastKernelError: 'boom' }) })), WARNING);
 });
 
+t.test('address mode: targets without an address of their own warn, counting one missing address per name', async (t) => {
+  const own = (n: number) => forward(n, { listenAddress: `10.0.9.2${n}`, listenPort: 6379 });
+  const fallback = (n: number, address = `c1-000${n}.cache.example`) => forward(n, { listenAddress: '10.0.9.21', listenPort: 6380 + n, fallback: true, address });
+  t.equal(evaluateHealth(input({ snapshot: snapshot({ forwards: [own(1), own(2)] }) })).state, OK, 'every target has its address');
+  const report = evaluateHealth(input({ snapshot: snapshot({ forwards: [own(1), fallback(2), fallback(3), fallback(4, 'c1-0003.cache.example')] }) }));
+  t.equal(report.state, WARNING);
+  t.match(report.checks.find((c) => c.name === 'addresses')?.message, /^2 listen addresses missing: node\/c1\/0002, node\/c1\/0003, node\/c1\/0004 listen in port mode on 10\.0\.9\.21; add secondary private IPs/);
+});
+
 t.test('unresolved targets warn', async (t) => {
   const s = snapshot({ forwards: [forward(1), forward(2, { state: 'unresolved', targetIp: undefined }), forward(3, { state: 'draining' })] });
   const report = evaluateHealth(input({ snapshot: s }));

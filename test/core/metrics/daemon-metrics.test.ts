@@ -1,7 +1,7 @@
 // Folding passes into the daemon's counters.
 
 import t from 'tap';
-import { forwardConnections, initialMetrics, observePass, type PassObservation } from '../../../src/core/metrics/daemon-metrics.js';
+import { forwardConnections, initialMetrics, metricFamilies, observePass, type PassObservation } from '../../../src/core/metrics/daemon-metrics.js';
 import type { Forward } from '../../../src/core/model.js';
 
 const pass = (o: Partial<PassObservation> = {}): PassObservation => ({ outcome: 'ok', durationSeconds: 0.01, dnatChainRewritten: false, events: [], ...o });
@@ -45,9 +45,22 @@ t.test('connections per forward: unknown without conntrack, zero for a forward w
   let m = initialMetrics(0);
   m = observePass(m, pass({ dnatPackets: new Map([['6379 node/a/1', 3]]) }));
   const forwards = [f(6379, 'node/a/1', '10.0.0.1'), f(6380, 'node/b/1')];
-  t.same(forwardConnections(forwards, m, new Map([[6379, 2], [6380, 5]])), [
+  t.same(forwardConnections(forwards, m, new Map([['10.0.0.5:6379', 1], ['10.0.0.6:6379', 1], ['10.0.0.5:6380', 5]])), [
     { listenPort: 6379, key: 'node/a/1', active: 2, new: 0 },
     { listenPort: 6380, key: 'node/b/1', active: 0 },
   ]);
   t.same(forwardConnections(forwards, m, undefined), [{ listenPort: 6379, key: 'node/a/1', new: 0 }, { listenPort: 6380, key: 'node/b/1' }]);
+});
+
+t.test('address mode: forwards on one port but their own addresses count their own connections and carry listen_address', async (t) => {
+  const f = (listenAddress: string, key: string): Forward => ({ key, kind: 'node', engine: 'redis', address: 'x', targetPort: 6379, listenPort: 6379, listenAddress, state: 'active', targetIp: '10.1.0.1' });
+  const forwards = [f('10.0.9.21', 'node/a/1'), f('10.0.9.22', 'node/b/1')];
+  const m = initialMetrics(0);
+  const connections = forwardConnections(forwards, m, new Map([['10.0.9.21:6379', 3], ['10.0.9.22:6379', 4], ['10.0.0.5:6379', 9]]));
+  t.same(connections.map((c) => [c.key, c.active]), [['node/a/1', 3], ['node/b/1', 4]], 'traffic to other addresses on 6379 is not theirs');
+  const active = metricFamilies(m, { forwards, connections, quarantinedPorts: 0, now: 0 }).find((fam) => fam.name === 'cachenat_forward_active_connections');
+  t.same(active?.samples.map((s) => [s.labels, 'value' in s ? s.value : undefined]), [
+    [{ listen_address: '10.0.9.21', listen_port: '6379', target: 'node/a/1', engine: 'redis', kind: 'node' }, 3],
+    [{ listen_address: '10.0.9.22', listen_port: '6379', target: 'node/b/1', engine: 'redis', kind: 'node' }, 4],
+  ]);
 });

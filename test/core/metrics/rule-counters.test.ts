@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import { dnatPacketCounts, emptyTotals, foldDnatPackets } from '../../../src/core/metrics/rule-counters.js';
-import { activeConnectionsByPort } from '../../../src/core/metrics/conntrack-listing.js';
+import { activeConnectionsByDestination } from '../../../src/core/metrics/conntrack-listing.js';
 import { parseSaveAll } from '../../../src/core/netfilter/parse-save.js';
 
 // As iptables-save -c prints it (iptables 1.8.9, nf_tables).
@@ -75,6 +75,6 @@ t.test('open connections by original destination port from conntrack -L', async 
     'tcp 6 1 ESTABLISHED src=a dst=b sport=1 dport=99999 x y',
     '',
   ].join('\n');
-  t.same([...activeConnectionsByPort(listing)], [[6379, 2], [11211, 1]], 'TIME_WAIT and CLOSE are over; UDP and bad ports do not count');
-  t.equal(activeConnectionsByPort('').size, 0);
+  t.same([...activeConnectionsByDestination(listing)], [['10.0.0.1:6379', 2], ['10.0.0.1:11211', 1]], 'TIME_WAIT and CLOSE are over; UDP and bad ports do not count');
+  t.equal(activeConnectionsByDestination('').size, 0);
 });

@@ -75,10 +75,16 @@ export const tlsServerArgs = (port: number, cert: { certFile: string; keyFile: s
  */
 export async function startServerlessLike(lab: Lab, ip: string, name: string, ca: TestCa): Promise<{ primary: LabProcess; reader: LabProcess }> {
   const cert = await issueCertificate(ca, name);
-  const primary = await startTlsRedis(lab, ip, 6379, cert, ca, { label: `serverless ${name}:6379` });
+  // Each its own directory: a replica's full sync writes an RDB file there.
+  const dir = (port: number) => {
+    const path = join(lab.tmpDir, `serverless-${ip}-${port}`);
+    mkdirSync(path, { recursive: true });
+    return ['--dir', path];
+  };
+  const primary = await startTlsRedis(lab, ip, 6379, cert, ca, { args: dir(6379), label: `serverless ${name}:6379` });
   const reader = await startTlsRedis(lab, ip, 6380, cert, ca, {
     addAddress: false,
-    args: ['--replicaof', ip, '6379', '--tls-replication', 'yes'],
+    args: [...dir(6380), '--replicaof', ip, '6379', '--tls-replication', 'yes'],
     label: `serverless ${name}:6380 (reader)`,
   });
   return { primary, reader };

@@ -170,12 +170,13 @@ t.test('address mode: an address per target, clients follow names', async (t) =>
     for (const f of first) expected.set(f.address, f.listenAddress!); // public = the private address in the lab
     t.same(new Set(lines), new Set([...expected].map(([name, ip]) => `${ip} ${name}`)), 'one "<public> <name>" line per distinct name');
     t.equal(lines.length, expected.size, 'no name twice');
+    const names = lines.map((l) => l.split(' ')[1]!);
+    t.same(names, [...names].sort(), 'sorted by name');
     t.ok(lines.includes(`${first.find((f) => f.key === `configuration/${GROUP}`)!.listenAddress} ${CONFIG_NAME}`), 'the configuration endpoint by its name');
     const dnsmasq = await rig.cli(['endpoints', '--format', 'dnsmasq']);
     t.equal(dnsmasq.exitCode, 0, dnsmasq.stderr);
     t.same(new Set(dnsmasq.stdout.split('\n').filter((l) => l !== '')), new Set([...expected].map(([name, ip]) => `address=/${name}/${ip}`)), 'dnsmasq: address=/<name>/<public> per name');
-    const json = await endpointsJson();
-    for (const f of first) t.equal(json[f.key], `${f.listenAddress}|${f.listenAddress}:${f.targetPort}`, `endpoints json: ${f.key} publicAddress, listenAddress and port`);
+    t.same(await endpointsJson(), Object.fromEntries(first.map((f) => [f.key, `${f.listenAddress}|${f.listenAddress}:${f.targetPort}`])), 'endpoints json: every endpoint with its publicAddress, listenAddress and port');
     const resolved = await inClient('getent', ['hosts', CONFIG_NAME]);
     t.match(resolved.stdout, new RegExp(`^${expected.get(CONFIG_NAME)!.replaceAll('.', '\\.')}\\s+${CONFIG_NAME.replaceAll('.', '\\.')}$`, 'm'), 'the client resolves the configuration endpoint to its listen address');
   });

@@ -153,6 +153,8 @@ t.test('address mode: an address per target, clients follow names', async (t) =>
     const shared = [...owners.values()].filter((keys) => keys.length > 1).map((keys) => keys.sort());
     t.same(shared, [[`serverless-reader/${SERVERLESS.name}`, `serverless/${SERVERLESS.name}`]], 'only the Serverless endpoint and reader share an address');
     t.equal(owners.size, ADDRESSES_USED, `${ADDRESSES_USED} addresses in use`);
+    const tls = first.filter((f) => f.tls).map((f) => f.key).sort();
+    t.same(tls, first.filter((f) => f.key.includes(GROUP) || f.key.endsWith(`/${SERVERLESS.name}`)).map((f) => f.key).sort(), 'the cluster (TransitEncryptionEnabled) and Serverless targets are TLS, the others not');
     const rules = await dnatRules();
     for (const f of first) {
       const own = rules.filter((l) => l.includes(` ${f.key}"`));
@@ -324,7 +326,19 @@ t.test('address mode: an address per target, clients follow names', async (t) =>
     t.equal(new Set(ports).size, ports.length, 'every forward its own port');
     const nat = await rig.save('nat');
     t.notMatch(nat, /^-A CACHENAT-DNAT -d /m, 'no DNAT rule matches a destination address any more');
-    t.equal((await dnatRules()).length >= portMode.length, true, 'a DNAT rule per forward');
+    const persisted = readFileSync(join(rig.dir, 'rules.v4'), 'utf8');
+    t.match(persisted, /^-A CACHENAT-DNAT -p tcp /m, 'the ruleset saved for reboot has the port-mode rules');
+    t.notMatch(persisted, /^-A CACHENAT-DNAT -d /m, 'and no -d rule either');
+    const ruled = new Map<string, Set<number>>();
+    for (const rule of await dnatRules()) {
+      const [, port, key] = /--dport (\d+) -m comment --comment "cachenat \S+ (\S+)"/.exec(rule) ?? [];
+      ruled.set(key ?? rule, new Set([...(ruled.get(key ?? rule) ?? []), Number(port)]));
+    }
+    t.same(
+      Object.fromEntries([...ruled].map(([key, ports]) => [key, [...ports]])),
+      Object.fromEntries(portMode.map((f) => [f.key, [f.listenPort]])),
+      'the DNAT rules are exactly the forwards, each on its port',
+    );
     const hosts = await rig.cli(['endpoints', '--format', 'hosts']);
     t.equal(hosts.exitCode, 1, `endpoints --format hosts needs address mode: ${hosts.stderr.trim()}`);
     const portOf = (key: string) => portMode.find((f) => f.key === key)!.listenPort;

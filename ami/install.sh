@@ -9,6 +9,9 @@
 # `cachenat` in /usr/local/bin, the systemd unit, /etc/cachenat/config.yaml
 # from the example when there is none, ip_forward=1 in /etc/sysctl.d, and the
 # distro's iptables rule-restore service; enables (does not start) cachenat.
+# Also enables cachenat-secondary-ips.service: at boot it puts the instance's
+# secondary private IPv4s (address mode) on its interfaces where the OS does
+# not (Debian); on Amazon Linux 2023 it finds amazon-ec2-net-utils and exits.
 #
 # Idempotent: a second run with the same release changes nothing. An
 # existing config is never overwritten.
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
     --offline) offline=1 ;;
     --root) root=${2:?--root needs a directory}; offline=1; shift ;;
     --node-exporter) NODE_EXPORTER=1 ;;
-    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
     *) release=$1 ;;
   esac
@@ -101,6 +104,7 @@ exec node /opt/cachenat/current/dist/src/cli/main.js "$@"
 EOF
 put_file "$work/wrapper" "$root/usr/local/bin/cachenat" 0755
 put_file "$src/systemd/cachenat.service" "$root/etc/systemd/system/cachenat.service" 0644
+put_file "$src/systemd/cachenat-secondary-ips.service" "$root/etc/systemd/system/cachenat-secondary-ips.service" 0644
 
 if [ -e "$root/etc/cachenat/config.yaml" ]; then
   : # the operator's config stays as it is
@@ -136,7 +140,8 @@ if command -v apt-get >/dev/null 2>&1 && [ -z "$root" ]; then
   restore_unit=netfilter-persistent.service
   installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
   missing=
-  for p in iptables iptables-persistent conntrack; do installed "$p" || missing="$missing $p"; done
+  # curl: cachenat-secondary-ips reads the instance's secondary addresses from IMDSv2.
+  for p in iptables iptables-persistent conntrack curl; do installed "$p" || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     [ "$offline" -eq 0 ] || { echo "install.sh: --offline, but missing packages:$missing" >&2; exit 69; }
     # Do not save whatever rules are loaded right now; cachenat writes rules.v4.
@@ -216,6 +221,7 @@ if command -v systemctl >/dev/null 2>&1; then
     sysctl -q -p /etc/sysctl.d/90-cachenat.conf || say "could not apply ip_forward now; it applies at boot"
   fi
   [ -z "$restore_unit" ] || enable_unit "$restore_unit"
+  enable_unit cachenat-secondary-ips.service
   enable_unit cachenat.service
   if [ -n "$exporter_unit" ]; then
     enable_unit "$exporter_unit"

@@ -107,10 +107,10 @@ class MeteredNetfilter implements Netfilter {
 
 class MeteredConntrack extends ConntrackTool {
   ms = 0;
-  override async forgetFlows(listenPort: number, oldIp: string): Promise<number> {
+  override async forgetFlows(listener: { listenAddress?: string; listenPort: number }, oldIp: string): Promise<number> {
     const started = performance.now();
     try {
-      return await super.forgetFlows(listenPort, oldIp);
+      return await super.forgetFlows(listener, oldIp);
     } finally {
       this.ms += performance.now() - started;
     }

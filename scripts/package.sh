@@ -6,7 +6,9 @@
 # x86_64 and arm64.
 #
 # Layout: cachenat/{dist/, node_modules/, package.json, package-lock.json,
-#         config.example.yaml, systemd/cachenat.service, ami/install.sh, README.md}
+#         config.example.yaml, systemd/cachenat.service,
+#         systemd/cachenat-secondary-ips.service, ami/install.sh,
+#         ami/secondary-ips.sh, README.md}
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -22,8 +24,8 @@ mkdir -p "$app/systemd" "$app/ami"
 cp -R dist "$app/dist"
 cp package.json package-lock.json config.example.yaml "$app/"
 if [ -f README.md ]; then cp README.md "$app/"; else echo "package.sh: warning: no README.md to ship" >&2; fi
-cp systemd/cachenat.service "$app/systemd/"
-cp ami/install.sh "$app/ami/"
+cp systemd/cachenat.service systemd/cachenat-secondary-ips.service "$app/systemd/"
+cp ami/install.sh ami/secondary-ips.sh "$app/ami/"
 
 # Production dependencies exactly as locked, from npm's cache when it has them.
 (cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error)

@@ -163,7 +163,7 @@ export class Reconciler {
       return; // the next pass re-reads the kernel and diffs from scratch: a full resync
     }
     for (const moved of plan.movedFlows) {
-      const forgotten = await this.edges.conntrack.forgetFlows(moved.listenPort, moved.oldIp).catch((err: Error) => {
+      const forgotten = await this.edges.conntrack.forgetFlows(moved, moved.oldIp).catch((err: Error) => {
         logger.warn({ listenPort: moved.listenPort, err: err.message }, 'could not delete stale conntrack entries; clients of the moved target may hang until they reconnect');
         return 0;
       });

@@ -4,7 +4,7 @@
 
 import { targetAddressProblem } from '../core/ipv4.js';
 import { kernelError, runCommand, type CommandRunner } from './iptables.js';
-import { portProblem } from '../core/grammar.js';
+import { listenAddressProblem, portProblem } from '../core/grammar.js';
 import type { Conntrack } from '../core/netfilter/types.js';
 
 export class ConntrackTool implements Conntrack {
@@ -13,12 +13,15 @@ export class ConntrackTool implements Conntrack {
 
   constructor(private readonly run: CommandRunner = runCommand) {}
 
-  async forgetFlows(listenPort: number, oldIp: string): Promise<number> {
-    const problem = portProblem(listenPort) ?? targetAddressProblem(oldIp);
+  async forgetFlows({ listenAddress, listenPort }: { listenAddress?: string; listenPort: number }, oldIp: string): Promise<number> {
+    const problem = portProblem(listenPort) ?? (listenAddress === undefined ? undefined : listenAddressProblem(listenAddress)) ?? targetAddressProblem(oldIp);
     if (problem) throw new Error(`refusing to run conntrack: ${problem}`);
     if (!this.available) return 0;
 
-    const args = ['-D', '-p', 'tcp', '--orig-port-dst', String(listenPort), '--reply-src', oldIp];
+    // Address mode: several targets listen on one port, and two of them may share the old IP
+    // (a primary endpoint and its node); the listen address keeps the others' flows.
+    const destination = listenAddress === undefined ? [] : ['--orig-dst', listenAddress];
+    const args = ['-D', '-p', 'tcp', ...destination, '--orig-port-dst', String(listenPort), '--reply-src', oldIp];
     const result = await this.run('conntrack', args);
     if (result.exitCode === 127) {
       this.available = false;

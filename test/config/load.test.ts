@@ -76,3 +76,19 @@ t.test('state paths under kernel pseudo-filesystems are refused', async (t) => {
   const err = t.throws(() => parseConfig(`${minimal}state: {dir: /proc/cachenat}\n`, 'x')) as unknown as ConfigError;
   t.match(err.message, /state\.dir: must not be under \/proc, \/sys or \/dev/);
 });
+
+t.test('forward.listenAddresses: address mode when present; unicast IPv4s, each listed once', async (t) => {
+  const withList = (list: string) => `aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32], listenAddresses: ${list}}\n`;
+  const { config } = parseConfig(withList('[{address: 10.0.1.21, public: 203.0.113.21}, {address: 10.0.1.22, public: 203.0.113.22}]'), 'x');
+  t.same(config.forward.listenAddresses, [{ address: '10.0.1.21', public: '203.0.113.21' }, { address: '10.0.1.22', public: '203.0.113.22' }]);
+  t.equal(parseConfig(minimal, 'x').config.forward.listenAddresses, undefined, 'absent: port mode');
+  const problems = (list: string) => (t.throws(() => parseConfig(withList(list), 'c.yaml')) as unknown as ConfigError).issues;
+  t.match(problems('[]'), [{ path: 'forward.listenAddresses', message: /at least one address, or leave listenAddresses out/ }]);
+  t.match(problems('[{address: 10.0.1.21, public: 203.0.113.21}, {address: 10.0.1.21, public: 203.0.113.22}]'), [
+    { path: 'forward.listenAddresses[1].address', message: /10\.0\.1\.21 is listed twice \(entries 0 and 1\)/ },
+  ]);
+  t.match(problems('[{address: 10.0.1.21, public: 203.0.113.21}, {address: 10.0.1.22, public: 203.0.113.21}]'), [{ path: 'forward.listenAddresses[1].public' }]);
+  t.match(problems('[{address: 127.0.0.2, public: 203.0.113.21}]'), [{ path: 'forward.listenAddresses[0].address', message: /not a unicast IPv4 address/ }]);
+  t.match(problems('[{address: 10.0.1.021, public: cache.example}]'), [{ path: 'forward.listenAddresses[0].address' }, { path: 'forward.listenAddresses[0].public' }]);
+  t.match(problems('[{address: 10.0.1.21}]'), [{ path: 'forward.listenAddresses[0].public', message: /required/ }]);
+});

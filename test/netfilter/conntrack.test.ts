@@ -11,18 +11,26 @@ const answering = (exitCode: number, stderr: string, calls: string[][] = []): Co
 t.test('deletes the flows of a listen port to the old target and counts them', async (t) => {
   const calls: string[][] = [];
   const tool = new ConntrackTool(answering(0, 'conntrack v1.4.7 (conntrack-tools): 3 flow entries have been deleted.\n', calls));
-  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 3);
+  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 3);
   t.same(calls, [['conntrack', '-D', '-p', 'tcp', '--orig-port-dst', '6380', '--reply-src', '10.0.1.231']]);
+});
+
+t.test('address mode: only the flows that came in on the listen address', async (t) => {
+  const calls: string[][] = [];
+  const tool = new ConntrackTool(answering(0, 'conntrack v1.4.7 (conntrack-tools): 1 flow entries have been deleted.\n', calls));
+  t.equal(await tool.forgetFlows({ listenAddress: '10.0.9.21', listenPort: 6379 }, '10.0.1.231'), 1);
+  t.same(calls, [['conntrack', '-D', '-p', 'tcp', '--orig-dst', '10.0.9.21', '--orig-port-dst', '6379', '--reply-src', '10.0.1.231']]);
+  await t.rejects(tool.forgetFlows({ listenAddress: '127.0.0.1', listenPort: 6379 }, '10.0.1.231'), /refusing to run conntrack/);
 });
 
 t.test('"0 flow entries" with exit 1 is success', async (t) => {
   const tool = new ConntrackTool(answering(1, 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n'));
-  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 0);
+  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 0);
 });
 
 t.test('a real failure throws a KernelError', async (t) => {
   const tool = new ConntrackTool(answering(1, 'conntrack v1.4.7 (conntrack-tools): Operation failed: Operation not permitted\n'));
-  await t.rejects(tool.forgetFlows(6380, '10.0.1.231'), KernelError);
+  await t.rejects(tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), KernelError);
   t.equal(tool.available, true);
 });
 
@@ -33,17 +41,17 @@ t.test('a missing binary is 0 flows and marks the tool unavailable', async (t) =
     return runCommand(`cachenat-no-such-${file}`, args, options);
   };
   const tool = new ConntrackTool(missing);
-  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 0);
+  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 0);
   t.equal(tool.available, false);
-  t.equal(await tool.forgetFlows(6381, '10.0.1.231'), 0);
+  t.equal(await tool.forgetFlows({ listenPort: 6381 }, '10.0.1.231'), 0);
   t.equal(calls.length, 1, 'not tried again');
 });
 
 t.test('refuses invalid arguments before running anything', async (t) => {
   const calls: string[][] = [];
   const tool = new ConntrackTool(answering(0, '', calls));
-  await t.rejects(tool.forgetFlows(0, '10.0.1.231'), /port 0/);
-  await t.rejects(tool.forgetFlows(6380, '10.0.1.231 --orig-src 1.2.3.4'), /not an IPv4 address/);
-  await t.rejects(tool.forgetFlows(6380, '127.0.0.1'), /never forwarded to/);
+  await t.rejects(tool.forgetFlows({ listenPort: 0 }, '10.0.1.231'), /port 0/);
+  await t.rejects(tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231 --orig-src 1.2.3.4'), /not an IPv4 address/);
+  await t.rejects(tool.forgetFlows({ listenPort: 6380 }, '127.0.0.1'), /never forwarded to/);
   t.equal(calls.length, 0);
 });

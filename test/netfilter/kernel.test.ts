@@ -232,13 +232,15 @@ t.test('conntrack forgets exactly the flows DNATed to the old target', { skip: c
   const ns = await lab(t);
   // Real entries in the namespace's conntrack table, as a client's DNATed
   // connection leaves them: client -> NAT:listenPort, answered by the target.
-  const flow = (clientPort: number, listenPort: number, targetIp: string) =>
-    ['-p', 'tcp', '--src', '198.51.100.27', '--dst', '10.0.0.1', '--sport', String(clientPort), '--dport', String(listenPort),
+  const flow = (clientPort: number, listenPort: number, targetIp: string, listenAddress = '10.0.0.1') =>
+    ['-p', 'tcp', '--src', '198.51.100.27', '--dst', listenAddress, '--sport', String(clientPort), '--dport', String(listenPort),
       '--reply-src', targetIp, '--reply-dst', '198.51.100.27', '--reply-port-src', '6379', '--reply-port-dst', String(clientPort)];
   const flows = {
     toOldTarget: flow(40001, 6380, '10.0.1.231'),
     toNewTarget: flow(40002, 6380, '10.0.1.232'),
     otherPortSameIp: flow(40003, 6381, '10.0.1.231'),
+    // Address mode: another target on the same port, at its own address, that shares the old IP.
+    otherAddressSameIp: flow(40004, 6380, '10.0.1.231', '10.0.0.2'),
   };
   for (const [name, args] of Object.entries(flows)) {
     const made = await ns.run('conntrack', ['-I', ...args, '--state', 'ESTABLISHED', '--timeout', '600', '-u', 'SEEN_REPLY']);
@@ -248,12 +250,14 @@ t.test('conntrack forgets exactly the flows DNATed to the old target', { skip: c
     const listed = await ns.run('conntrack', ['-L', '-p', 'tcp']);
     return [...listed.stdout.matchAll(/^tcp .*? sport=(\d+) /gm)].map((m) => Number(m[1])).sort();
   };
-  t.same(await clientPorts(), [40001, 40002, 40003], 'three flows in the table');
+  t.same(await clientPorts(), [40001, 40002, 40003, 40004], 'four flows in the table');
 
   const tool = new ConntrackTool(ns.run);
-  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 1, 'one flow deleted');
+  t.equal(await tool.forgetFlows({ listenAddress: '10.0.0.2', listenPort: 6380 }, '10.0.1.231'), 1, 'address mode: one flow deleted');
+  t.same(await clientPorts(), [40001, 40002, 40003], 'only the flow that came in on that address');
+  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 1, 'one flow deleted');
   t.same(await clientPorts(), [40002, 40003], 'the flow to the old target is gone; the new target and the other port kept theirs');
-  t.equal(await tool.forgetFlows(6380, '10.0.1.231'), 0, 'nothing left to delete (conntrack exits 1: not an error)');
+  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 0, 'nothing left to delete (conntrack exits 1: not an error)');
   t.ok(tool.available, 'the tool was found');
 });
 

@@ -57,6 +57,32 @@ t.test('recovery from installed rules rebuilds entries by key', async (t) => {
   ]);
 });
 
+t.test('address mode: listen addresses and fallbacks survive the file and a rebuild from the rules; a shared (address, port) is corrupt', async (t) => {
+  const recovered = stateFromRecoveredRules(
+    [
+      { key: 'node/c1/0001', engine: 'redis', listenAddress: '10.0.9.21', listenPort: 6379, targetIp: '10.0.0.5', targetPort: 6379 },
+      { key: 'node/c1/0002', engine: 'redis', listenAddress: '10.0.9.22', listenPort: 6379, targetIp: '10.0.0.6', targetPort: 6379 },
+      { key: 'node/c1/0003', engine: 'redis', listenAddress: '10.0.9.21', listenPort: 6380, targetIp: '10.0.0.7', targetPort: 6379 },
+      { key: 'node/c1/0004', engine: 'redis', listenAddress: '10.0.9.22', listenPort: 6379, targetIp: '10.0.0.8', targetPort: 6379 },
+    ],
+    99,
+  );
+  t.same(recovered.entries.map((e) => [e.key, e.listenAddress, e.listenPort, e.fallback]), [
+    ['node/c1/0001', '10.0.9.21', 6379, undefined],
+    ['node/c1/0002', '10.0.9.22', 6379, undefined],
+    ['node/c1/0003', '10.0.9.21', 6380, true],
+  ], 'the second rule on one (address, port) is not the kernel\'s: dropped');
+  const withQuarantine = { ...recovered, releasedAddresses: [{ address: '10.0.9.23', key: 'node/c2/0001', releasedAt: 50 }] };
+  const loaded = parseState(serializeState(withQuarantine));
+  t.equal(loaded.status, 'ok');
+  t.same(loaded.state, withQuarantine, 'round trip');
+  const clash = JSON.parse(serializeState(recovered)) as { entries: { listenAddress?: string; listenPort: number }[] };
+  clash.entries[1]!.listenAddress = '10.0.9.21';
+  t.match(parseState(JSON.stringify(clash)), { status: 'corrupt', problem: /node\/c1\/0001 and node\/c1\/0002 both listen on 10\.0\.9\.21:6379/ });
+  delete clash.entries[1]!.listenAddress;
+  t.match(parseState(JSON.stringify(clash)), { status: 'corrupt', problem: /both listen on :6379/ }, 'a port-mode entry takes its port on every address');
+});
+
 t.test('stale temp files of dead writers are tidied; a live writer\'s is not', async (t) => {
   const dir = scratchDir(t, 'state');
   const dead = join(dir, '.ports.json.999999999.1.tmp');

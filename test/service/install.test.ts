@@ -11,7 +11,7 @@ const repo = fileURLToPath(new URL('../..', import.meta.url));
 const installSh = join(repo, 'ami/install.sh');
 
 t.test('shellcheck is clean', async (t) => {
-  const result = await execa('shellcheck', [installSh, join(repo, 'scripts/package.sh'), join(repo, 'test/boot/pid1.sh'), join(repo, 'test/boot/build-rootfs.sh')], { reject: false });
+  const result = await execa('shellcheck', [installSh, join(repo, 'ami/secondary-ips.sh'), join(repo, 'scripts/package.sh'), join(repo, 'test/boot/pid1.sh'), join(repo, 'test/boot/build-rootfs.sh')], { reject: false });
   t.equal(result.exitCode, 0, result.stdout);
 });
 
@@ -24,8 +24,10 @@ async function fakeRelease(dir: string, version: string): Promise<string> {
   await writeFile(join(app, 'package.json'), `{\n  "name": "cachenat",\n  "version": "${version}"\n}\n`);
   await writeFile(join(app, 'dist/src/cli/main.js'), `console.log('cachenat ${version}');\n`);
   await cp(join(repo, 'systemd/cachenat.service'), join(app, 'systemd/cachenat.service'));
+  await cp(join(repo, 'systemd/cachenat-secondary-ips.service'), join(app, 'systemd/cachenat-secondary-ips.service'));
   await cp(join(repo, 'config.example.yaml'), join(app, 'config.example.yaml'));
   await cp(installSh, join(app, 'ami/install.sh'));
+  await cp(join(repo, 'ami/secondary-ips.sh'), join(app, 'ami/secondary-ips.sh'));
   return app;
 }
 
@@ -63,6 +65,10 @@ t.test('installs a release directory; a second run changes nothing', async (t) =
   t.equal(await readFile(join(root, 'etc/cachenat/config.yaml'), 'utf8'), await readFile(join(repo, 'config.example.yaml'), 'utf8'));
   t.match(await readFile(join(root, 'etc/sysctl.d/90-cachenat.conf'), 'utf8'), /^net\.ipv4\.ip_forward = 1$/m);
   t.equal(await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/cachenat.service')), '/etc/systemd/system/cachenat.service', 'enabled');
+  // Address mode: the secondary private IPv4s go on the interface at boot where the OS does not do it.
+  t.equal(await readFile(join(root, 'etc/systemd/system/cachenat-secondary-ips.service'), 'utf8'), await readFile(join(repo, 'systemd/cachenat-secondary-ips.service'), 'utf8'));
+  t.equal(await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/cachenat-secondary-ips.service')), '/etc/systemd/system/cachenat-secondary-ips.service', 'secondary-ips enabled');
+  t.equal(await readFile(join(root, 'opt/cachenat/current/ami/secondary-ips.sh'), 'utf8'), await readFile(join(repo, 'ami/secondary-ips.sh'), 'utf8'), 'the script is where the unit runs it');
 
   const before = await snapshotTree(root);
   const second = await install(release);

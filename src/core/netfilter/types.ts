@@ -14,8 +14,11 @@ export interface Netfilter {
 
 /** Deletes conntrack entries so clients of a moved target reconnect instead of hanging. */
 export interface Conntrack {
-  /** Entries of TCP flows that came in on listenPort and were DNATed to oldIp. Returns how many were deleted. */
-  forgetFlows(listenPort: number, oldIp: string): Promise<number>;
+  /**
+   * Entries of TCP flows that came in on a listener (its port; in address mode
+   * its own address and port) and were DNATed to oldIp. Returns how many were deleted.
+   */
+  forgetFlows(listener: { listenAddress?: string; listenPort: number }, oldIp: string): Promise<number>;
   /** False once the conntrack tool turned out to be missing. */
   readonly available: boolean;
 }

@@ -27,7 +27,7 @@ export interface Plan {
   /** What to write to the kernel; `changes.restore` is null when it already matches. */
   changes: RuleChanges;
   /** Flows to forget because their target moved: clients must reconnect, not hang. */
-  movedFlows: { listenPort: number; oldIp: string }[];
+  movedFlows: { listenAddress?: string; listenPort: number; oldIp: string }[];
   events: ForwardEvent[];
   /** Plaintext caches a public source range may reach (forward.plaintext). */
   plaintext: PlaintextExposure[];
@@ -67,7 +67,12 @@ export function planPass(input: PlanInput): Plan {
     snat: input.config.forward.snat,
     connmark: input.config.forward.connmark,
   });
-  const movedFlows = next.events.flatMap((e) => (e.type === 'ip-changed' ? [{ listenPort: e.listenPort, oldIp: e.from }] : []));
+  const listenAddressOf = new Map(forwards.flatMap((f) => (f.listenAddress === undefined ? [] : [[f.key, f.listenAddress] as const])));
+  const movedFlows = next.events.flatMap((e) => {
+    if (e.type !== 'ip-changed') return [];
+    const listenAddress = listenAddressOf.get(e.key);
+    return [{ ...(listenAddress === undefined ? {} : { listenAddress }), listenPort: e.listenPort, oldIp: e.from }];
+  });
   return {
     state: next.state,
     forwards,

@@ -178,7 +178,7 @@ t.test('address mode: an address per target, clients follow names', async (t) =>
     const dnsmasq = await rig.cli(['endpoints', '--format', 'dnsmasq']);
     t.equal(dnsmasq.exitCode, 0, dnsmasq.stderr);
     t.same(new Set(dnsmasq.stdout.split('\n').filter((l) => l !== '')), new Set([...expected].map(([name, ip]) => `address=/${name}/${ip}`)), 'dnsmasq: address=/<name>/<public> per name');
-    t.same(await endpointsJson(), Object.fromEntries(first.map((f) => [f.key, `${f.listenAddress}|${f.listenAddress}:${f.targetPort}`])), 'endpoints json: every endpoint with its publicAddress, listenAddress and port');
+    t.same(await endpointsJson(), Object.fromEntries(first.map((f) => [f.key, `${f.listenAddress}|${f.listenAddress}:${f.targetPort}`])), 'endpoints json: every endpoint with its publicAddress (the contract\'s field for what clients dial), listenAddress and port');
     const resolved = await inClient('getent', ['hosts', CONFIG_NAME]);
     t.match(resolved.stdout, new RegExp(`^${expected.get(CONFIG_NAME)!.replaceAll('.', '\\.')}\\s+${CONFIG_NAME.replaceAll('.', '\\.')}$`, 'm'), 'the client resolves the configuration endpoint to its listen address');
   });

@@ -249,10 +249,25 @@ t.test('address mode: an address per target, clients follow names', async (t) =>
   const endpointsBefore = await endpointsJson();
 
   await t.test('CLUSTER FAILOVER on a replica: followed by every client, every listen address unchanged', async (t) => {
+    // Both clients running through it, round after round.
+    const watchers = CLIENTS.map((client) =>
+      lab.spawnIn(lab.ns.client, process.execPath, [compiledLabFile('cluster-client.js'), JSON.stringify(byName(client, `failover-${client}`, { rounds: 0 }))], {
+        env: { NODE_OPTIONS: '' },
+        label: `${client} through the failover`,
+      }),
+    );
+    await Promise.all(watchers.map((w) => w.waitForLine(/^round 1 ok$/, stretch(30_000))));
     const [oldMaster, replica] = cluster.shards[0]!.ips as [string, string];
     await cluster.cli(['-h', replica, '-p', '6379', 'cluster', 'failover']);
     await waitFor(`${replica} promoted`, async () => (await cluster.nodes(replica)).find((n) => n.ip === replica)?.master, stretch(20_000));
     await waitFor(`${oldMaster} a replica now`, async () => (await cluster.nodes(oldMaster)).find((n) => n.ip === oldMaster && !n.master), stretch(20_000));
+    for (const watcher of watchers) {
+      // The second whole round after the promotion began after it.
+      await watcher.waitForLine(/^round \d+ ok$/, stretch(30_000), watcher.mark());
+      const line = await watcher.waitForLine(/^round \d+ ok$/, stretch(30_000), watcher.mark());
+      t.match(line, /^round \d+ ok$/, `${watcher.label}: ${line} after the promotion, same process (${watcher.output.filter((l) => l.includes('failed')).length} rounds failed during it)`);
+      await watcher.stop();
+    }
     await cluster.waitConsistent(cluster.allIps(), stretch(30_000));
     await redisCliEveryShard(t, 'after-failover');
     await clientsEveryShard(t, 'keys', true);

@@ -18,7 +18,7 @@ import { configurationName, keyIn, RedisClusterLab } from '../../lab/redis-clust
 import { makeTestCa, startServerlessLike } from '../../lab/tls.js';
 import type { ClientRequest } from '../../lab/cluster-client.js';
 import type { FakeTopology } from '../../lab/fake-elasticache-model.js';
-import { baseTopology, foreignLines, NAME, startRig, stretch, waitFor } from '../../lab/rig.js';
+import { baseTopology, CLI, daemonEnv, foreignLines, labConfig, NAME, startRig, stretch, waitFor } from '../../lab/rig.js';
 
 const GROUP = 'shop';
 const CLUSTER_IPS = ['198.19.0.31', '198.19.0.32', '198.19.0.33', '198.19.0.34', '198.19.0.35', '198.19.0.36'];
@@ -328,6 +328,30 @@ t.test('address mode: an address per target, clients follow names', async (t) =>
     await writeClientHosts();
     t.equal(await probeName(extraName('later'), 11211, 'memcached'), 'memc-22', 'and reached by its name');
     await foreignUnchanged(t, 'after removals and additions');
+  });
+
+  await t.test('an address not on the interface: apply exits 78 naming it, a reload with it is refused; nothing touched', async (t) => {
+    const settings = { removalGrace: `${REMOVAL_GRACE_MS}ms`, reuseAfter: `${REUSE_AFTER_MS}ms` };
+    const missing = '198.18.0.250';
+    const cachenatLines = async () => (await rig.save()).split('\n').filter((l) => l.includes('CACHENAT')).join('\n');
+    const rulesBefore = await cachenatLines();
+    const listenersBefore = await listeners();
+    const badConfig = join(rig.dir, 'missing-address.yaml');
+    writeFileSync(badConfig, labConfig(rig.apiUrl, rig.dir, { ...settings, listenAddresses: [...pool, missing] }));
+    const apply = await lab.exec(lab.ns.nat, process.execPath, [CLI, 'apply', '--config', badConfig], { env: daemonEnv(rig.dir), reject: false });
+    t.equal(apply.exitCode, 78, 'apply exits 78');
+    t.match(apply.stderr, new RegExp(`${missing.replaceAll('.', '\\.')}[^\n]*ext0`), `the error names the address and the interface: ${apply.stderr.trim()}`);
+    t.equal(await cachenatLines(), rulesBefore, 'no rule touched');
+
+    const mark = daemon.process.mark();
+    rig.configure({ ...settings, listenAddresses: [...pool, missing] });
+    daemon.process.kill('SIGHUP');
+    const refused = await daemon.process.waitForLine(new RegExp(missing.replaceAll('.', '\\.')), stretch(10_000), mark);
+    t.match(refused, /ext0/, `the reload is refused, naming the interface: ${refused}`);
+    rig.configure({ ...settings, listenAddresses: pool });
+    t.equal(daemon.process.running, true, 'the daemon runs on');
+    t.same(await listeners(), listenersBefore, 'every forward where it was');
+    t.equal(await cachenatLines(), rulesBefore, 'the rules as they were');
   });
 
   await t.test('listenAddresses removed and SIGHUP: back to port mode, no -d rules, clients reach targets on ports', async (t) => {

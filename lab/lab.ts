@@ -32,6 +32,7 @@ import {
 } from './netns.js';
 import { spawnIn, type LabProcess, type SpawnOptions } from './process.js';
 import { acquireLabSlot } from './serial.js';
+import { stretch } from './load.js';
 import type { CacheProtocol, ProbeResult } from './probe.js';
 
 export type { CacheProtocol, ProbeResult } from './probe.js';
@@ -495,15 +496,35 @@ export function compiledLabFile(name: string): string {
   return compiled;
 }
 
+/**
+ * Probe processes running at once from this process. Each is a node start
+ * (about half a second of CPU): a test that fires sixteen together on two
+ * cores spends seconds just starting them, and the last ones are killed
+ * before they connect. The probe's own timeout starts once it runs, so
+ * queueing here changes nothing in what it measures.
+ */
+const MAX_PROBES_AT_ONCE = 4;
+let probesRunning = 0;
+const probeQueue: (() => void)[] = [];
+
 async function runProbe(ns: string, args: string[], timeoutMs: number): Promise<ProbeResult> {
-  const result = await execIn(ns, process.execPath, [compiledLabFile('probe.js'), ...args], {
-    reject: false,
-    timeoutMs: timeoutMs + PROBE_GRACE_MS,
-    // A test runner's preloads (coverage, loaders) only slow each probe down.
-    env: { NODE_OPTIONS: '' },
-  });
-  if (result.exitCode === 0) return { ok: true, value: result.stdout.trim() };
-  return { ok: false, error: result.stderr.trim().replace(/^probe: /, '') || `probe exited ${result.exitCode}` };
+  if (probesRunning >= MAX_PROBES_AT_ONCE) await new Promise<void>((resolve) => probeQueue.push(resolve));
+  probesRunning++;
+  try {
+    const result = await execIn(ns, process.execPath, [compiledLabFile('probe.js'), ...args], {
+      reject: false,
+      // The grace covers node's start-up, which stretches with the machine's load.
+      timeoutMs: timeoutMs + stretch(PROBE_GRACE_MS),
+      // A test runner's preloads (coverage, loaders) only slow each probe down.
+      env: { NODE_OPTIONS: '' },
+    });
+    if (result.exitCode === 0) return { ok: true, value: result.stdout.trim() };
+    if (result.timedOut) return { ok: false, error: `probe process killed after ${timeoutMs} ms + ${stretch(PROBE_GRACE_MS)} ms start-up grace (load per core ${(stretch(1000) / 1000).toFixed(1)})` };
+    return { ok: false, error: result.stderr.trim().replace(/^probe: /, '') || `probe exited ${result.exitCode}` };
+  } finally {
+    probesRunning--;
+    probeQueue.shift()?.();
+  }
 }
 
 /** Stores a server's name under `whoami`, retrying while it is still starting. */

@@ -7,6 +7,8 @@ export interface ExecResult {
   exitCode: number;
   stdout: string;
   stderr: string;
+  /** Killed for taking longer than timeoutMs. */
+  timedOut?: boolean;
 }
 
 export interface ExecOptions {
@@ -29,7 +31,7 @@ export async function run(file: string, args: readonly string[], options: ExecOp
     ...(options.env ? { env: options.env } : {}),
     ...(options.stripFinalNewline === false ? { stripFinalNewline: false } : {}),
   });
-  const outcome = { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+  const outcome: ExecResult = { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr, ...(result.timedOut ? { timedOut: true } : {}) };
   if (outcome.exitCode !== 0 && options.reject !== false) {
     const why = result.timedOut ? `timed out after ${options.timeoutMs ?? 30_000} ms` : `exited ${result.exitCode ?? result.signal}`;
     throw new Error(`${[file, ...args].join(' ')} ${why}: ${result.stderr.trim() || result.stdout.trim() || '(no output)'}`);

@@ -3,10 +3,10 @@
 // watch and poke all of them. Shared by the end-to-end tests and `npm run demo`.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLab, type Lab, type LabOptions } from './lab.js';
+import { loadFactor } from './load.js';
 import type { LabProcess } from './process.js';
 import type { FakeTopology } from './fake-elasticache-model.js';
 
@@ -275,14 +275,7 @@ async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
   return rig;
 }
 
-/** Load average per core, never below 1: how much slower than an idle machine timers and spawns run now. */
-export const loadFactor = (): number => Math.max(1, (loadavg()[0] ?? 0) / cpus().length);
-
-/**
- * A time bound that must stretch under load: `ms` on an idle machine, times
- * the load average per core. Say so in the message of whatever uses it.
- */
-export const stretch = (ms: number): number => Math.round(ms * loadFactor());
+export { loadFactor, stretch } from './load.js';
 
 /** Polls until `check` returns a truthy value; fails with the last value seen and the machine's load. */
 type Falsy = undefined | null | false | 0 | '';

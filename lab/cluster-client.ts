@@ -1,7 +1,12 @@
 // Real Redis clients as an application outside the VPC runs them, for the lab's
 // client namespace: ioredis `Cluster` with `natMap`, node-redis `createCluster`
 // with `nodeAddressMap`, both seeded with the configuration endpoint's
-// forwarded port, and an ioredis TLS ping. Run as
+// forwarded port, and an ioredis TLS ping. With `tls` and no `natMap` they are
+// what an ElastiCache TLS user writes (address mode): seeded with the
+// configuration endpoint's name, following the names the nodes announce,
+// verifying every certificate against the CA; ioredis with
+// `dnsLookup: (address, cb) => cb(null, address)`, so it connects by name as
+// its README tells ElastiCache TLS users (no remap). Run as
 //   node cluster-client.js '<json request>'
 // It prints one line per round of SET and GET over `keys` keys
 // ("round N ok" or "round N failed: …"), and exits 0 when the last round was
@@ -17,7 +22,10 @@ export type ClientRequest =
   | {
       client: 'ioredis' | 'node-redis';
       seed: { host: string; port: number };
-      natMap: NatMap;
+      /** Port mode's remap; absent: none (address mode). */
+      natMap?: NatMap;
+      /** TLS, certificates verified against this CA only (rejectUnauthorized, no servername override). */
+      tls?: { caFile: string };
       keys: number;
       prefix: string;
       /** How many rounds; 0: until SIGTERM. */
@@ -25,7 +33,15 @@ export type ClientRequest =
       /** Read the keys first and expect the values an earlier run stored. */
       verifyFirst?: boolean;
     }
-  | { client: 'tls-ping'; host: string; port: number; caFile: string; servername?: string };
+  | {
+      client: 'tls-ping';
+      host: string;
+      port: number;
+      caFile: string;
+      servername?: string;
+      /** Sent instead of PING; its reply printed (arrays as JSON). */
+      command?: string[];
+    };
 
 interface KeyValueClient {
   set(key: string, value: string): Promise<unknown>;
@@ -33,13 +49,24 @@ interface KeyValueClient {
   close(): Promise<void>;
 }
 
-async function connect(request: Extract<ClientRequest, { natMap: NatMap }>): Promise<KeyValueClient> {
+type KeyValueRequest = Extract<ClientRequest, { seed: unknown }>;
+
+async function connect(request: KeyValueRequest): Promise<KeyValueClient> {
+  const ca = request.tls === undefined ? undefined : readFileSync(request.tls.caFile);
   if (request.client === 'ioredis') {
-    const cluster = new Cluster([request.seed], { natMap: request.natMap, redisOptions: { connectTimeout: 3000 } });
+    const cluster = new Cluster([request.seed], {
+      ...(request.natMap === undefined ? {} : { natMap: request.natMap }),
+      ...(ca === undefined ? {} : { dnsLookup: (address: string, callback: (err: Error | null, address: string) => void) => callback(null, address) }),
+      redisOptions: { connectTimeout: 3000, ...(ca === undefined ? {} : { tls: { ca, rejectUnauthorized: true } }) },
+    });
     cluster.on('error', () => {}); // each command reports its own failure
     return { set: (k, v) => cluster.set(k, v), get: (k) => cluster.get(k), close: async () => void cluster.disconnect() };
   }
-  const cluster = createCluster({ rootNodes: [{ socket: request.seed }], nodeAddressMap: request.natMap });
+  const cluster = createCluster({
+    rootNodes: [{ socket: request.seed }],
+    ...(request.natMap === undefined ? {} : { nodeAddressMap: request.natMap }),
+    ...(ca === undefined ? {} : { defaults: { socket: { tls: true as const, ca, rejectUnauthorized: true } } }),
+  });
   cluster.on('error', () => {});
   await cluster.connect();
   return { set: (k, v) => cluster.set(k, v), get: (k) => cluster.get(k), close: async () => void (await cluster.close()) };
@@ -54,7 +81,7 @@ async function eachKey(count: number, op: (i: number) => Promise<string | undefi
   return failures.length === 0 ? undefined : `${failures.length} of ${count}: ${failures[0]}`;
 }
 
-async function keyValueRounds(request: Extract<ClientRequest, { natMap: NatMap }>): Promise<number> {
+async function keyValueRounds(request: KeyValueRequest): Promise<number> {
   let stopping = false;
   process.once('SIGTERM', () => void (stopping = true));
   const client = await connect(request);
@@ -87,7 +114,12 @@ async function tlsPing(request: Extract<ClientRequest, { client: 'tls-ping' }>):
   client.on('error', (err: Error) => void (handshakeError ??= err));
   try {
     await client.connect();
-    console.log(await client.ping());
+    if (request.command === undefined) console.log(await client.ping());
+    else {
+      const [name = 'PING', ...args] = request.command;
+      const reply = await client.call(name, ...args);
+      console.log(typeof reply === 'string' ? reply : JSON.stringify(reply));
+    }
     return 0;
   } catch (err) {
     const cause = handshakeError ?? (err as Error & { code?: string });

@@ -3,7 +3,7 @@
 // and the benchmarks all run cachenat inside `<prefix>-nat` against it.
 //
 //   <p>-client 198.18.0.10 ─┐
-//   <p>-rogue  198.18.0.20 ─┴─ br-ext ─ ext0  198.18.0.1 ─┐
+//   <p>-rogue  198.18.0.20 ─┴─ br-ext ─ ext0  198.18.0.1 ─┐  (+ 198.18.0.101… with listenAddresses)
 //   <p>-side   198.18.1.10 ─────────── side0 198.18.1.1 ──┼─ <p>-nat
 //   <p>-redis  198.19.0.11… ─┬─ br-int ─ int0 198.19.0.1 ─┘
 //   <p>-memc   198.19.0.21… ─┘
@@ -32,6 +32,7 @@ import {
 } from './netns.js';
 import { spawnIn, type LabProcess, type SpawnOptions } from './process.js';
 import { acquireLabSlot } from './serial.js';
+import { stretch } from './load.js';
 import type { CacheProtocol, ProbeResult } from './probe.js';
 
 export type { CacheProtocol, ProbeResult } from './probe.js';
@@ -45,6 +46,12 @@ export interface LabOptions {
   redis?: number;
   /** How many memcached instances to start, 198.19.0.21 upwards (0–9, default 3). */
   memcached?: number;
+  /**
+   * How many extra addresses the NAT host gets on ext0 (its client-facing
+   * interface), 198.18.0.101 upwards (0–50, default 0): the secondary private
+   * IPs of cachenat's address mode. The client segment reaches them directly.
+   */
+  listenAddresses?: number;
 }
 
 export interface CacheServer {
@@ -105,6 +112,8 @@ export class Lab {
   };
   readonly addr = ADDR;
   readonly iface = IFACE;
+  /** The extra addresses on ext0 (LabOptions.listenAddresses), in order. */
+  readonly listenAddresses: readonly string[];
   readonly redisServers: CacheServer[] = [];
   readonly memcachedServers: CacheServer[] = [];
   readonly tmpDir: string;
@@ -124,6 +133,9 @@ export class Lab {
   constructor(options: LabOptions = {}) {
     this.#redisCount = serverCount('redis', options.redis ?? 4);
     this.#memcachedCount = serverCount('memcached', options.memcached ?? 3);
+    const extra = options.listenAddresses ?? 0;
+    if (!Number.isInteger(extra) || extra < 0 || extra > 50) throw new Error(`Lab: listenAddresses must be 0 to 50, got ${extra}`);
+    this.listenAddresses = range(extra, 101).map((i) => `198.18.0.${i}`);
     this.prefix = freePrefix();
     const p = this.prefix;
     this.ns = {
@@ -247,6 +259,28 @@ export class Lab {
   }
 
   /**
+   * Writes `text`, byte for byte, as the hosts file of namespace `ns` (not the
+   * NAT host's: setHost owns that one): what every program started there
+   * afterwards resolves names with (`ip netns exec` bind-mounts it over
+   * /etc/hosts). A resolv.conf pointing nowhere comes with it, so a name the
+   * file lacks fails at once instead of asking this machine's resolver.
+   * Rewritten in place like the NAT host's; down() removes both.
+   */
+  writeHostsFile(ns: string, text: string): void {
+    if (ns === this.ns.nat) throw new Error('writeHostsFile: the NAT host\'s hosts file is setHost\'s');
+    if (!Object.values(this.ns).includes(ns)) throw new Error(`writeHostsFile: ${ns} is not a namespace of lab ${this.prefix}`);
+    const dir = `/etc/netns/${ns}`;
+    mkdirSync(dir, { recursive: true });
+    writeInPlace(join(dir, 'hosts'), text);
+    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
+  }
+
+  /** Where namespace `ns`'s hosts file lives (for the NAT host, setHost's). */
+  hostsFileOf(ns: string): string {
+    return ns === this.ns.nat ? this.hostsFile : `/etc/netns/${ns}/hosts`;
+  }
+
+  /**
    * Starts lab/fake-elasticache inside the NAT namespace on 127.0.0.1 and
    * returns its URL (for `aws.endpoint`). `topology` is written as JSON;
    * `pageSize` is the records per page when the caller sends no MaxRecords.
@@ -295,6 +329,8 @@ export class Lab {
       `addr add ${ADDR.natExt}/24 dev ${IFACE.ext}`,
       `addr add ${ADDR.natSide}/24 dev ${IFACE.side}`,
       `addr add ${ADDR.natInt}/24 dev ${IFACE.int}`,
+      // Secondary addresses of the client-facing interface, as an EC2 instance's secondary private IPs.
+      ...this.listenAddresses.map((ip) => `addr add ${ip}/24 dev ${IFACE.ext}`),
       ...Object.values(IFACE).map((dev) => `link set ${dev} up`),
     ];
   }
@@ -314,14 +350,7 @@ export class Lab {
   #writeHosts(): void {
     const lines = [`# cachenat lab ${this.prefix}`, '127.0.0.1 localhost', '::1 localhost'];
     for (const [name, ips] of this.#hosts) for (const ip of ips) lines.push(`${ip} ${name}`);
-    const text = Buffer.from(lines.join('\n') + '\n');
-    const fd = openSync(this.hostsFile, existsSync(this.hostsFile) ? 'r+' : 'w');
-    try {
-      writeSync(fd, text, 0, text.length, 0);
-      ftruncateSync(fd, text.length);
-    } finally {
-      closeSync(fd);
-    }
+    writeInPlace(this.hostsFile, lines.join('\n') + '\n');
   }
 
   async #startRedis(octet: number): Promise<void> {
@@ -391,6 +420,18 @@ export class Lab {
   }
 }
 
+/** Rewrites a file without replacing its inode (see #writeHosts). */
+function writeInPlace(file: string, content: string): void {
+  const text = Buffer.from(content);
+  const fd = openSync(file, existsSync(file) ? 'r+' : 'w');
+  try {
+    writeSync(fd, text, 0, text.length, 0);
+    ftruncateSync(fd, text.length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Same as `Lab.start`. */
 export const startLab = (options?: LabOptions): Promise<Lab> => Lab.start(options);
 
@@ -455,15 +496,35 @@ export function compiledLabFile(name: string): string {
   return compiled;
 }
 
+/**
+ * Probe processes running at once from this process. Each is a node start
+ * (about half a second of CPU): a test that fires sixteen together on two
+ * cores spends seconds just starting them, and the last ones are killed
+ * before they connect. The probe's own timeout starts once it runs, so
+ * queueing here changes nothing in what it measures.
+ */
+const MAX_PROBES_AT_ONCE = 4;
+let probesRunning = 0;
+const probeQueue: (() => void)[] = [];
+
 async function runProbe(ns: string, args: string[], timeoutMs: number): Promise<ProbeResult> {
-  const result = await execIn(ns, process.execPath, [compiledLabFile('probe.js'), ...args], {
-    reject: false,
-    timeoutMs: timeoutMs + PROBE_GRACE_MS,
-    // A test runner's preloads (coverage, loaders) only slow each probe down.
-    env: { NODE_OPTIONS: '' },
-  });
-  if (result.exitCode === 0) return { ok: true, value: result.stdout.trim() };
-  return { ok: false, error: result.stderr.trim().replace(/^probe: /, '') || `probe exited ${result.exitCode}` };
+  if (probesRunning >= MAX_PROBES_AT_ONCE) await new Promise<void>((resolve) => probeQueue.push(resolve));
+  probesRunning++;
+  try {
+    const result = await execIn(ns, process.execPath, [compiledLabFile('probe.js'), ...args], {
+      reject: false,
+      // The grace covers node's start-up, which stretches with the machine's load.
+      timeoutMs: timeoutMs + stretch(PROBE_GRACE_MS),
+      // A test runner's preloads (coverage, loaders) only slow each probe down.
+      env: { NODE_OPTIONS: '' },
+    });
+    if (result.exitCode === 0) return { ok: true, value: result.stdout.trim() };
+    if (result.timedOut) return { ok: false, error: `probe process killed after ${timeoutMs} ms + ${stretch(PROBE_GRACE_MS)} ms start-up grace (load per core ${(stretch(1000) / 1000).toFixed(1)})` };
+    return { ok: false, error: result.stderr.trim().replace(/^probe: /, '') || `probe exited ${result.exitCode}` };
+  } finally {
+    probesRunning--;
+    probeQueue.shift()?.();
+  }
 }
 
 /** Stores a server's name under `whoami`, retrying while it is still starting. */

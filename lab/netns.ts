@@ -7,6 +7,8 @@ export interface ExecResult {
   exitCode: number;
   stdout: string;
   stderr: string;
+  /** Killed for taking longer than timeoutMs. */
+  timedOut?: boolean;
 }
 
 export interface ExecOptions {
@@ -16,6 +18,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   input?: string;
   env?: Record<string, string>;
+  /** Drop the output's final newline (default true); false keeps stdout exactly as printed. */
+  stripFinalNewline?: boolean;
 }
 
 /** Runs a program and returns its output; by default a non-zero exit throws with the command and its stderr. */
@@ -25,8 +29,9 @@ export async function run(file: string, args: readonly string[], options: ExecOp
     timeout: options.timeoutMs ?? 30_000,
     ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
     ...(options.env ? { env: options.env } : {}),
+    ...(options.stripFinalNewline === false ? { stripFinalNewline: false } : {}),
   });
-  const outcome = { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+  const outcome: ExecResult = { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr, ...(result.timedOut ? { timedOut: true } : {}) };
   if (outcome.exitCode !== 0 && options.reject !== false) {
     const why = result.timedOut ? `timed out after ${options.timeoutMs ?? 30_000} ms` : `exited ${result.exitCode ?? result.signal}`;
     throw new Error(`${[file, ...args].join(' ')} ${why}: ${result.stderr.trim() || result.stdout.trim() || '(no output)'}`);

@@ -3,10 +3,10 @@
 // watch and poke all of them. Shared by the end-to-end tests and `npm run demo`.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLab, type Lab, type LabOptions } from './lab.js';
+import { loadFactor } from './load.js';
 import type { LabProcess } from './process.js';
 import type { FakeTopology } from './fake-elasticache-model.js';
 
@@ -80,14 +80,17 @@ export interface ApiRequest {
 export interface LabRig {
   lab: Lab;
   down(): Promise<void>;
+  /** The NAT host's extra addresses on ext0 (RigOptions.listenAddresses). */
+  listenAddresses: readonly string[];
   apiUrl: string;
   dir: string;
   configPath: string;
   /** Rewrites the rig's config file; a daemon started (or reloaded) afterwards runs with it. */
   configure(settings: LabSettings): void;
   start(options?: StartOptions): Promise<Daemon>;
-  cli(args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }>;
-  status(): Promise<{ forwards: { key: string; listenPort: number; targetIp?: string; state: string }[] }>;
+  /** The CLI against the rig's config; `exact`: stdout exactly as printed (final newline kept). */
+  cli(args: string[], exact?: { stripFinalNewline: false }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  status(): Promise<{ forwards: { key: string; listenPort: number; listenAddress?: string; publicAddress?: string; targetIp?: string; state: string }[] }>;
   save(table?: 'nat' | 'filter'): Promise<string>;
   iptables(args: string[]): Promise<void>;
   setTopology(topology: FakeTopology): Promise<void>;
@@ -110,6 +113,14 @@ export interface RigOptions {
   hosts?: Record<string, string>;
   /** Records per API page when the caller sends none (the fake's 2 by default; AWS's is 100). */
   pageSize?: number;
+  /**
+   * Address mode: this many extra addresses on the NAT host's ext0
+   * (198.18.0.101…), listed in the daemon's forward.listenAddresses with
+   * `public` the same address (the lab has no Elastic IPs; the client segment
+   * reaches the private addresses directly), unless settings.listenAddresses
+   * says otherwise.
+   */
+  listenAddresses?: number;
 }
 
 /** The daemon's settings in the lab; each has the lab's default (fast beats, a short grace). Durations are YAML strings. */
@@ -122,6 +133,8 @@ export interface LabSettings {
   logLevel?: string;
   /** forward.plaintext (the daemon's default, warn, otherwise). */
   plaintext?: 'allow' | 'warn' | 'refuse';
+  /** forward.listenAddresses, each its own `public` address; absent or empty: port mode. */
+  listenAddresses?: readonly string[];
   /** YAML appended as is (top-level sections the settings above do not cover). */
   extra?: string;
 }
@@ -152,7 +165,7 @@ forward:
   inboundInterface: ext0
   allowedSources: [198.18.0.10/32]
   publicAddress: 198.18.0.1
-${s.plaintext === undefined ? '' : `  plaintext: ${s.plaintext}\n`}ports:
+${s.plaintext === undefined ? '' : `  plaintext: ${s.plaintext}\n`}${listenAddressesYaml(s.listenAddresses)}ports:
   reuseAfter: ${s.reuseAfter}
 ipForward: enable
 state:
@@ -165,6 +178,11 @@ log:
 ${s.extra ?? ''}`;
 };
 
+const listenAddressesYaml = (addresses: readonly string[] | undefined): string =>
+  addresses === undefined || addresses.length === 0
+    ? ''
+    : `  listenAddresses:\n${addresses.map((ip) => `    - address: ${ip}\n      public: ${ip}\n`).join('')}`;
+
 export const daemonEnv = (dir: string): Record<string, string> => ({
   AWS_ACCESS_KEY_ID: 'AKIDLAB',
   AWS_SECRET_ACCESS_KEY: 'lab-secret',
@@ -175,7 +193,7 @@ export const daemonEnv = (dir: string): Record<string, string> => ({
 
 /** Brings up a lab with a topology served and names resolving. Call down() when done, even on failure. */
 export async function startRig(options: RigOptions = {}): Promise<LabRig> {
-  const lab = await startLab(options.lab);
+  const lab = await startLab({ ...options.lab, ...(options.listenAddresses === undefined ? {} : { listenAddresses: options.listenAddresses }) });
   try {
     return await rigOn(lab, options);
   } catch (err) {
@@ -192,7 +210,8 @@ async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
   mkdirSync(dir, { recursive: true });
   const configPath = join(dir, 'config.yaml');
   const configure = (settings: LabSettings) => writeFileSync(configPath, labConfig(apiUrl, dir, settings));
-  configure(options.settings ?? {});
+  const settings = options.settings ?? {};
+  configure(options.listenAddresses === undefined || settings.listenAddresses !== undefined ? settings : { ...settings, listenAddresses: lab.listenAddresses });
   const env = daemonEnv(dir);
 
   const control = async (method: string, path: string, body?: unknown): Promise<string> => {
@@ -206,6 +225,7 @@ async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
   const rig: LabRig = {
     lab,
     down: () => lab.down(),
+    listenAddresses: lab.listenAddresses,
     apiUrl,
     dir,
     configPath,
@@ -216,8 +236,8 @@ async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
       const ready = await proc.waitForLine(/"msg":"ready/, start.readyTimeoutMs ?? 20_000);
       return { process: proc, configPath, dir, readyAt: (JSON.parse(ready) as { time: number }).time };
     },
-    async cli(args) {
-      const r = await lab.exec(lab.ns.nat, process.execPath, [CLI, ...args, '--config', configPath], { env, reject: false });
+    async cli(args, exact) {
+      const r = await lab.exec(lab.ns.nat, process.execPath, [CLI, ...args, '--config', configPath], { env, reject: false, ...exact });
       return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
     },
     async status() {
@@ -255,14 +275,7 @@ async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
   return rig;
 }
 
-/** Load average per core, never below 1: how much slower than an idle machine timers and spawns run now. */
-export const loadFactor = (): number => Math.max(1, (loadavg()[0] ?? 0) / cpus().length);
-
-/**
- * A time bound that must stretch under load: `ms` on an idle machine, times
- * the load average per core. Say so in the message of whatever uses it.
- */
-export const stretch = (ms: number): number => Math.round(ms * loadFactor());
+export { loadFactor, stretch } from './load.js';
 
 /** Polls until `check` returns a truthy value; fails with the last value seen and the machine's load. */
 type Falsy = undefined | null | false | 0 | '';

@@ -300,7 +300,7 @@ t.test('address mode: hosts and dnsmasq lines, endpoints and status per address,
   const dnsmasq = await r.cli(['endpoints', '--format', 'dnsmasq', '--config', r.configPath]);
   t.match(dnsmasq.stdout, /^address=\/a-0001\.cache\.example\/203\.0\.113\.1\naddress=\/b-0001\.cache\.example\/203\.0\.113\.2\n#/);
   const json = JSON.parse((await r.cli(['endpoints', '--format', 'json', '--config', r.configPath])).stdout) as { mode: string; endpoints: unknown[] };
-  t.match(json, { mode: 'address', endpoints: [{ key: 'node/a/0001', listenAddress: '10.0.0.21', endpoint: '203.0.113.1:6379' }] });
+  t.match(json, { mode: 'address', endpoints: [{ key: 'node/a/0001', listenAddress: '10.0.0.21', publicAddress: '203.0.113.1', endpoint: '203.0.113.1:6379' }] });
   const table = await r.cli(['endpoints', '--config', r.configPath]);
   t.match(table.stdout, /203\.0\.113\.2:6379 +redis +node +b\/0001 +active +no +b-0001\.cache\.example +10\.0\.0\.22:6379/);
   t.match(table.stdout, /203\.0\.113\.1:6381 .* \(by port only\) +10\.0\.0\.21:6381 \(fallback\)/);

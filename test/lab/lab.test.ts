@@ -167,11 +167,14 @@ const childLab = (then: string): string => `
 `;
 
 t.test('a test that throws midway still leaves nothing behind', async (t) => {
-  const child = await execa(process.execPath, ['--input-type=module', '-e', childLab("throw new Error('test failed midway');")], {
+  // A hosts file for the client namespace too (address mode's tests write one): /etc/netns/<client> goes with the lab.
+  const then = "lab.writeHostsFile(lab.ns.client, '198.18.0.101 a.cache.lab\\n'); console.error('client hosts: ' + (await import('node:fs')).readFileSync('/etc/netns/' + lab.ns.client + '/hosts', 'utf8').trim()); throw new Error('test failed midway');";
+  const child = await execa(process.execPath, ['--input-type=module', '-e', childLab(then)], {
     reject: false,
     env: { NODE_OPTIONS: '' },
   });
   t.equal(child.exitCode, 1);
+  t.match(child.stderr, /^client hosts: 198\.18\.0\.101 a\.cache\.lab$/m, 'the client namespace had its hosts file');
   t.match(child.stderr, /test failed midway/);
   const { prefix, tmpDir, pids } = JSON.parse(child.stdout) as { prefix: string; tmpDir: string; pids: number[] };
   t.equal(pids.length, 2);

@@ -87,7 +87,10 @@ export async function endpointsCommand(options: CommandOptions, io: CliIo): Prom
     portModeHost = host;
     hostOf = () => host;
   }
-  const endpoints = forwards.map((f) => withTls({ ...f, host: hostOf(f), port: f.listenPort, endpoint: `${hostOf(f)}:${f.listenPort}` }));
+  // Address mode also names the Elastic IP each endpoint is dialled at (`host`, under the name the config uses).
+  const endpoints = forwards.map((f) =>
+    withTls({ ...f, host: hostOf(f), port: f.listenPort, endpoint: `${hostOf(f)}:${f.listenPort}`, ...(listen === undefined ? {} : { publicAddress: hostOf(f) }) }),
+  );
   switch (format) {
     case 'json':
       // Port mode keeps its one top-level host; address mode has one per endpoint.

@@ -22,11 +22,15 @@ export function describeEvent(event: ForwardEvent): { level: Level; message: str
         fields,
       };
     case 'removed':
-      return { level: 'debug', message: `target ${event.key} removed after the grace period; port ${event.listenPort} is quarantined`, fields };
+      return {
+        level: 'debug',
+        message: `target ${event.key} removed after the grace period; ${event.ownAddress ? `address ${event.listenAddress}` : `port ${event.listenPort}`} is quarantined`,
+        fields,
+      };
     case 'returned':
       return { level: 'info', message: `target ${event.key} is back in the API answer; it keeps port ${event.listenPort}`, fields };
     case 'draining':
-      return { level: 'info', message: `target ${event.key} is gone from the API; keeping port ${event.listenPort} until ${new Date(event.until).toISOString()}`, fields };
+      return { level: 'info', message: `target ${event.key} is gone from the API; keeping ${where(event)} until ${new Date(event.until).toISOString()}`, fields };
     case 'ip-changed':
       return { level: 'info', message: `target ${event.key} moved from ${event.from} to ${event.to}; port ${event.listenPort} follows`, fields };
     case 'resolve-failed':

@@ -6,6 +6,7 @@
 import type { Engine, TargetKey } from '../model.js';
 import { targetAddressProblem } from '../ipv4.js';
 import type { SavedTable } from './parse-save.js';
+import { listenerClash } from '../ports/port-state.js';
 import { DNAT_RULE_PATTERN, engineProblem, keyProblem, listenAddressProblem, portProblem } from '../grammar.js';
 
 export interface RecoveredForward {
@@ -22,7 +23,6 @@ const DNAT_LINE = new RegExp(`^${DNAT_RULE_PATTERN}$`);
 
 export function recoverForwards(nat: SavedTable): RecoveredForward[] {
   const recovered: RecoveredForward[] = [];
-  const listeners = new Set<string>();
   const keys = new Set<string>();
   for (const line of nat.chains.get('CACHENAT-DNAT')?.rules ?? []) {
     const match = DNAT_LINE.exec(line);
@@ -39,13 +39,10 @@ export function recoverForwards(nat: SavedTable): RecoveredForward[] {
       targetAddressProblem(targetIp);
     // The first rule for a listener or key is the one the kernel acts on (for a
     // name with several addresses, the first address is enough to keep the port).
-    // A port-mode rule (no address) takes its port on every address.
-    const listener = `${listenAddress ?? '*'}:${listenPort}`;
-    if (problem !== undefined || listeners.has(listener) || listeners.has(`*:${listenPort}`) || keys.has(key)) continue;
-    if (listenAddress === undefined && [...listeners].some((l) => l.endsWith(`:${listenPort}`))) continue;
-    listeners.add(listener);
+    const forward: RecoveredForward = { key, engine: engine as Engine, ...(listenAddress === undefined ? {} : { listenAddress }), listenPort, targetIp, targetPort };
+    if (problem !== undefined || keys.has(key) || listenerClash([...recovered, forward])) continue;
     keys.add(key);
-    recovered.push({ key, engine: engine as Engine, ...(listenAddress === undefined ? {} : { listenAddress }), listenPort, targetIp, targetPort });
+    recovered.push(forward);
   }
   return recovered;
 }

@@ -23,9 +23,10 @@ export type ForwardEvent =
   | { type: 'relocated'; key: TargetKey; listenPort: number; listenAddress?: string; from: string }
   /** Address mode, every address taken: the target listens in port mode on the first address. */
   | { type: 'addresses-exhausted'; key: TargetKey; listenPort: number; listenAddress: string }
-  | { type: 'draining'; key: TargetKey; listenPort: number; until: number }
+  | { type: 'draining'; key: TargetKey; listenPort: number; listenAddress?: string; until: number }
   | { type: 'returned'; key: TargetKey; listenPort: number }
-  | { type: 'removed'; key: TargetKey; listenPort: number }
+  /** ownAddress: address mode, the freed address is quarantined (else the port is). */
+  | { type: 'removed'; key: TargetKey; listenPort: number; listenAddress?: string; ownAddress?: true }
   | { type: 'ip-changed'; key: TargetKey; listenPort: number; from: string; to: string }
   | { type: 'resolve-failed'; key: TargetKey; address: string; error: string; keepingIp?: string }
   | { type: 'unresolved'; key: TargetKey; address: string }
@@ -112,17 +113,20 @@ function applyMembership(memory: Memory, { targets, held = [] }: Topology, polic
     }
     const goneSince = entry.goneSince ?? now;
     if (now - goneSince >= policy.removalGraceMs) {
-      events.push({ type: 'removed', key: entry.key, listenPort: entry.listenPort });
+      events.push({ type: 'removed', key: entry.key, ...listenerOf(entry), ...(entry.listenAddress !== undefined && entry.fallback === undefined ? { ownAddress: true as const } : {}) });
       release(memory, entry, now);
       continue;
     }
-    if (entry.goneSince === undefined) events.push({ type: 'draining', key: entry.key, listenPort: entry.listenPort, until: now + policy.removalGraceMs });
+    if (entry.goneSince === undefined) events.push({ type: 'draining', key: entry.key, ...listenerOf(entry), until: now + policy.removalGraceMs });
     kept.push({ ...entry, goneSince });
   }
   memory.entries = kept;
   const known = new Set(kept.map((e) => e.key));
   return targets.filter((t) => !known.has(t.key));
 }
+
+/** The listener fields of an entry, for events: the port, and the address in address mode. */
+const listenerOf = (e: PortEntry): Listener => ({ listenPort: e.listenPort, ...(e.listenAddress === undefined ? {} : { listenAddress: e.listenAddress }) });
 
 /** Frees what an entry held: its own address (address mode) or its port, quarantined but kept for the same target. */
 function release(memory: Memory, entry: PortEntry, now: number): void {

@@ -92,6 +92,7 @@ const ha = z.strictObject({
   elasticIp: checked(allocationIdProblem).optional().describe("port mode: the Elastic IP's allocation id, moved to the leader's primary private IP"),
   endpoint: checked(serviceUrlProblem).optional().describe('DynamoDB URL override (tests)'),
   ec2Endpoint: checked(serviceUrlProblem).optional().describe('EC2 API URL override (tests)'),
+  imdsEndpoint: checked(serviceUrlProblem).optional().describe('instance metadata (IMDSv2) URL override (tests); by default http://169.254.169.254'),
 });
 
 const hostName = z

@@ -33,7 +33,7 @@ const FLAGS = {
 type FlagName = keyof typeof FLAGS;
 
 /** Every command and the flags it takes, besides the global ones. */
-export const COMMANDS: Record<CommandName, { flags: readonly FlagName[]; help: string }> = {
+export const COMMANDS: Record<CommandName, { flags: readonly FlagName[]; help: string; actions?: readonly string[] }> = {
   run: { flags: [], help: 'the daemon, in the foreground (systemd runs this)' },
   apply: { flags: [], help: 'one reconcile pass, then exit; exit 1 on API or kernel failure' },
   plan: { flags: [], help: 'show what a pass would change; exit 0 nothing to do, 2 changes pending, 1 could not plan' },
@@ -42,6 +42,7 @@ export const COMMANDS: Record<CommandName, { flags: readonly FlagName[]; help: s
   health: { flags: ['json', 'probe'], help: 'Nagios-style check for ssh; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN' },
   flush: { flags: [], help: 'remove everything cachenat installed, nothing else' },
   validate: { flags: [], help: 'check the configuration; exit 0, or 78 when invalid' },
+  ha: { flags: [], actions: ['init', 'handover'], help: 'HA pair: `ha init` creates the DynamoDB table; `ha handover` gives the lease to the standby' },
 };
 
 export const FLAG_SPECS: Record<string, FlagSpec> = { ...GLOBAL_FLAGS, ...FLAGS };
@@ -59,7 +60,7 @@ export const USAGE = `usage: cachenat <command> [--config PATH] [options]
 
 commands:
 ${Object.entries(COMMANDS)
-  .map(([name, { flags, help }]) => `  ${name.padEnd(10)}  ${help}${flags.length ? `\n${' '.repeat(14)}[${flags.map(usageOf).join('] [')}]` : ''}`)
+  .map(([name, { flags, help, actions }]) => `  ${(actions ? `${name} ${actions.join('|')}` : name).padEnd(10)}  ${help}${flags.length ? `\n${' '.repeat(14)}[${flags.map(usageOf).join('] [')}]` : ''}`)
   .join('\n')}
 
 The config is read from --config (-c), else $CACHENAT_CONFIG, else /etc/cachenat/config.yaml.
@@ -88,8 +89,11 @@ export function parseCommandLine(argv: string[]): CommandLine {
   const help = values.help === true || positionals[0] === 'help';
   const name = positionals[0] === 'help' ? undefined : positionals[0];
   if (name !== undefined && !Object.hasOwn(COMMANDS, name)) throw new UsageError(`unknown command "${name}"`);
-  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   const command = name as CommandName | undefined;
+  const actions = command === undefined ? undefined : COMMANDS[command].actions;
+  const action = actions ? positionals[1] : undefined;
+  if (action !== undefined && !actions!.includes(action)) throw new UsageError(`${command} takes ${actions!.join(' or ')}, not "${action}"`);
+  if (positionals.length > (actions ? 2 : 1)) throw new UsageError(`unexpected argument "${positionals[actions ? 2 : 1]}"`);
   for (const flag of Object.keys(values)) {
     if (flag in GLOBAL_FLAGS || command === undefined) continue;
     if (!(COMMANDS[command].flags as readonly string[]).includes(flag)) throw new UsageError(`${command} takes no --${flag}`);
@@ -103,7 +107,7 @@ export function parseCommandLine(argv: string[]): CommandLine {
     command,
     help,
     written,
-    options: { configFlag: str(values.config), json: bool(values.json), format: str(values.format), probe: bool(values.probe) },
+    options: { configFlag: str(values.config), json: bool(values.json), format: str(values.format), probe: bool(values.probe), action },
   };
 }
 

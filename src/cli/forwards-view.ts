@@ -4,6 +4,7 @@
 import type { Config } from '../core/config/schema.js';
 import { readSnapshotFile } from '../daemon/snapshot-file.js';
 import type { Forward } from '../core/model.js';
+import type { HaStatus } from '../core/daemon/status-snapshot.js';
 import type { ForwardConnections } from '../core/metrics/daemon-metrics.js';
 import { planForwards } from '../core/planner/plan-forwards.js';
 import { forwardPolicyOf } from '../core/planner/plan.js';
@@ -15,12 +16,14 @@ export interface ForwardsView {
   source: 'daemon' | 'state' | 'stale-snapshot' | 'none';
   /** Per-forward connections, from the running daemon's snapshot only. */
   connections?: ForwardConnections[];
+  /** HA pair: the running daemon's role, lease and peer. */
+  ha?: HaStatus;
 }
 
 export async function readForwards(config: Config, io: Pick<CliIo, 'isAlive' | 'now'>): Promise<ForwardsView> {
   const snapshot = await readSnapshotFile(config.state.statusFile);
   if (snapshot && io.isAlive(snapshot.pid)) {
-    return { forwards: snapshot.forwards, source: 'daemon', ...(snapshot.connections ? { connections: snapshot.connections } : {}) };
+    return { forwards: snapshot.forwards, source: 'daemon', ...(snapshot.connections ? { connections: snapshot.connections } : {}), ...(snapshot.ha ? { ha: snapshot.ha } : {}) };
   }
   const loaded = await new StateStore(config.state.dir).load().catch(() => undefined);
   if (loaded?.status === 'ok') {

@@ -53,5 +53,7 @@ export interface CliIo {
   health: Partial<HealthDeps>;
   /** Whether a process exists (the pid in the daemon's snapshot). */
   isAlive(pid: number): boolean;
+  /** Sends a signal to the daemon (`ha handover`). */
+  signal(pid: number, signal: NodeJS.Signals): void;
   now(): number;
 }

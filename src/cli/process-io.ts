@@ -25,6 +25,7 @@ export function processIo(): CliIo {
       Object.fromEntries(Object.entries(networkInterfaces()).map(([name, list]) => [name, (list ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address)])),
     health: {},
     isAlive: isProcessAlive,
+    signal: (pid, signal) => process.kill(pid, signal),
     now: () => Date.now(),
   };
 }

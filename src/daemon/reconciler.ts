@@ -17,6 +17,7 @@ import { stateFromRecoveredRules, type StateStore } from '../ports/state-store.j
 import { describeEvent } from '../core/daemon/events.js';
 import { noteSourceFailures, notePlaintext } from './source-warnings.js';
 import type { DnatPackets } from '../core/metrics/rule-counters.js';
+import type { HaNode } from '../ha/ha-node.js';
 
 /** Passes on the daemon's beat start a few ms more or less than one interval apart. */
 const ANSWER_SLACK_MS = 50;
@@ -35,6 +36,8 @@ export interface ReconcilerEdges {
   logger: Logger;
   /** Saves the full ruleset for reboot; absent when persistence is off. */
   persistRules?: () => Promise<void>;
+  /** HA pair: the shared map decides what is planned from, and only its leader allocates. */
+  ha?: Pick<HaNode, 'mapForPass' | 'commit' | 'noteFollowed'>;
 }
 
 export interface PassOptions {
@@ -92,7 +95,10 @@ export class Reconciler {
     const { clock, logger } = this.edges;
     const started = performance.now();
     const startedAt = clock.now();
-    const state = this.state ?? (await this.loadState());
+    const local = this.state ?? (await this.loadState());
+    // HA: the shared map is what everyone plans from; the standby follows it as it is.
+    const access = this.edges.ha ? await this.edges.ha.mapForPass(local) : undefined;
+    const state = access?.state ?? local;
 
     let discovery: PassReport['discovery'] = { status: 'skipped' };
     let answered = true;
@@ -128,7 +134,15 @@ export class Reconciler {
     const resolutions = await this.resolve([...addresses], startedAt);
 
     const installed = await this.readKernel();
-    const plan = planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now() });
+    const input = { config: this.config, state, topology, resolutions, installed, now: clock.now() };
+    let plan = planPass({ ...input, follow: access?.mode === 'follow' });
+    // The leader installs only a map DynamoDB accepted: otherwise it follows the map it read.
+    if (options.write && access?.mode === 'lead') {
+      const committed = await this.edges.ha!.commit(access.base, plan.state);
+      if (committed === 'refused' || committed === 'unavailable') plan = planPass({ ...input, follow: true });
+    }
+    if (plan.misfits) this.edges.ha?.noteFollowed(plan.waiting?.length ?? 0, plan.misfits);
+    else this.edges.ha?.noteFollowed(0, []);
     notePlaintext(plan.plaintext, this.warnings, logger);
 
     const report: PassReport = { plan, discovery, applied: false, durationMs: 0 };

@@ -12,6 +12,7 @@ import {
   initialLoopState,
   nextStep,
   reloaded as afterReload,
+  requestPass,
   requestReload,
   requestStop,
   type PassOutcome,
@@ -21,6 +22,7 @@ import type { Notifier } from './notify.js';
 import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.js';
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 import type { MetricsRecorder } from '../metrics/recorder.js';
+import type { HaNode } from '../ha/ha-node.js';
 
 export interface IpForwardControl {
   /** Checks (and in `enable` mode sets) ip_forward; returns the value now in force. */
@@ -40,12 +42,16 @@ export interface DaemonDeps {
   signals: Pick<NodeJS.Process, 'on' | 'off'>;
   /** Counts passes and connections, writes metrics.textfile. */
   metrics?: MetricsRecorder;
+  /** HA pair (config `ha`): the lease beat runs beside the loop; SIGUSR2 hands the lease over. */
+  ha?: HaNode;
 }
 
 export async function runDaemon(deps: DaemonDeps): Promise<number> {
   const { logger, notifier } = deps;
   let config = deps.loaded.config;
-  let edges = deps.buildEdges(config);
+  const { ha } = deps;
+  const withHa = (built: ReconcilerEdges): ReconcilerEdges => (ha ? { ...built, ha } : built);
+  let edges = withHa(deps.buildEdges(config));
   const reconciler = new Reconciler(config, edges);
   const startedAt = new Date(edges.clock.now()).toISOString();
 
@@ -63,9 +69,30 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     loop = requestReload(loop);
     wake.abort();
   };
+  // `cachenat ha handover`: give the lease to the standby without stopping.
+  const onUsr2 = () => {
+    if (!ha) return;
+    void ha.release('cachenat ha handover').catch((err: Error) => logger.error({ err: err.message }, 'ha: handover failed'));
+  };
   deps.signals.on('SIGTERM', onTerm);
   deps.signals.on('SIGINT', onInt);
   deps.signals.on('SIGHUP', onHup);
+  deps.signals.on('SIGUSR2', onUsr2);
+
+  // The lease beat runs beside the passes; a change of role runs a pass at once (claim the map, or follow it).
+  const haStop = new AbortController();
+  let lastSnapshot: StatusSnapshot | undefined;
+  let haLoop: Promise<void> | undefined;
+  if (ha) {
+    ha.onChange = (roleChanged) => {
+      if (roleChanged) {
+        loop = requestPass(loop);
+        wake.abort();
+      }
+      if (lastSnapshot) void deps.writeSnapshot({ ...lastSnapshot, ha: ha.status() }).catch(() => {});
+    };
+    haLoop = ha.run(haStop.signal, deps.sleep);
+  }
 
   for (const warning of deps.loaded.warnings) logger.warn(warning);
   logger.info({ forwardsFrom: config.aws.endpoint ?? `ElastiCache ${config.aws.region}`, interval: config.discovery.interval, dnsInterval: config.dns.interval }, 'cachenat starting');
@@ -88,7 +115,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         const reloaded = await reload(deps, logger);
         if (reloaded) {
           config = reloaded;
-          edges = deps.buildEdges(config);
+          edges = withHa(deps.buildEdges(config));
           reconciler.reconfigure(config, edges);
         }
         loop = afterReload(loop, reloaded !== undefined);
@@ -133,6 +160,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
       const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt });
       if (connections) snapshot.connections = connections;
+      if (ha) snapshot.ha = ha.status();
+      lastSnapshot = snapshot;
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
 
       const statusLine = statusText(snapshot);
@@ -149,6 +178,14 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     deps.signals.off('SIGTERM', onTerm);
     deps.signals.off('SIGINT', onInt);
     deps.signals.off('SIGHUP', onHup);
+    deps.signals.off('SIGUSR2', onUsr2);
+    haStop.abort();
+    await haLoop;
+  }
+  if (ha) {
+    // A planned stop hands the lease over at once; forwards stay installed (the standby has the same).
+    await ha.release('stopping').catch((err: Error) => logger.error({ err: err.message }, 'ha: could not release the lease'));
+    ha.close();
   }
   notifier.stopping();
   await notifier.flush?.(); // STOPPING=1 must reach systemd before the process exits

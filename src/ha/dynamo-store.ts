@@ -11,6 +11,7 @@ import {
   GetItemCommand,
   PutItemCommand,
   ResourceInUseException,
+  ScanCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import type { LeaseItem, LeaseRead, LeaseWrite } from '../core/ha/lease.js';
@@ -22,12 +23,16 @@ import {
   mapAttributes,
   mapKey,
   mapWriteCondition,
+  memberAttributes,
+  memberKeyPrefix,
   readLeaseItem,
+  readMemberItem,
   readMapItem,
   type Attributes,
   type Condition,
   type ItemRead,
   type MapItem,
+  type MemberItem,
 } from '../core/ha/items.js';
 
 export interface HaStoreOptions {
@@ -163,6 +168,45 @@ export class DynamoHaStore {
     const built = mapAttributes(this.group, item);
     if ('problem' in built) return { kind: 'too-large', problem: built.problem };
     return this.#put(built.attributes, mapWriteCondition(expect, item.term));
+  }
+
+  /** This instance's heartbeat: its own item, written unconditionally (nobody else writes it). */
+  async writeMember(item: MemberItem): Promise<WriteOutcome> {
+    return this.#put(memberAttributes(this.group, item), { expression: 'attribute_not_exists(#pk) OR #instance = :self', names: { '#pk': 'pk', '#instance': 'instance' }, values: { ':self': { S: item.instanceId } } });
+  }
+
+  /**
+   * Every member item of the group (a strongly consistent Scan filtered on
+   * the key prefix: the table holds a handful of items per group). Items that
+   * do not validate are left out and named in `invalid`.
+   */
+  async readMembers(): Promise<{ kind: 'ok'; members: MemberItem[]; invalid: string[] } | { kind: 'unavailable'; error: string }> {
+    const members: MemberItem[] = [];
+    const invalid: string[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    try {
+      do {
+        const page = await this.#client.send(
+          new ScanCommand({
+            TableName: this.table,
+            ConsistentRead: true,
+            FilterExpression: 'begins_with(#pk, :prefix)',
+            ExpressionAttributeNames: { '#pk': 'pk' },
+            ExpressionAttributeValues: { ':prefix': { S: memberKeyPrefix(this.group) } },
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        );
+        for (const raw of page.Items ?? []) {
+          const read = readMemberItem(this.group, raw);
+          if (read.kind === 'ok') members.push(read.item);
+          else if (read.kind === 'invalid') invalid.push(read.problem);
+        }
+        start = page.LastEvaluatedKey;
+      } while (start !== undefined);
+    } catch (err) {
+      return { kind: 'unavailable', error: describe(err, this.table) };
+    }
+    return { kind: 'ok', members, invalid };
   }
 
   async #get<T>(pk: string, validate: (raw: Attributes | undefined) => ItemRead<T>): Promise<StoreRead<T>> {

@@ -63,6 +63,8 @@ export interface World {
   /** Every config edges were built for, in order. */
   edgesBuiltFor: Config[];
   ipForwardChecks: number;
+  /** Signals a command sent to a process (`ha handover`). */
+  sent: { pid: number; signal: NodeJS.Signals }[];
   /** Signals the daemon listens to. */
   signals: EventEmitter;
   /** Called at each of the daemon's sleeps, numbered from 1: send signals here. */
@@ -119,6 +121,7 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
     machineLoads: 0,
     edgesBuiltFor: [],
     ipForwardChecks: 0,
+    sent: [],
     signals: new EventEmitter(),
     onSleep: () => undefined,
     health: {},
@@ -201,6 +204,7 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
       },
       health: { privileged: () => false, readText: healthReadText, probe: async () => ({ ok: true, ms: 1 }), ...world.health },
       isAlive: (pid) => pid === process.pid,
+      signal: (pid, signal) => world.sent.push({ pid, signal }),
       now: () => Date.now(),
     };
     const code = await runCli(argv, io);

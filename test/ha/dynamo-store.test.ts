@@ -141,3 +141,22 @@ t.test('no table, no server: unavailable, with what to do', async (t) => {
   t.match(await closed.writeMap(null, mapItem(1, A, portState(6379))), { kind: 'unavailable' });
   t.ok(createDynamoClient({ region: 'us-east-1', timeoutMs: 1000 }), 'a client without an endpoint override builds');
 });
+
+t.test('member items: each instance writes its own heartbeat; a Scan of the group finds them, validated, and no other group\'s', async (t) => {
+  const s = store('members');
+  const other = store('members-other');
+  t.same(await s.readMembers(), { kind: 'ok', members: [], invalid: [] });
+  t.same(await s.writeMember({ instanceId: A, role: 'leader', beat: randomUUID(), leaseMs: LEASE }), { kind: 'accepted' });
+  const beat = randomUUID();
+  t.same(await s.writeMember({ instanceId: B, role: 'standby', beat, leaseMs: LEASE }), { kind: 'accepted' });
+  t.same(await other.writeMember({ instanceId: B, role: 'leader', beat: randomUUID(), leaseMs: LEASE }), { kind: 'accepted' });
+  const read = await s.readMembers();
+  t.equal(read.kind, 'ok');
+  if (read.kind !== 'ok') return;
+  t.same(read.members.map((m) => m.instanceId).sort(), [A, B], 'both members of this group, none of the other');
+  t.same(read.members.find((m) => m.instanceId === B), { instanceId: B, role: 'standby', beat, leaseMs: LEASE });
+  await dynamo.client().send(new PutItemCommand({ TableName: 'cachenat', Item: { pk: { S: `members#member#${A}` }, instance: { S: A }, role: { S: 'boss' }, beat: { S: randomUUID() }, leaseMs: { N: '10000' } } }));
+  const tampered = await s.readMembers();
+  t.match(tampered, { kind: 'ok', invalid: [/role "boss" is not leader or standby/] }, 'an item that does not validate is named, not used');
+  t.same(tampered.kind === 'ok' && tampered.members.map((m) => m.instanceId), [B]);
+});

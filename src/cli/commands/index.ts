@@ -12,6 +12,7 @@ export const commands = {
   health: async (o, io) => (await import('./health.js')).healthCommand(o, io),
   flush: async (o, io) => (await import('./flush.js')).flushCommand(o, io),
   validate: async (o, io) => (await import('./validate.js')).validateCommand(o, io),
+  ha: async (o, io) => (await import('./ha.js')).haCommand(o, io),
 } satisfies Record<string, Command>;
 
 export type CommandName = keyof typeof commands;

@@ -6,6 +6,7 @@ import { renderSecurityGroupRulesAwsCli, renderSecurityGroupRulesTable, security
 import { findPublicAddress, readForwards } from '../forwards-view.js';
 import { cacheNameOf } from '../../core/planner/plaintext-guard.js';
 import { EXIT } from '../exit-codes.js';
+import { describeHa } from '../../core/health/evaluate.js';
 import type { CliIo } from '../io.js';
 import type { CommandOptions } from './types.js';
 import { configPathOf, loadFor, print } from './shared.js';
@@ -32,9 +33,10 @@ export async function statusCommand(options: CommandOptions, io: CliIo): Promise
   const view = await readForwards(config, io);
   const forwards = withConnections(view.forwards, view.connections);
   if (options.json) {
-    print(io.stdout, JSON.stringify({ source: view.source, forwards: forwards.map(withTls) }, null, 2));
+    print(io.stdout, JSON.stringify({ source: view.source, forwards: forwards.map(withTls), ...(view.ha ? { ha: view.ha } : {}) }, null, 2));
     return EXIT.ok;
   }
+  if (view.ha) print(io.stdout, `HA: ${describeHa(io.now(), view.ha)}`);
   if (view.forwards.length === 0) {
     print(io.stdout, view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
     return EXIT.ok;

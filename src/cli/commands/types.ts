@@ -6,6 +6,8 @@ export interface CommandOptions {
   json?: boolean | undefined;
   format?: string | undefined;
   probe?: boolean | undefined;
+  /** The second word of commands that take one (`ha init`). */
+  action?: string | undefined;
 }
 
 export type Command = (options: CommandOptions, io: CliIo) => Promise<number>;

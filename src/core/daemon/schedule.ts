@@ -99,6 +99,8 @@ export function afterPass(state: LoopState, outcome: PassOutcome, times: { start
 
 export const requestStop = (state: LoopState): LoopState => ({ ...state, stopRequested: true });
 export const requestReload = (state: LoopState): LoopState => ({ ...state, reloadRequested: true });
+/** A pass at once, without asking the API (HA: the role changed, the map is to be claimed or followed). */
+export const requestPass = (state: LoopState): LoopState => ({ ...state, nextPassAt: 0 });
 
 /**
  * After a reload: a new configuration is applied on a pass at once, and that

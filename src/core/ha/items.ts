@@ -178,3 +178,51 @@ export function planMapWrite(base: MapItem | null, state: PortState, term: numbe
   if (base !== null && base.term === term && serializeState(base.state) === serializeState(state)) return { kind: 'unchanged' };
   return { kind: 'write', expect: base?.version ?? null, item: { version: freshToken, term, writer: self, state } };
 }
+
+// ── the member items (who else is there) ──────────────────────────────────
+
+/**
+ * One item per instance, written only by that instance: its role and a
+ * token it replaces at every heartbeat. Peers see it change on their own
+ * clocks (never comparing wall clocks), which is how a leader knows a
+ * standby is alive, and a standby knows the leader's daemon is.
+ */
+export interface MemberItem {
+  instanceId: string;
+  role: 'leader' | 'standby';
+  beat: string;
+  leaseMs: number;
+}
+
+const MEMBER_ATTRIBUTES = ['pk', 'instance', 'role', 'beat', 'leaseMs'] as const;
+
+/** Every member item of a group shares this key prefix (a Scan filters on it). */
+export const memberKeyPrefix = (group: string): string => `${group}#member#`;
+export const memberKey = (group: string, instanceId: string): string => `${memberKeyPrefix(group)}${instanceId}`;
+
+export function memberAttributes(group: string, item: MemberItem): Attributes {
+  return {
+    pk: { S: memberKey(group, item.instanceId) },
+    instance: { S: item.instanceId },
+    role: { S: item.role },
+    beat: { S: item.beat },
+    leaseMs: { N: numberText(item.leaseMs) },
+  };
+}
+
+export function readMemberItem(group: string, raw: Attributes): ItemRead<MemberItem> {
+  const problem = (text: string): ItemRead<MemberItem> => ({ kind: 'invalid', problem: `member item ${show(raw.pk?.S)}: ${text}` });
+  const extra = unknownAttribute(raw, MEMBER_ATTRIBUTES);
+  if (extra !== undefined) return problem(`unknown attribute ${show(extra)}`);
+  const instanceId = raw.instance?.S;
+  if (!isInstanceId(instanceId)) return problem(`instance ${show(instanceId)} is not an instance id`);
+  if (raw.pk?.S !== memberKey(group, instanceId)) return problem(`key is not ${memberKey(group, instanceId)}`);
+  const role = raw.role?.S;
+  if (role !== 'leader' && role !== 'standby') return problem(`role ${show(role)} is not leader or standby`);
+  const beat = raw.beat?.S;
+  if (!isHaToken(beat)) return problem(`beat ${show(beat)} is not a token of 8-64 letters, digits and hyphens`);
+  const leaseMs = wholeNumber(raw.leaseMs, 0, MAX_LEASE_MS);
+  const leaseIssue = leaseMs === undefined ? `${show(raw.leaseMs)} is not a whole number` : leaseProblem(leaseMs);
+  if (leaseMs === undefined || leaseIssue !== undefined) return problem(`leaseMs: ${leaseIssue}`);
+  return { kind: 'ok', item: { instanceId, role, beat, leaseMs } };
+}

@@ -2,7 +2,7 @@
 // status snapshot, process liveness, /proc, the kernel's rules when it may read
 // them, probe results — and this turns them into a Nagios-style answer.
 
-import type { StatusSnapshot } from '../daemon/status-snapshot.js';
+import type { HaStatus, StatusSnapshot } from '../daemon/status-snapshot.js';
 
 /** Nagios plugin states; the numbers are the exit codes. */
 export const OK = 0;
@@ -47,7 +47,7 @@ export interface HealthInput {
 }
 
 export interface CheckResult {
-  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'addresses' | 'disk' | 'warnings' | 'probe';
+  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'addresses' | 'ha' | 'disk' | 'warnings' | 'probe';
   state: State;
   message: string;
 }
@@ -87,6 +87,7 @@ export function evaluateHealth(input: HealthInput): HealthReport {
   checks.push(forwardsCheck(snapshot, unresolved.map((f) => f.key)));
   const addresses = addressesCheck(snapshot);
   if (addresses) checks.push(addresses);
+  if (snapshot.ha) checks.push(haCheck(input.now, snapshot.ha));
   checks.push(diskCheck(snapshot));
   if (snapshot.warnings !== undefined && snapshot.warnings.length > 0) {
     checks.push({ name: 'warnings', state: WARNING, message: snapshot.warnings.join('; ') });
@@ -190,6 +191,53 @@ function addressesCheck(s: StatusSnapshot): CheckResult | undefined {
     state: WARNING,
     message: `${missing} listen address${missing === 1 ? '' : 'es'} missing: ${listSome(fallbacks.map((f) => f.key))} listen in port mode on ${fallbacks[0]!.listenAddress ?? 'the first address'}; add secondary private IPs with Elastic IPs to forward.listenAddresses`,
   };
+}
+
+/** A leader that has not seen a standby's heartbeat change for this many leases is alone. */
+export const PEER_MISSING_LEASES = 3;
+
+/** HA pair: the role, the Elastic IP(s) on the leader, DynamoDB, the peer. */
+/** One line on the pair, for `health` and `status`: role, leader, peers, the map. */
+export function describeHa(now: number, ha: HaStatus): string {
+  const age = (iso: string): string => formatAge(Math.max(0, now - Date.parse(iso)));
+  const term = ha.lease?.term === undefined ? '' : ` (term ${ha.lease.term})`;
+  const self = ha.instanceId ? ` ${ha.instanceId}` : '';
+  const role =
+    ha.role === 'leader'
+      ? `leader${self}${term} of ${ha.group}, lease renewed ${ha.lease ? age(ha.lease.changedAt) : '?'} ago`
+      : ha.role === 'standby'
+        ? `standby${self} of ${ha.group}, ${ha.lease?.holder ? `leader ${ha.lease.holder}${term} renewed ${age(ha.lease.changedAt)} ago` : 'no leader'}`
+        : `starting (${ha.group})`;
+  return [
+    role,
+    ...ha.peers.map((p) => `${p.role} ${p.instanceId} seen ${age(p.lastSeenAt)} ago`),
+    ...(ha.map ? [`map term ${ha.map.term}, ${ha.map.entries} entries`] : []),
+  ].join('; ');
+}
+
+function haCheck(now: number, ha: HaStatus): CheckResult {
+  const age = (iso: string): string => formatAge(Math.max(0, now - Date.parse(iso)));
+  const facts = describeHa(now, ha);
+  const critical: string[] = [];
+  const warnings: string[] = [];
+  if (ha.role === 'leader') {
+    for (const e of ha.elasticIps.filter((e) => e.state !== 'held')) {
+      critical.push(`Elastic IP ${e.allocationId} is not on this leader yet${e.error ? ` (${e.error})` : ''}: clients cannot reach the pair until it is; retrying`);
+    }
+    const standbySeen = ha.peers.some((p) => p.role === 'standby' && now - Date.parse(p.lastSeenAt) <= PEER_MISSING_LEASES * ha.leaseMs);
+    if (!standbySeen && now - Date.parse(ha.roleSince) > PEER_MISSING_LEASES * ha.leaseMs) {
+      warnings.push(`no standby seen for over ${PEER_MISSING_LEASES} leases: this leader is a single point of failure; start cachenat on the second instance`);
+    }
+  }
+  if (ha.identityError) warnings.push(`cannot read this instance's identity (IMDSv2): ${ha.identityError}; it cannot take over`);
+  if (ha.storeError) {
+    const waiting = ha.waiting > 0 ? `; ${ha.waiting} new target${ha.waiting === 1 ? '' : 's'} wait for a port` : '';
+    warnings.push(`DynamoDB does not answer since ${age(ha.storeError.since)} ago (${ha.storeError.error}): forwarding goes on with the last map, no new allocations${waiting}`);
+  }
+  if (ha.misfits.length > 0) warnings.push(`${ha.misfits.length} map entries do not fit this instance's forward config (${listSome(ha.misfits)}): the two instances' configs differ`);
+  const problems = [...critical, ...warnings];
+  const state = critical.length > 0 ? CRITICAL : warnings.length > 0 ? WARNING : OK;
+  return { name: 'ha', state, message: problems.length > 0 ? `${problems.join('; ')} (${facts})` : facts };
 }
 
 function probeCheck(probes: ProbeResult[]): CheckResult {

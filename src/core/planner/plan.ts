@@ -3,13 +3,13 @@
 // Pure: all reading happens before, all writing after.
 
 import type { Config } from '../config/schema.js';
-import type { Forward, RuleForward } from '../model.js';
+import type { Forward, RuleForward, TargetKey } from '../model.js';
 import { diffRules, type RuleChanges } from '../netfilter/diff.js';
 import { digestRules } from '../netfilter/digest.js';
 import type { SavedTable } from '../netfilter/parse-save.js';
 import { renderRules, type DesiredRules } from '../netfilter/render.js';
 import type { PortState } from '../ports/port-state.js';
-import { planForwards, type ForwardEvent, type ForwardObservations, type ForwardPolicy } from './plan-forwards.js';
+import { planFollower, planForwards, type ForwardEvent, type ForwardObservations, type ForwardPolicy } from './plan-forwards.js';
 import { plaintextExposures, type PlaintextExposure } from './plaintext-guard.js';
 
 export interface PlanInput extends ForwardObservations {
@@ -17,6 +17,11 @@ export interface PlanInput extends ForwardObservations {
   state: PortState;
   installed: { nat: SavedTable; filter: SavedTable };
   now: number;
+  /**
+   * HA: install `state` exactly as the leader wrote it (planFollower): the
+   * standby, and a leader that may not allocate (DynamoDB unreachable).
+   */
+  follow?: boolean;
 }
 
 export interface Plan {
@@ -31,6 +36,10 @@ export interface Plan {
   events: ForwardEvent[];
   /** Plaintext caches a public source range may reach (forward.plaintext). */
   plaintext: PlaintextExposure[];
+  /** Following (HA): targets the API lists that the map has no listener for yet. */
+  waiting?: TargetKey[];
+  /** Following (HA): map entries whose listener does not fit this instance's forward config. */
+  misfits?: TargetKey[];
 }
 
 export const forwardPolicyOf = (config: Config): ForwardPolicy => ({
@@ -42,7 +51,9 @@ export const forwardPolicyOf = (config: Config): ForwardPolicy => ({
 });
 
 export function planPass(input: PlanInput): Plan {
-  const next = planForwards(input.state, input, forwardPolicyOf(input.config), input.now);
+  const policy = forwardPolicyOf(input.config);
+  const followed = input.follow ? planFollower(input.state, input.resolutions, policy, input.now) : undefined;
+  const next = followed ?? planForwards(input.state, input, policy, input.now);
   const plaintext = plaintextExposures(next.forwards, input.config.forward.allowedSources, input.config.forward.plaintext);
   const refused = new Set(plaintext.filter((e) => e.action === 'refuse').map((e) => e.key));
   const forwards: Forward[] = next.forwards.map((f) => (refused.has(f.key) ? { ...f, state: 'refused' } : f));
@@ -73,7 +84,9 @@ export function planPass(input: PlanInput): Plan {
     const listenAddress = listenAddressOf.get(e.key);
     return [{ ...(listenAddress === undefined ? {} : { listenAddress }), listenPort: e.listenPort, oldIp: e.from }];
   });
+  const following = followed ? { misfits: followed.misfits, waiting: waitingTargets(input) } : {};
   return {
+    ...following,
     state: next.state,
     forwards,
     rules,
@@ -83,4 +96,10 @@ export function planPass(input: PlanInput): Plan {
     events: next.events,
     plaintext,
   };
+}
+
+/** The targets the API lists that the followed map has no entry for: they wait for the leader. */
+function waitingTargets(input: PlanInput): TargetKey[] {
+  const mapped = new Set(input.state.entries.map((e) => e.key));
+  return (input.topology?.targets ?? []).filter((t) => !mapped.has(t.key)).map((t) => t.key);
 }

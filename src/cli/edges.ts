@@ -19,6 +19,7 @@ import { MetricsRecorder, hostMetricsEdges } from '../metrics/recorder.js';
 import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
 import type { Machine } from './io.js';
+import { buildHaNode } from '../ha/build-node.js';
 
 /** `newClient` is for tests that watch the SDK clients a reload creates and destroys. */
 export function realMachine(newClient?: ConstructorParameters<typeof ElastiCacheSources>[0]): Machine {
@@ -39,6 +40,7 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
       signals: process,
     },
     metrics: (logger) => new MetricsRecorder(hostMetricsEdges(logger)),
+    haNode: (config, logger) => buildHaNode(config, logger),
   };
 }
 

@@ -28,6 +28,8 @@ export interface Machine {
   daemon: Pick<DaemonDeps, 'sleep' | 'random' | 'signals'>;
   /** What `run` does after each pass for metrics and `status`'s connection counts (conntrack, the textfile). */
   metrics(logger: Logger): DaemonDeps['metrics'];
+  /** HA pair (config `ha`): this instance's node, or undefined without the section. */
+  haNode(config: Config, logger: Logger): DaemonDeps['ha'];
 }
 
 /** Where `endpoints` looks for the address clients dial, after forward.publicAddress. */

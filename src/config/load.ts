@@ -62,10 +62,6 @@ export function validateConfig(raw: unknown, source: string): LoadedConfig {
   if (config.forward.allowedSources.includes('0.0.0.0/0')) {
     warnings.push('forward.allowedSources contains 0.0.0.0/0: every address on the internet can reach the caches through this host');
   }
-  if (config.ha !== undefined) {
-    // Until the daemon acts on it (docs/design/ha.md, next steps), say so rather than let a pair believe it is one.
-    warnings.push('ha: this version checks the ha section but does not act on it yet: no lease, no shared map, no Elastic IP moves (docs/design/ha.md)');
-  }
   return { config, warnings };
 }
 

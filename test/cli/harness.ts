@@ -166,6 +166,7 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
     detectBackend: async () => ({ backend: 'nf_tables' }),
     notifier: () => silentNotifier,
     metrics: () => undefined,
+    haNode: () => undefined,
     daemon: {
       sleep: async () => {
         sleeps++;

@@ -100,9 +100,9 @@ const haProblems = (t: Test, text: string) => (t.throws(() => parseConfig(text, 
 
 t.test('ha: absent by default; every key read as the issue writes it', async (t) => {
   t.equal(parseConfig(minimal, 'x').config.ha, undefined, 'without ha nothing changes');
-  const { config, warnings } = parseConfig(haConfig('{table: cachenat, group: prod-nat, lease: 10s, elasticIp: eipalloc-0123abcd, endpoint: "http://127.0.0.1:8000", ec2Endpoint: "http://127.0.0.1:8001/"}'), 'x');
-  t.match(warnings, [/ha: this version checks the ha section but does not act on it yet/], 'not acted on yet, and it says so');
-  t.same(config.ha, { table: 'cachenat', group: 'prod-nat', lease: 10_000, elasticIp: 'eipalloc-0123abcd', endpoint: 'http://127.0.0.1:8000', ec2Endpoint: 'http://127.0.0.1:8001/' });
+  const { config, warnings } = parseConfig(haConfig('{table: cachenat, group: prod-nat, lease: 10s, elasticIp: eipalloc-0123abcd, endpoint: "http://127.0.0.1:8000", ec2Endpoint: "http://127.0.0.1:8001/", imdsEndpoint: "http://127.0.0.1:1338"}'), 'x');
+  t.same(warnings, [], 'acted on: no warning');
+  t.same(config.ha, { table: 'cachenat', group: 'prod-nat', lease: 10_000, elasticIp: 'eipalloc-0123abcd', endpoint: 'http://127.0.0.1:8000', ec2Endpoint: 'http://127.0.0.1:8001/', imdsEndpoint: 'http://127.0.0.1:1338' });
   t.equal(parseConfig(haConfig('{table: cachenat, group: prod-nat, elasticIp: eipalloc-0123456789abcdef0}'), 'x').config.ha?.lease, 10_000, 'lease defaults to 10s');
 });
 

@@ -172,3 +172,64 @@ t.test('a file that cannot be written: WARNING naming it, forwarding goes on', a
   t.equal(stateOf('disk', input({ snapshot: snapshot({ diskErrors: ['x'] }) })), WARNING);
   t.match(report.summary, /^WARNING - cannot save the port map .*ENOSPC; forwarding continues/);
 });
+
+// ── HA pair ────────────────────────────────────────────────────────────────
+
+const A = 'i-0aaaaaaaaaaaaaaaa';
+const B = 'i-0bbbbbbbbbbbbbbbb';
+const haStatus = (extra: Partial<NonNullable<StatusSnapshot['ha']>> = {}): NonNullable<StatusSnapshot['ha']> => ({
+  role: 'leader',
+  roleSince: ago(3_600_000),
+  group: 'prod-nat',
+  leaseMs: 10_000,
+  mayAllocate: true,
+  instanceId: A,
+  lease: { holder: A, term: 7, changedAt: ago(2000) },
+  map: { version: 'v-12345678', term: 7, writer: A, entries: 12 },
+  peers: [{ instanceId: B, role: 'standby', lastSeenAt: ago(3000) }],
+  elasticIps: [{ allocationId: 'eipalloc-0123456789abcdef0', privateIp: '10.0.1.10', state: 'held', heldSince: ago(3_000_000) }],
+  waiting: 0,
+  misfits: [],
+  ...extra,
+});
+const haCheckOf = (ha: NonNullable<StatusSnapshot['ha']>) => evaluateHealth(input({ snapshot: snapshot({ ha }) })).checks.find((c) => c.name === 'ha');
+
+t.test('ha: no check without the section', async (t) => {
+  t.equal(evaluateHealth(input()).checks.find((c) => c.name === 'ha'), undefined);
+});
+
+t.test('ha: a leader with its Elastic IP and a standby seen is OK, and says who is who', async (t) => {
+  const check = haCheckOf(haStatus());
+  t.equal(check?.state, OK);
+  t.equal(check?.message, `leader ${A} (term 7) of prod-nat, lease renewed 2s ago; standby ${B} seen 3s ago; map term 7, 12 entries`);
+  const standby = haCheckOf(haStatus({ role: 'standby', instanceId: B, peers: [{ instanceId: A, role: 'leader', lastSeenAt: ago(1000) }], elasticIps: [] }));
+  t.equal(standby?.state, OK);
+  t.match(standby?.message, new RegExp(`^standby ${B} of prod-nat, leader ${A} \\(term 7\\) renewed 2s ago`));
+});
+
+t.test('ha: the leader without its Elastic IP is CRITICAL until the association holds', async (t) => {
+  const check = haCheckOf(haStatus({ elasticIps: [{ allocationId: 'eipalloc-0123456789abcdef0', privateIp: '10.0.1.10', state: 'failed', error: 'RequestLimitExceeded' }] }));
+  t.equal(check?.state, CRITICAL);
+  t.match(check?.message, /Elastic IP eipalloc-0123456789abcdef0 is not on this leader yet \(RequestLimitExceeded\): clients cannot reach the pair/);
+  t.equal(haCheckOf(haStatus({ role: 'standby', elasticIps: [] }))?.state, OK, 'a standby holds no Elastic IP');
+});
+
+t.test('ha: DynamoDB unreachable is a WARNING naming the targets that wait', async (t) => {
+  const check = haCheckOf(haStatus({ storeError: { error: 'connect ETIMEDOUT', since: ago(45_000) }, waiting: 2, mayAllocate: false }));
+  t.equal(check?.state, WARNING);
+  t.match(check?.message, /DynamoDB does not answer since 45s ago \(connect ETIMEDOUT\): forwarding goes on with the last map, no new allocations; 2 new targets wait for a port/);
+});
+
+t.test('ha: a leader with no standby seen for three leases is a WARNING (single point of failure); not right after taking over', async (t) => {
+  const alone = haCheckOf(haStatus({ peers: [{ instanceId: B, role: 'standby', lastSeenAt: ago(31_000) }] }));
+  t.equal(alone?.state, WARNING);
+  t.match(alone?.message, /no standby seen for over 3 leases: this leader is a single point of failure/);
+  t.equal(haCheckOf(haStatus({ peers: [{ instanceId: B, role: 'standby', lastSeenAt: ago(29_000) }] }))?.state, OK, 'seen within three leases');
+  t.equal(haCheckOf(haStatus({ peers: [], roleSince: ago(20_000) }))?.state, OK, 'a new leader gets three leases to see its standby');
+  t.equal(haCheckOf(haStatus({ peers: [], roleSince: ago(31_000) }))?.state, WARNING);
+});
+
+t.test('ha: map entries that do not fit this config are a WARNING; an unreadable identity too', async (t) => {
+  t.match(haCheckOf(haStatus({ misfits: ['node/a/0001'] })), { state: WARNING, message: /1 map entries do not fit this instance's forward config \(node\/a\/0001\): the two instances' configs differ/ });
+  t.match(haCheckOf(haStatus({ role: 'standby', elasticIps: [], identityError: 'IMDSv2 token: connect ECONNREFUSED' })), { state: WARNING, message: /cannot read this instance's identity \(IMDSv2\)/ });
+});

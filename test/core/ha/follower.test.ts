@@ -44,3 +44,21 @@ t.test('address mode: a fallback entry waits for the leader to upgrade it', asyn
   const planner = planForwards(map, { resolutions: new Map() }, addressPolicy, 1000);
   t.ok(planner.state.entries.some((e) => e.listenAddress === '10.0.9.22'), 'the planner would take the free address');
 });
+
+t.test('planPass follow: the same rules the leader would install, no allocation for a new target, which waits and is named', async (t) => {
+  const { planPass } = await import('../../../src/core/planner/plan.js');
+  const { configSchema } = await import('../../../src/core/config/schema.js');
+  const config = configSchema.parse({ aws: { region: 'us-east-1' }, forward: { allowedSources: ['198.51.100.27/32'] } });
+  const empty = { chains: new Map() };
+  const targets = [node('alpha', 0), node('delta', 0)].map(({ listenPort: _p, ...target }) => target);
+  const input = { config, state: leaderMap, topology: { targets, skipped: [] }, resolutions: new Map(), installed: { nat: empty, filter: empty }, now: 1000 };
+  const follower = planPass({ ...input, follow: true });
+  t.same(follower.forwards.map((f) => [f.key, f.listenPort]), [['node/alpha/0001', 6379], ['node/bravo/0001', 6381]], 'only the map\'s listeners');
+  t.same(follower.waiting, ['node/delta/0001'], 'the new target waits for the leader');
+  t.same(follower.misfits, []);
+  const leader = planPass(input);
+  t.equal(leader.waiting, undefined, 'the leader has nothing waiting');
+  t.ok(leader.forwards.some((f) => f.key === 'node/delta/0001'), 'the leader allocates it');
+  const sameMap = planPass({ ...input, state: leader.state, follow: true });
+  t.equal(sameMap.rulesDigest, leader.rulesDigest, 'following the leader\'s new map installs exactly the leader\'s rules');
+});

@@ -140,16 +140,27 @@ t.test('ami/iam-policy-ha.json grants exactly what src/ha/ calls, on the one tab
   for (const [i, statement] of policy.Statement.entries()) {
     t.equal(statement.Effect, 'Allow', `statement ${i} allows`);
     t.notOk('NotAction' in statement || 'NotResource' in statement, `statement ${i} has no NotAction/NotResource`);
-    // The table named in ha.table (cachenat by default), in any region and account: never every table.
-    t.equal(statement.Resource, 'arn:aws:dynamodb:*:*:table/cachenat', `statement ${i}: the one table`);
-    for (const action of ([] as unknown[]).concat(statement.Action)) {
-      t.match(action, /^dynamodb:[A-Za-z]+$/, `statement ${i}: ${String(action)} is one DynamoDB action, no wildcard`);
-      granted.add(String(action));
+    const actions = ([] as unknown[]).concat(statement.Action).map(String);
+    const services = new Set(actions.map((action) => action.split(':')[0]));
+    t.equal(services.size, 1, `statement ${i}: one service per statement (${[...services].join(', ')})`);
+    if (services.has('dynamodb')) {
+      // The table named in ha.table (cachenat by default), in any region and account: never every table.
+      t.equal(statement.Resource, 'arn:aws:dynamodb:*:*:table/cachenat', `statement ${i}: the one table`);
+    } else {
+      // The Elastic IP: DescribeAddresses takes no resource; AssociateAddress names an address and an
+      // interface the account's other instances also have, so the role is what limits it.
+      t.equal(statement.Resource, '*', `statement ${i}: EC2 address calls`);
+      t.same([...services], ['ec2'], `statement ${i}: only DynamoDB and EC2`);
+    }
+    for (const action of actions) {
+      t.match(action, /^(dynamodb|ec2):[A-Za-z]+$/, `statement ${i}: ${action} is one action, no wildcard`);
+      granted.add(action);
     }
   }
   const { uses } = await sdkUsesIn(sourceFiles(join(root, 'src', 'ha')));
   const used = new Set(uses.flatMap((u) => u.actions));
   t.strictSame(uses.flatMap((u) => u.problems), [], 'every AWS call in src/ha/ is visible to this check');
   t.ok(used.has('dynamodb:PutItem'), 'the scan of src/ha/ finds the conditional writes');
+  t.ok(used.has('ec2:AssociateAddress'), 'the scan of src/ha/ finds the Elastic IP move');
   t.strictSame([...granted].sort(), [...used].sort(), `the HA policy grants exactly what src/ha/ calls: ${[...used].sort().join(', ')}`);
 });

@@ -7,7 +7,7 @@
 
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createElasticIps } from '../../src/ha/elastic-ips.js';
@@ -19,11 +19,11 @@ const ALLOC = 'eipalloc-0aaaaaaaaaaaaaaaa';
 const PUBLIC_IP = '203.0.113.10';
 const ENI = { a: 'eni-0aaaaaaaaaaaaaaaa', b: 'eni-0bbbbbbbbbbbbbbbb' };
 
-const installed = async (program: string) => (await run('sh', ['-c', 'command -v "$1"', 'sh', program], { reject: false })).exitCode === 0;
+const installed = (program: string) => ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((dir) => existsSync(join(dir, program)));
 const skip =
   process.getuid?.() !== 0
     ? 'needs root (network namespaces)'
-    : !(await installed('ip')) || !(await installed('arping'))
+    : !installed('ip') || !installed('arping') || !installed('bash')
       ? 'needs ip (iproute2) and arping (iputils-arping)'
       : false;
 

@@ -28,7 +28,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { z } from 'zod';
 import { isIpv4 } from '../src/core/ipv4.js';
 import { interfaceProblem } from '../src/core/grammar.js';
-import { closeServer, el, isMainModule, listen, onBody, parseListen, send, sendJson, text } from './fake-http.js';
+import { closeServer, el, listen, onBody, parseListen, send, sendJson, text, runIfMain, UsageError } from './fake-http.js';
 import { execIn, run, type ExecResult } from './netns.js';
 
 export const EC2_XML_NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
@@ -383,8 +383,6 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
 
 const USAGE = 'usage: fake-ec2 --listen HOST:PORT --state FILE.json';
 
-class UsageError extends Error {}
-
 async function main(argv: string[]): Promise<void> {
   let listenAt = '127.0.0.1:4567';
   let stateFile: string | undefined;
@@ -407,10 +405,4 @@ async function main(argv: string[]): Promise<void> {
   process.once('SIGINT', stop);
 }
 
-if (await isMainModule(import.meta.url)) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`fake-ec2: ${(err as Error).message}\n`);
-    if (err instanceof UsageError) process.stderr.write(`${USAGE}\n`);
-    process.exit(err instanceof UsageError ? 2 : 1);
-  });
-}
+await runIfMain(import.meta.url, 'fake-ec2', USAGE, main);

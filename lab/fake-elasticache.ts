@@ -18,7 +18,7 @@
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { closeServer, isMainModule, listen, onBody, parseListen, send, sendJson } from './fake-http.js';
+import { closeServer, listen, onBody, parseListen, send, sendJson, runIfMain, UsageError } from './fake-http.js';
 import {
   answer,
   errorAnswer,
@@ -210,12 +210,4 @@ async function main(argv: string[]): Promise<void> {
   process.once('SIGINT', stop);
 }
 
-class UsageError extends Error {}
-
-if (await isMainModule(import.meta.url)) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`fake-elasticache: ${(err as Error).message}\n`);
-    if (err instanceof UsageError) process.stderr.write(`${USAGE}\n`);
-    process.exit(err instanceof UsageError ? 2 : 1);
-  });
-}
+await runIfMain(import.meta.url, 'fake-elasticache', USAGE, main);

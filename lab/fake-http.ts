@@ -54,8 +54,24 @@ export const closeServer = (server: Server): Promise<void> =>
     server.closeAllConnections();
   });
 
-/** Whether the module at moduleUrl is the program node was started with. */
-export async function isMainModule(moduleUrl: string): Promise<boolean> {
+/** A command-line mistake: the program prints its usage and exits 2. */
+export class UsageError extends Error {}
+
+/**
+ * Runs main(argv) when the module at moduleUrl is the program node was
+ * started with; an error is printed as "name: message" (with the usage for a
+ * UsageError) and ends the process.
+ */
+export async function runIfMain(moduleUrl: string, name: string, usage: string, main: (argv: string[]) => Promise<void>): Promise<void> {
+  if (!(await isMainModule(moduleUrl))) return;
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`${name}: ${(err as Error).message}\n`);
+    if (err instanceof UsageError) process.stderr.write(`${usage}\n`);
+    process.exit(err instanceof UsageError ? 2 : 1);
+  });
+}
+
+async function isMainModule(moduleUrl: string): Promise<boolean> {
   const script = process.argv[1];
   if (script === undefined) return false;
   return moduleUrl === pathToFileURL(await realpath(script).catch(() => script)).href;

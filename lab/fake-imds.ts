@@ -12,7 +12,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { closeServer, isMainModule, listen, parseListen, send } from './fake-http.js';
+import { closeServer, listen, parseListen, send, runIfMain, UsageError } from './fake-http.js';
 
 export interface FakeImdsConfig {
   instanceId: string;
@@ -110,8 +110,6 @@ export async function startFakeImds(config: FakeImdsConfig, options: { host?: st
 
 const USAGE = 'usage: fake-imds --listen HOST:PORT --instance-id ID --mac MAC --eni ENI --ips A[,B...]';
 
-class UsageError extends Error {}
-
 async function main(argv: string[]): Promise<void> {
   const given = new Map<string, string>();
   for (let i = 0; i < argv.length; i += 2) {
@@ -137,10 +135,4 @@ async function main(argv: string[]): Promise<void> {
   process.once('SIGINT', stop);
 }
 
-if (await isMainModule(import.meta.url)) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`fake-imds: ${(err as Error).message}\n`);
-    if (err instanceof UsageError) process.stderr.write(`${USAGE}\n`);
-    process.exit(err instanceof UsageError ? 2 : 1);
-  });
-}
+await runIfMain(import.meta.url, 'fake-imds', USAGE, main);

@@ -15,6 +15,7 @@ import {
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import type { LeaseItem, LeaseRead, LeaseWrite } from '../core/ha/lease.js';
+import { singleAttemptClientConfig } from './aws-client.js';
 import {
   leaseAttributes,
   leaseKey,
@@ -55,7 +56,6 @@ export type WriteOutcome = { kind: 'accepted' } | { kind: 'conflict' } | { kind:
 /** A read: the validated item, no item, an item that failed validation, or no answer. */
 export type StoreRead<T> = ItemRead<T> | { kind: 'unavailable'; error: string };
 
-const MAX_CONNECT_MS = 3000;
 /** How long `ha init` waits for a new table to become ACTIVE. */
 const TABLE_ACTIVE_WAIT_MS = 60_000;
 
@@ -65,17 +65,7 @@ const TABLE_ACTIVE_WAIT_MS = 60_000;
  * lease. A lost answer is `unavailable`; the next read tells what happened.
  */
 export function createDynamoClient(options: Pick<HaStoreOptions, 'region' | 'endpoint' | 'timeoutMs' | 'credentials'>): DynamoDBClient {
-  return new DynamoDBClient({
-    region: options.region,
-    ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    maxAttempts: 1,
-    requestHandler: {
-      connectionTimeout: Math.min(options.timeoutMs, MAX_CONNECT_MS),
-      requestTimeout: options.timeoutMs,
-      throwOnRequestTimeout: true,
-    },
-  });
+  return new DynamoDBClient(singleAttemptClientConfig(options));
 }
 
 const nameOf = (err: unknown): string => (err instanceof Error ? err.name : typeof err);

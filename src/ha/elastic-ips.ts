@@ -8,6 +8,7 @@
 import { AssociateAddressCommand, DescribeAddressesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { allocationIdProblem, interfaceAddressProblem, networkInterfaceIdProblem } from '../core/grammar.js';
 import { parseAddresses, type AddressAssociation } from '../core/ha/addresses.js';
+import { singleAttemptClientConfig, type AwsClientOptions } from './aws-client.js';
 
 export type { AddressAssociation } from '../core/ha/addresses.js';
 
@@ -20,31 +21,11 @@ export interface ElasticIps {
   close(): void;
 }
 
-export interface ElasticIpsOptions {
-  region: string;
-  /** ha.ec2Endpoint: a fake EC2 API (tests, the lab). */
-  endpoint?: string;
-  /** Budget of one request. */
-  timeoutMs: number;
-  /** Fixed credentials; by default the SDK's chain (environment, profile, instance role). */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-}
-
-const MAX_CONNECT_MS = 3000;
+export type ElasticIpsOptions = AwsClientOptions;
 
 /** The SDK client: one attempt per request, bounded like the DynamoDB client. */
 export function createEc2Client(options: ElasticIpsOptions): EC2Client {
-  return new EC2Client({
-    region: options.region,
-    ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    maxAttempts: 1,
-    requestHandler: {
-      connectionTimeout: Math.min(options.timeoutMs, MAX_CONNECT_MS),
-      requestTimeout: options.timeoutMs,
-      throwOnRequestTimeout: true,
-    },
-  });
+  return new EC2Client(singleAttemptClientConfig(options));
 }
 
 /** "Code: message" of an SDK error, short enough for a log line. */

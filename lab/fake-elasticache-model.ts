@@ -4,6 +4,7 @@
 // lives in fake-elasticache.ts.
 
 import { z } from 'zod';
+import { el, esc, text } from './fake-http.js';
 
 export const XML_NAMESPACE = 'http://elasticache.amazonaws.com/doc/2015-02-02/';
 
@@ -382,10 +383,3 @@ function groupXml(group: FakeReplicationGroup, topology: FakeTopology): string {
 }
 
 const endpointXml = (name: string, e: FakeEndpoint) => el(name, text('Address', e.address) + text('Port', String(e.port)));
-
-const el = (name: string, inner: string) => `<${name}>${inner}</${name}>`;
-
-const text = (name: string, value: string) => el(name, esc(value));
-
-const esc = (value: string) =>
-  value.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[ch] as string);

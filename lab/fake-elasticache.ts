@@ -17,9 +17,8 @@
 // once it accepts connections (port 0 picks a free port), and exits on SIGTERM.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { readFile, realpath } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { readFile } from 'node:fs/promises';
+import { closeServer, isMainModule, listen, onBody, parseListen, send, sendJson } from './fake-http.js';
 import {
   answer,
   errorAnswer,
@@ -146,15 +145,7 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
   };
 
   const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) req.destroy();
-      else chunks.push(chunk);
-    });
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
+    onBody(req, MAX_BODY_BYTES, (body) => {
       const url = new URL(req.url ?? '/', 'http://fake');
       if (url.pathname.startsWith('/_fake/')) return handleControl(req, url.pathname, body, res);
       if (url.pathname !== '/') return send(res, 404, 'text/plain', 'not found\n');
@@ -166,14 +157,7 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, host, options.port ?? 0);
 
   return {
     url: `http://${host}:${port}`,
@@ -186,21 +170,9 @@ export async function startFakeElastiCache(options: FakeElastiCacheOptions = {})
     clearRequests: () => {
       log.length = 0;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections(); // including requests left hanging on purpose
-      }),
+    close: () => closeServer(server),
   };
 }
-
-function send(res: ServerResponse, status: number, type: string, body: string) {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-const sendJson = (res: ServerResponse, status: number, value: unknown) =>
-  send(res, status, 'application/json', `${JSON.stringify(value)}\n`);
 
 // ---- command line ---------------------------------------------------------
 
@@ -221,8 +193,8 @@ async function main(argv: string[]): Promise<void> {
     }
     else throw new UsageError(`unknown option ${flag}`);
   }
-  const match = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(listen);
-  if (!match) throw new UsageError(`--listen expects IPV4:PORT, got ${listen}`);
+  const address = parseListen(listen);
+  if (!address) throw new UsageError(`--listen expects IPV4:PORT, got ${listen}`);
 
   let topology: FakeTopology = {};
   if (topologyFile !== undefined) {
@@ -231,7 +203,7 @@ async function main(argv: string[]): Promise<void> {
     topology = parsed;
   }
 
-  const fake = await startFakeElastiCache({ host: match[1], port: Number(match[2]), topology, ...(pageSize === undefined ? {} : { pageSize }) });
+  const fake = await startFakeElastiCache({ host: address.host, port: address.port, topology, ...(pageSize === undefined ? {} : { pageSize }) });
   process.stdout.write(`fake-elasticache listening on ${fake.url}\n`);
   const stop = () => void fake.close().then(() => process.exit(0));
   process.once('SIGTERM', stop);
@@ -240,13 +212,7 @@ async function main(argv: string[]): Promise<void> {
 
 class UsageError extends Error {}
 
-async function isMainModule(): Promise<boolean> {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  return import.meta.url === pathToFileURL(await realpath(script).catch(() => script)).href;
-}
-
-if (await isMainModule()) {
+if (await isMainModule(import.meta.url)) {
   main(process.argv.slice(2)).catch((err: unknown) => {
     process.stderr.write(`fake-elasticache: ${(err as Error).message}\n`);
     if (err instanceof UsageError) process.stderr.write(`${USAGE}\n`);

@@ -181,11 +181,14 @@ export const DNAT_RULE_PATTERN = `-A CACHENAT-DNAT(?: -d ([\\d.]+)/32)? -p tcp -
 
 // ── listen addresses (address mode) ────────────────────────────────────────
 
-/** Why an address cannot be one of forward.listenAddresses, or undefined when it can. */
-export function listenAddressProblem(text: string): string | undefined {
+/** Why text is not a unicast IPv4 address an interface can hold, or undefined when it is. */
+export function interfaceAddressProblem(text: string): string | undefined {
   if (targetAddressProblem(text) === undefined) return undefined;
   return `${show(text)} is not a unicast IPv4 address an interface can hold (not in 0/8, 127/8, 169.254/16, 224/4 or 240/4)`;
 }
+
+/** Why an address cannot be one of forward.listenAddresses, or undefined when it can. */
+export const listenAddressProblem = interfaceAddressProblem;
 
 // ── high availability (the ha section, the DynamoDB items) ────────────────
 
@@ -212,6 +215,27 @@ export const isInstanceId = (value: unknown): value is string => typeof value ==
 
 export const instanceIdProblem = (value: unknown): string | undefined =>
   isInstanceId(value) ? undefined : `expected an EC2 instance id such as i-0123456789abcdef0, got ${show(value)}`;
+
+// eni-0123abcd or eni-0123456789abcdef0: an elastic network interface.
+const NETWORK_INTERFACE_ID = /^eni-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
+
+export const networkInterfaceIdProblem = (value: unknown): string | undefined =>
+  typeof value === 'string' && NETWORK_INTERFACE_ID.test(value)
+    ? undefined
+    : `expected a network interface id such as eni-0123456789abcdef0 (8 or 17 hex digits), got ${show(value)}`;
+
+// A MAC address as IMDS prints it (lower case, colons): it becomes a path segment of the next IMDS request.
+const MAC_ADDRESS = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
+export const macAddressProblem = (value: unknown): string | undefined =>
+  typeof value === 'string' && MAC_ADDRESS.test(value)
+    ? undefined
+    : `expected a MAC address of six lower-case hex pairs such as 0e:49:61:0f:c3:11, got ${show(value)}`;
+
+// An IMDSv2 session token (opaque, base64-like): printable ASCII without spaces, sent back as a header value.
+const IMDS_TOKEN = /^[\x21-\x7e]{1,1024}$/;
+
+export const isImdsToken = (value: unknown): value is string => typeof value === 'string' && IMDS_TOKEN.test(value);
 
 /** ha.lease, in ms: from 3 s (a renewal every second) to an hour; the lease item read back is held to the same. */
 export const MIN_LEASE_MS = 3000;

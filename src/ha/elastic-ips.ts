@@ -1,0 +1,97 @@
+// The Elastic IP(s) of an HA pair: AssociateAddress moves one to the
+// leader's interface (AllowReassociation: it takes the address from the old
+// leader in one call), DescribeAddresses tells where each is now. One
+// attempt per call: the daemon retries on its own beat with its own backoff.
+// What goes out is checked against the grammar first; what comes back is
+// validated in src/core/ha/addresses.ts before anyone sees it.
+
+import { AssociateAddressCommand, DescribeAddressesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { allocationIdProblem, interfaceAddressProblem, networkInterfaceIdProblem } from '../core/grammar.js';
+import { parseAddresses, type AddressAssociation } from '../core/ha/addresses.js';
+
+export type { AddressAssociation } from '../core/ha/addresses.js';
+
+export interface ElasticIps {
+  /** AssociateAddress with AllowReassociation: true. Throws an Error whose message names the allocation id and what EC2 said. */
+  associate(request: { allocationId: string; networkInterfaceId: string; privateIp: string }): Promise<void>;
+  /** DescribeAddresses for these allocation ids (validated answers). */
+  describe(allocationIds: readonly string[]): Promise<AddressAssociation[]>;
+  /** Closes the SDK client's sockets. */
+  close(): void;
+}
+
+export interface ElasticIpsOptions {
+  region: string;
+  /** ha.ec2Endpoint: a fake EC2 API (tests, the lab). */
+  endpoint?: string;
+  /** Budget of one request. */
+  timeoutMs: number;
+  /** Fixed credentials; by default the SDK's chain (environment, profile, instance role). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+}
+
+const MAX_CONNECT_MS = 3000;
+
+/** The SDK client: one attempt per request, bounded like the DynamoDB client. */
+export function createEc2Client(options: ElasticIpsOptions): EC2Client {
+  return new EC2Client({
+    region: options.region,
+    ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    maxAttempts: 1,
+    requestHandler: {
+      connectionTimeout: Math.min(options.timeoutMs, MAX_CONNECT_MS),
+      requestTimeout: options.timeoutMs,
+      throwOnRequestTimeout: true,
+    },
+  });
+}
+
+/** "Code: message" of an SDK error, short enough for a log line. */
+function whatEc2Said(err: unknown): string {
+  if (!(err instanceof Error)) return String(err).slice(0, 300);
+  const code = (err as { Code?: unknown }).Code;
+  const name = typeof code === 'string' && code !== '' ? code : err.name;
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return `${name}${status === undefined ? '' : ` (HTTP ${status})`}: ${err.message}`.slice(0, 300);
+}
+
+export function createElasticIps(options: ElasticIpsOptions): ElasticIps {
+  const client = createEc2Client(options);
+  return {
+    async associate({ allocationId, networkInterfaceId, privateIp }) {
+      const problem =
+        allocationIdProblem(allocationId) ?? networkInterfaceIdProblem(networkInterfaceId) ?? interfaceAddressProblem(privateIp);
+      if (problem !== undefined) throw new Error(`AssociateAddress of ${allocationId} not sent: ${problem}`);
+      try {
+        await client.send(
+          new AssociateAddressCommand({ AllocationId: allocationId, NetworkInterfaceId: networkInterfaceId, PrivateIpAddress: privateIp, AllowReassociation: true }),
+        );
+      } catch (err) {
+        throw new Error(`AssociateAddress of ${allocationId} to ${networkInterfaceId} (${privateIp}) failed: ${whatEc2Said(err)}`);
+      }
+    },
+
+    async describe(allocationIds) {
+      // No ids would ask for every address of the account: never what is meant.
+      if (allocationIds.length === 0) return [];
+      for (const id of allocationIds) {
+        const problem = allocationIdProblem(id);
+        if (problem !== undefined) throw new Error(`DescribeAddresses not sent: ${problem}`);
+      }
+      let answer;
+      try {
+        answer = await client.send(new DescribeAddressesCommand({ AllocationIds: [...allocationIds] }));
+      } catch (err) {
+        throw new Error(`DescribeAddresses of ${allocationIds.join(', ')} failed: ${whatEc2Said(err)}`);
+      }
+      const parsed = parseAddresses(answer.Addresses, allocationIds);
+      if ('error' in parsed) throw new Error(`DescribeAddresses of ${allocationIds.join(', ')}: ${parsed.error}`);
+      return parsed.value;
+    },
+
+    close() {
+      client.destroy();
+    },
+  };
+}

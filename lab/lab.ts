@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isIpv4 } from '../src/core/ipv4.js';
+import { macAddressProblem } from '../src/core/grammar.js';
 import {
   deleteNamespace,
   deleteNamespaceSync,
@@ -196,6 +197,10 @@ export class Lab {
   dynamoUrl: string | undefined;
   /** ha: true only: dynalite's process (stopDynamo/startDynamo replace it). */
   dynamo: LabProcess | undefined;
+  /** ha: true only: the fake EC2 API in the services namespace (lab/fake-ec2.ts), started by up(). */
+  fakeEc2: { url: string; process: LabProcess; stateFile: string } | undefined;
+  /** ha: true only: each NAT host's fake IMDS on its own 127.0.0.1 (lab/fake-imds.ts), started by up(). */
+  readonly fakeImds: Partial<Record<NatName, { url: string; process: LabProcess }>> = {};
 
   readonly #redisCount: number;
   readonly #memcachedCount: number;
@@ -274,7 +279,7 @@ export class Lab {
     await Promise.all([
       ...range(this.#redisCount, 11).map((i) => this.#startRedis(i)),
       ...range(this.#memcachedCount, 21).map((i) => this.#startMemcached(i)),
-      ...(this.ha ? [this.startDynamo()] : []),
+      ...(this.ha ? [this.startDynamo(), this.#startFakeEc2(), this.#startFakeImds('nat'), this.#startFakeImds('nat2')] : []),
     ]);
   }
 
@@ -383,8 +388,7 @@ export class Lab {
       [compiledLabFile('fake-elasticache.js'), '--listen', listen, '--topology', topologyFile, ...(options.pageSize === undefined ? [] : ['--page-size', String(options.pageSize)])],
       { label: 'fake-elasticache' },
     );
-    const listening = /fake-elasticache listening on (http:\/\/\S+)/;
-    const url = listening.exec(await fake.waitForLine(listening, 15_000))?.[1] as string;
+    const url = await listeningUrl(fake, 'fake-elasticache');
     this.fakeApi = { url, process: fake, topologyFile };
     return url;
   }
@@ -481,9 +485,57 @@ export class Lab {
     for (const instance of Object.values(this.#instances())) {
       const link = JSON.parse((await run('ip', ['-n', instance.ns, '-j', 'link', 'show', IFACE.ext])).stdout) as { address?: string }[];
       const mac = link[0]?.address;
-      if (mac === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error(`no MAC on ${instance.ns} ${IFACE.ext}: ${JSON.stringify(link)}`);
-      instance.mac = mac;
+      const problem = macAddressProblem(mac);
+      if (problem !== undefined) throw new Error(`${instance.ns} ${IFACE.ext}: ${problem}`);
+      instance.mac = mac as string;
     }
+  }
+
+  /** The fake EC2 API: one Elastic IP, both NAT hosts' primary interfaces, each tied to its namespace's ext0. */
+  async #startFakeEc2(): Promise<void> {
+    const stateFile = join(this.tmpDir, 'ec2-state.json');
+    const instances = Object.values(this.#instances());
+    writeFileSync(
+      stateFile,
+      JSON.stringify({
+        addresses: [{ allocationId: HA_IDS.allocationId, publicIp: ADDR.eip }],
+        interfaces: instances.map((i) => ({ networkInterfaceId: i.eni, instanceId: i.instanceId, privateIps: [i.privateIp], ns: i.ns, iface: IFACE.ext })),
+      }, null, 2),
+    );
+    const fake = this.spawnIn(this.#svc(), process.execPath, [compiledLabFile('fake-ec2.js'), '--listen', `${ADDR.svc}:${HA_PORTS.ec2}`, '--state', stateFile], {
+      label: 'fake-ec2',
+      env: { NODE_OPTIONS: '' },
+    });
+    const url = await listeningUrl(fake, 'fake-ec2');
+    this.fakeEc2 = { url, process: fake, stateFile };
+  }
+
+  async #startFakeImds(which: NatName): Promise<void> {
+    const i = this.#instances()[which];
+    const args = ['--listen', `127.0.0.1:${HA_PORTS.imds}`, '--instance-id', i.instanceId, '--mac', i.mac, '--eni', i.eni, '--ips', i.privateIp];
+    const fake = this.spawnIn(i.ns, process.execPath, [compiledLabFile('fake-imds.js'), ...args], { label: `fake-imds ${which}`, env: { NODE_OPTIONS: '' } });
+    this.fakeImds[which] = { url: await listeningUrl(fake, 'fake-imds'), process: fake };
+  }
+
+  /**
+   * Which NAT host's ext0 holds the Elastic IP now (what the fake EC2 API's
+   * moves did), undefined for neither; both would be a lab bug and throws.
+   */
+  async eipHolder(): Promise<NatName | undefined> {
+    const holders: NatName[] = [];
+    for (const which of ['nat', 'nat2'] as const) {
+      const addrs = (await run('ip', ['-n', this.natNs(which), '-4', '-o', 'addr', 'show', 'dev', IFACE.ext])).stdout;
+      if (addrs.includes(` ${ADDR.eip}/`)) holders.push(which);
+    }
+    if (holders.length > 1) throw new Error(`the Elastic IP ${ADDR.eip} is on both NAT hosts`);
+    return holders[0];
+  }
+
+  /** Which NAT host the client's ARP cache sends the Elastic IP to (by ext0's MAC), undefined when it has no entry (or a stale one). */
+  async clientSeesEipAt(): Promise<NatName | undefined> {
+    const neigh = JSON.parse((await run('ip', ['-n', this.ns.client, '-j', 'neigh', 'show', ADDR.eip])).stdout) as { lladdr?: string; state?: string[] }[];
+    const mac = neigh[0]?.lladdr;
+    return Object.values(this.#instances()).find((i) => i.mac === mac)?.name;
   }
 
   #nat2(): string {
@@ -664,6 +716,12 @@ function writeInPlace(file: string, content: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Waits for a fake's one line "<label> listening on http://…" and returns the URL. */
+async function listeningUrl(fake: LabProcess, label: string): Promise<string> {
+  const listening = new RegExp(`${label} listening on (http://\\S+)`);
+  return listening.exec(await fake.waitForLine(listening, stretch(15_000)))?.[1] as string;
 }
 
 /** Same as `Lab.start`. */

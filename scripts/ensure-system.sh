@@ -16,6 +16,7 @@ have memcached || need+=(memcached)
 have conntrack || need+=(conntrack)
 have python3 || need+=(python3)
 have pgrep || need+=(procps)
+have arping || need+=(iputils-arping) # the HA lab's fake EC2 API sends gratuitous ARPs (lab/fake-ec2.ts)
 if [ "${1:-}" = "--for-tests" ]; then
   have shellcheck || need+=(shellcheck)
   have openssl || need+=(openssl) # the test CA of test/e2e/tls.test.ts

@@ -9,6 +9,20 @@
 //   <p>-memc   198.19.0.21… ─┘
 //   (bridges br-ext and br-int live in <p>-sw; redis listens on :6379, memcached on :11211)
 //
+// With `ha: true` (issue #12) a second NAT host joins the same two segments,
+// and a services namespace holds what both NAT hosts share:
+//
+//   br-ext ─ ext0 198.18.0.2 ─┐
+//   br-int ─ int0 198.19.0.2 ─┼─ <p>-nat2   (no side segment)
+//   br-svc ─ svc0 198.20.0.2 ─┘
+//   br-svc ─ svc0 198.20.0.1 ── <p>-nat
+//   br-svc ─ eth0 198.20.0.10 ─ <p>-svc: dynalite :8000, the fake ElastiCache
+//                               API :4566, the fake EC2 API :8001
+//
+// Each NAT host runs its own fake IMDS on 127.0.0.1:9169. The Elastic IP
+// 198.18.0.100 is on neither NAT host until the fake EC2 API's
+// AssociateAddress puts it on one's ext0 (and sends a gratuitous ARP).
+//
 // The cache namespaces have no route back to 198.18.0.0/16, so a client gets
 // an answer only when the NAT host rewrites the source (SNAT), unless a test
 // asks for plain routing with addReturnRoutes().
@@ -18,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isIpv4 } from '../src/core/ipv4.js';
+import { macAddressProblem } from '../src/core/grammar.js';
 import {
   deleteNamespace,
   deleteNamespaceSync,
@@ -52,6 +67,27 @@ export interface LabOptions {
    * IPs of cachenat's address mode. The client segment reaches them directly.
    */
   listenAddresses?: number;
+  /**
+   * A second NAT host `<p>-nat2` on the same client and cache segments, a
+   * services namespace `<p>-svc` with dynalite, and (once started) the fake
+   * EC2 and IMDS APIs: the two-instance lab of issue #12. Default false.
+   */
+  ha?: boolean;
+}
+
+/** The two NAT hosts of an HA lab, by the name tests use for them. */
+export type NatName = 'nat' | 'nat2';
+
+/** One NAT host as EC2 would describe it (fixed ids that fit src/core/grammar.ts). */
+export interface HaInstance {
+  name: NatName;
+  ns: string;
+  instanceId: string;
+  eni: string;
+  /** Its primary private IP: the ext0 address. */
+  privateIp: string;
+  /** ext0's MAC (read once the namespace exists). */
+  mac: string;
 }
 
 export interface CacheServer {
@@ -82,9 +118,31 @@ const ADDR = {
   cacheNet: '198.19.0.0/24',
   /** Both client segments: what a return route must cover. */
   outside: '198.18.0.0/16',
+  // ha: true only
+  nat2Ext: '198.18.0.2',
+  nat2Int: '198.19.0.2',
+  natSvc: '198.20.0.1',
+  nat2Svc: '198.20.0.2',
+  svc: '198.20.0.10',
+  svcNet: '198.20.0.0/24',
+  /** The Elastic IP clients dial: on the ext0 of whichever NAT host it is associated with, or on neither. */
+  eip: '198.18.0.100',
 } as const;
 
-const IFACE = { ext: 'ext0', side: 'side0', int: 'int0' } as const;
+/** What the fake EC2 API serves in an HA lab: one Elastic IP, two instances. */
+export const HA_IDS = {
+  allocationId: 'eipalloc-0a1b2c3d4e5f60718',
+  nat: { instanceId: 'i-0000000000000000a', eni: 'eni-0000000000000000a' },
+  nat2: { instanceId: 'i-0000000000000000b', eni: 'eni-0000000000000000b' },
+} as const;
+
+/** Ports of the shared services (on ADDR.svc) and of each NAT host's IMDS (on its 127.0.0.1). */
+export const HA_PORTS = { dynamo: 8000, ec2: 8001, elasticache: 4566, imds: 9169 } as const;
+
+const IFACE = { ext: 'ext0', side: 'side0', int: 'int0', svc: 'svc0' } as const;
+
+/** dynalite's CLI, run with node in the services namespace of an HA lab. */
+const DYNALITE = fileURLToPath(import.meta.resolve('dynalite/cli.js'));
 
 const REDIS_PORT = 6379;
 const MEMCACHED_PORT = 11211;
@@ -98,6 +156,12 @@ const TOOLS: ReadonlyArray<readonly [program: string, debianPackage: string]> = 
   ['memcached', 'memcached'],
 ];
 
+// What an HA lab needs on top (iptables for the DynamoDB outage, arping for the fake EC2 API's gratuitous ARP).
+const HA_TOOLS: ReadonlyArray<readonly [program: string, debianPackage: string]> = [
+  ['iptables', 'iptables'],
+  ['arping', 'iputils-arping'],
+];
+
 export class Lab {
   readonly prefix: string;
   readonly ns: {
@@ -107,8 +171,12 @@ export class Lab {
     side: string;
     redis: string;
     memc: string;
-    /** Holds the two bridges; nothing runs here. */
+    /** Holds the bridges; nothing runs here. */
     switch: string;
+    /** ha: true only: the second NAT host. */
+    nat2?: string;
+    /** ha: true only: dynalite and the fake AWS APIs. */
+    svc?: string;
   };
   readonly addr = ADDR;
   readonly iface = IFACE;
@@ -121,6 +189,18 @@ export class Lab {
   readonly hostsFile: string;
   /** Set by startFakeApi. */
   fakeApi: FakeApi | undefined;
+  /** LabOptions.ha. */
+  readonly ha: boolean;
+  /** ha: true only: the two NAT hosts as EC2 instances (MACs filled in by up()). */
+  readonly instances: Record<NatName, HaInstance> | undefined;
+  /** ha: true only: dynalite's URL, once up() started it. */
+  dynamoUrl: string | undefined;
+  /** ha: true only: dynalite's process (stopDynamo/startDynamo replace it). */
+  dynamo: LabProcess | undefined;
+  /** ha: true only: the fake EC2 API in the services namespace (lab/fake-ec2.ts), started by up(). */
+  fakeEc2: { url: string; process: LabProcess; stateFile: string } | undefined;
+  /** ha: true only: each NAT host's fake IMDS on its own 127.0.0.1 (lab/fake-imds.ts), started by up(). */
+  readonly fakeImds: Partial<Record<NatName, { url: string; process: LabProcess }>> = {};
 
   readonly #redisCount: number;
   readonly #memcachedCount: number;
@@ -147,6 +227,15 @@ export class Lab {
       memc: `${p}-memc`,
       switch: `${p}-sw`,
     };
+    this.ha = options.ha ?? false;
+    if (this.ha) {
+      this.ns.nat2 = `${p}-nat2`;
+      this.ns.svc = `${p}-svc`;
+      const instance = (name: NatName, ns: string, privateIp: string): HaInstance => ({ name, ns, privateIp, mac: '', ...HA_IDS[name] });
+      this.instances = { nat: instance('nat', this.ns.nat, ADDR.natExt), nat2: instance('nat2', this.ns.nat2, ADDR.nat2Ext) };
+    } else {
+      this.instances = undefined;
+    }
     this.tmpDir = join(tmpdir(), `cachenat-lab-${p}`);
     this.hostsFile = `/etc/netns/${this.ns.nat}/hosts`;
   }
@@ -165,7 +254,7 @@ export class Lab {
 
   /** Builds the namespaces and starts the servers. Installs nothing: missing programs are reported. */
   async up(): Promise<void> {
-    checkPrerequisites();
+    checkPrerequisites(this.ha);
     this.#releaseSlot = await acquireLabSlot();
     // Creating the temp dir claims the prefix: should another lab hold it, fail before touching anything of its.
     mkdirSync(this.tmpDir);
@@ -175,9 +264,10 @@ export class Lab {
     liveLabs.add(this);
     installExitHandlers();
 
-    await ipBatch(undefined, Object.values(this.ns).map((ns) => `netns add ${ns}`));
+    await ipBatch(undefined, this.namespaces().map((ns) => `netns add ${ns}`));
     await ipBatch(this.ns.switch, this.#switchCommands());
     await ipBatch(this.ns.nat, this.#natCommands());
+    if (this.ha) await this.#haUp();
     await Promise.all([
       ipBatch(this.ns.client, hostCommands([`${ADDR.client}/24`], ADDR.natExt)),
       ipBatch(this.ns.rogue, hostCommands([`${ADDR.rogue}/24`], ADDR.natExt)),
@@ -189,6 +279,7 @@ export class Lab {
     await Promise.all([
       ...range(this.#redisCount, 11).map((i) => this.#startRedis(i)),
       ...range(this.#memcachedCount, 21).map((i) => this.#startMemcached(i)),
+      ...(this.ha ? [this.startDynamo(), this.#startFakeEc2(), this.#startFakeImds('nat'), this.#startFakeImds('nat2')] : []),
     ]);
   }
 
@@ -245,7 +336,7 @@ export class Lab {
     }
   }
 
-  /** Points `name` at `ip` (or at several addresses) for every process in the NAT namespace, running ones included. */
+  /** Points `name` at `ip` (or at several addresses) for every process in the NAT namespace(s), running ones included. */
   setHost(name: string, ip: string | readonly string[]): void {
     if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name)) throw new Error(`setHost: "${name}" is not a host name`);
     const ips = typeof ip === 'string' ? [ip] : [...ip];
@@ -267,8 +358,8 @@ export class Lab {
    * Rewritten in place like the NAT host's; down() removes both.
    */
   writeHostsFile(ns: string, text: string): void {
-    if (ns === this.ns.nat) throw new Error('writeHostsFile: the NAT host\'s hosts file is setHost\'s');
-    if (!Object.values(this.ns).includes(ns)) throw new Error(`writeHostsFile: ${ns} is not a namespace of lab ${this.prefix}`);
+    if (this.#natNamespaces().includes(ns)) throw new Error('writeHostsFile: a NAT host\'s hosts file is setHost\'s');
+    if (!this.namespaces().includes(ns)) throw new Error(`writeHostsFile: ${ns} is not a namespace of lab ${this.prefix}`);
     const dir = `/etc/netns/${ns}`;
     mkdirSync(dir, { recursive: true });
     writeInPlace(join(dir, 'hosts'), text);
@@ -277,26 +368,27 @@ export class Lab {
 
   /** Where namespace `ns`'s hosts file lives (for the NAT host, setHost's). */
   hostsFileOf(ns: string): string {
-    return ns === this.ns.nat ? this.hostsFile : `/etc/netns/${ns}/hosts`;
+    return `/etc/netns/${ns}/hosts`;
   }
 
   /**
-   * Starts lab/fake-elasticache inside the NAT namespace on 127.0.0.1 and
-   * returns its URL (for `aws.endpoint`). `topology` is written as JSON;
+   * Starts lab/fake-elasticache inside the NAT namespace on 127.0.0.1 (in an
+   * HA lab: the services namespace on 198.20.0.10) and returns its URL (for
+   * `aws.endpoint`). `topology` is written as JSON;
    * `pageSize` is the records per page when the caller sends no MaxRecords.
    */
   async startFakeApi(topology: unknown, options: { port?: number; pageSize?: number } = {}): Promise<string> {
     const topologyFile = join(this.tmpDir, 'topology.json');
     writeFileSync(topologyFile, JSON.stringify(topology, null, 2));
-    const listen = `127.0.0.1:${options.port ?? 4566}`;
+    // In an HA lab both NAT hosts share it, from the services namespace.
+    const listen = `${this.ha ? ADDR.svc : '127.0.0.1'}:${options.port ?? HA_PORTS.elasticache}`;
     const fake = this.spawnIn(
-      this.ns.nat,
+      this.ha ? this.#svc() : this.ns.nat,
       process.execPath,
       [compiledLabFile('fake-elasticache.js'), '--listen', listen, '--topology', topologyFile, ...(options.pageSize === undefined ? [] : ['--page-size', String(options.pageSize)])],
       { label: 'fake-elasticache' },
     );
-    const listening = /fake-elasticache listening on (http:\/\/\S+)/;
-    const url = listening.exec(await fake.waitForLine(listening, 15_000))?.[1] as string;
+    const url = await listeningUrl(fake, 'fake-elasticache');
     this.fakeApi = { url, process: fake, topologyFile };
     return url;
   }
@@ -319,6 +411,17 @@ export class Lab {
       ...port('int-nat', 'br-int', IFACE.int, ns.nat),
       ...port('int-redis', 'br-int', 'eth0', ns.redis),
       ...port('int-memc', 'br-int', 'eth0', ns.memc),
+      ...(ns.nat2 === undefined || ns.svc === undefined
+        ? []
+        : [
+            'link add br-svc type bridge',
+            'link set br-svc up',
+            ...port('ext-nat2', 'br-ext', IFACE.ext, ns.nat2),
+            ...port('int-nat2', 'br-int', IFACE.int, ns.nat2),
+            ...port('svc-nat', 'br-svc', IFACE.svc, ns.nat),
+            ...port('svc-nat2', 'br-svc', IFACE.svc, ns.nat2),
+            ...port('svc-svc', 'br-svc', 'eth0', ns.svc),
+          ]),
     ];
   }
 
@@ -331,16 +434,29 @@ export class Lab {
       `addr add ${ADDR.natInt}/24 dev ${IFACE.int}`,
       // Secondary addresses of the client-facing interface, as an EC2 instance's secondary private IPs.
       ...this.listenAddresses.map((ip) => `addr add ${ip}/24 dev ${IFACE.ext}`),
-      ...Object.values(IFACE).map((dev) => `link set ${dev} up`),
+      ...(this.ha ? [`addr add ${ADDR.natSvc}/24 dev ${IFACE.svc}`] : []),
+      ...[IFACE.ext, IFACE.side, IFACE.int, ...(this.ha ? [IFACE.svc] : [])].map((dev) => `link set ${dev} up`),
     ];
   }
 
   #writeNatEtc(): void {
-    const dir = `/etc/netns/${this.ns.nat}`;
-    mkdirSync(dir, { recursive: true });
+    for (const ns of this.#natNamespaces()) {
+      const dir = `/etc/netns/${ns}`;
+      mkdirSync(dir, { recursive: true });
+      // No DNS server exists in the lab: an unknown name fails at once instead of waiting on the host's resolver.
+      writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
+    }
     this.#writeHosts();
-    // No DNS server exists in the lab: an unknown name fails at once instead of waiting on the host's resolver.
-    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
+  }
+
+  /** Every namespace of this lab (the HA ones included when LabOptions.ha). */
+  namespaces(): string[] {
+    return Object.values(this.ns).filter((ns): ns is string => ns !== undefined);
+  }
+
+  /** The NAT hosts' namespaces: one, or two in an HA lab. */
+  #natNamespaces(): string[] {
+    return this.ns.nat2 === undefined ? [this.ns.nat] : [this.ns.nat, this.ns.nat2];
   }
 
   // The bind mount `ip netns exec` makes pins this inode, so the file is
@@ -350,7 +466,177 @@ export class Lab {
   #writeHosts(): void {
     const lines = [`# cachenat lab ${this.prefix}`, '127.0.0.1 localhost', '::1 localhost'];
     for (const [name, ips] of this.#hosts) for (const ip of ips) lines.push(`${ip} ${name}`);
-    writeInPlace(this.hostsFile, lines.join('\n') + '\n');
+    // Both NAT hosts of an HA lab resolve alike, as two instances in one VPC.
+    for (const ns of this.#natNamespaces()) writeInPlace(this.hostsFileOf(ns), lines.join('\n') + '\n');
+  }
+
+  /** HA lab: the second NAT host's and the services namespace's interfaces, and both NAT hosts' MACs. */
+  async #haUp(): Promise<void> {
+    await Promise.all([
+      ipBatch(this.#nat2(), [
+        'link set lo up',
+        `addr add ${ADDR.nat2Ext}/24 dev ${IFACE.ext}`,
+        `addr add ${ADDR.nat2Int}/24 dev ${IFACE.int}`,
+        `addr add ${ADDR.nat2Svc}/24 dev ${IFACE.svc}`,
+        ...[IFACE.ext, IFACE.int, IFACE.svc].map((dev) => `link set ${dev} up`),
+      ]),
+      ipBatch(this.#svc(), hostCommands([`${ADDR.svc}/24`])),
+    ]);
+    for (const instance of Object.values(this.#instances())) {
+      const link = JSON.parse((await run('ip', ['-n', instance.ns, '-j', 'link', 'show', IFACE.ext])).stdout) as { address?: string }[];
+      const mac = link[0]?.address;
+      const problem = macAddressProblem(mac);
+      if (problem !== undefined) throw new Error(`${instance.ns} ${IFACE.ext}: ${problem}`);
+      instance.mac = mac as string;
+    }
+  }
+
+  /** The fake EC2 API: one Elastic IP, both NAT hosts' primary interfaces, each tied to its namespace's ext0. */
+  async #startFakeEc2(): Promise<void> {
+    const stateFile = join(this.tmpDir, 'ec2-state.json');
+    const instances = Object.values(this.#instances());
+    writeFileSync(
+      stateFile,
+      JSON.stringify({
+        addresses: [{ allocationId: HA_IDS.allocationId, publicIp: ADDR.eip }],
+        interfaces: instances.map((i) => ({ networkInterfaceId: i.eni, instanceId: i.instanceId, privateIps: [i.privateIp], ns: i.ns, iface: IFACE.ext })),
+      }, null, 2),
+    );
+    const fake = this.spawnIn(this.#svc(), process.execPath, [compiledLabFile('fake-ec2.js'), '--listen', `${ADDR.svc}:${HA_PORTS.ec2}`, '--state', stateFile], {
+      label: 'fake-ec2',
+      env: { NODE_OPTIONS: '' },
+    });
+    const url = await listeningUrl(fake, 'fake-ec2');
+    this.fakeEc2 = { url, process: fake, stateFile };
+  }
+
+  async #startFakeImds(which: NatName): Promise<void> {
+    const i = this.#instances()[which];
+    const args = ['--listen', `127.0.0.1:${HA_PORTS.imds}`, '--instance-id', i.instanceId, '--mac', i.mac, '--eni', i.eni, '--ips', i.privateIp];
+    const fake = this.spawnIn(i.ns, process.execPath, [compiledLabFile('fake-imds.js'), ...args], { label: `fake-imds ${which}`, env: { NODE_OPTIONS: '' } });
+    this.fakeImds[which] = { url: await listeningUrl(fake, 'fake-imds'), process: fake };
+  }
+
+  /**
+   * Which NAT host's ext0 holds the Elastic IP now (what the fake EC2 API's
+   * moves did), undefined for neither; both would be a lab bug and throws.
+   */
+  async eipHolder(): Promise<NatName | undefined> {
+    const holders: NatName[] = [];
+    for (const which of ['nat', 'nat2'] as const) {
+      const addrs = (await run('ip', ['-n', this.natNs(which), '-4', '-o', 'addr', 'show', 'dev', IFACE.ext])).stdout;
+      if (addrs.includes(` ${ADDR.eip}/`)) holders.push(which);
+    }
+    if (holders.length > 1) throw new Error(`the Elastic IP ${ADDR.eip} is on both NAT hosts`);
+    return holders[0];
+  }
+
+  /** Which NAT host the client's ARP cache sends the Elastic IP to (by ext0's MAC), undefined when it has no entry (or a stale one). */
+  async clientSeesEipAt(): Promise<NatName | undefined> {
+    const neigh = JSON.parse((await run('ip', ['-n', this.ns.client, '-j', 'neigh', 'show', ADDR.eip])).stdout) as { lladdr?: string; state?: string[] }[];
+    const mac = neigh[0]?.lladdr;
+    return Object.values(this.#instances()).find((i) => i.mac === mac)?.name;
+  }
+
+  #nat2(): string {
+    if (this.ns.nat2 === undefined) throw new Error(`lab ${this.prefix} is not an HA lab (LabOptions.ha)`);
+    return this.ns.nat2;
+  }
+
+  #svc(): string {
+    if (this.ns.svc === undefined) throw new Error(`lab ${this.prefix} is not an HA lab (LabOptions.ha)`);
+    return this.ns.svc;
+  }
+
+  #instances(): Record<NatName, HaInstance> {
+    if (this.instances === undefined) throw new Error(`lab ${this.prefix} is not an HA lab (LabOptions.ha)`);
+    return this.instances;
+  }
+
+  /** The namespace of NAT host `which` (nat2 only in an HA lab). */
+  natNs(which: NatName): string {
+    return which === 'nat' ? this.ns.nat : this.#nat2();
+  }
+
+  /** The services namespace (HA lab only). */
+  get svcNs(): string {
+    return this.#svc();
+  }
+
+  /**
+   * "Instance loss" for NAT host `which`: its ext0, int0 and svc0 go down (its
+   * processes keep running, cut off). `restore: true` brings them back up.
+   */
+  async cutLinks(which: NatName, restore = false): Promise<void> {
+    const ns = this.natNs(which);
+    if (which === 'nat') this.#svc(); // svc0 exists only in an HA lab
+    await ipBatch(ns, [IFACE.ext, IFACE.int, IFACE.svc].map((dev) => `link set ${dev} ${restore ? 'up' : 'down'}`));
+  }
+
+  /** Brings back what cutLinks took down. */
+  restoreLinks(which: NatName): Promise<void> {
+    return this.cutLinks(which, true);
+  }
+
+  /**
+   * A DynamoDB outage as clients see one: with `on`, the services namespace
+   * drops every packet to dynalite's port, so requests time out (no refusal,
+   * no reset); `off` removes the rule again. dynalite keeps running and keeps
+   * its items.
+   */
+  async dynamoOutage(on: boolean): Promise<void> {
+    const rule = ['INPUT', '-p', 'tcp', '--dport', String(HA_PORTS.dynamo), '-j', 'DROP', '-m', 'comment', '--comment', 'cachenat-lab dynamo outage'];
+    const present = (await this.exec(this.#svc(), 'iptables', ['-w', '5', '-C', ...rule], { reject: false })).exitCode === 0;
+    if (on && !present) await this.exec(this.#svc(), 'iptables', ['-w', '5', '-I', ...rule]);
+    if (!on && present) await this.exec(this.#svc(), 'iptables', ['-w', '5', '-D', ...rule]);
+  }
+
+  /**
+   * Starts dynalite (in memory) in the services namespace on
+   * 198.20.0.10:8000 and waits until it answers; up() does this in an HA lab.
+   * After stopDynamo it starts a fresh, empty one.
+   */
+  async startDynamo(): Promise<string> {
+    if (this.dynamo?.running) throw new Error('dynalite is already running');
+    const proc = this.spawnIn(this.#svc(), process.execPath, [DYNALITE, '--host', ADDR.svc, '--port', String(HA_PORTS.dynamo), '--createTableMs', '0', '--deleteTableMs', '0', '--updateTableMs', '0'], {
+      label: 'dynalite',
+      env: { NODE_OPTIONS: '' },
+    });
+    this.dynamo = proc;
+    const url = `http://${ADDR.svc}:${HA_PORTS.dynamo}`;
+    // dynalite prints nothing when ready: ListTables answering is the sign.
+    const deadline = Date.now() + stretch(15_000);
+    for (;;) {
+      const answer = await this.dynamoAnswers(this.#svc(), 1_000);
+      if (answer === true) break;
+      if (!proc.running) throw new Error(`dynalite exited while starting: ${proc.output.slice(-5).join(' | ') || '(no output)'}`);
+      if (Date.now() > deadline) throw new Error(`dynalite did not answer on ${url} within ${stretch(15_000)} ms: ${answer}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.dynamoUrl = url;
+    return url;
+  }
+
+  /** Stops dynalite (its items are lost: it runs in memory). */
+  async stopDynamo(): Promise<void> {
+    await this.dynamo?.stop(1_500);
+  }
+
+  /**
+   * Whether dynalite answers a ListTables from namespace `fromNs` within
+   * `timeoutMs`: true, or why not (timed out, refused, …).
+   */
+  async dynamoAnswers(fromNs: string, timeoutMs = 2_000): Promise<true | string> {
+    const url = `http://${ADDR.svc}:${HA_PORTS.dynamo}`;
+    const script = [
+      'const [u,t]=process.argv.slice(1);',
+      'fetch(u,{method:"POST",signal:AbortSignal.timeout(Number(t)),headers:{"content-type":"application/x-amz-json-1.0","x-amz-target":"DynamoDB_20120810.ListTables","x-amz-date":"20260101T000000Z",',
+      'authorization:"AWS4-HMAC-SHA256 Credential=AKIDLAB/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00"},body:"{}"})',
+      '.then(async r=>{const b=await r.text();if(r.ok&&b.includes("TableNames"))process.exit(0);console.error(r.status+" "+b);process.exit(1)})',
+      '.catch(e=>{console.error(e.name==="TimeoutError"?"timed out":(e.cause?.code??e.message));process.exit(1)})',
+    ].join('');
+    const r = await this.exec(fromNs, process.execPath, ['-e', script, url, String(timeoutMs)], { reject: false, env: { NODE_OPTIONS: '' }, timeoutMs: timeoutMs + stretch(5_000) });
+    return r.exitCode === 0 ? true : r.stderr.trim() || `exited ${r.exitCode}`;
   }
 
   async #startRedis(octet: number): Promise<void> {
@@ -390,7 +676,7 @@ export class Lab {
     const problems: string[] = [];
     await Promise.all([...this.#processes].map((child) => child.stop(1_500)));
     await Promise.all(
-      Object.values(this.ns).map(async (ns) => {
+      this.namespaces().map(async (ns) => {
         // Whatever else a test started in here (cachenat's own children, a stray exec).
         for (const pid of await namespacePids(ns)) signalPid(pid, 'SIGKILL');
         await deleteNamespace(ns).catch((error: Error) => problems.push(error.message));
@@ -405,7 +691,7 @@ export class Lab {
   tearDownSync(): void {
     if (!liveLabs.has(this)) return;
     for (const child of this.#processes) child.kill('SIGKILL');
-    for (const ns of Object.values(this.ns)) {
+    for (const ns of this.namespaces()) {
       for (const pid of namespacePidsSync(ns)) signalPid(pid, 'SIGKILL');
       deleteNamespaceSync(ns);
     }
@@ -415,7 +701,7 @@ export class Lab {
   }
 
   #removeFiles(): void {
-    for (const ns of Object.values(this.ns)) rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+    for (const ns of this.namespaces()) rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
     rmSync(this.tmpDir, { recursive: true, force: true });
   }
 }
@@ -430,6 +716,12 @@ function writeInPlace(file: string, content: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Waits for a fake's one line "<label> listening on http://…" and returns the URL. */
+async function listeningUrl(fake: LabProcess, label: string): Promise<string> {
+  const listening = new RegExp(`${label} listening on (http://\\S+)`);
+  return listening.exec(await fake.waitForLine(listening, stretch(15_000)))?.[1] as string;
 }
 
 /** Same as `Lab.start`. */
@@ -465,17 +757,17 @@ function onPath(program: string): boolean {
 }
 
 /** Why the lab cannot run here (not root, programs missing), or undefined when it can. */
-export function prerequisiteProblem(uid: number | undefined, installed: (program: string) => boolean): string | undefined {
+export function prerequisiteProblem(uid: number | undefined, installed: (program: string) => boolean, ha = false): string | undefined {
   if (uid !== 0) return 'the lab creates network namespaces and must run as root';
-  const missing = TOOLS.filter(([program]) => !installed(program));
+  const missing = [...TOOLS, ...(ha ? HA_TOOLS : [])].filter(([program]) => !installed(program));
   if (missing.length === 0) return undefined;
   const programs = missing.map(([program]) => program).join(', ');
   const packages = [...new Set(missing.map(([, pkg]) => pkg))].join(' ');
   return `the lab needs ${programs}, not installed here: apt-get install -y ${packages}`;
 }
 
-function checkPrerequisites(): void {
-  const problem = prerequisiteProblem(process.getuid?.(), onPath);
+function checkPrerequisites(ha: boolean): void {
+  const problem = prerequisiteProblem(process.getuid?.(), onPath, ha);
   if (problem !== undefined) throw new Error(problem);
 }
 

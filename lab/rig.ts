@@ -135,6 +135,8 @@ export interface LabSettings {
   plaintext?: 'allow' | 'warn' | 'refuse';
   /** forward.listenAddresses, each its own `public` address; absent or empty: port mode. */
   listenAddresses?: readonly string[];
+  /** forward.publicAddress: what clients dial (default the NAT host's ext0 address, 198.18.0.1). */
+  publicAddress?: string;
   /** YAML appended as is (top-level sections the settings above do not cover). */
   extra?: string;
 }
@@ -164,7 +166,7 @@ dns:
 forward:
   inboundInterface: ext0
   allowedSources: [198.18.0.10/32]
-  publicAddress: 198.18.0.1
+  publicAddress: ${s.publicAddress ?? '198.18.0.1'}
 ${s.plaintext === undefined ? '' : `  plaintext: ${s.plaintext}\n`}${listenAddressesYaml(s.listenAddresses)}ports:
   reuseAfter: ${s.reuseAfter}
 ipForward: enable
@@ -214,12 +216,7 @@ async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
   configure(options.listenAddresses === undefined || settings.listenAddresses !== undefined ? settings : { ...settings, listenAddresses: lab.listenAddresses });
   const env = daemonEnv(dir);
 
-  const control = async (method: string, path: string, body?: unknown): Promise<string> => {
-    const script = 'const [u,m,b]=process.argv.slice(1);fetch(u,{method:m,body:b||undefined}).then(async r=>{const t=await r.text();if(!r.ok){console.error(t);process.exit(1)}console.log(t)})';
-    const r = await lab.exec(lab.ns.nat, process.execPath, ['-e', script, `${apiUrl}${path}`, method, body === undefined ? '' : JSON.stringify(body)], { env: { NODE_OPTIONS: '' } });
-    if (r.exitCode !== 0) throw new Error(`fake control ${method} ${path} failed: ${r.stderr}`);
-    return r.stdout;
-  };
+  const control = fakeControl(lab, lab.ns.nat, apiUrl);
   const requestLog = async () => JSON.parse(await control('GET', '/_fake/requests')) as { count: number; requests: ApiRequest[] };
 
   const rig: LabRig = {
@@ -230,16 +227,8 @@ async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
     dir,
     configPath,
     configure,
-    async start(start = {}) {
-      const proc = lab.spawnIn(lab.ns.nat, process.execPath, [CLI, 'run', '--config', start.configPath ?? configPath], { env: { ...env, ...start.env }, label: 'cachenat run' });
-      if (start.waitReady === false) return { process: proc, configPath, dir, readyAt: Number.NaN };
-      const ready = await proc.waitForLine(/"msg":"ready/, start.readyTimeoutMs ?? 20_000);
-      return { process: proc, configPath, dir, readyAt: (JSON.parse(ready) as { time: number }).time };
-    },
-    async cli(args, exact) {
-      const r = await lab.exec(lab.ns.nat, process.execPath, [CLI, ...args, '--config', configPath], { env, reject: false, ...exact });
-      return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
-    },
+    start: (start = {}) => startDaemon(lab, lab.ns.nat, { configPath, dir, env }, start),
+    cli: (args, exact) => cliIn(lab, lab.ns.nat, { configPath, env }, args, exact),
     async status() {
       const r = await rig.cli(['status', '--json']);
       if (r.exitCode !== 0) throw new Error(`status failed: ${r.stderr}`);
@@ -273,6 +262,42 @@ async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
     },
   };
   return rig;
+}
+
+/**
+ * Talks to a lab fake's control endpoints (/_fake/…) from inside namespace
+ * `ns`, where its URL is reachable: resolves with the answer's body, throws
+ * on a non-2xx answer.
+ */
+export function fakeControl(lab: Lab, ns: string, baseUrl: string): (method: string, path: string, body?: unknown) => Promise<string> {
+  return async (method, path, body) => {
+    const script = 'const [u,m,b]=process.argv.slice(1);fetch(u,{method:m,body:b||undefined}).then(async r=>{const t=await r.text();if(!r.ok){console.error(t);process.exit(1)}console.log(t)})';
+    const r = await lab.exec(ns, process.execPath, ['-e', script, `${baseUrl}${path}`, method, body === undefined ? '' : JSON.stringify(body)], { env: { NODE_OPTIONS: '' } });
+    if (r.exitCode !== 0) throw new Error(`fake control ${method} ${path} failed: ${r.stderr}`);
+    return r.stdout;
+  };
+}
+
+/** `cachenat run` inside namespace `ns` with this config; by default waits for its "ready" line. */
+export async function startDaemon(lab: Lab, ns: string, daemon: { configPath: string; dir: string; env: Record<string, string> }, start: StartOptions = {}): Promise<Daemon> {
+  const configPath = start.configPath ?? daemon.configPath;
+  const label = ns === lab.ns.nat ? 'cachenat run' : `cachenat run in ${ns}`;
+  const proc = lab.spawnIn(ns, process.execPath, [CLI, 'run', '--config', configPath], { env: { ...daemon.env, ...start.env }, label });
+  if (start.waitReady === false) return { process: proc, configPath: daemon.configPath, dir: daemon.dir, readyAt: Number.NaN };
+  const ready = await proc.waitForLine(/"msg":"ready/, start.readyTimeoutMs ?? 20_000);
+  return { process: proc, configPath: daemon.configPath, dir: daemon.dir, readyAt: (JSON.parse(ready) as { time: number }).time };
+}
+
+/** The CLI inside namespace `ns` against this config; `exact`: stdout exactly as printed. */
+export async function cliIn(
+  lab: Lab,
+  ns: string,
+  daemon: { configPath: string; env: Record<string, string> },
+  args: string[],
+  exact?: { stripFinalNewline: false },
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const r = await lab.exec(ns, process.execPath, [CLI, ...args, '--config', daemon.configPath], { env: daemon.env, reject: false, ...exact });
+  return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
 }
 
 export { loadFactor, stretch } from './load.js';

@@ -19,6 +19,7 @@ import { parseConfig } from '../../src/config/load.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const deploy = join(root, 'deploy');
 const cdkCli = join(deploy, 'node_modules/aws-cdk/bin/cdk');
+const tsc = join(deploy, 'node_modules/typescript/bin/tsc');
 
 interface Resource {
   Type: string;
@@ -37,18 +38,15 @@ interface Statement {
   Condition?: unknown;
 }
 
-/** `cdk synth` into dir, as CI runs it: no network use, no version check, no coverage hooks of tap's. */
-function synth(dir: string): Promise<{ code: number | null; output: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    // tap's loader and coverage hooks must not follow into the CDK processes.
-    if (k === 'NODE_OPTIONS' || k === 'NODE_V8_COVERAGE' || k.startsWith('_TAPJS_') || k.startsWith('TAP')) continue;
-    env[k] = v;
-  }
+/** Runs a Node script of deploy/node_modules in deploy/, as CI does: offline, no version check, no coverage. */
+function runInDeploy(args: string[]): Promise<{ code: number | null; output: string }> {
+  // tap follows every child it spawns; deploy/ (and its node_modules, outside
+  // the root's) must not count towards the root's coverage.
+  const env: NodeJS.ProcessEnv = { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' };
+  delete env.NODE_V8_COVERAGE;
   // The app command in deploy/cdk.json is `node ...`: this test's Node first.
   env.PATH = [dirname(process.execPath), process.env.PATH ?? ''].join(delimiter);
   env.CDK_DISABLE_VERSION_CHECK = '1';
-  const args = [cdkCli, 'synth', '--quiet', '--no-version-reporting', '--no-notices', '--output', dir];
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, args, { cwd: deploy, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 });
     let output = '';
@@ -90,9 +88,14 @@ if (!existsSync(cdkCli)) {
   const out = mkdtempSync(join(tmpdir(), 'cachenat-cdk-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
 
+  t.test('the app type-checks (synth only strips the types)', async (t) => {
+    const { code, output } = await runInDeploy([tsc, '-p', 'tsconfig.json']);
+    t.equal(code, 0, 'tsc -p deploy/tsconfig.json', { output });
+  });
+
   t.test('the HA pair template', async (t) => {
     const started = performance.now();
-    const { code, output } = await synth(out);
+    const { code, output } = await runInDeploy([cdkCli, 'synth', '--quiet', '--no-version-reporting', '--no-notices', '--output', out]);
     t.comment(`cdk synth took ${((performance.now() - started) / 1000).toFixed(1)} s`);
     t.equal(code, 0, 'cdk synth exits 0', { output });
     if (code !== 0) return;

@@ -157,6 +157,11 @@ if (!existsSync(cdkCli)) {
       }
     }
 
+    if (expected.has('ec2:AssociateAddress')) {
+      const eipArn = statements.filter((s) => ([] as string[]).concat(s.Action).includes('ec2:AssociateAddress')).map((s) => JSON.stringify(s.Resource));
+      t.ok(eipArn.some((r) => r.includes(`:elastic-ip/`) && r.includes(JSON.stringify({ 'Fn::GetAtt': [eipId, 'AllocationId'] }))), 'AssociateAddress: on this Elastic IP, not every address');
+    }
+
     // --- security groups
     const groups = ofType(template, 'AWS::EC2::SecurityGroup');
     t.equal(groups.length, 1, 'one group of its own, for the NAT instances');

@@ -17,6 +17,16 @@ scripts/lab-sweep.sh >/dev/null 2>&1 || true
 
 mkdir -p .tap
 echo "# node $(node -v) ($(command -v node))" | tee .tap/output.txt
+# The CDK app (deploy/) has packages of its own, kept out of the daemon's
+# install; test/deploy/cdk-synth.test.ts needs them (the synth itself runs
+# offline). Installed when missing or older than their lock; a failure counts.
+deploy_failed=0
+if [ ! -d deploy/node_modules ] || [ deploy/package-lock.json -nt deploy/node_modules ]; then
+  if ! npm --prefix deploy ci --no-audit --no-fund 2>&1 | tee -a .tap/output.txt; then
+    echo "not ok - npm --prefix deploy ci (the CDK app's packages)" | tee -a .tap/output.txt
+    deploy_failed=1
+  fi
+fi
 # The tests are TypeScript too: a type error in test/ is a failure, counted
 # before tap runs (tap itself strips types without checking them).
 typecheck_failed=0
@@ -35,8 +45,8 @@ summary=$(grep -E '^# \{ total: ' .tap/output.txt | tail -n 1)
 pass=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$summary")
 fail=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$summary")
 pass=${pass:-0}
-fail=$(( ${fail:-0} + typecheck_failed ))
-if [ "$typecheck_failed" -ne 0 ] && [ "$status" -eq 0 ]; then status=1; fi
+fail=$(( ${fail:-0} + typecheck_failed + deploy_failed ))
+if [ "$typecheck_failed" -ne 0 ] || [ "$deploy_failed" -ne 0 ]; then [ "$status" -eq 0 ] && status=1; fi
 # A non-zero exit with no failing assertion (coverage below the floor, a
 # crashed file) still counts as a failure.
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi

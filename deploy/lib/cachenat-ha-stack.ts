@@ -105,10 +105,10 @@ export class CachenatHaStack extends Stack {
         instanceProfile,
         userData,
         keyPair,
-        // The brief of this stack turns the check off, so the pair may also
-        // route (not only DNAT+SNAT); docs/aws-setup.md explains why cachenat
-        // alone does not need it off.
-        sourceDestCheck: false,
+        // Left on: cachenat rewrites both ends of every flow (DNAT and SNAT),
+        // so every packet is to or from the instance itself
+        // (docs/aws-setup.md, "Source/destination check: leave it on").
+        sourceDestCheck: true,
         // IMDSv2 only, set on the instance itself (requireImdsv2 would add a
         // launch template per instance for the same one setting); one hop:
         // only this host, never a forwarded flow, reaches the metadata service.

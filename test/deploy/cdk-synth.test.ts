@@ -128,7 +128,7 @@ if (!existsSync(cdkCli)) {
     const zones = new Set(instances.map(([, i]) => JSON.stringify(i.Properties?.AvailabilityZone)));
     t.equal(zones.size, 2, 'in two zones');
     for (const [id, instance] of instances) {
-      t.equal(instance.Properties?.SourceDestCheck, false, `${id}: source/destination check off`);
+      t.equal(instance.Properties?.SourceDestCheck, true, `${id}: source/destination check left on (DNAT and SNAT: every packet is the instance's own)`);
       t.match(instance.Properties?.MetadataOptions, { HttpTokens: 'required' }, `${id}: IMDSv2 only`);
       t.ok(instance.Properties?.IamInstanceProfile, `${id}: has the instance profile`);
     }

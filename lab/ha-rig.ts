@@ -17,7 +17,7 @@ import type { AttemptSummary } from './failover-prober.js';
 import type { FakeAssociation, Ec2Fault } from './fake-ec2.js';
 import type { FakeTopology } from './fake-elasticache-model.js';
 import type { LabProcess, ProcessExit } from './process.js';
-import { baseTopology, cliIn, daemonEnv, fakeControl, labConfig, pointNamesAtServers, startDaemon, type Daemon, type LabSettings, type StartOptions } from './rig.js';
+import { baseTopology, cliIn, daemonEnv, fakeControl, labConfig, resolveNames, startDaemon, type Daemon, type LabSettings, type StartOptions } from './rig.js';
 import type { AddressAssociation } from '../src/ha/elastic-ips.js';
 import { stretch } from './load.js';
 
@@ -145,8 +145,7 @@ export async function startHaRig(options: HaRigOptions = {}): Promise<HaRig> {
 }
 
 async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
-  if (options.hosts === undefined) pointNamesAtServers(lab);
-  else for (const [name, ip] of Object.entries(options.hosts)) lab.setHost(name, ip);
+  resolveNames(lab, options.hosts);
   const apiUrl = await lab.startFakeApi(options.topology ?? baseTopology());
   const { fakeEc2, dynamoUrl, instances } = lab;
   if (fakeEc2 === undefined || dynamoUrl === undefined || instances === undefined) throw new Error('the HA lab came up without its services');
@@ -161,7 +160,7 @@ async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
       name,
       ns: lab.natNs(name),
       instance: instances[name],
-      imdsUrl: `http://127.0.0.1:${HA_PORTS.imds}`,
+      imdsUrl: lab.fakeImds[name]?.url ?? `http://127.0.0.1:${HA_PORTS.imds}`,
       dir,
       configPath: join(dir, 'config.yaml'),
       env: daemonEnv(dir),

@@ -97,8 +97,14 @@ export interface HaRig {
   cli(which: NatName, args: string[], exact?: { stripFinalNewline: false }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   status(which: NatName): Promise<{ forwards: { key: string; listenPort: number; targetIp?: string; state: string }[] }>;
   save(which: NatName, table?: 'nat' | 'filter'): Promise<string>;
-  /** Instance loss: ext0, int0 and svc0 of that NAT host go down. */
+  /** ext0, int0 and svc0 of that NAT host go down (its processes keep running, cut off). */
   cutLinks(which: NatName): Promise<void>;
+  /**
+   * Instance loss as issue #12 measures it: kill -9 of that host's daemon
+   * and its links cut, at once. `at`: when it began (epoch ms, the prober's
+   * clock); `doneAt`: when both had happened.
+   */
+  loseInstance(which: NatName): Promise<{ at: number; doneAt: number }>;
   restoreLinks(which: NatName): Promise<void>;
   /** DynamoDB requests time out (packets to dynalite dropped) until called with false. */
   dynamoOutage(on: boolean): Promise<void>;
@@ -218,6 +224,11 @@ async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
       return (await lab.exec(nodes[which].ns, 'iptables-save', table ? ['-t', table] : [])).stdout;
     },
     cutLinks: (which) => lab.cutLinks(which),
+    async loseInstance(which) {
+      const at = Date.now();
+      await Promise.all([rig.kill(which, 'SIGKILL'), lab.cutLinks(which)]);
+      return { at, doneAt: Date.now() };
+    },
     restoreLinks: (which) => lab.restoreLinks(which),
     dynamoOutage: (on) => lab.dynamoOutage(on),
     async probe(port, protocol = port >= 11211 ? 'memcached' : 'redis', timeoutMs = 4000) {

@@ -135,9 +135,16 @@ t.test('the two-NAT lab', async (t) => {
     t.equal(await lab.dynamoAnswers(lab.natNs('nat2')), true, 'nat2 back');
   });
 
+  await t.test('instance loss: the daemon killed with SIGKILL and the links cut together', async (t) => {
+    const { at, doneAt } = await rig.loseInstance('nat');
+    t.comment(`instance loss took ${doneAt - at} ms`);
+    t.equal(rig.nodes.nat.daemon?.process.running, false, 'the daemon is gone');
+    t.match((await lab.exec(lab.natNs('nat'), 'ip', ['-br', 'link'])).stdout, /^int0@\S+\s+DOWN/m);
+    t.equal(await rig.probe(ORDERS_PORT, 'redis', 1_000), undefined, 'nothing answers through the Elastic IP on the lost host');
+    t.equal(rig.nodes.nat2.daemon?.process.running, true, 'the other daemon runs on');
+  });
+
   await t.test('down() removes every namespace, the HA ones included', async (t) => {
-    const killed = await rig.kill('nat');
-    t.equal(killed.signal, 'SIGKILL');
     await rig.down();
     t.same(await namespacesOf(lab.prefix), []);
   });

@@ -108,8 +108,9 @@ t.test('the two-NAT lab', async (t) => {
     };
     t.comment(`manual move (AssociateAddress called at +${arrivedAt - movedAt} ms from the test's side): ${JSON.stringify(figures)}`);
     t.ok(summary.attempts > 100, `${summary.attempts} attempts in about 2.5 s`);
-    const after = summary.changes.length > 0 ? summary.answeredBy['redis-11'] ?? 0 : 0;
-    t.ok(after > 0, 'answered throughout by redis-11 (both NAT hosts forward to it)');
+    t.same(Object.keys(summary.answeredBy), ['redis-11'], 'answered throughout by redis-11 (both NAT hosts forward to it)');
+    t.ok(summary.changes[0]!.at < (last?.arrivedAt ?? 0), 'served before the move');
+    t.ok(summary.lastSuccessAt! > (last?.movedAt ?? Infinity) + 500, 'and still served well after it');
     t.ok(summary.longestGapMs !== null && summary.longestGapMs < stretch(3_000), `longest gap between successes ${summary.longestGapMs} ms`);
     t.equal(await rig.probe(ORDERS_PORT), 'redis-11', 'served through nat2');
   });

@@ -40,6 +40,13 @@ function wholeNumber(value: AttributeValue | undefined, min: number, max: number
   return Number.isSafeInteger(n) && n >= min && n <= max ? n : undefined;
 }
 
+/** A holder's `ha.lease` from an N attribute, or what is wrong with it. */
+function leaseMsOf(value: AttributeValue | undefined): number | string {
+  const leaseMs = wholeNumber(value, 0, MAX_LEASE_MS);
+  if (leaseMs === undefined) return `${show(value)} is not a whole number`;
+  return leaseProblem(leaseMs) ?? leaseMs;
+}
+
 /** Attributes the item may hold; any other is a sign of a foreign writer. */
 function unknownAttribute(raw: Attributes, allowed: readonly string[]): string | undefined {
   return Object.keys(raw).find((k) => !allowed.includes(k));
@@ -72,9 +79,8 @@ export function readLeaseItem(group: string, raw: Attributes | undefined): ItemR
   if (!isHaToken(version)) return problem(`version ${show(version)} is not a token of 8-64 letters, digits and hyphens`);
   const term = wholeNumber(raw.term, 1, Number.MAX_SAFE_INTEGER);
   if (term === undefined) return problem(`term ${show(raw.term)} is not a whole number from 1`);
-  const leaseMs = wholeNumber(raw.leaseMs, 0, MAX_LEASE_MS);
-  const leaseIssue = leaseMs === undefined ? `${show(raw.leaseMs)} is not a whole number` : leaseProblem(leaseMs);
-  if (leaseMs === undefined || leaseIssue !== undefined) return problem(`leaseMs: ${leaseIssue}`);
+  const leaseMs = leaseMsOf(raw.leaseMs);
+  if (typeof leaseMs === 'string') return problem(`leaseMs: ${leaseMs}`);
   return { kind: 'ok', item: { holder, version, term, leaseMs } };
 }
 
@@ -221,8 +227,7 @@ export function readMemberItem(group: string, raw: Attributes): ItemRead<MemberI
   if (role !== 'leader' && role !== 'standby') return problem(`role ${show(role)} is not leader or standby`);
   const beat = raw.beat?.S;
   if (!isHaToken(beat)) return problem(`beat ${show(beat)} is not a token of 8-64 letters, digits and hyphens`);
-  const leaseMs = wholeNumber(raw.leaseMs, 0, MAX_LEASE_MS);
-  const leaseIssue = leaseMs === undefined ? `${show(raw.leaseMs)} is not a whole number` : leaseProblem(leaseMs);
-  if (leaseMs === undefined || leaseIssue !== undefined) return problem(`leaseMs: ${leaseIssue}`);
+  const leaseMs = leaseMsOf(raw.leaseMs);
+  if (typeof leaseMs === 'string') return problem(`leaseMs: ${leaseMs}`);
   return { kind: 'ok', item: { instanceId, role, beat, leaseMs } };
 }

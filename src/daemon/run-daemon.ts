@@ -161,9 +161,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         logPass(logger, report);
       }
       const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
-      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt });
-      if (connections) snapshot.connections = connections;
       if (ha) snapshot.ha = ha.status();
+      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt, ha: snapshot.ha });
+      if (connections) snapshot.connections = connections;
       lastSnapshot = snapshot;
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
 

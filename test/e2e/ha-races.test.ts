@@ -240,6 +240,11 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
         const became = NAT_NAMES.flatMap((which) => logLines(which, 0, /"msg":"ha: became leader/).map(() => which));
         t.same(became, [leader], 'exactly one "became leader" line, from the leader');
         t.same(await waitFor('the Elastic IP on the leader alone', async () => { const on = await eipOn(); return on.length === 1 && on[0] === leader ? on : undefined; }, stretch(15_000)), [leader]);
+        const held = await waitFor('the leader reports the Elastic IP held', async () => {
+          const ips = (await status(leader)).ha?.elasticIps ?? [];
+          return ips.length > 0 && ips.every((e) => e.state === 'held') ? ips : undefined;
+        }, stretch(15_000)).catch((err: Error) => err.message);
+        t.match(held, [{ allocationId: rig.allocationId, state: 'held' }], `the leader's status: Elastic IP held${typeof held === 'string' ? `; ${await eipStory({ nat: 0, nat2: 0 })}` : ''}`);
         t.equal(await rig.probe(portOf.get(keyOf('r000'))!), 'redis-11', 'r000 answers through the Elastic IP');
 
         const figure = {

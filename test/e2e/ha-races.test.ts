@@ -8,7 +8,7 @@
 // 3. DynamoDB unreachable for three leases: forwarding and the Elastic IP stay
 //    where they are, a new target waits, health says so; all back afterwards.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compiledLabFile } from '../../lab/lab.js';
@@ -145,6 +145,23 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
   const mark = (which: NatName): number => rig.nodes[which].daemon?.process.mark() ?? 0;
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const timeOf = (line: string): number => (JSON.parse(line) as { time: number }).time;
+  /** Each daemon's error lines (level 50 and up) since `from`, counted by message: for the report, and checked for failures that must not happen. */
+  const errorsOf = (which: NatName, from = 0): Record<string, number> => {
+    const counts: Record<string, number> = {};
+    for (const line of logLines(which, from, /"level":(5|6)\d,/)) {
+      const msg = ((JSON.parse(line) as { msg?: string }).msg ?? '').slice(0, 80);
+      counts[msg] = (counts[msg] ?? 0) + 1;
+    }
+    return counts;
+  };
+  const NEVER = /beat failed|cannot move Elastic IP|reconcile pass failed|writing the rules failed|does not fit in one DynamoDB item/;
+  const checkErrors = (t: Test, from: Record<NatName, number> = { nat: 0, nat2: 0 }): void => {
+    for (const which of NAT_NAMES) {
+      const errors = errorsOf(which, from[which]);
+      t.comment(`${which}: error lines ${JSON.stringify(errors)}`);
+      t.same(Object.keys(errors).filter((m) => NEVER.test(m)), [], `${which}: no ${NEVER.source} in its log`);
+    }
+  };
   /** Every NAT host whose ext0 holds the Elastic IP (eipHolder() throws on two; this shows them). */
   const eipOn = async (): Promise<NatName[]> => {
     const on: NatName[] = [];
@@ -247,14 +264,17 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
         t.match(held, [{ allocationId: rig.allocationId, state: 'held' }], `the leader's status: Elastic IP held${typeof held === 'string' ? `; ${await eipStory({ nat: 0, nat2: 0 })}` : ''}`);
         t.equal(await rig.probe(portOf.get(keyOf('r000'))!), 'redis-11', 'r000 answers through the Elastic IP');
 
+        const becameAt = timeOf(logLines(leader, 0, /"msg":"ha: became leader/)[0]!);
         const figure = {
           round,
           leader,
+          leaderLineMs: becameAt - startedAt,
           readyMs: readyAt.map((at) => at - startedAt),
           oneLeaderMs: electedAt - startedAt,
           identicalRulesMs: followedAt - startedAt,
           term,
         };
+        checkErrors(t);
         figures.push(figure);
         t.comment(`race round ${round}: ${JSON.stringify(figure)}`);
         basePorts = portOf;
@@ -339,6 +359,7 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
     const moves = (await rig.associations()).slice(associationsBefore);
     t.same(moves.map((a) => a.to.instanceId), [instanceOf(next)], 'moved once, to the new leader; the woken one did not take it back');
     t.equal(await rig.probe(portOf.get(added.key)!), `redis-${added.ip.split('.').at(-1)}`, 'the new target answers through the Elastic IP');
+    checkErrors(t, { [old]: fromOld, [next]: fromNext } as Record<NatName, number>);
     t.comment(`pause: ${JSON.stringify({ takeoverMs, stepDownAfterResumeMs: stepDownMs, newTerm, eipMoveMs: moves[0] ? (moves[0].movedAt ?? Number.NaN) - moves[0].arrivedAt : null })}`);
     basePorts = portOf;
   });
@@ -419,6 +440,7 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
     t.same((await rig.associations()).slice(associationsBefore), [], 'no AssociateAddress at all');
     t.same(logLines(standby, fromStandby, /"msg":"ha: became leader/), [], 'no takeover on the standby');
     t.same(logLines(leader, fromLeader, /"msg":"ha: (lost the lease|stepping down|renewal refused)/), [], 'the leader never stepped down');
+    checkErrors(t, { [leader]: fromLeader, [standby]: fromStandby } as Record<NatName, number>);
     t.comment(`DynamoDB outage: ${JSON.stringify({ outageMs, newTargetForwardedAfterMs: allocatedMs, probes: summary.attempts, failures: summary.failures, longestGapMs: summary.longestGapMs })}`);
   });
 });

@@ -441,6 +441,13 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
     t.same(logLines(standby, fromStandby, /"msg":"ha: became leader/), [], 'no takeover on the standby');
     t.same(logLines(leader, fromLeader, /"msg":"ha: (lost the lease|stepping down|renewal refused)/), [], 'the leader never stepped down');
     checkErrors(t, { [leader]: fromLeader, [standby]: fromStandby } as Record<NatName, number>);
+    for (const [which, from] of [[leader, fromLeader], [standby, fromStandby]] as const) {
+      const story = logLines(which, from, /"msg":"ha: DynamoDB/).map((l) => {
+        const { time, msg } = JSON.parse(l) as { time: number; msg: string };
+        return `${time - outageAt} ms: ${msg.slice(0, 32)}`;
+      });
+      t.comment(`${which} (${which === leader ? 'leader' : 'standby'}), from the outage's start (restored at ${restoredAt - outageAt} ms): ${JSON.stringify(story)}`);
+    }
     t.comment(`DynamoDB outage: ${JSON.stringify({ outageMs, newTargetForwardedAfterMs: allocatedMs, probes: summary.attempts, failures: summary.failures, longestGapMs: summary.longestGapMs })}`);
   });
 });

@@ -199,7 +199,8 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
     if (fromDevice !== undefined && !sameDevice) await ip(fromDevice.ns, ['addr', 'del', cidr, 'dev', fromDevice.iface], association);
     if (toDevice === undefined) return;
     const added = await ip(toDevice.ns, ['addr', 'add', cidr, 'dev', toDevice.iface], association);
-    if (added.exitCode !== 0 && !/File exists/.test(added.stderr)) {
+    // Already there (an association to the instance that holds it): "File exists" from older iproute2, "Address already assigned" from 6.x.
+    if (added.exitCode !== 0 && !/File exists|Address already assigned/.test(added.stderr)) {
       throw new Error(`ip -n ${toDevice.ns} addr add ${cidr} dev ${toDevice.iface}: ${added.stderr.trim() || `exit ${added.exitCode}`}`);
     }
   };

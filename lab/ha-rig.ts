@@ -31,6 +31,8 @@ export interface HaRigOptions {
   lab?: Omit<LabOptions, 'ha' | 'listenAddresses'>;
   /** Served from the start; baseTopology() by default. */
   topology?: FakeTopology;
+  /** Records per API page when the caller sends none (the fake's 2 by default; AWS's is 100): big topologies want 100. */
+  pageSize?: number;
   /** Names for both NAT hosts' hosts files; the base topology's names by default. */
   hosts?: Record<string, string>;
   /** Both daemons' settings (lab defaults otherwise; forward.publicAddress is the Elastic IP). */
@@ -152,7 +154,7 @@ export async function startHaRig(options: HaRigOptions = {}): Promise<HaRig> {
 
 async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
   resolveNames(lab, options.hosts);
-  const apiUrl = await lab.startFakeApi(options.topology ?? baseTopology());
+  const apiUrl = await lab.startFakeApi(options.topology ?? baseTopology(), options.pageSize === undefined ? {} : { pageSize: options.pageSize });
   const { fakeEc2, dynamoUrl, instances } = lab;
   if (fakeEc2 === undefined || dynamoUrl === undefined || instances === undefined) throw new Error('the HA lab came up without its services');
   const ec2Url = fakeEc2.url;

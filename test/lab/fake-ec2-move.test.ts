@@ -95,5 +95,13 @@ t.test('AssociateAddress moves the address between namespaces and announces it',
   await eips.associate({ allocationId: ALLOC, networkInterfaceId: ENI.a, privateIp: '10.0.1.10' });
   t.ok(await holds('a'), 'back on a');
   t.match(fake.associations()[2]?.commands[0], { args: ['-n', ns.b, 'addr', 'del', `${PUBLIC_IP}/24`, 'dev', 'eth0'], exitCode: 2 }, 'the failed delete is recorded, not fatal');
+
+  // Associated again to the instance that holds it (a new leader's daemon on the same instance): accepted, the address stays, and the next move takes it off.
+  await eips.associate({ allocationId: ALLOC, networkInterfaceId: ENI.a, privateIp: '10.0.1.10' });
+  t.ok(await holds('a'), 'still on a after associating it there again');
+  t.equal(fake.associations().length, 4, 'recorded as an association');
+  await eips.associate({ allocationId: ALLOC, networkInterfaceId: ENI.b, privateIp: '10.0.2.10' });
+  t.ok(await holds('b'), 'then moved to b');
+  t.notOk(await holds('a'), 'and off a: the fake still knew a held it');
   await fake.settled();
 });

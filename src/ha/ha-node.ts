@@ -94,6 +94,8 @@ export class HaNode {
   #identity: Identity | undefined;
   #identityError: string | undefined;
   #storeError: { error: string; since: number } | undefined;
+  /** When the latest call that DynamoDB answered was sent (monotonic). */
+  #lastAnswerSentAt = -Infinity;
   #lease: { item: LeaseItem | null; seenSince: number } | undefined;
   #map: MapItem | undefined;
   #peers = new Map<string, { role: MemberItem['role']; beat: string; seenAt: number }>();
@@ -136,9 +138,10 @@ export class HaNode {
     const identity = await this.#ensureIdentity();
     if (!identity) return;
     const self = identity.instanceId;
+    const readSentAt = this.edges.monotonic();
     const read = await this.edges.store.readLease();
     const now = this.edges.monotonic();
-    this.#noteStore(read.kind === 'unavailable' ? read.error : undefined, now);
+    this.#noteStore(read.kind === 'unavailable' ? read.error : undefined, readSentAt, now);
     const decision = decideLease(this.#memory, read, now, { self, leaseMs: this.settings.leaseMs }, this.edges.token());
     this.#memory = decision.memory;
     if (decision.memory.seen) {
@@ -153,7 +156,7 @@ export class HaNode {
       const sentAt = this.edges.monotonic();
       const outcome = await this.edges.store.writeLease(write);
       this.#memory = afterLeaseWrite(this.#memory, write, outcome, sentAt);
-      if (outcome.kind === 'unavailable') this.#noteStore(outcome.error, this.edges.monotonic());
+      if (outcome.kind === 'unavailable') this.#noteStore(outcome.error, sentAt, this.edges.monotonic());
       if (write.kind === 'acquire' && outcome.kind === 'accepted') {
         const previous = this.#lease?.item?.holder ?? null;
         this.edges.logger.warn({ term: write.item.term, reason: write.reason, previousHolder: previous }, `ha: became leader (term ${write.item.term}, lease ${write.reason === 'free' ? 'free' : write.reason === 'expired' ? `expired: ${previous} did not renew for a whole lease` : 'held by this instance before a restart'})`);
@@ -177,14 +180,15 @@ export class HaNode {
    * the leader while DynamoDB does not answer, follows the last map known.
    */
   async mapForPass(local: PortState): Promise<MapAccess> {
+    const sentAt = this.edges.monotonic();
     const read = await this.edges.store.readMap();
     const now = this.edges.monotonic();
     if (read.kind === 'unavailable' || read.kind === 'invalid') {
       const error = read.kind === 'unavailable' ? read.error : read.problem;
-      this.#noteStore(error, now);
+      this.#noteStore(error, sentAt, now);
       return { mode: 'follow', state: this.#map ? this.#fromShared(this.#map.state) : local };
     }
-    this.#noteStore(undefined, now);
+    this.#noteStore(undefined, sentAt, now);
     if (read.kind === 'ok') {
       this.#map = read.item;
       this.#memory = noteTerm(this.#memory, read.item.term);
@@ -210,6 +214,7 @@ export class HaNode {
       return 'refused';
     }
     if (plan.kind === 'unchanged') return 'unchanged';
+    const sentAt = this.edges.monotonic();
     const outcome = await this.edges.store.writeMap(plan.expect, plan.item);
     if (outcome.kind === 'accepted') {
       if (base === null || base.term !== held.term) this.edges.logger.info({ term: held.term, entries: planned.entries.length }, 'ha: claimed the shared port map for this term');
@@ -221,7 +226,7 @@ export class HaNode {
       return 'refused';
     }
     if (outcome.kind === 'unavailable') {
-      this.#noteStore(outcome.error, this.edges.monotonic());
+      this.#noteStore(outcome.error, sentAt, this.edges.monotonic());
       return 'unavailable';
     }
     // Refused: the map moved under this leader. The next pass reads it again; a later term means it is no longer leader.
@@ -307,12 +312,19 @@ export class HaNode {
     this.onChange(true);
   }
 
-  #noteStore(error: string | undefined, now: number): void {
+  /**
+   * What a call sent at `sentAt` says of DynamoDB. Calls overlap (the beat and
+   * the passes): a call that was sent before the last answer and fails only
+   * now (a timeout from the outage) is old news, not a new outage.
+   */
+  #noteStore(error: string | undefined, sentAt: number, now: number): void {
     if (error === undefined) {
+      this.#lastAnswerSentAt = Math.max(this.#lastAnswerSentAt, sentAt);
       if (this.#storeError) this.edges.logger.info({ downMs: Math.round(now - this.#storeError.since) }, 'ha: DynamoDB answers again');
       this.#storeError = undefined;
       return;
     }
+    if (sentAt < this.#lastAnswerSentAt) return;
     if (!this.#storeError) {
       this.edges.logger.error({ err: error }, `ha: DynamoDB does not answer; forwarding goes on with the last map, no new allocations${this.#role === 'leader' ? '; this leader keeps the Elastic IP' : ''}`);
       this.#storeError = { error, since: now };

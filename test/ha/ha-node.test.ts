@@ -31,6 +31,8 @@ interface Rig {
   failAssociations: { count: number };
   /** While true, every store call fails as if DynamoDB did not answer. */
   outage: { on: boolean };
+  /** When set, the store's readMap answers with this instead. */
+  readMap: { answer?: () => Promise<unknown> };
 }
 
 type Settings = ConstructorParameters<typeof HaNode>[0];
@@ -43,11 +45,13 @@ function instance(group: string, n: number, moved: Rig['associations'][], settin
   moved.push(associations);
   const failAssociations = { count: 0 };
   const outage = { on: false };
+  const readMap: Rig['readMap'] = {};
   const real = new DynamoHaStore({ region: 'us-east-1', table: 'cachenat', group, timeoutMs: 2000, client: dynamo.client() });
   // The outage switch sits in front of the real store: every call answers "unavailable" while it is on.
   const store = new Proxy(real, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver) as unknown;
+      if (prop === 'readMap' && readMap.answer) return readMap.answer;
       if (typeof value !== 'function' || prop === 'close') return typeof value === 'function' ? value.bind(target) : value;
       return (...args: unknown[]) => (outage.on ? Promise.resolve({ kind: 'unavailable', error: 'connect ETIMEDOUT' }) : (value as (...a: unknown[]) => unknown).apply(target, args));
     },
@@ -78,7 +82,7 @@ function instance(group: string, n: number, moved: Rig['associations'][], settin
       logger: createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line)) } }),
     },
   );
-  return { node, clock, logs, associations, failAssociations, outage };
+  return { node, clock, logs, associations, failAssociations, outage, readMap };
 }
 
 /** Lets the background association finish. */
@@ -253,4 +257,24 @@ t.test('address mode: each Elastic IP goes to this instance\'s own private addre
   t.equal(lead.mode === 'lead' && (await a.node.commit(lead.base, own)), 'written');
   const follow = await b.node.mapForPass(portState());
   t.same(follow.state.entries.map((e) => e.listenAddress), ['10.0.2.21'], 'the standby installs the same Elastic IP\'s target on its own private address');
+});
+
+t.test('a call sent before DynamoDB last answered that fails only afterwards is not a new outage', async (t) => {
+  const moved: Rig['associations'][] = [];
+  const a = instance('late-timeout', 1, moved);
+  await a.node.beat();
+  let timeOut: (value: unknown) => void = () => {};
+  a.readMap.answer = () => new Promise((resolve) => (timeOut = resolve));
+  const late = a.node.mapForPass(portState()); // sent now, answered below
+  delete a.readMap.answer;
+  a.clock.now += 100;
+  await a.node.beat(); // a newer call, answered
+  timeOut({ kind: 'unavailable', error: 'TimeoutError: sent during the outage' });
+  t.same(await late, { mode: 'follow', state: portState() }, 'the late pass follows what it had');
+  t.equal(a.logs.filter((l) => /DynamoDB does not answer/.test(l.msg)).length, 0, 'no outage logged');
+  t.equal(a.node.status().storeError, undefined, 'nor recorded');
+  a.readMap.answer = () => Promise.resolve({ kind: 'unavailable', error: 'connect ETIMEDOUT' });
+  a.clock.now += 100;
+  await a.node.mapForPass(portState());
+  t.match(a.node.status().storeError, { error: 'connect ETIMEDOUT' }, 'a failure of a call sent after the last answer is one');
 });

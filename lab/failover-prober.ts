@@ -41,6 +41,8 @@ export interface AttemptSummary {
   /** Every change of the answering value, by success end time (the first success counts as one). */
   changes: ValueChange[];
   firstAttemptAt: number | null;
+  /** End of the last successful attempt (null: none succeeded). */
+  lastSuccessAt: number | null;
   /** Start of the first failed attempt, null when none failed. */
   firstFailureAt: number | null;
   /**
@@ -94,6 +96,7 @@ export function summarizeAttempts(attempts: readonly Attempt[]): AttemptSummary 
     answeredBy,
     changes,
     firstAttemptAt: attempts.length === 0 ? null : (attempts.map((a) => a.start).sort(byNumber)[0] as number),
+    lastSuccessAt: successes.at(-1)?.end ?? null,
     firstFailureAt,
     firstSuccessAfterOutageAt,
     outageMs: firstFailureAt === null || firstSuccessAfterOutageAt === null ? null : firstSuccessAfterOutageAt - firstFailureAt,

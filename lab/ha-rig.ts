@@ -17,7 +17,7 @@ import type { AttemptSummary } from './failover-prober.js';
 import type { FakeAssociation, Ec2Fault } from './fake-ec2.js';
 import type { FakeTopology } from './fake-elasticache-model.js';
 import type { LabProcess, ProcessExit } from './process.js';
-import { baseTopology, cliIn, daemonEnv, fakeControl, labConfig, pointNamesAtServers, startDaemon, type Daemon, type LabSettings, type StartOptions } from './rig.js';
+import { baseTopology, cliIn, daemonEnv, fakeControl, labConfig, resolveNames, startDaemon, type Daemon, type LabSettings, type StartOptions } from './rig.js';
 import type { AddressAssociation } from '../src/ha/elastic-ips.js';
 import { stretch } from './load.js';
 
@@ -97,8 +97,14 @@ export interface HaRig {
   cli(which: NatName, args: string[], exact?: { stripFinalNewline: false }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   status(which: NatName): Promise<{ forwards: { key: string; listenPort: number; targetIp?: string; state: string }[] }>;
   save(which: NatName, table?: 'nat' | 'filter'): Promise<string>;
-  /** Instance loss: ext0, int0 and svc0 of that NAT host go down. */
+  /** ext0, int0 and svc0 of that NAT host go down (its processes keep running, cut off). */
   cutLinks(which: NatName): Promise<void>;
+  /**
+   * Instance loss as issue #12 measures it: kill -9 of that host's daemon
+   * and its links cut, at once. `at`: when it began (epoch ms, the prober's
+   * clock); `doneAt`: when both had happened.
+   */
+  loseInstance(which: NatName): Promise<{ at: number; doneAt: number }>;
   restoreLinks(which: NatName): Promise<void>;
   /** DynamoDB requests time out (packets to dynalite dropped) until called with false. */
   dynamoOutage(on: boolean): Promise<void>;
@@ -145,8 +151,7 @@ export async function startHaRig(options: HaRigOptions = {}): Promise<HaRig> {
 }
 
 async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
-  if (options.hosts === undefined) pointNamesAtServers(lab);
-  else for (const [name, ip] of Object.entries(options.hosts)) lab.setHost(name, ip);
+  resolveNames(lab, options.hosts);
   const apiUrl = await lab.startFakeApi(options.topology ?? baseTopology());
   const { fakeEc2, dynamoUrl, instances } = lab;
   if (fakeEc2 === undefined || dynamoUrl === undefined || instances === undefined) throw new Error('the HA lab came up without its services');
@@ -161,7 +166,7 @@ async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
       name,
       ns: lab.natNs(name),
       instance: instances[name],
-      imdsUrl: `http://127.0.0.1:${HA_PORTS.imds}`,
+      imdsUrl: lab.fakeImds[name]?.url ?? `http://127.0.0.1:${HA_PORTS.imds}`,
       dir,
       configPath: join(dir, 'config.yaml'),
       env: daemonEnv(dir),
@@ -219,6 +224,11 @@ async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
       return (await lab.exec(nodes[which].ns, 'iptables-save', table ? ['-t', table] : [])).stdout;
     },
     cutLinks: (which) => lab.cutLinks(which),
+    async loseInstance(which) {
+      const at = Date.now();
+      await Promise.all([rig.kill(which, 'SIGKILL'), lab.cutLinks(which)]);
+      return { at, doneAt: Date.now() };
+    },
     restoreLinks: (which) => lab.restoreLinks(which),
     dynamoOutage: (on) => lab.dynamoOutage(on),
     async probe(port, protocol = port >= 11211 ? 'memcached' : 'redis', timeoutMs = 4000) {

@@ -204,9 +204,14 @@ export async function startRig(options: RigOptions = {}): Promise<LabRig> {
   }
 }
 
+/** The NAT host's names: `hosts` when given, the base topology's otherwise. */
+export function resolveNames(lab: Lab, hosts: Record<string, string> | undefined): void {
+  if (hosts === undefined) pointNamesAtServers(lab);
+  else for (const [name, ip] of Object.entries(hosts)) lab.setHost(name, ip);
+}
+
 async function rigOn(lab: Lab, options: RigOptions): Promise<LabRig> {
-  if (options.hosts === undefined) pointNamesAtServers(lab);
-  else for (const [name, ip] of Object.entries(options.hosts)) lab.setHost(name, ip);
+  resolveNames(lab, options.hosts);
   const apiUrl = await lab.startFakeApi(options.topology ?? baseTopology(), options.pageSize === undefined ? {} : { pageSize: options.pageSize });
   const dir = join(lab.tmpDir, 'cachenat');
   mkdirSync(dir, { recursive: true });

@@ -108,8 +108,9 @@ t.test('the two-NAT lab', async (t) => {
     };
     t.comment(`manual move (AssociateAddress called at +${arrivedAt - movedAt} ms from the test's side): ${JSON.stringify(figures)}`);
     t.ok(summary.attempts > 100, `${summary.attempts} attempts in about 2.5 s`);
-    const after = summary.changes.length > 0 ? summary.answeredBy['redis-11'] ?? 0 : 0;
-    t.ok(after > 0, 'answered throughout by redis-11 (both NAT hosts forward to it)');
+    t.same(Object.keys(summary.answeredBy), ['redis-11'], 'answered throughout by redis-11 (both NAT hosts forward to it)');
+    t.ok(summary.changes[0]!.at < (last?.arrivedAt ?? 0), 'served before the move');
+    t.ok(summary.lastSuccessAt! > (last?.movedAt ?? Infinity) + 500, 'and still served well after it');
     t.ok(summary.longestGapMs !== null && summary.longestGapMs < stretch(3_000), `longest gap between successes ${summary.longestGapMs} ms`);
     t.equal(await rig.probe(ORDERS_PORT), 'redis-11', 'served through nat2');
   });
@@ -135,9 +136,16 @@ t.test('the two-NAT lab', async (t) => {
     t.equal(await lab.dynamoAnswers(lab.natNs('nat2')), true, 'nat2 back');
   });
 
+  await t.test('instance loss: the daemon killed with SIGKILL and the links cut together', async (t) => {
+    const { at, doneAt } = await rig.loseInstance('nat');
+    t.comment(`instance loss took ${doneAt - at} ms`);
+    t.equal(rig.nodes.nat.daemon?.process.running, false, 'the daemon is gone');
+    t.match((await lab.exec(lab.natNs('nat'), 'ip', ['-br', 'link'])).stdout, /^int0@\S+\s+DOWN/m);
+    t.equal(await rig.probe(ORDERS_PORT, 'redis', 1_000), undefined, 'nothing answers through the Elastic IP on the lost host');
+    t.equal(rig.nodes.nat2.daemon?.process.running, true, 'the other daemon runs on');
+  });
+
   await t.test('down() removes every namespace, the HA ones included', async (t) => {
-    const killed = await rig.kill('nat');
-    t.equal(killed.signal, 'SIGKILL');
     await rig.down();
     t.same(await namespacesOf(lab.prefix), []);
   });

@@ -13,6 +13,7 @@ t.test('no attempts at all', async (t) => {
     answeredBy: {},
     changes: [],
     firstAttemptAt: null,
+    lastSuccessAt: null,
     firstFailureAt: null,
     firstSuccessAfterOutageAt: null,
     outageMs: null,
@@ -30,6 +31,7 @@ t.test('all successes: the longest gap is between successive ends, whatever orde
   t.equal(s.longestGapMs, 21);
   t.same(s.longestGap, { from: 2, to: 23 });
   t.equal(s.firstAttemptAt, 0);
+  t.equal(s.lastSuccessAt, 40);
   t.equal(s.firstFailureAt, null);
   t.equal(s.firstSuccessAfterOutageAt, null);
   t.equal(s.outageMs, null);
@@ -56,6 +58,7 @@ t.test('an outage: first failure, first success started after it, the gap across
   t.equal(s.firstFailureAt, 20);
   t.equal(s.firstSuccessAfterOutageAt, 400, 'the attempt started at 15 ended at 300 but began before the outage');
   t.equal(s.outageMs, 380);
+  t.equal(s.lastSuccessAt, 415);
   t.equal(s.longestGapMs, 289, 'ends 11 → 300');
   t.same(s.longestGap, { from: 11, to: 300 });
   t.same(s.errors, { 'connect timeout': 2, refused: 1 });

@@ -161,8 +161,19 @@ export const associationTimes = (a: FakeAssociation): AssociationTimes => ({
   arpingMs: (a.arping?.finishedAt ?? Number.NaN) - a.arrivedAt,
 });
 
-/** The associations the fake EC2 made since `count` were made (the list is append-only). */
-export const associationsSince = async (rig: HaRig, count: number): Promise<FakeAssociation[]> => (await rig.associations()).slice(count);
+/**
+ * The associations the fake EC2 made since `count` were made (the list is
+ * append-only), once each one's gratuitous ARP has finished (about 2 s after
+ * the move; `arpingTimeoutMs` 0: as they are now).
+ */
+export async function associationsSince(rig: HaRig, count: number, arpingTimeoutMs = stretch(5_000)): Promise<FakeAssociation[]> {
+  const made = async () => (await rig.associations()).slice(count);
+  if (arpingTimeoutMs === 0) return made();
+  return waitFor('the gratuitous ARP after each association', async () => {
+    const list = await made();
+    return list.length > 0 && list.every((a) => a.arping !== undefined) ? list : undefined;
+  }, arpingTimeoutMs, 250).catch(made);
+}
 
 /** The time of a daemon's log line (its own `time` field) matching `pattern`, from mark `from` on. */
 export async function logTime(rig: HaRig, which: NatName, pattern: RegExp, timeoutMs: number, from: number): Promise<{ at: number; line: string }> {

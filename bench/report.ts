@@ -134,7 +134,21 @@ export function printTable(r: BenchResults): string {
   ].join('\n');
 }
 
-export function benchmarksMarkdown(r: BenchResults): string {
+/**
+ * Sections measured by benchmarks of their own (metrics cost, HA failover)
+ * live between these markers in BENCHMARKS.md; a regeneration keeps them as
+ * they are.
+ */
+export const OWN_SECTIONS = { start: '<!-- sections from their own benchmarks: kept as they are when this file is generated -->', end: '<!-- end of sections from their own benchmarks -->' } as const;
+
+/** The kept block of an existing BENCHMARKS.md (markers included), or empty. */
+export function ownSectionsOf(markdown: string): string {
+  const start = markdown.indexOf(OWN_SECTIONS.start);
+  const end = markdown.indexOf(OWN_SECTIONS.end);
+  return start === -1 || end < start ? '' : `${markdown.slice(start, end + OWN_SECTIONS.end.length)}\n\n`;
+}
+
+export function benchmarksMarkdown(r: BenchResults, ownSections = ''): string {
   const m = r.meta.machine;
   const rec = reconcileRows(r);
   const dp = datapathRows(r);
@@ -216,7 +230,7 @@ Method: \`cachenat run\` at ${f.nodes} nodes (fake API with AWS paging, names in
 
 RSS: ${f.rssMb} MB peak, ${f.rssMedianMb} MB median. CPU: ${f.cpuPercent}% of one core (daemon ${f.selfCpuPercent}%, children ${f.childCpuPercent}%).
 
-## Where the time goes, and what is left
+${ownSections}## Where the time goes, and what is left
 
 ${analysis(r)}
 `;

@@ -4,7 +4,7 @@
 // BENCHMARKS.md. `--report` only renders the last results again. Needs root: everything runs in network namespaces it makes
 // and removes again, even when a section fails.
 
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { benchConvergence, type ConvergenceResult } from './convergence.js';
 import { benchDatapath, type DatapathRow } from './datapath.js';
 import { benchFootprint, type DaemonPassResult, type FootprintResult } from './footprint.js';
 import { benchReconcile, type ReconcileRow } from './reconcile.js';
-import { benchmarksMarkdown, printTable } from './report.js';
+import { benchmarksMarkdown, ownSectionsOf, printTable } from './report.js';
 import { readMachine, type BenchMeta, type BenchResults, type ContractResults } from './results.js';
 import { say } from './util.js';
 
@@ -119,7 +119,9 @@ async function main(): Promise<number> {
 
 function writeReport(results: BenchResults): void {
   writeFileSync(join(RESULTS, 'chart.svg'), renderChart(results));
-  writeFileSync(join(ROOT, 'BENCHMARKS.md'), benchmarksMarkdown(results));
+  const path = join(ROOT, 'BENCHMARKS.md');
+  const kept = existsSync(path) ? ownSectionsOf(readFileSync(path, 'utf8')) : '';
+  writeFileSync(path, benchmarksMarkdown(results, kept));
 }
 
 function rerender(): number {

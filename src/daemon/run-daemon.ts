@@ -113,6 +113,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       if (step.kind === 'stop') break;
       if (step.kind === 'reload') {
         const reloaded = await reload(deps, logger);
+        if (reloaded && ha && haSettingsOf(reloaded) !== haSettingsOf(config)) {
+          logger.warn('ha: the ha section and forward.listenAddresses as the pair sees them take effect at the next restart (systemctl restart cachenat hands the lease over first)');
+        }
         if (reloaded) {
           config = reloaded;
           edges = withHa(deps.buildEdges(config));
@@ -158,9 +161,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         logPass(logger, report);
       }
       const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
-      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt });
-      if (connections) snapshot.connections = connections;
       if (ha) snapshot.ha = ha.status();
+      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt, ha: snapshot.ha });
+      if (connections) snapshot.connections = connections;
       lastSnapshot = snapshot;
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
 
@@ -205,6 +208,9 @@ async function reload(deps: DaemonDeps, logger: Logger): Promise<Config | undefi
     return undefined;
   }
 }
+
+/** What the HA node was built from: a reload that changes it needs a restart. */
+const haSettingsOf = (config: Config): string => JSON.stringify([config.ha, config.forward.listenAddresses]);
 
 function logPass(logger: Logger, report: PassReport): void {
   const counts: Record<string, number> = {};

@@ -11,7 +11,7 @@ import {
   GetItemCommand,
   PutItemCommand,
   ResourceInUseException,
-  ScanCommand,
+  UpdateItemCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import type { LeaseItem, LeaseRead, LeaseWrite } from '../core/ha/lease.js';
@@ -24,10 +24,10 @@ import {
   mapAttributes,
   mapKey,
   mapWriteCondition,
-  memberAttributes,
-  memberKeyPrefix,
+  membersKey,
+  memberUpdate,
   readLeaseItem,
-  readMemberItem,
+  readMembersItem,
   readMapItem,
   type Attributes,
   type Condition,
@@ -160,43 +160,33 @@ export class DynamoHaStore {
     return this.#put(built.attributes, mapWriteCondition(expect, item.term));
   }
 
-  /** This instance's heartbeat: its own item, written unconditionally (nobody else writes it). */
+  /** This instance's heartbeat: its own attribute of the members item (nobody else writes it). */
   async writeMember(item: MemberItem): Promise<WriteOutcome> {
-    return this.#put(memberAttributes(this.group, item), { expression: 'attribute_not_exists(#pk) OR #instance = :self', names: { '#pk': 'pk', '#instance': 'instance' }, values: { ':self': { S: item.instanceId } } });
-  }
-
-  /**
-   * Every member item of the group (a strongly consistent Scan filtered on
-   * the key prefix: the table holds a handful of items per group). Items that
-   * do not validate are left out and named in `invalid`.
-   */
-  async readMembers(): Promise<{ kind: 'ok'; members: MemberItem[]; invalid: string[] } | { kind: 'unavailable'; error: string }> {
-    const members: MemberItem[] = [];
-    const invalid: string[] = [];
-    let start: Record<string, AttributeValue> | undefined;
+    const update = memberUpdate(item);
     try {
-      do {
-        const page = await this.#client.send(
-          new ScanCommand({
-            TableName: this.table,
-            ConsistentRead: true,
-            FilterExpression: 'begins_with(#pk, :prefix)',
-            ExpressionAttributeNames: { '#pk': 'pk' },
-            ExpressionAttributeValues: { ':prefix': { S: memberKeyPrefix(this.group) } },
-            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
-          }),
-        );
-        for (const raw of page.Items ?? []) {
-          const read = readMemberItem(this.group, raw);
-          if (read.kind === 'ok') members.push(read.item);
-          else if (read.kind === 'invalid') invalid.push(read.problem);
-        }
-        start = page.LastEvaluatedKey;
-      } while (start !== undefined);
+      await this.#client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: membersKey(this.group) } },
+          UpdateExpression: update.expression,
+          ExpressionAttributeNames: update.names,
+          ExpressionAttributeValues: update.values,
+        }),
+      );
+      return { kind: 'accepted' };
     } catch (err) {
       return { kind: 'unavailable', error: describe(err, this.table) };
     }
-    return { kind: 'ok', members, invalid };
+  }
+
+  /** Every instance's heartbeat (one strongly consistent GetItem); entries that do not validate are named in `invalid`. */
+  async readMembers(): Promise<{ kind: 'ok'; members: MemberItem[]; invalid: string[] } | { kind: 'unavailable'; error: string }> {
+    try {
+      const { Item } = await this.#client.send(new GetItemCommand({ TableName: this.table, Key: { pk: { S: membersKey(this.group) } }, ConsistentRead: true }));
+      return { kind: 'ok', ...readMembersItem(this.group, Item) };
+    } catch (err) {
+      return { kind: 'unavailable', error: describe(err, this.table) };
+    }
   }
 
   async #get<T>(pk: string, validate: (raw: Attributes | undefined) => ItemRead<T>): Promise<StoreRead<T>> {

@@ -6,6 +6,7 @@ import type { Config } from '../core/config/schema.js';
 import { renderExposition } from '../core/metrics/exposition.js';
 import { forwardConnections, initialMetrics, metricFamilies, observePass, type DaemonMetrics, type ForwardConnections, type PassObservation } from '../core/metrics/daemon-metrics.js';
 import type { Logger } from '../log/logger.js';
+import type { HaStatus } from '../core/daemon/status-snapshot.js';
 import type { PassReport } from '../daemon/reconciler.js';
 import { ConntrackConnectionReader } from './conntrack-reader.js';
 import { replaceTextfile } from './textfile.js';
@@ -25,6 +26,8 @@ export interface PassOutcomeInput {
   /** The last pass that reported: what is forwarded is still what it planned when this one threw. */
   latest?: PassReport | undefined;
   lastSyncAt: number | undefined;
+  /** HA pair: this instance's view of it. */
+  ha?: HaStatus | undefined;
 }
 
 export class MetricsRecorder {
@@ -37,7 +40,7 @@ export class MetricsRecorder {
   }
 
   /** Records one pass; returns each forward's connections for the status snapshot. */
-  async afterPass({ config, report, latest, lastSyncAt }: PassOutcomeInput): Promise<ForwardConnections[]> {
+  async afterPass({ config, report, latest, lastSyncAt, ha }: PassOutcomeInput): Promise<ForwardConnections[]> {
     this.metrics = observePass(this.metrics, observationOf(report, lastSyncAt));
     const plan = (report ?? latest)?.plan;
     const forwards = plan?.forwards ?? [];
@@ -53,7 +56,7 @@ export class MetricsRecorder {
     const path = config.metrics.textfile;
     if (path !== 'none') {
       const text = renderExposition(
-        metricFamilies(this.metrics, { forwards, connections, quarantinedPorts: plan?.state.released.length ?? 0, now: this.edges.now() }),
+        metricFamilies(this.metrics, { forwards, connections, quarantinedPorts: plan?.state.released.length ?? 0, now: this.edges.now(), ...(ha ? { ha } : {}) }),
       );
       await this.edges.writeTextfile(path, text).then(
         () => this.warned.delete('textfile'),

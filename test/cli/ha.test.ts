@@ -99,3 +99,37 @@ t.test('ha handover gives up after a lease and some seconds when nobody takes ov
   t.match(alone.stderr, /no other instance took the lease within 8 s/);
   t.ok(Date.now() - started >= 7900, 'it waited the lease (3 s) and 5 s');
 });
+
+t.test('apply and plan in a pair follow the shared map: the pair\'s ports, never an allocation of their own', async (t) => {
+  const { DynamoHaStore } = await import('../../src/ha/dynamo-store.js');
+  const { HaNode } = await import('../../src/ha/ha-node.js');
+  const { randomUUID } = await import('node:crypto');
+  const r = await rig(t, haSection('apply-pairs'));
+  const store = () => new DynamoHaStore({ region: 'us-east-1', table: 'apply-pairs', group: 'prod-nat', timeoutMs: 2000, client: dynamo.client() });
+  const admin = store();
+  await admin.ensureTable();
+  r.serve({ a: '10.0.1.1', b: '10.0.1.2' });
+  // The leader gave node a port 6390 and has not seen b yet.
+  const leaderMap = { version: 1 as const, entries: [{ key: 'node/a/0001', kind: 'node' as const, engine: 'redis' as const, cacheClusterId: 'a', cacheNodeId: '0001', address: 'a-0001.cache.example', targetPort: 6379, listenPort: 6390 }], released: [] };
+  t.same(await admin.writeMap(null, { version: randomUUID(), term: 1, writer: A, state: leaderMap }), { kind: 'accepted' });
+  r.world.haNode = (config, logger) =>
+    new HaNode({ group: 'prod-nat', leaseMs: 3000 }, {
+      store: store(),
+      addresses: { associate: async () => t.fail('a one-off command moves no Elastic IP'), describe: async () => [], close: () => {} },
+      identity: async () => t.fail('nor asks who it is') as never,
+      monotonic: () => performance.now(),
+      wallClock: () => Date.now(),
+      token: () => randomUUID(),
+      logger,
+    });
+  const plan = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(plan.code, 2, plan.stderr);
+  t.match(plan.stdout, /--dport 6390/, 'plan shows the map\'s port');
+  const apply = await r.cli(['apply', '--config', r.configPath]);
+  t.equal(apply.code, 0, apply.stderr);
+  t.same(await r.ports(), { 'node/a/0001': 6390 }, 'the map as the leader wrote it: b waits for the leader');
+  t.match(apply.stdout, /1 forwards/);
+  const read = await admin.readMap();
+  t.same(read.kind === 'ok' && read.item.state, leaderMap, 'the shared map is untouched');
+  admin.close();
+});

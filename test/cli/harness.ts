@@ -63,6 +63,8 @@ export interface World {
   /** Every config edges were built for, in order. */
   edgesBuiltFor: Config[];
   ipForwardChecks: number;
+  /** The HA node commands get (config `ha`); none by default. */
+  haNode?: Machine['haNode'];
   /** Signals a command sent to a process (`ha handover`). */
   sent: { pid: number; signal: NodeJS.Signals }[];
   /** Signals the daemon listens to. */
@@ -166,7 +168,7 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
     detectBackend: async () => ({ backend: 'nf_tables' }),
     notifier: () => silentNotifier,
     metrics: () => undefined,
-    haNode: () => undefined,
+    haNode: (config, logger) => world.haNode?.(config, logger),
     daemon: {
       sleep: async () => {
         sleeps++;

@@ -142,11 +142,11 @@ t.test('no table, no server: unavailable, with what to do', async (t) => {
   t.ok(createDynamoClient({ region: 'us-east-1', timeoutMs: 1000 }), 'a client without an endpoint override builds');
 });
 
-t.test('member items: each instance writes its own heartbeat; a Scan of the group finds them, validated, and no other group\'s', async (t) => {
+t.test('the members item: each instance writes its own heartbeat attribute; one read finds them all, validated, and no other group\'s', async (t) => {
   const s = store('members');
   const other = store('members-other');
-  t.same(await s.readMembers(), { kind: 'ok', members: [], invalid: [] });
-  t.same(await s.writeMember({ instanceId: A, role: 'leader', beat: randomUUID(), leaseMs: LEASE }), { kind: 'accepted' });
+  t.same(await s.readMembers(), { kind: 'ok', members: [], invalid: [] }, 'no item yet: nobody');
+  t.same(await s.writeMember({ instanceId: A, role: 'leader', beat: randomUUID(), leaseMs: LEASE }), { kind: 'accepted' }, 'the first heartbeat creates the item');
   const beat = randomUUID();
   t.same(await s.writeMember({ instanceId: B, role: 'standby', beat, leaseMs: LEASE }), { kind: 'accepted' });
   t.same(await other.writeMember({ instanceId: B, role: 'leader', beat: randomUUID(), leaseMs: LEASE }), { kind: 'accepted' });
@@ -155,8 +155,14 @@ t.test('member items: each instance writes its own heartbeat; a Scan of the grou
   if (read.kind !== 'ok') return;
   t.same(read.members.map((m) => m.instanceId).sort(), [A, B], 'both members of this group, none of the other');
   t.same(read.members.find((m) => m.instanceId === B), { instanceId: B, role: 'standby', beat, leaseMs: LEASE });
-  await dynamo.client().send(new PutItemCommand({ TableName: 'cachenat', Item: { pk: { S: `members#member#${A}` }, instance: { S: A }, role: { S: 'boss' }, beat: { S: randomUUID() }, leaseMs: { N: '10000' } } }));
+  const next = randomUUID();
+  t.same(await s.writeMember({ instanceId: B, role: 'leader', beat: next, leaseMs: LEASE }), { kind: 'accepted' });
+  const again = await s.readMembers();
+  t.same(again.kind === 'ok' && again.members.find((m) => m.instanceId === B), { instanceId: B, role: 'leader', beat: next, leaseMs: LEASE }, 'a heartbeat replaces only its own attribute');
+  t.same(again.kind === 'ok' && again.members.find((m) => m.instanceId === A)?.role, 'leader', "the other's is untouched");
+  const { UpdateItemCommand } = await import('@aws-sdk/client-dynamodb');
+  await dynamo.client().send(new UpdateItemCommand({ TableName: 'cachenat', Key: { pk: { S: 'members#members' } }, UpdateExpression: 'SET #a = :bad, #x = :x', ExpressionAttributeNames: { '#a': A, '#x': 'intruder' }, ExpressionAttributeValues: { ':bad': { M: { role: { S: 'boss' }, beat: { S: randomUUID() }, leaseMs: { N: '10000' } } }, ':x': { S: 'y' } } }));
   const tampered = await s.readMembers();
-  t.match(tampered, { kind: 'ok', invalid: [/role "boss" is not leader or standby/] }, 'an item that does not validate is named, not used');
+  t.match(tampered, { kind: 'ok', invalid: [/"i-0a+": role "boss" is not leader or standby/, /"intruder": is not an instance id/] }, 'entries that do not validate are named, not used');
   t.same(tampered.kind === 'ok' && tampered.members.map((m) => m.instanceId), [B]);
 });

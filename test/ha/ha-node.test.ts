@@ -33,8 +33,10 @@ interface Rig {
   outage: { on: boolean };
 }
 
-function instance(group: string, n: number, moved: Rig['associations'][]): Rig {
-  const identity: Identity = { instanceId: `i-0${String(n).repeat(16)}`, networkInterfaceId: `eni-0${String(n).repeat(16)}`, privateIp: `10.0.${n}.10`, privateIps: [`10.0.${n}.10`] };
+type Settings = ConstructorParameters<typeof HaNode>[0];
+
+function instance(group: string, n: number, moved: Rig['associations'][], settings: Partial<Settings> = { elasticIp: EIP }): Rig {
+  const identity: Identity = { instanceId: `i-0${String(n).repeat(16)}`, networkInterfaceId: `eni-0${String(n).repeat(16)}`, privateIp: `10.0.${n}.10`, privateIps: [`10.0.${n}.10`, `10.0.${n}.21`, `10.0.${n}.22`] };
   const clock = { now: 1_000_000 * n };
   const logs: Rig['logs'] = [];
   const associations: Rig['associations'] = [];
@@ -65,7 +67,7 @@ function instance(group: string, n: number, moved: Rig['associations'][]): Rig {
     close() {},
   };
   const node = new HaNode(
-    { group, leaseMs: LEASE, elasticIp: EIP },
+    { group, leaseMs: LEASE, ...settings },
     {
       store,
       addresses,
@@ -227,4 +229,28 @@ t.test('DynamoDB outage: the leader keeps its role and the Elastic IP but stops 
   t.equal(a.node.mayWriteMap, true);
   t.equal(b.node.role, 'standby');
   t.equal(a.node.status().storeError, undefined);
+});
+
+t.test('address mode: each Elastic IP goes to this instance\'s own private address; the shared map names Elastic IPs', async (t) => {
+  const moved: Rig['associations'][] = [];
+  const pairs = (n: number) => [
+    { address: `10.0.${n}.21`, public: '203.0.113.21', allocationId: 'eipalloc-0000000000000aa21' },
+    { address: `10.0.${n}.22`, public: '203.0.113.22', allocationId: 'eipalloc-0000000000000aa22' },
+    { address: `10.0.${n}.99`, public: '203.0.113.99', allocationId: 'eipalloc-0000000000000aa99' },
+  ];
+  const a = instance('address-mode', 1, moved, { listenAddresses: pairs(1) });
+  const b = instance('address-mode', 2, moved, { listenAddresses: pairs(2) });
+  await a.node.beat();
+  await b.node.beat();
+  await settle();
+  t.same(a.associations.map((x) => [x.allocationId, x.privateIp]), [['eipalloc-0000000000000aa21', '10.0.1.21'], ['eipalloc-0000000000000aa22', '10.0.1.22']]);
+  const missing = a.node.status().elasticIps.find((e) => e.allocationId === 'eipalloc-0000000000000aa99');
+  t.equal(missing?.state, 'failed');
+  t.match(missing?.error, /10\.0\.1\.99 is not a private address of this instance's interface eni-01111111111111111/);
+
+  const own: PortState = { version: 1, entries: [{ ...portState(6379).entries[0]!, listenAddress: '10.0.1.21' }], released: [] };
+  const lead = await a.node.mapForPass(own);
+  t.equal(lead.mode === 'lead' && (await a.node.commit(lead.base, own)), 'written');
+  const follow = await b.node.mapForPass(portState());
+  t.same(follow.state.entries.map((e) => e.listenAddress), ['10.0.2.21'], 'the standby installs the same Elastic IP\'s target on its own private address');
 });

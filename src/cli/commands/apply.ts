@@ -5,7 +5,9 @@ import { Reconciler, type PassReport } from '../../daemon/reconciler.js';
 import { describeEvent } from '../../core/daemon/events.js';
 import { planOutcome } from '../../core/planner/plan-outcome.js';
 import { EXIT, PLAN_EXIT } from '../exit-codes.js';
-import type { CliIo } from '../io.js';
+import type { CliIo, Machine } from '../io.js';
+import type { Config } from '../../core/config/schema.js';
+import type { Logger } from '../../log/logger.js';
 import type { CommandOptions } from './types.js';
 import { loadForHost, print } from './shared.js';
 
@@ -17,7 +19,7 @@ export async function applyCommand(options: CommandOptions, io: CliIo): Promise<
   const release = await acquireLock(config.state.dir);
   try {
     await machine.ipForward(logger).ensure(config.ipForward);
-    const report = await new Reconciler(config, machine.edgeFactory(logger)(config)).pass({ discover: true, write: true });
+    const report = await onePass(config, machine, logger, true);
     print(io.stdout, summary(report));
     if (report.discovery.status === 'failed') {
       print(io.stderr, `cachenat: ElastiCache API: ${report.discovery.error.message}; kept every forward as it was`);
@@ -38,7 +40,7 @@ export async function planCommand(options: CommandOptions, io: CliIo): Promise<n
   const { config } = await loadForHost(options, io);
   const logger = io.logger(config.log.level, 'stderr');
   const machine = await io.machine();
-  const report = await new Reconciler(config, machine.edgeFactory(logger)(config)).pass({ discover: true, write: false });
+  const report = await onePass(config, machine, logger, false);
   const lines = report.plan.events.map((e) => `  ${describeEvent(e).message}`);
   const restore = report.plan.changes.restore;
   const outcome = planOutcome({ discoveryFailed: report.discovery.status === 'failed', events: lines.length, restore });
@@ -53,6 +55,21 @@ export async function planCommand(options: CommandOptions, io: CliIo): Promise<n
   if (lines.length > 0) print(io.stdout, `changes:\n${lines.join('\n')}`);
   print(io.stdout, restore !== null ? `kernel update (iptables-restore --noflush input):\n${restore}` : 'the kernel rules already match; only the port map changes');
   return PLAN_EXIT[outcome];
+}
+
+/**
+ * One pass of the daemon's planner. In an HA pair (config `ha`) a one-off
+ * command holds no lease, so it follows the shared map as a standby does: it
+ * installs (or, for `plan`, shows) the pair's ports and never allocates.
+ */
+async function onePass(config: Config, machine: Machine, logger: Logger, write: boolean): Promise<PassReport> {
+  const ha = machine.haNode(config, logger);
+  const edges = machine.edgeFactory(logger)(config);
+  try {
+    return await new Reconciler(config, ha ? { ...edges, ha } : edges).pass({ discover: true, write });
+  } finally {
+    ha?.close();
+  }
 }
 
 function summary(report: PassReport): string {

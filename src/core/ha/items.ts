@@ -40,6 +40,13 @@ function wholeNumber(value: AttributeValue | undefined, min: number, max: number
   return Number.isSafeInteger(n) && n >= min && n <= max ? n : undefined;
 }
 
+/** A holder's `ha.lease` from an N attribute, or what is wrong with it. */
+function leaseMsOf(value: AttributeValue | undefined): number | string {
+  const leaseMs = wholeNumber(value, 0, MAX_LEASE_MS);
+  if (leaseMs === undefined) return `${show(value)} is not a whole number`;
+  return leaseProblem(leaseMs) ?? leaseMs;
+}
+
 /** Attributes the item may hold; any other is a sign of a foreign writer. */
 function unknownAttribute(raw: Attributes, allowed: readonly string[]): string | undefined {
   return Object.keys(raw).find((k) => !allowed.includes(k));
@@ -72,9 +79,8 @@ export function readLeaseItem(group: string, raw: Attributes | undefined): ItemR
   if (!isHaToken(version)) return problem(`version ${show(version)} is not a token of 8-64 letters, digits and hyphens`);
   const term = wholeNumber(raw.term, 1, Number.MAX_SAFE_INTEGER);
   if (term === undefined) return problem(`term ${show(raw.term)} is not a whole number from 1`);
-  const leaseMs = wholeNumber(raw.leaseMs, 0, MAX_LEASE_MS);
-  const leaseIssue = leaseMs === undefined ? `${show(raw.leaseMs)} is not a whole number` : leaseProblem(leaseMs);
-  if (leaseMs === undefined || leaseIssue !== undefined) return problem(`leaseMs: ${leaseIssue}`);
+  const leaseMs = leaseMsOf(raw.leaseMs);
+  if (typeof leaseMs === 'string') return problem(`leaseMs: ${leaseMs}`);
   return { kind: 'ok', item: { holder, version, term, leaseMs } };
 }
 
@@ -179,13 +185,15 @@ export function planMapWrite(base: MapItem | null, state: PortState, term: numbe
   return { kind: 'write', expect: base?.version ?? null, item: { version: freshToken, term, writer: self, state } };
 }
 
-// ── the member items (who else is there) ──────────────────────────────────
+// ── the members item (who else is there) ──────────────────────────────────
 
 /**
- * One item per instance, written only by that instance: its role and a
- * token it replaces at every heartbeat. Peers see it change on their own
- * clocks (never comparing wall clocks), which is how a leader knows a
- * standby is alive, and a standby knows the leader's daemon is.
+ * One item per group holds every instance's heartbeat, one top-level
+ * attribute per instance (named by its instance id), each written only by
+ * that instance with an UpdateItem of its own attribute: its role and a
+ * token it replaces at every heartbeat. Peers see the token change on their
+ * own clocks (never comparing wall clocks): that is how a leader knows a
+ * standby is alive. One small item, read with one GetItem.
  */
 export interface MemberItem {
   instanceId: string;
@@ -194,35 +202,41 @@ export interface MemberItem {
   leaseMs: number;
 }
 
-const MEMBER_ATTRIBUTES = ['pk', 'instance', 'role', 'beat', 'leaseMs'] as const;
+export const membersKey = (group: string): string => `${group}#members`;
 
-/** Every member item of a group shares this key prefix (a Scan filters on it). */
-export const memberKeyPrefix = (group: string): string => `${group}#member#`;
-export const memberKey = (group: string, instanceId: string): string => `${memberKeyPrefix(group)}${instanceId}`;
-
-export function memberAttributes(group: string, item: MemberItem): Attributes {
+/** This instance's heartbeat: `SET #self = :entry` on the members item (created by the first). */
+export function memberUpdate(item: MemberItem): { expression: string; names: Record<string, string>; values: Attributes } {
   return {
-    pk: { S: memberKey(group, item.instanceId) },
-    instance: { S: item.instanceId },
-    role: { S: item.role },
-    beat: { S: item.beat },
-    leaseMs: { N: numberText(item.leaseMs) },
+    expression: 'SET #self = :entry',
+    names: { '#self': item.instanceId },
+    values: { ':entry': { M: { role: { S: item.role }, beat: { S: item.beat }, leaseMs: { N: numberText(item.leaseMs) } } } },
   };
 }
 
-export function readMemberItem(group: string, raw: Attributes): ItemRead<MemberItem> {
-  const problem = (text: string): ItemRead<MemberItem> => ({ kind: 'invalid', problem: `member item ${show(raw.pk?.S)}: ${text}` });
-  const extra = unknownAttribute(raw, MEMBER_ATTRIBUTES);
-  if (extra !== undefined) return problem(`unknown attribute ${show(extra)}`);
-  const instanceId = raw.instance?.S;
-  if (!isInstanceId(instanceId)) return problem(`instance ${show(instanceId)} is not an instance id`);
-  if (raw.pk?.S !== memberKey(group, instanceId)) return problem(`key is not ${memberKey(group, instanceId)}`);
-  const role = raw.role?.S;
-  if (role !== 'leader' && role !== 'standby') return problem(`role ${show(role)} is not leader or standby`);
-  const beat = raw.beat?.S;
-  if (!isHaToken(beat)) return problem(`beat ${show(beat)} is not a token of 8-64 letters, digits and hyphens`);
-  const leaseMs = wholeNumber(raw.leaseMs, 0, MAX_LEASE_MS);
-  const leaseIssue = leaseMs === undefined ? `${show(raw.leaseMs)} is not a whole number` : leaseProblem(leaseMs);
-  if (leaseMs === undefined || leaseIssue !== undefined) return problem(`leaseMs: ${leaseIssue}`);
-  return { kind: 'ok', item: { instanceId, role, beat, leaseMs } };
+/** The members item → every valid heartbeat, and what was wrong with the others. */
+export function readMembersItem(group: string, raw: Attributes | undefined): { members: MemberItem[]; invalid: string[] } {
+  const members: MemberItem[] = [];
+  const invalid: string[] = [];
+  if (raw === undefined) return { members, invalid };
+  if (raw.pk?.S !== membersKey(group)) return { members, invalid: [`members item: key ${show(raw.pk?.S)} is not ${membersKey(group)}`] };
+  for (const [name, value] of Object.entries(raw)) {
+    if (name === 'pk') continue;
+    const problem = (text: string) => invalid.push(`members item ${membersKey(group)}: ${show(name)}: ${text}`);
+    if (!isInstanceId(name)) {
+      problem('is not an instance id');
+      continue;
+    }
+    const entry = value.M;
+    const extra = entry === undefined ? undefined : unknownAttribute(entry, ['role', 'beat', 'leaseMs']);
+    const role = entry?.role?.S;
+    const beat = entry?.beat?.S;
+    const leaseMs = leaseMsOf(entry?.leaseMs);
+    if (entry === undefined) problem('is not a map');
+    else if (extra !== undefined) problem(`unknown attribute ${show(extra)}`);
+    else if (role !== 'leader' && role !== 'standby') problem(`role ${show(role)} is not leader or standby`);
+    else if (!isHaToken(beat)) problem(`beat ${show(beat)} is not a token of 8-64 letters, digits and hyphens`);
+    else if (typeof leaseMs === 'string') problem(`leaseMs: ${leaseMs}`);
+    else members.push({ instanceId: name, role, beat, leaseMs });
+  }
+  return { members, invalid };
 }

@@ -7,6 +7,7 @@ import type { ForwardEvent } from '../planner/plan-forwards.js';
 import type { MetricFamily, Sample } from './exposition.js';
 import { emptyTotals, foldDnatPackets, forwardId, type DnatPackets, type NewConnectionTotals } from './rule-counters.js';
 import { openConnectionsOf, type OpenConnections } from './conntrack-listing.js';
+import type { HaStatus } from '../daemon/status-snapshot.js';
 
 /** Pass duration buckets in seconds, 1 ms to 16 s, as kube-proxy's sync histogram. */
 export const PASS_DURATION_BOUNDS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384] as const;
@@ -123,6 +124,8 @@ export interface MetricsView {
   quarantinedPorts: number;
   /** Epoch ms the file is written. */
   now: number;
+  /** HA pair: this instance's role, Elastic IPs, DynamoDB, peers. */
+  ha?: HaStatus;
 }
 
 const KINDS: readonly TargetKind[] = ['node', 'primary', 'reader'];
@@ -190,5 +193,30 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
       { name: 'cachenat_api_sync_age_seconds', help: 'Seconds since the ElastiCache API last answered completely, as of this write.', type: 'gauge', samples: [{ value: seconds(view.now - m.lastSyncAt) }] },
     );
   }
+  if (view.ha) families.push(...haFamilies(view.ha, view.now));
   return families;
+}
+
+/** HA pair: what an alarm needs (no leader, Elastic IP not held, DynamoDB down, standby gone). */
+function haFamilies(ha: HaStatus, now: number): MetricFamily[] {
+  const group = { group: ha.group };
+  const flag = (on: boolean): number => (on ? 1 : 0);
+  return [
+    { name: 'cachenat_ha_leader', help: 'This instance holds the lease (1) or stands by (0).', type: 'gauge', samples: [{ labels: group, value: flag(ha.role === 'leader') }] },
+    { name: 'cachenat_ha_may_allocate', help: 'This instance may allocate ports and write the shared map (a leader with a confirmed lease and DynamoDB answering).', type: 'gauge', samples: [{ labels: group, value: flag(ha.mayAllocate) }] },
+    { name: 'cachenat_ha_dynamodb_up', help: 'DynamoDB answered this instance\'s last call (0: forwarding goes on with the last map).', type: 'gauge', samples: [{ labels: group, value: flag(ha.storeError === undefined) }] },
+    {
+      name: 'cachenat_ha_elastic_ip_held',
+      help: 'On the leader: each Elastic IP points at this instance (1) or is being moved (0).',
+      type: 'gauge',
+      samples: ha.elasticIps.map((e) => ({ labels: { ...group, allocation_id: e.allocationId }, value: flag(e.state === 'held') })),
+    },
+    {
+      name: 'cachenat_ha_peer_seen_age_seconds',
+      help: 'Seconds since each peer\'s heartbeat last changed, on this instance\'s clock.',
+      type: 'gauge',
+      samples: ha.peers.map((p) => ({ labels: { ...group, peer: p.instanceId, role: p.role }, value: Math.max(0, seconds(now - Date.parse(p.lastSeenAt))) })),
+    },
+    { name: 'cachenat_ha_waiting_targets', help: 'Targets the API lists that have no port yet because the map cannot be written.', type: 'gauge', samples: [{ labels: group, value: ha.waiting }] },
+  ];
 }

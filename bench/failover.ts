@@ -2,9 +2,10 @@
 // `npm test`: one HA lab (lab/ha-rig.ts), two cachenat daemons, and two
 // failover probers (a new connection every 10 ms to a Redis and a Memcached
 // port through the Elastic IP) around each of
-//   - N instance losses of the leader (kill -9 and links cut at once); after
-//     each, the lost host comes back (links, daemon) as the standby and the
-//     pair settles (same ports, same DNAT rules) before the next run;
+//   - N instance losses of the leader (kill -9 and links cut at once, at a
+//     random phase of its renewals); after each, the lost host comes back
+//     (links, daemon) as the standby and the pair settles (same ports, same
+//     DNAT rules) before the next run;
 //   - M planned handovers (`cachenat ha handover` on the leader), each at
 //     least a lease after the one before (see the loop for why).
 // Prints every run and the distribution (min, median, p90, max) of the probe
@@ -28,6 +29,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/core/config/duration.js';
+import { renewEveryMs } from '../src/core/ha/lease.js';
 import { startHaRig, type HaRig, type NatName } from '../lab/ha-rig.js';
 import {
   armProbers,
@@ -268,7 +270,12 @@ async function checked(rig: HaRig, pair: Pair, leader: NatName): Promise<Pick<Ru
 }
 
 async function instanceLoss(rig: HaRig, pair: Pair, leaseMs: number): Promise<{ run: Run; next: Pair }> {
-  const run = await measured(rig, pair, 'loss', leaseMs, async () => (await rig.loseInstance(pair.leader)).at, /ha: became leader \(term \d+, lease expired/);
+  // At a random phase of the leader's renewals (every third of a lease): the takeover comes one lease after the last renewal the standby saw.
+  const event = async () => {
+    await sleep(Math.random() * renewEveryMs(leaseMs));
+    return (await rig.loseInstance(pair.leader)).at;
+  };
+  const run = await measured(rig, pair, 'loss', leaseMs, event, /ha: became leader \(term \d+, lease expired/);
   const check = await checked(rig, pair, pair.standby);
   // The lost host comes back as the standby before the next run.
   await rig.restoreLinks(pair.leader);

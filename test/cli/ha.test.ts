@@ -115,8 +115,15 @@ t.test('apply and plan in a pair follow the shared map: the pair\'s ports, never
   r.world.haNode = (config, logger) =>
     new HaNode({ group: 'prod-nat', leaseMs: 3000 }, {
       store: store(),
-      addresses: { associate: async () => t.fail('a one-off command moves no Elastic IP'), describe: async () => [], close: () => {} },
-      identity: async () => t.fail('nor asks who it is') as never,
+      addresses: {
+        associate: async () => void t.fail('a one-off command moves no Elastic IP'),
+        describe: async () => [],
+        close: () => {},
+      },
+      identity: async () => {
+        t.fail('nor asks who it is');
+        throw new Error('no identity');
+      },
       monotonic: () => performance.now(),
       wallClock: () => Date.now(),
       token: () => randomUUID(),

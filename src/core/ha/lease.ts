@@ -120,6 +120,8 @@ export function decideLease(memory: LeaseMemory, read: LeaseRead, now: number, s
   const sameAsSeen = next.seen !== undefined && (next.seen.item?.version ?? null) === (item?.version ?? null);
   next.seen = { item, since: sameAsSeen ? next.seen!.since : now };
   if (item) next.highestTerm = Math.max(next.highestTerm ?? 0, item.term);
+  // The peer took the lease this instance handed over: the courtesy wait is over (it may be handed back at once).
+  if (item && item.holder !== null && item.holder !== self) delete next.yieldUntil;
 
   if (next.held) {
     if (item && item.holder === self && item.version === next.held.version) {

@@ -109,6 +109,14 @@ t.test('a released lease is free at once, except for the instance that released 
   t.equal(decideLease(self.memory, item(null, 'r-0000001', 2), 1000 + LEASE, settings(A), 'a-0000002').write?.kind, 'acquire', 'nobody took it within a lease: it takes it back');
 });
 
+t.test('handed straight back: once the peer took the lease, the releaser may take it again at once when the peer releases it', async (t) => {
+  const release = releaseLease({ held: { version: 'v1-aaaaaa', term: 2, sentAt: 0 } }, 1000, LEASE, 'r-0000001')!;
+  const peerHolds = decideLease(release.memory, item(B, 'b-0000001', 3), 1500, settings(A), 'a-0000001');
+  t.equal(peerHolds.memory.yieldUntil, undefined, 'the courtesy wait ends when the peer holds the lease');
+  const backAgain = decideLease(peerHolds.memory, item(null, 'b-0000002', 3), 2000, settings(A), 'a-0000002');
+  t.match(backAgain.write, { kind: 'acquire', reason: 'free', expect: 'b-0000002' }, 'the lease the peer released is taken at once, well within a lease of the first release');
+});
+
 t.test('a new term is above every term seen on the lease or the map', async (t) => {
   const memory = noteTerm(noteTerm({}, 41), 12);
   t.equal(memory.highestTerm, 41);

@@ -385,10 +385,10 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
 
     const health = await waitFor('the leader\'s health names the outage and the waiting target', async () => {
       const h = await healthHa(leader);
-      return h.state === 'WARNING' && h.message.includes('1 new target wait') ? h : undefined;
+      return h.state === 'WARNING' && h.message.includes('1 new target waits for a port') ? h : undefined;
     }, stretch(15_000));
     t.match(health.message, /DynamoDB does not answer/);
-    t.match(health.message, /1 new target wait/);
+    t.match(health.message, /1 new target waits for a port/);
     t.comment(`leader's health during the outage: ${health.state} ${health.message}`);
 
     // Three leases in all, then check nobody forwarded the new target and nobody moved.

@@ -231,7 +231,7 @@ function haCheck(now: number, ha: HaStatus): CheckResult {
   }
   if (ha.identityError) warnings.push(`cannot read this instance's identity (IMDSv2): ${ha.identityError}; it cannot take over`);
   if (ha.storeError) {
-    const waiting = ha.waiting > 0 ? `; ${ha.waiting} new target${ha.waiting === 1 ? '' : 's'} wait for a port` : '';
+    const waiting = ha.waiting > 0 ? `; ${ha.waiting === 1 ? '1 new target waits' : `${ha.waiting} new targets wait`} for a port` : '';
     warnings.push(`DynamoDB does not answer since ${age(ha.storeError.since)} ago (${ha.storeError.error}): forwarding goes on with the last map, no new allocations${waiting}`);
   }
   if (ha.misfits.length > 0) warnings.push(`${ha.misfits.length} map entries do not fit this instance's forward config (${listSome(ha.misfits)}): the two instances' configs differ`);

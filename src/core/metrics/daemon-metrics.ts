@@ -7,7 +7,7 @@ import type { ForwardEvent } from '../planner/plan-forwards.js';
 import type { MetricFamily, Sample } from './exposition.js';
 import { emptyTotals, foldDnatPackets, forwardId, type DnatPackets, type NewConnectionTotals } from './rule-counters.js';
 import { openConnectionsOf, type OpenConnections } from './conntrack-listing.js';
-import type { HaStatus } from '../daemon/status-snapshot.js';
+import type { HaStatus } from '../ha/ha-status.js';
 
 /** Pass duration buckets in seconds, 1 ms to 16 s, as kube-proxy's sync histogram. */
 export const PASS_DURATION_BOUNDS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384] as const;

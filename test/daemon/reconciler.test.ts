@@ -99,11 +99,11 @@ t.test('a port map that cannot be written is reported, forwarding goes on, and i
   const reconciler = new Reconciler(config, r.edges);
   // A state dir below a regular file can never be created, root or not.
   writeFileSync(join(r.dir, 'not-a-dir'), '');
-  (r.edges as { store: StateStore }).store = new StateStore(join(r.dir, 'not-a-dir', 'state'));
+  r.edges.store = new StateStore(join(r.dir, 'not-a-dir', 'state'));
   const report = await reconciler.pass({ discover: true, write: true });
   t.equal(report.applied, true, 'the kernel is still written');
   t.match(reconciler.diskErrors.get('state'), /cannot save the port map/);
-  (r.edges as { store: StateStore }).store = new StateStore(r.dir);
+  r.edges.store = new StateStore(r.dir);
   await reconciler.pass({ discover: true, write: true });
   t.equal(reconciler.diskErrors.size, 0);
 });

@@ -32,8 +32,9 @@ function report(o: Partial<PassReport> & { packets?: [string, number][] } = {}):
     applied: false,
     durationMs: 12,
     dnatPackets: new Map(o.packets ?? [['6379 node/a/0001', 10], ['6380 node/b/0001', 0]]),
+    flowsForgotten: { moved: 0, revoked: 0 },
     ...o,
-  };
+  } as PassReport;
 }
 
 function recorder(overrides: Partial<MetricsEdges> = {}) {

@@ -232,15 +232,22 @@ t.test('conntrack forgets exactly the flows DNATed to the old target', { skip: c
   const ns = await lab(t);
   // Real entries in the namespace's conntrack table, as a client's DNATed
   // connection leaves them: client -> NAT:listenPort, answered by the target.
-  const flow = (clientPort: number, listenPort: number, targetIp: string, listenAddress = '10.0.0.1') =>
-    ['-p', 'tcp', '--src', '198.51.100.27', '--dst', listenAddress, '--sport', String(clientPort), '--dport', String(listenPort),
-      '--reply-src', targetIp, '--reply-dst', '198.51.100.27', '--reply-port-src', '6379', '--reply-port-dst', String(clientPort)];
+  // Flows cachenat DNATed carry its connmark (16777216 = 0x1000000, the default).
+  const flow = (clientPort: number, listenPort: number, targetIp: string, listenAddress = '10.0.0.1', client = '198.51.100.27', mark = 16777216) =>
+    ['-p', 'tcp', '--src', client, '--dst', listenAddress, '--sport', String(clientPort), '--dport', String(listenPort),
+      '--reply-src', targetIp, '--reply-dst', client, '--reply-port-src', '6379', '--reply-port-dst', String(clientPort), '--mark', String(mark)];
   const flows = {
     toOldTarget: flow(40001, 6380, '10.0.1.231'),
     toNewTarget: flow(40002, 6380, '10.0.1.232'),
     otherPortSameIp: flow(40003, 6381, '10.0.1.231'),
     // Address mode: another target on the same port, at its own address, that shares the old IP.
     otherAddressSameIp: flow(40004, 6380, '10.0.1.231', '10.0.0.2'),
+    // Not cachenat's (no connmark): never touched, whatever it matches.
+    unmarked: flow(40005, 6380, '10.0.1.231', '10.0.0.1', '198.51.100.27', 0),
+    // Sources: two in a range that is revoked, one next to it that stays.
+    revokedA: flow(40006, 6381, '10.0.1.232', '10.0.0.1', '203.0.113.9'),
+    revokedB: flow(40007, 6381, '10.0.1.232', '10.0.0.1', '203.0.113.10'),
+    keptSource: flow(40008, 6381, '10.0.1.232', '10.0.0.1', '203.0.113.200'),
   };
   for (const [name, args] of Object.entries(flows)) {
     const made = await ns.run('conntrack', ['-I', ...args, '--state', 'ESTABLISHED', '--timeout', '600', '-u', 'SEEN_REPLY']);
@@ -250,14 +257,16 @@ t.test('conntrack forgets exactly the flows DNATed to the old target', { skip: c
     const listed = await ns.run('conntrack', ['-L', '-p', 'tcp']);
     return [...listed.stdout.matchAll(/^tcp .*? sport=(\d+) /gm)].map((m) => Number(m[1])).sort();
   };
-  t.same(await clientPorts(), [40001, 40002, 40003, 40004], 'four flows in the table');
+  t.same(await clientPorts(), [40001, 40002, 40003, 40004, 40005, 40006, 40007, 40008], 'eight flows in the table');
 
   const tool = new ConntrackTool(ns.run);
-  t.equal(await tool.forgetFlows({ listenAddress: '10.0.0.2', listenPort: 6380 }, '10.0.1.231'), 1, 'address mode: one flow deleted');
-  t.same(await clientPorts(), [40001, 40002, 40003], 'only the flow that came in on that address');
-  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 1, 'one flow deleted');
-  t.same(await clientPorts(), [40002, 40003], 'the flow to the old target is gone; the new target and the other port kept theirs');
-  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 0, 'nothing left to delete (conntrack exits 1: not an error)');
+  t.equal(await tool.forgetFlows({ kind: 'listener', listenAddress: '10.0.0.2', listenPort: 6380, targetIp: '10.0.1.231', cause: 'moved' }), 1, 'address mode: one flow deleted');
+  t.same(await clientPorts(), [40001, 40002, 40003, 40005, 40006, 40007, 40008], 'only the flow that came in on that address');
+  t.equal(await tool.forgetFlows({ kind: 'listener', listenPort: 6380, targetIp: '10.0.1.231', cause: 'moved' }), 1, 'one flow deleted');
+  t.same(await clientPorts(), [40002, 40003, 40005, 40006, 40007, 40008], 'the flow to the old target is gone; the new target, the other port and the unmarked flow kept theirs');
+  t.equal(await tool.forgetFlows({ kind: 'listener', listenPort: 6380, targetIp: '10.0.1.231', cause: 'moved' }), 0, 'nothing left to delete (conntrack exits 1: not an error)');
+  t.equal(await tool.forgetFlows({ kind: 'source', source: '203.0.113.0/25', cause: 'source' }), 2, 'a source range: two flows deleted');
+  t.same(await clientPorts(), [40002, 40003, 40005, 40008], 'those from the range; one from outside it stays');
   t.ok(tool.available, 'the tool was found');
 });
 

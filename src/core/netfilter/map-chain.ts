@@ -1,0 +1,59 @@
+// The kernel's copy of the port map: the records of chain CACHENAT-MAP
+// (grammar in src/core/grammar.ts). Written with every change in the same
+// `iptables-restore` as the rules, so the kernel alone is enough to rebuild
+// the whole map (recover.ts): every target and its listener, those without
+// rules too, every quarantined listener, and the flows a change took away
+// that are not forgotten yet. Pure.
+
+import type { FlowFilter } from '../model.js';
+import { MAP_CHAIN, MAP_RECORD_PATTERN, mapRecordLine, mapRecordText, parseMapRecord, type MapRecord } from '../grammar.js';
+import type { PortState } from '../ports/port-state.js';
+import type { SavedTable } from './parse-save.js';
+
+/** The records of a map and of the flows still to forget, in a fixed order (an idle pass writes nothing). */
+export function mapRecordsOf(state: PortState, forget: readonly FlowFilter[]): MapRecord[] {
+  const records: MapRecord[] = [];
+  for (const e of state.entries) {
+    records.push({
+      type: 'entry',
+      key: e.key,
+      engine: e.engine,
+      ...(e.listenAddress === undefined ? {} : { listenAddress: e.listenAddress }),
+      listenPort: e.listenPort,
+      targetPort: e.targetPort,
+      ...(e.fallback ? { fallback: true as const } : {}),
+      ...(e.tls === undefined ? {} : { tls: e.tls }),
+      address: e.address,
+    });
+    if (e.ip === undefined) for (const ip of e.lastIps ?? []) records.push({ type: 'stale', key: e.key, ip });
+  }
+  for (const r of state.released) records.push({ type: 'quarantined', key: r.key, listenPort: r.port, releasedAt: r.releasedAt });
+  for (const r of state.releasedAddresses ?? []) {
+    records.push({ type: 'quarantined', key: r.key, listenAddress: r.address, ...(r.port === undefined ? {} : { listenPort: r.port }), releasedAt: r.releasedAt });
+  }
+  const forgets = forget.map((filter): MapRecord => ({ type: 'forget', filter }));
+  forgets.sort((a, b) => (mapRecordText(a) < mapRecordText(b) ? -1 : 1));
+  return [...records, ...forgets];
+}
+
+export const renderMapChain = (state: PortState, forget: readonly FlowFilter[]): string[] => mapRecordsOf(state, forget).map(mapRecordLine);
+
+const RECORD_LINE = new RegExp(`^${MAP_RECORD_PATTERN}$`);
+
+/** The records installed, or undefined when the chain is not (rules written before the kernel carried the map). Lines that do not read as a record are skipped. */
+export function readMapChain(nat: SavedTable): MapRecord[] | undefined {
+  const chain = nat.chains.get(MAP_CHAIN);
+  if (!chain) return undefined;
+  return chain.rules.flatMap((line) => {
+    const text = RECORD_LINE.exec(line)?.[1];
+    const record = text === undefined ? undefined : parseMapRecord(text);
+    return record ? [record] : [];
+  });
+}
+
+/** The flows a change took away that the kernel says are still to be forgotten. */
+export const pendingForgets = (nat: SavedTable): FlowFilter[] =>
+  (readMapChain(nat) ?? []).flatMap((r) => (r.type === 'forget' ? [r.filter] : []));
+
+/** One name per set of flows: the text of its record. */
+export const flowFilterId = (filter: FlowFilter): string => mapRecordText({ type: 'forget', filter });

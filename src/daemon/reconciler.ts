@@ -22,7 +22,7 @@ import { resolveAll } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
 import type { InstalledRules } from '../core/netfilter/diff.js';
 import { recoverState } from '../core/netfilter/recover.js';
-import { flowFilterId } from '../core/netfilter/map-chain.js';
+import { flowFilterId, pendingForgets } from '../core/netfilter/map-chain.js';
 import { pendingToForget } from '../core/flows/forget.js';
 import { flowReasonOf, type FlowFilter, type FlowReason } from '../core/model.js';
 import { readInstalledRulesCounted } from '../netfilter/owned-rules.js';
@@ -215,8 +215,10 @@ export class Reconciler {
 
   /** Flows an earlier write took away whose forgetting the kernel still records as pending (that pass died, or conntrack failed). */
   private async forgetPending(installed: InstalledRules, counts: Record<FlowReason, number>): Promise<void> {
-    const recorded = new Set(pendingToForget(installed.nat, new Set()).map(flowFilterId));
-    for (const id of this.flushed) if (!recorded.has(id)) this.flushed.delete(id); // the kernel no longer records it
+    const recorded = pendingForgets(installed.nat);
+    if (recorded.length === 0 && this.flushed.size === 0) return; // the usual pass: nothing recorded, nothing to tidy
+    const ids = new Set(recorded.map(flowFilterId));
+    for (const id of this.flushed) if (!ids.has(id)) this.flushed.delete(id); // the kernel no longer records it
     for (const filter of pendingToForget(installed.nat, this.flushed)) await this.forgetFlows(filter, counts);
   }
 

@@ -40,15 +40,23 @@ export const renderMapChain = (state: PortState, forget: readonly FlowFilter[]):
 
 const RECORD_LINE = new RegExp(`^${MAP_RECORD_PATTERN}$`);
 
+// A pass reads the chain several times (recovery, what it admits, what is pending): parse each read once.
+const parsed = new WeakMap<readonly string[], MapRecord[]>();
+
 /** The records installed, or undefined when the chain is not (rules written before the kernel carried the map). Lines that do not read as a record are skipped. */
 export function readMapChain(nat: SavedTable): MapRecord[] | undefined {
   const chain = nat.chains.get(MAP_CHAIN);
   if (!chain) return undefined;
-  return chain.rules.flatMap((line) => {
-    const text = RECORD_LINE.exec(line)?.[1];
-    const record = text === undefined ? undefined : parseMapRecord(text);
-    return record ? [record] : [];
-  });
+  let records = parsed.get(chain.rules);
+  if (records === undefined) {
+    records = chain.rules.flatMap((line) => {
+      const text = RECORD_LINE.exec(line)?.[1];
+      const record = text === undefined ? undefined : parseMapRecord(text);
+      return record ? [record] : [];
+    });
+    parsed.set(chain.rules, records);
+  }
+  return records;
 }
 
 /** The flows a change took away that the kernel says are still to be forgotten. */

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { targetAddressProblem } from '../ipv4.js';
 import { ENGINES, endpointAddressProblem, isEngine, isId, isPort, keyProblem, listenAddressProblem, MAX_TARGET_IPS, TARGET_KINDS } from '../grammar.js';
-import type { PortState } from './port-state.js';
+import type { PortEntry, PortState, ReleasedAddress, ReleasedPort } from './port-state.js';
 import { emptyPortState, listenerClash, listenerText } from './port-state.js';
 
 // Ids, keys, engines, ports and addresses follow the grammar (src/core/grammar.ts),
@@ -22,8 +22,7 @@ const targetIp = z.string().refine((ip) => targetAddressProblem(ip) === undefine
 const distinct = (ips: string[]) => new Set(ips).size === ips.length;
 const targetIps = (min: number) => z.array(targetIp).min(min).max(MAX_TARGET_IPS).refine(distinct, 'expected distinct addresses');
 
-const entrySchema = z
-  .strictObject({
+const entryShape = {
   key,
   kind: z.enum(TARGET_KINDS),
   engine: z.string().refine(isEngine, `expected one of ${ENGINES.join(', ')}`),
@@ -43,17 +42,39 @@ const entrySchema = z
   resolvedAt: time.optional(),
   unresolvedSince: time.optional(),
   goneSince: time.optional(),
-  })
+};
+
+const entrySchema = z
+  .strictObject(entryShape)
   .refine((e) => e.fallback === undefined || e.listenAddress !== undefined, 'a fallback listens on the first listen address: listenAddress is missing')
   .refine((e) => e.ips === undefined || e.ips[0] === e.ip, 'ips must start with ip')
   .refine((e) => e.lastIps === undefined || e.ip === undefined, 'lastIps belongs to an unresolved entry (no ip)');
 
-const stateSchema = z.strictObject({
+const releasedShape = { port, key, releasedAt: time };
+const releasedAddressShape = { address: listenAddress, port: port.optional(), key, releasedAt: time };
+const stateShape = {
   version: z.literal(1),
   entries: z.array(entrySchema),
-  released: z.array(z.strictObject({ port, key, releasedAt: time })),
-  releasedAddresses: z.array(z.strictObject({ address: listenAddress, port: port.optional(), key, releasedAt: time })).optional(),
-});
+  released: z.array(z.strictObject(releasedShape)),
+  releasedAddresses: z.array(z.strictObject(releasedAddressShape)).optional(),
+};
+const stateSchema = z.strictObject(stateShape);
+
+/**
+ * Every field name a map may hold (the schemas are strict: there are no
+ * others), sorted: as JSON.stringify's key list it writes each object's keys
+ * in this order without copying the map.
+ */
+const FIELDS = [...new Set([entryShape, releasedShape, releasedAddressShape, stateShape].flatMap((shape) => Object.keys(shape)))].sort();
+
+// A field the types gain without the schema would be dropped on write: the compiler says so here.
+type Unwritten =
+  | Exclude<keyof PortEntry, keyof typeof entryShape>
+  | Exclude<keyof ReleasedPort, keyof typeof releasedShape>
+  | Exclude<keyof ReleasedAddress, keyof typeof releasedAddressShape>
+  | Exclude<keyof PortState, keyof typeof stateShape>;
+const everyFieldWritten: [Unwritten] extends [never] ? true : Unwritten = true;
+void everyFieldWritten;
 
 export type LoadedState =
   | { status: 'ok'; state: PortState }
@@ -96,5 +117,4 @@ function repeated(values: readonly string[]): string | undefined {
 }
 
 /** Keys in a fixed order, so the same state is always the same bytes (and an idle pass writes nothing). */
-export const serializeState = (state: PortState): string =>
-  `${JSON.stringify(state, (_key, value: unknown) => (value && typeof value === 'object' && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : 1))) : value), 1)}\n`;
+export const serializeState = (state: PortState): string => `${JSON.stringify(state, FIELDS, 1)}\n`;

@@ -92,6 +92,8 @@ export class Reconciler {
   /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
   private answers = new Map<string, { at: number; answer: Resolution }>();
   private lastDnatPackets: DnatPackets | undefined;
+  /** The targets without a port as last logged: said when the set changes, not every pass (health and metrics show it meanwhile). */
+  private withoutPort: readonly string[] = [];
   /** Flows forgotten (by flowFilterId) whose records the kernel still holds: the next write clears them. */
   private flushed = new Set<string>();
 
@@ -166,6 +168,7 @@ export class Reconciler {
     if (plan.misfits) this.edges.ha?.noteFollowed(plan.waiting?.length ?? 0, plan.misfits);
     else this.edges.ha?.noteFollowed(0, []);
     notePlaintext(plan.plaintext, this.warnings, logger);
+    this.noteWithoutPort(plan.withoutPort);
 
     const report: PassReport = { plan, discovery, applied: false, durationMs: 0, flowsForgotten };
     if (this.lastDnatPackets) report.dnatPackets = this.lastDnatPackets;
@@ -211,6 +214,16 @@ export class Reconciler {
     }
     this.persistPending = true;
     await this.persist();
+  }
+
+  private noteWithoutPort(keys: readonly string[]): void {
+    if (keys.join() === this.withoutPort.join()) return;
+    if (keys.length > 0) {
+      this.edges.logger.warn({ targets: keys }, `${keys.length} target${keys.length === 1 ? '' : 's'} found no free port and ${keys.length === 1 ? 'is' : 'are'} not forwarded (${keys.join(', ')}); lower ports.redis / ports.memcached or exclude clusters`);
+    } else {
+      this.edges.logger.info('every target has a port again');
+    }
+    this.withoutPort = keys;
   }
 
   /** Flows an earlier write took away whose forgetting the kernel still records as pending (that pass died, or conntrack failed). */

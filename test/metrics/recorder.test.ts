@@ -27,6 +27,7 @@ function report(o: Partial<PassReport> & { packets?: [string, number][] } = {}):
       events: [],
       state: { version: 1, entries: [], released: [{ port: 6390, key: 'node/gone/0001', releasedAt: 0 }] },
       changes: { restore: null, chainsWritten: [], jumpsAdded: [], jumpsRemoved: 0, chainsDeleted: [], leftoversKept: [] },
+      withoutPort: [],
     } as unknown as PassReport['plan'],
     discovery: { status: 'ok' },
     applied: false,

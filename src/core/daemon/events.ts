@@ -34,6 +34,13 @@ export function describeEvent(event: ForwardEvent): { level: Level; message: str
     case 'ip-changed':
       return { level: 'info', message: `target ${event.key} moved from ${event.from} to ${event.to}; port ${event.listenPort} follows`, fields };
     case 'resolve-failed':
+      if (event.ipv6Only) {
+        return {
+          level: 'warn',
+          message: `${event.address} for ${event.key} has only IPv6 addresses (AAAA, no A record): cachenat forwards IPv4 only, so this cache is not served${event.keepingIp ? ` (still forwarding to ${event.keepingIp} for the removal grace)` : ''}. Give the cache an IPv4 address (network type ipv4 or dual_stack)`,
+          fields,
+        };
+      }
       return {
         level: 'warn',
         message: `cannot resolve ${event.address} for ${event.key} (${event.error})${event.keepingIp ? `; still forwarding to ${event.keepingIp}` : ''}. Check the VPC resolver and that the cache still exists`,
@@ -42,6 +49,7 @@ export function describeEvent(event: ForwardEvent): { level: Level; message: str
     case 'unresolved':
       return { level: 'warn', message: `${event.address} for ${event.key} has not resolved for the whole grace period; its forward is suspended (port kept)`, fields };
     case 'ports-exhausted':
-      return { level: 'warn', message: `no free port left for ${event.key}; lower ports.redis / ports.memcached or exclude clusters`, fields };
+      // Every pass finds it again: the reconciler warns when the set of such targets changes, health says it meanwhile.
+      return { level: 'debug', message: `no free port left for ${event.key}; lower ports.redis / ports.memcached or exclude clusters`, fields };
   }
 }

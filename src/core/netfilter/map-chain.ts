@@ -36,7 +36,18 @@ export function mapRecordsOf(state: PortState, forget: readonly FlowFilter[]): M
   return [...records, ...forgets];
 }
 
-export const renderMapChain = (state: PortState, forget: readonly FlowFilter[]): string[] => mapRecordsOf(state, forget).map(mapRecordLine);
+/**
+ * The chain's rule lines. Like every line cachenat writes, each value is
+ * checked again on the way out: a record must read back as one (so nothing in
+ * it can end the comment or read as an option).
+ */
+export function renderMapChain(state: PortState, forget: readonly FlowFilter[]): string[] {
+  return mapRecordsOf(state, forget).map((record) => {
+    const text = mapRecordText(record);
+    if (parseMapRecord(text) === undefined) throw new Error(`refusing to render iptables rules: the kernel's copy of the map: ${JSON.stringify(text.slice(0, 120))} is not a record cachenat reads back`);
+    return mapRecordLine(record);
+  });
+}
 
 const RECORD_LINE = new RegExp(`^${MAP_RECORD_PATTERN}$`);
 

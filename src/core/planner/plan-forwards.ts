@@ -63,7 +63,7 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
   releasedAddresses.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return {
     state: { version: 1, entries, released, ...(releasedAddresses.length > 0 ? { releasedAddresses } : {}) },
-    forwards: entries.map(forwardOf).sort(compareListeners),
+    forwards: entries.map((e) => forwardOf(e, seen.resolutions.get(e.address))).sort(compareListeners),
     events,
   };
 }
@@ -81,7 +81,7 @@ export function planFollower(map: PortState, resolutions: ReadonlyMap<string, Re
   for (const entry of entries) applyResolution(entry, resolutions.get(entry.address), policy, now, events);
   const first = policy.listenAddresses?.[0];
   const misfits = entries.filter((e) => !fitsMode(e, policy.listenAddresses) && !(e.fallback !== undefined && e.listenAddress === first)).map((e) => e.key);
-  return { state: { ...map, entries }, forwards: entries.map(forwardOf).sort(compareListeners), events, misfits };
+  return { state: { ...map, entries }, forwards: entries.map((e) => forwardOf(e, resolutions.get(e.address))).sort(compareListeners), events, misfits };
 }
 
 /** Whether an entry's listener fits the mode: port mode, or one of the pool's addresses on its native port. */
@@ -289,7 +289,8 @@ function applyResolution(entry: PortEntry, answer: Resolution | undefined, polic
   }
 }
 
-function forwardOf(entry: PortEntry): Forward {
+/** The forward of an entry; `answer` (this pass's DNS answer for its name) tells an IPv6-only name. */
+function forwardOf(entry: PortEntry, answer: Resolution | undefined): Forward {
   const forward: Forward = {
     key: entry.key,
     kind: entry.kind,
@@ -305,5 +306,6 @@ function forwardOf(entry: PortEntry): Forward {
   if (entry.ip !== undefined) forward.targetIp = entry.ip;
   if (entry.ips !== undefined) forward.targetIps = entry.ips;
   if (entry.lastIps !== undefined) forward.lastIps = entry.lastIps;
+  if (answer?.ok === false && answer.ipv6Only) forward.ipv6Only = true;
   return forward;
 }

@@ -46,6 +46,8 @@ export interface Plan {
   events: ForwardEvent[];
   /** Plaintext caches a public source range may reach (forward.plaintext). */
   plaintext: PlaintextExposure[];
+  /** Targets the API lists that found no free port: ports.redis / ports.memcached up to 65535 are all taken. */
+  withoutPort: TargetKey[];
   /** Following (HA): targets the API lists that the map has no listener for yet. */
   waiting?: TargetKey[];
   /** Following (HA): map entries whose listener does not fit this instance's forward config. */
@@ -107,6 +109,7 @@ export function planPass(input: PlanInput): Plan {
     rulesDigest: digestRules(rules),
     changes: diffRules(rules, input.installed),
     forget,
+    withoutPort: next.events.flatMap((e) => (e.type === 'ports-exhausted' ? [e.key] : [])).sort(),
     events: next.events,
     plaintext,
   };

@@ -35,14 +35,26 @@ export interface Admitted {
 
 const PREROUTING_LINE = new RegExp(`^${PREROUTING_RULE_PATTERN}$`);
 
-/** What the installed rules admit. */
-export function installedAdmissions(nat: SavedTable): Admitted {
-  const pairs: Admission[] = readDnatRules(nat).map((r) => ({ key: r.key, ...listenerOf(r), ip: r.targetIp }));
-  const records = readMapChain(nat) ?? [];
-  for (const record of records) {
-    if (record.type !== 'stale') continue;
-    const entry = records.find((r) => r.type === 'entry' && r.key === record.key);
-    if (entry?.type === 'entry') pairs.push({ key: record.key, ...listenerOf(entry), ip: record.ip });
+/**
+ * What the installed rules admit. `unchanged`: DNAT lines the pass installs
+ * again as they are: what they admit stays admitted, so they need not be
+ * read (a steady pass of thousands of forwards reads none).
+ */
+export function installedAdmissions(nat: SavedTable, unchanged: readonly string[] = []): Admitted {
+  const installed = nat.chains.get('CACHENAT-DNAT')?.rules ?? [];
+  // The steady pass: the chain is exactly what it installs again.
+  const steady = installed.length === unchanged.length && installed.every((line, i) => line === unchanged[i]);
+  const same = steady ? undefined : new Set(unchanged);
+  const changed: SavedTable = { chains: new Map([['CACHENAT-DNAT', { policy: '-', rules: same === undefined ? [] : installed.filter((line) => !same.has(line)) }]]) };
+  const pairs: Admission[] = readDnatRules(changed).map((r) => ({ key: r.key, ...listenerOf(r), ip: r.targetIp }));
+  const stale = (readMapChain(nat, ['stale']) ?? []).flatMap((r) => (r.type === 'stale' ? [r] : []));
+  if (stale.length > 0) {
+    const keys = new Set(stale.map((r) => r.key));
+    const entries = new Map((readMapChain(nat, ['entry']) ?? []).flatMap((r) => (r.type === 'entry' && keys.has(r.key) ? [[r.key, r] as const] : [])));
+    for (const record of stale) {
+      const entry = entries.get(record.key);
+      if (entry) pairs.push({ key: record.key, ...listenerOf(entry), ip: record.ip });
+    }
   }
   const chain = nat.chains.get('CACHENAT-PREROUTING');
   const sources = chain?.rules.flatMap((line) => {
@@ -62,7 +74,8 @@ export function desiredAdmissions(forwards: readonly Forward[], allowedSources: 
 }
 
 const listenerOf = (l: { listenAddress?: string; listenPort: number }) => ({ ...(l.listenAddress === undefined ? {} : { listenAddress: l.listenAddress }), listenPort: l.listenPort });
-const samePair = (a: Omit<Admission, 'key'>, b: Omit<Admission, 'key'>): boolean => a.listenPort === b.listenPort && a.listenAddress === b.listenAddress && a.ip === b.ip;
+/** A (listener, address) pair as one string, for set lookups (thousands of forwards). */
+const pairId = (p: Omit<Admission, 'key'>): string => `${p.listenAddress ?? ''}:${p.listenPort} ${p.ip}`;
 
 export interface ForgetInput {
   installed: Admitted;
@@ -84,10 +97,11 @@ export interface ForgetInput {
 export function flowsToForget(input: ForgetInput): FlowFilter[] {
   const { desired, forwards } = input;
   const byKey = new Map(forwards.map((f) => [f.key, f]));
+  const admitted = new Set(desired.pairs.map(pairId));
   const filters: FlowFilter[] = [];
 
   for (const pair of input.installed.pairs) {
-    if (desired.pairs.some((d) => samePair(d, pair))) continue;
+    if (admitted.has(pairId(pair))) continue;
     const now = byKey.get(pair.key);
     const cause =
       now === undefined ? 'removed' : now.state === 'refused' ? 'refused' : now.listenPort !== pair.listenPort || now.listenAddress !== pair.listenAddress ? 'relocated' : 'moved';
@@ -102,7 +116,7 @@ export function flowsToForget(input: ForgetInput): FlowFilter[] {
   const kept: FlowFilter[] = [];
   for (const filter of [...filters, ...input.pending]) {
     if (filter.kind === 'listener') {
-      if (!desired.pairs.some((d) => samePair(d, { ...listenerOf(filter), ip: filter.targetIp }))) kept.push(filter);
+      if (!admitted.has(pairId({ ...listenerOf(filter), ip: filter.targetIp }))) kept.push(filter);
     } else {
       // Whatever part of the range is allowed again keeps its flows.
       for (const source of cidrDifference([filter.source], desired.sources)) kept.push({ kind: 'source', source, cause: 'source' });
@@ -111,7 +125,7 @@ export function flowsToForget(input: ForgetInput): FlowFilter[] {
   // The same flows found twice (a move the map and the kernel both show) are forgotten once, under the first cause.
   const once = new Map<string, FlowFilter>();
   for (const f of kept) {
-    const flows = f.kind === 'source' ? f.source : `${f.listenAddress ?? ''}:${f.listenPort} ${f.targetIp}`;
+    const flows = f.kind === 'source' ? f.source : pairId({ ...listenerOf(f), ip: f.targetIp });
     if (!once.has(flows)) once.set(flows, f);
   }
   return [...once.values()]

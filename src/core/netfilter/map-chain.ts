@@ -6,6 +6,7 @@
 // that are not forgotten yet. Pure.
 
 import type { FlowFilter } from '../model.js';
+import { OWNER_COMMENT } from './types.js';
 import { MAP_CHAIN, MAP_RECORD_PATTERN, mapRecordLine, mapRecordText, parseMapRecord, type MapRecord } from '../grammar.js';
 import type { PortState } from '../ports/port-state.js';
 import type { SavedTable } from './parse-save.js';
@@ -14,17 +15,11 @@ import type { SavedTable } from './parse-save.js';
 export function mapRecordsOf(state: PortState, forget: readonly FlowFilter[]): MapRecord[] {
   const records: MapRecord[] = [];
   for (const e of state.entries) {
-    records.push({
-      type: 'entry',
-      key: e.key,
-      engine: e.engine,
-      ...(e.listenAddress === undefined ? {} : { listenAddress: e.listenAddress }),
-      listenPort: e.listenPort,
-      targetPort: e.targetPort,
-      ...(e.fallback ? { fallback: true as const } : {}),
-      ...(e.tls === undefined ? {} : { tls: e.tls }),
-      address: e.address,
-    });
+    const entry: MapRecord = { type: 'entry', key: e.key, engine: e.engine, listenPort: e.listenPort, targetPort: e.targetPort, address: e.address };
+    if (e.listenAddress !== undefined) entry.listenAddress = e.listenAddress;
+    if (e.fallback) entry.fallback = true;
+    if (e.tls !== undefined) entry.tls = e.tls;
+    records.push(entry);
     if (e.ip === undefined) for (const ip of e.lastIps ?? []) records.push({ type: 'stale', key: e.key, ip });
   }
   for (const r of state.released) records.push({ type: 'quarantined', key: r.key, listenPort: r.port, releasedAt: r.releasedAt });
@@ -42,22 +37,45 @@ export function mapRecordsOf(state: PortState, forget: readonly FlowFilter[]): M
  * it can end the comment or read as an option).
  */
 export function renderMapChain(state: PortState, forget: readonly FlowFilter[]): string[] {
-  return mapRecordsOf(state, forget).map((record) => {
+  const checked = new Set<string>();
+  const lines = mapRecordsOf(state, forget).map((record) => {
     const text = mapRecordText(record);
-    if (parseMapRecord(text) === undefined) throw new Error(`refusing to render iptables rules: the kernel's copy of the map: ${JSON.stringify(text.slice(0, 120))} is not a record cachenat reads back`);
+    if (!checkedLastTime.has(text) && parseMapRecord(text) === undefined) {
+      throw new Error(`refusing to render iptables rules: the kernel's copy of the map: ${JSON.stringify(text.slice(0, 120))} is not a record cachenat reads back`);
+    }
+    checked.add(text);
     return mapRecordLine(record);
   });
+  checkedLastTime = checked;
+  return lines;
 }
+
+// The records the previous render checked: a steady pass renders the same thousands again.
+let checkedLastTime = new Set<string>();
 
 const RECORD_LINE = new RegExp(`^${MAP_RECORD_PATTERN}$`);
 
 // A pass reads the chain several times (recovery, what it admits, what is pending): parse each read once.
 const parsed = new WeakMap<readonly string[], MapRecord[]>();
 
-/** The records installed, or undefined when the chain is not (rules written before the kernel carried the map). Lines that do not read as a record are skipped. */
-export function readMapChain(nat: SavedTable): MapRecord[] | undefined {
+/**
+ * The records installed, or undefined when the chain is not (rules written
+ * before the kernel carried the map). Lines that do not read as a record are
+ * skipped. `types`: only records of these types (a pass needs the few stale
+ * and forget records, not the thousands of entries).
+ */
+export function readMapChain(nat: SavedTable, types?: readonly MapRecord['type'][]): MapRecord[] | undefined {
   const chain = nat.chains.get(MAP_CHAIN);
   if (!chain) return undefined;
+  if (types !== undefined) {
+    const heads = types.map((type) => `-A ${MAP_CHAIN} -m comment --comment "${OWNER_COMMENT} ${type} `);
+    return chain.rules.flatMap((line) => {
+      if (!heads.some((head) => line.startsWith(head))) return [];
+      const text = RECORD_LINE.exec(line)?.[1];
+      const record = text === undefined ? undefined : parseMapRecord(text);
+      return record ? [record] : [];
+    });
+  }
   let records = parsed.get(chain.rules);
   if (records === undefined) {
     records = chain.rules.flatMap((line) => {
@@ -72,7 +90,7 @@ export function readMapChain(nat: SavedTable): MapRecord[] | undefined {
 
 /** The flows a change took away that the kernel says are still to be forgotten. */
 export const pendingForgets = (nat: SavedTable): FlowFilter[] =>
-  (readMapChain(nat) ?? []).flatMap((r) => (r.type === 'forget' ? [r.filter] : []));
+  (readMapChain(nat, ['forget']) ?? []).flatMap((r) => (r.type === 'forget' ? [r.filter] : []));
 
 /** One name per set of flows: the text of its record. */
 export const flowFilterId = (filter: FlowFilter): string => mapRecordText({ type: 'forget', filter });

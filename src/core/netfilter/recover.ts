@@ -9,7 +9,7 @@
 import type { Engine, TargetKey } from '../model.js';
 import { parseIpv4, targetAddressProblem } from '../ipv4.js';
 import type { SavedTable } from './parse-save.js';
-import { emptyPortState, listenerClash, type Listener, type PortEntry, type PortState } from '../ports/port-state.js';
+import { emptyPortState, listenerClaims, type Listener, type PortEntry, type PortState } from '../ports/port-state.js';
 import { DNAT_RULE_PATTERN, engineProblem, keyProblem, listenAddressProblem, MAX_TARGET_IPS, parseTargetKey, portProblem, type MapRecord } from '../grammar.js';
 import { readMapChain } from './map-chain.js';
 
@@ -46,14 +46,8 @@ export function readDnatRules(nat: SavedTable): RecoveredForward[] {
 
 /** One forward per key and per listener: the first rule, which is the one the kernel acts on. */
 export function recoverForwards(nat: SavedTable): RecoveredForward[] {
-  const recovered: RecoveredForward[] = [];
-  const keys = new Set<string>();
-  for (const forward of readDnatRules(nat)) {
-    if (keys.has(forward.key) || listenerClash([...recovered, forward])) continue;
-    keys.add(forward.key);
-    recovered.push(forward);
-  }
-  return recovered;
+  const claim = listenerClaims();
+  return readDnatRules(nat).filter(claim);
 }
 
 export interface RecoveredState {
@@ -74,11 +68,12 @@ function addressesOf(ips: readonly string[]): Pick<PortEntry, 'ip' | 'ips'> {
 
 /** The port map the kernel describes; `now` dates the addresses found in the rules. */
 export function recoverState(nat: SavedTable, now: number): RecoveredState {
-  const rules = readDnatRules(nat);
+  const rules = new Map<string, RecoveredForward[]>();
+  for (const rule of readDnatRules(nat)) rules.set(rule.key, [...(rules.get(rule.key) ?? []), rule]);
   const records = readMapChain(nat);
   const state = emptyPortState();
   const releasedAddresses: NonNullable<PortState['releasedAddresses']> = [];
-  const fits = (entry: PortEntry): boolean => !state.entries.some((e) => e.key === entry.key) && !listenerClash([...state.entries, entry]);
+  const fits = listenerClaims();
   // A port (port mode), or an address with the port its target used there (undefined: every port).
   const quarantine = (key: string, { listenAddress, listenPort }: { listenAddress?: string; listenPort?: number }, releasedAt: number) => {
     if (listenAddress === undefined) {
@@ -88,9 +83,11 @@ export function recoverState(nat: SavedTable, now: number): RecoveredState {
     }
   };
 
+  const staleIps = new Map<string, string[]>();
+  for (const record of records ?? []) if (record.type === 'stale') staleIps.set(record.key, [...(staleIps.get(record.key) ?? []), record.ip]);
   for (const record of records ?? []) {
     if (record.type === 'entry') {
-      const entry = entryOf(record, rules, records ?? [], now);
+      const entry = entryOf(record, rules, staleIps.get(record.key) ?? [], now);
       if (entry === undefined) quarantine(record.key, record, now); // no address known: its listener is kept for it all the same
       else if (fits(entry)) state.entries.push(entry);
     } else if (record.type === 'quarantined') {
@@ -101,7 +98,7 @@ export function recoverState(nat: SavedTable, now: number): RecoveredState {
   for (const r of recoverForwards(nat)) {
     const parsed = parseTargetKey(r.key);
     if (!parsed) continue;
-    const entry: PortEntry = { key: r.key, ...parsed, engine: r.engine, address: r.targetIp, targetPort: r.targetPort, listenPort: r.listenPort, ...addressesOf(rules.filter((o) => o.key === r.key && sameListener(o, r)).map((o) => o.targetIp)), resolvedAt: now };
+    const entry: PortEntry = { key: r.key, ...parsed, engine: r.engine, address: r.targetIp, targetPort: r.targetPort, listenPort: r.listenPort, ...addressesOf((rules.get(r.key) ?? []).filter((o) => sameListener(o, r)).map((o) => o.targetIp)), resolvedAt: now };
     if (r.listenAddress !== undefined) {
       entry.listenAddress = r.listenAddress;
       // Without a record, only the port tells: address mode listens on the native port, a fallback on another one.
@@ -117,11 +114,11 @@ export function recoverState(nat: SavedTable, now: number): RecoveredState {
 }
 
 /** A map chain entry with its addresses: its DNAT rules' (on its own listener), or the unresolved one's last ones. Undefined when no address is known at all. */
-function entryOf(record: Extract<MapRecord, { type: 'entry' }>, rules: readonly RecoveredForward[], records: readonly MapRecord[], now: number): PortEntry | undefined {
+function entryOf(record: Extract<MapRecord, { type: 'entry' }>, rules: ReadonlyMap<string, readonly RecoveredForward[]>, staleIps: readonly string[], now: number): PortEntry | undefined {
   const parsed = parseTargetKey(record.key);
   if (!parsed) return undefined;
-  const forwarding = addressesOf(rules.filter((r) => r.key === record.key && sameListener(r, record) && r.targetPort === record.targetPort).map((r) => r.targetIp));
-  const stale = [...new Set(records.flatMap((r) => (r.type === 'stale' && r.key === record.key ? [r.ip] : [])))].sort(ipOrder).slice(0, MAX_TARGET_IPS);
+  const forwarding = addressesOf((rules.get(record.key) ?? []).filter((r) => sameListener(r, record) && r.targetPort === record.targetPort).map((r) => r.targetIp));
+  const stale = [...new Set(staleIps)].sort(ipOrder).slice(0, MAX_TARGET_IPS);
   const address = record.address ?? forwarding.ip ?? stale[0];
   if (address === undefined) return undefined;
   const entry: PortEntry = { key: record.key, ...parsed, engine: record.engine, address, targetPort: record.targetPort, listenPort: record.listenPort };

@@ -91,7 +91,7 @@ export function planPass(input: PlanInput): Plan {
     connmark: input.config.forward.connmark,
   });
   const forget = flowsToForget({
-    installed: installedAdmissions(input.installed.nat),
+    installed: installedAdmissions(input.installed.nat, rules.nat['CACHENAT-DNAT']),
     desired: desiredAdmissions(forwards, canonicalSources(input.config.forward.allowedSources)),
     forwards,
     moves: next.events.flatMap((e) => (e.type === 'ip-changed' ? [{ key: e.key, from: e.from }] : [])),

@@ -87,6 +87,25 @@ export function listenerClash<T extends Listener>(listeners: readonly T[]): [T, 
   return undefined;
 }
 
+/**
+ * Hands out keys and listeners one at a time: each call says whether this one
+ * is still free (no key twice, no listener that would catch another's
+ * packets) and takes it if so. In time proportional to the entries, for maps
+ * of thousands rebuilt in one go.
+ */
+export function listenerClaims(): (claim: Listener & { key: string }) => boolean {
+  const keys = new Set<string>();
+  // Per port, the addresses taken on it; undefined stands for every address (port mode).
+  const ports = new Map<number, Set<string | undefined>>();
+  return ({ key, listenAddress, listenPort }) => {
+    const taken = ports.get(listenPort);
+    if (keys.has(key) || (taken !== undefined && (listenAddress === undefined || taken.has(undefined) || taken.has(listenAddress)))) return false;
+    keys.add(key);
+    ports.set(listenPort, (taken ?? new Set()).add(listenAddress));
+    return true;
+  };
+}
+
 /** "10.0.1.21:6379", or ":6379" in port mode: for messages. */
 export const listenerText = (l: Listener): string => `${l.listenAddress ?? ''}:${l.listenPort}`;
 

@@ -30,7 +30,7 @@ import type { Conntrack, Netfilter } from '../core/netfilter/types.js';
 import { planPass, type Plan } from '../core/planner/plan.js';
 import type { PortState } from '../core/ports/port-state.js';
 import type { PortMapStore } from '../ports/state-store.js';
-import { describeEvent } from '../core/daemon/events.js';
+import { describeEvent, describeFlows } from '../core/daemon/events.js';
 import { noteSourceFailures, notePlaintext } from './source-warnings.js';
 import type { DnatPackets } from '../core/metrics/rule-counters.js';
 import type { HaNode } from '../ha/ha-node.js';
@@ -335,12 +335,4 @@ export class Reconciler {
     this.state = state;
     return state;
   }
-}
-
-/** "through port 6380 to 10.0.1.5 (the target moved)", for the log. */
-function describeFlows(filter: FlowFilter): string {
-  if (filter.kind === 'source') return `from ${filter.source} (forward.allowedSources no longer lists it)`;
-  const why = { moved: 'the target moved', removed: 'the target was removed', refused: 'forward.plaintext: refuse', relocated: 'the listener left the config' }[filter.cause];
-  const through = filter.listenAddress === undefined ? `port ${filter.listenPort}` : `${filter.listenAddress}:${filter.listenPort}`;
-  return `through ${through} to ${filter.targetIp} (${why})`;
 }

@@ -111,6 +111,12 @@ t.test('plan: 0 nothing to do, 2 changes pending (kernel or state only), 1 could
   t.equal(idle.code, 0);
   t.equal(idle.stdout, 'nothing to do: 1 forwards are in place\n');
 
+  r.serve({ a: '10.0.1.9' }); // a failover
+  const moved = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(moved.code, 2);
+  t.match(moved.stdout, /open connections to cut once the rules are in:\n {2}through port 6379 to 10\.0\.1\.1 \(the target moved\)\n/);
+  r.serve({ a: '10.0.1.1' });
+
   r.world.api = topology();
   const stateOnly = await r.cli(['plan', '--config', r.configPath]);
   t.equal(stateOnly.code, 2, 'a target starting its removal grace changes the port map, not the kernel');

@@ -1,5 +1,6 @@
 // Log wording for what a pass changed. Kept apart so the planner stays free of prose.
 
+import type { FlowFilter } from '../model.js';
 import type { ForwardEvent } from '../planner/plan-forwards.js';
 
 type Level = 'info' | 'warn' | 'debug';
@@ -52,4 +53,11 @@ export function describeEvent(event: ForwardEvent): { level: Level; message: str
       // Every pass finds it again: the reconciler warns when the set of such targets changes, health says it meanwhile.
       return { level: 'debug', message: `no free port left for ${event.key}; lower ports.redis / ports.memcached or exclude clusters`, fields };
   }
+}
+
+/** "through port 6380 to 10.0.1.5 (the target moved)": which open connections a pass cuts, and why. */
+export function describeFlows(filter: FlowFilter): string {
+  if (filter.kind === 'source') return `from ${filter.source} (forward.allowedSources no longer lists it)`;
+  const why = { moved: 'the target moved', removed: 'the target was removed', refused: 'forward.plaintext: refuse', relocated: 'the listener left the config' }[filter.cause];
+  return `through ${where(filter)} to ${filter.targetIp} (${why})`;
 }

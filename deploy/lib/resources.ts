@@ -102,7 +102,12 @@ export function createSharedResources(scope: Construct, s: Settings, subnets: ec
       reason: "ec2:AssociateAddress names the instance's network interface too; interfaces carry no tag of the pair, so they are allowed in this account and region only, next to the one Elastic IP and the tagged instances",
     },
   );
-  const instanceProfile = new iam.InstanceProfile(scope, 'InstanceProfile', { role });
+  // Through an immutable view: the Auto Scaling group's signals would add
+  // cloudformation:SignalResource, which cfn-signal does not use (without
+  // credentials it signs with the instance's identity document and
+  // CloudFormation checks the instance belongs to the stack). So the role
+  // holds exactly what the policy files grant.
+  const instanceProfile = new iam.InstanceProfile(scope, 'InstanceProfile', { role: role.withoutPolicyUpdates() });
 
   const securityGroup = new ec2.SecurityGroup(scope, 'SecurityGroup', {
     vpc: s.vpc,

@@ -5,7 +5,7 @@
 //
 //   node deploy/dist/deploy/test/synth-cases.js OUTDIR
 
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { aws_dynamodb as dynamodb, aws_ec2 as ec2, aws_sns as sns } from 'aws-cdk-lib';
@@ -15,6 +15,7 @@ import { CachenatInstance, CachenatPair, type CachenatProps } from '../lib/index
 
 const outRoot = process.argv[2];
 if (outRoot === undefined) throw new Error('usage: synth-cases.js OUTDIR');
+mkdirSync(outRoot, { recursive: true });
 
 /** `required`: the four required props (made once per case), the VPC's attributes overridden as given. */
 type Build = (stack: Stack, required: (vpcAttributes?: Partial<ec2.VpcAttributes>) => CachenatProps) => void;

@@ -9,10 +9,9 @@
 // Elastic IP (lease 4 s, as in test/e2e/ha-failover.test.ts).
 
 import t, { type Test } from 'tap';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { parse } from 'yaml';
-import { baseTopology, portsOf, stretch, waitFor } from '../../lab/rig.js';
+import { portsOf, stretch } from '../../lab/rig.js';
+import { addSoloCluster, asNewInstance, leadingAlone, SOLO } from '../../lab/replacement.js';
 import { startHaRig } from '../../lab/ha-rig.js';
 import { dnatRules, kernelPorts, logTime, PROBED, settledPair, sorted, statusOf, type Pair } from '../../lab/ha-failover.js';
 import { loadFactor } from '../../lab/load.js';
@@ -25,7 +24,6 @@ const FORWARDS = 8;
 t.test("the constructs' user data in the HA lab: the pair boots, a lost leader's replacement joins as standby with every port", async (t) => {
   const rig = await startHaRig({ lease: `${LEASE_MS / 1000}s` });
   t.teardown(() => rig.down());
-  const { lab } = rig;
   // What a new instance's kernel has before cachenat ever ran there.
   const bootRules = await rig.save('nat');
   // The stack makes the table before any instance starts; here `ha init` stands in for it.
@@ -76,31 +74,15 @@ t.test("the constructs' user data in the HA lab: the pair boots, a lost leader's
     t.match(became.line, /became leader \(term 2, lease expired: i-\S+ did not renew for a whole lease\)/, 'the standby takes term 2 once the lost leader\'s lease has run out');
 
     // While the group replaces the instance, a new cluster appears: the lone leader allocates it a port.
-    const solo = 'solo.abc123.0001.use1.cache.amazonaws.com';
-    lab.setHost(solo, '198.19.0.22');
-    const topology = baseTopology();
-    topology.clusters.push({ id: 'solo', engine: 'memcached', nodes: [{ id: '0001', address: solo, port: 11211 }] });
-    await rig.setTopology(topology);
-    const alone = await waitFor(
-      'nat2 leading alone with node/solo/0001 active and the Elastic IP',
-      async () => {
-        const s = await statusOf(rig, 'nat2');
-        return s.ha?.role === 'leader' && s.forwards.length === FORWARDS + 1 && s.forwards.every((f) => f.state === 'active') && (await rig.eipHolder()) === 'nat2' ? s : undefined;
-      },
-      stretch(20_000),
-    );
+    await addSoloCluster(rig);
+    const alone = await leadingAlone(rig, 'nat2', FORWARDS + 1);
     const ports = portsOf(alone);
-    t.same(sorted(ports).filter(([key]) => key !== 'node/solo/0001'), sorted(before.ports), 'the survivor kept every port');
-    t.ok(ports['node/solo/0001'], `node/solo/0001 got port ${ports['node/solo/0001']} while nat was away`);
+    t.same(sorted(ports).filter(([key]) => key !== SOLO.key), sorted(before.ports), 'the survivor kept every port');
+    t.ok(ports[SOLO.key], `${SOLO.key} got port ${ports[SOLO.key]} while nat was away`);
     const servedAt = Date.now();
 
     // The replacement: a new disk (no state dir, no saved rules) and a kernel that never ran cachenat.
-    const { dir } = rig.nodes.nat;
-    for (const path of ['state', 'run', 'rules.v4']) rmSync(join(dir, path), { recursive: true, force: true });
-    for (const table of ['nat', 'filter']) {
-      for (const flag of ['-F', '-X']) await lab.exec(rig.nodes.nat.ns, 'iptables', ['-w', '5', '-t', table, flag]);
-    }
-    await lab.exec(rig.nodes.nat.ns, 'iptables-restore', [], { input: bootRules });
+    await asNewInstance(rig, 'nat', bootRules);
     t.equal((await dnatRules(rig, 'nat')).lines.length, 0, 'the replacement starts with no cachenat rules');
     await rig.restoreLinks('nat');
 
@@ -113,7 +95,7 @@ t.test("the constructs' user data in the HA lab: the pair boots, a lost leader's
     t.equal(standby.ha?.lease?.holder, rig.nodes.nat2.instance.instanceId, 'the survivor keeps the lease');
     t.same(kernelPorts(await dnatRules(rig, 'nat')), ports, "the replacement's kernel rules carry those ports");
     t.same((await dnatRules(rig, 'nat')).problems, [], 'no duplicate DNAT');
-    for (const { key, protocol, answers } of PROBED) t.equal(await rig.probe(ports[key]!, protocol), answers, `${key} still answers through the Elastic IP`);
+    for (const { key, protocol, answers } of [...PROBED, SOLO]) t.equal(await rig.probe(ports[key]!, protocol), answers, `${key} still answers through the Elastic IP`);
     t.comment(
       `drill: new leader ${became.at - at} ms after the loss (lease ${LEASE_MS} ms); the replacement asked to start ${boot.startAskedAt - servedAt} ms after the wipe began, ` +
         `READY ${boot.readyAt - boot.startAskedAt} ms later, cfn-ready done ${boot.doneAt - boot.readyAt} ms after READY (load per core ${loadFactor().toFixed(1)})`,

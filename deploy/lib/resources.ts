@@ -7,7 +7,7 @@
 import { Annotations, Stack, Tags, Token, Validations } from 'aws-cdk-lib';
 import { aws_dynamodb as dynamodb, aws_ec2 as ec2, aws_iam as iam } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { policyActions, statementsFor } from './iam.js';
+import { HA_GROUP_TAG, policyActions, statementsFor } from './iam.js';
 import { InvalidPropError } from './props.js';
 import type { Settings } from './settings.js';
 
@@ -71,6 +71,8 @@ export function createSharedResources(scope: Construct, s: Settings, subnets: ec
   if (s.elasticIp === undefined) {
     const eip = new ec2.CfnEIP(scope, 'ElasticIp', { domain: 'vpc' });
     Tags.of(eip).add('Name', `cachenat-${s.haGroup}`);
+    // The pair's tag, as on its instances: a policy that narrows AssociateAddress by tag lets it move this address.
+    Tags.of(eip).add(HA_GROUP_TAG, s.haGroup);
     elasticIpAddress = eip.attrPublicIp;
     elasticIpAllocationId = eip.attrAllocationId;
   } else {

@@ -244,6 +244,8 @@ if (!existsSync(cdkCli)) {
       const [eipId] = ofType(template, 'AWS::EC2::EIP')[0] ?? [];
       t.equal(ofType(template, 'AWS::EC2::EIP').length, 1, 'one Elastic IP');
       t.equal(ofType(template, 'AWS::EC2::EIPAssociation').length, 0, "no EIPAssociation: which instance holds it is the lease's business");
+      const eipTags = (ofType(template, 'AWS::EC2::EIP')[0]?.[1].Properties?.Tags ?? []) as { Key: string; Value: string }[];
+      t.equal(eipTags.find((tag) => tag.Key === 'cachenat-ha-group')?.Value, 'cachenat', "it carries the pair's tag, as the instances do");
 
       // --- two groups of one, in two subnets, one after the other
       const groups = groupsOf(t, template, 2);

@@ -228,7 +228,7 @@ export class World {
     if (host.kernelState === undefined) return;
     const essence = (state: PortState) => ({
       entries: state.entries.map((e) => [e.key, e.engine, e.listenAddress ?? '', e.listenPort, e.targetPort, e.fallback ?? false, e.tls ?? null].join(' ')),
-      released: state.released.map((r) => `${r.port} ${r.key} ${r.releasedAt}`),
+      released: state.released.map((r) => `${r.port} ${r.key} ${r.releasedAt} ${r.address ?? ''}`),
       releasedAddresses: (state.releasedAddresses ?? []).map((r) => `${r.address}:${r.port ?? '*'} ${r.key} ${r.releasedAt}`),
     });
     const want = JSON.stringify(essence(host.kernelState));

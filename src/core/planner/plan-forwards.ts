@@ -137,7 +137,9 @@ function release(memory: Memory, entry: PortEntry, now: number): void {
     // come back to it, and a target that moved twice keeps both addresses quarantined.
     memory.releasedAddresses = [...memory.releasedAddresses.filter((r) => r.key !== entry.key || r.address !== address), { address, port: entry.listenPort, key: entry.key, releasedAt: now }];
   } else {
-    memory.released = [...memory.released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now }];
+    // A fallback's port keeps its address: an address listener on that port there would catch its clients.
+    const address = entry.listenAddress === undefined ? {} : { address: entry.listenAddress };
+    memory.released = [...memory.released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now, ...address }];
   }
 }
 
@@ -178,7 +180,7 @@ function place(memory: Memory, fresh: readonly DiscoveredTarget[], policy: Forwa
     const candidates = [...unplaced, ...upgrading];
     const { addresses } = allocateAddresses(
       candidates.map((c) => c.target),
-      { entries: settled, releasedAddresses: memory.releasedAddresses },
+      { entries: settled, releasedAddresses: memory.releasedAddresses, released: memory.released },
       pool,
       now,
       policy.reuseAfterMs,

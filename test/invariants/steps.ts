@@ -70,5 +70,6 @@ export const setupArb: fc.Arbitrary<Setup> = fc.record({
   pair: fc.constantFrom(false, false, false, true), // a quarter of the sequences run an HA pair
 });
 
+// size 'max': without it fast-check caps an array near 10 elements whatever maxLength says.
 export const sequenceArb = (maxSteps: number): fc.Arbitrary<{ setup: Setup; steps: Step[] }> =>
-  setupArb.chain((setup) => fc.record({ setup: fc.constant(setup), steps: fc.array(stepArb(setup), { minLength: 1, maxLength: maxSteps }) }));
+  setupArb.chain((setup) => fc.record({ setup: fc.constant(setup), steps: fc.array(stepArb(setup), { minLength: 1, maxLength: maxSteps, size: 'max' }) }));

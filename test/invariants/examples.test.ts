@@ -224,4 +224,18 @@ t.test('6. a released fallback listener is not another target’s own listener b
       { settings: onlyC, listed: [SERVERLESS] },
     );
   });
+  await t.test('a fallback that went to port mode on the same port and back: its first address stays quarantined on that port', async (t) => {
+    await holds(
+      t,
+      [
+        { t: 'api', dt: 1, listed: [SERVERLESS, PRIMARY] }, // the group falls back to 10.0.9.22:6380
+        { t: 'connect', target: PRIMARY, released: false }, // its clients dial 10.0.9.22:6380
+        { t: 'config', dt: 1, settings: portMode() }, // port mode: the group gets 6380 back, which catches 10.0.9.22:6380 too
+        { t: 'api', dt: 1, listed: [SERVERLESS, PRIMARY, SERVERLESS + 1] }, // the reader (native 6380) gets a port
+        { t: 'config', dt: 1, settings: addressMode([1]) }, // address mode again: the reader must not join 10.0.9.22 on 6380 yet
+        { t: 'connect', target: PRIMARY, released: true },
+      ],
+      { settings: addressMode([1]), listed: [SERVERLESS] },
+    );
+  });
 });

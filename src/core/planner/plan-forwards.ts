@@ -138,7 +138,9 @@ function release(memory: Memory, entry: PortEntry, now: number): void {
     memory.releasedAddresses = [...memory.releasedAddresses.filter((r) => r.key !== entry.key || r.address !== address), { address, port: entry.listenPort, key: entry.key, releasedAt: now }];
   } else {
     // A fallback's port keeps its address: an address listener on that port there would catch its clients.
-    const address = entry.listenAddress === undefined ? {} : { address: entry.listenAddress };
+    // So does a port-mode listener that got the port back from its own fallback: it caught those clients since.
+    const held = entry.listenAddress ?? memory.released.find((r) => r.port === entry.listenPort && r.key === entry.key)?.address;
+    const address = held === undefined ? {} : { address: held };
     memory.released = [...memory.released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now, ...address }];
   }
 }
@@ -212,7 +214,8 @@ function place(memory: Memory, fresh: readonly DiscoveredTarget[], policy: Forwa
     const listenPort = ports.get(item.target.key);
     if (listenPort === undefined) continue;
     put(item, first === undefined ? { listenPort } : { listenAddress: first, listenPort, fallback: true });
-    memory.released = memory.released.filter((r) => r.port !== listenPort);
+    // A fallback's record stays while the same target holds its port again: its clients may still dial that address.
+    memory.released = memory.released.filter((r) => r.port !== listenPort || (r.key === item.target.key && r.address !== undefined));
   }
   memory.entries = settled;
 }

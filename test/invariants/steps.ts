@@ -63,7 +63,7 @@ export function stepArb(setup: Setup): fc.Arbitrary<Step> {
 }
 
 export const setupArb: fc.Arbitrary<Setup> = fc.record({
-  removalGraceMs: fc.constantFrom(10_000, 30_000),
+  removalGraceMs: fc.constantFrom(0, 10_000, 30_000),
   reuseAfterMs: fc.constantFrom(0, 20_000, 120_000, 3_600_000),
   // Sometimes right below the top of the port space, so the Redis range runs out.
   redisFrom: fc.constantFrom(6379, 6379, 6379, 65533),

@@ -15,28 +15,38 @@
 //   - slow calls alone (every one answered) never cause a takeover;
 // and once the faults heal: one leader, the address on it, every target mapped.
 //
-// SIM_RUNS seeds (default 10,000) from SIM_FROM (default 1), then every named
-// counterexample (test/ha/sim/counterexamples.ts). SIM_SEED=n runs that one
-// seed alone and prints its whole story.
+// SIM_RUNS seeds (default 10,000) from SIM_FROM (default 1) on SIM_WORKERS
+// threads (default 2), then every named counterexample
+// (test/ha/sim/counterexamples.ts). SIM_SEED=n runs that one seed alone and
+// prints its whole story; a failure prints that replay command.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { Worker } from 'node:worker_threads';
 import { COUNTEREXAMPLES } from './sim/counterexamples.js';
 import { REPLAY, runScenario, runSeed, type Failure } from './sim/run.js';
+import type { RunResult } from './sim/world.js';
 import { scenarioFor } from './sim/scenario.js';
 
 const RUNS = Number(process.env.SIM_RUNS ?? 10_000);
 const FROM = Number(process.env.SIM_FROM ?? 1);
 const ONE = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
+/** Threads the seeds run on (the test runner's own thread is left free: its async hooks would slow the runs). */
+const WORKERS = Number(process.env.SIM_WORKERS ?? 2);
 
-const report = (f: Failure): string =>
-  [`seed ${f.seed}: ${f.message}`, `replay: ${REPLAY(f.seed)}`, `scenario: ${JSON.stringify(f.scenario)}`, 'story (virtual ms, last lines):', f.story].join('\n');
+/** A failure: its seed, what broke and the one-line replay, then the scenario and the story (virtual ms) as comments. */
+function fail(t: Test, f: Failure, name = `seed ${f.seed}`): void {
+  t.fail(`${name}: ${f.message}; replay: ${REPLAY(f.seed)}`);
+  t.comment(`scenario: ${JSON.stringify(f.scenario)}`);
+  t.comment(`story (virtual ms, last lines):\n${f.story}`);
+}
 
 if (ONE !== undefined) {
   t.test(`seed ${ONE}`, async (t) => {
     const outcome = await runSeed(ONE, 400);
     t.comment(`scenario: ${JSON.stringify(scenarioFor(ONE))}`);
     if (outcome.ok) t.comment(`result: ${JSON.stringify(outcome.result)}`);
-    t.ok(outcome.ok, outcome.ok ? 'every invariant held' : report(outcome.failure));
+    if (outcome.ok) t.pass('every invariant held');
+    else fail(t, outcome.failure);
   });
 } else {
   t.test(`${RUNS} seeded runs from seed ${FROM}`, async (t) => {
@@ -44,24 +54,33 @@ if (ONE !== undefined) {
     const failures: Failure[] = [];
     let ran = 0;
     const totals = { events: 0, virtualMs: 0, moves: 0, terms: 0, mapWrites: 0, takeovers: 0 };
-    for (let seed = FROM; seed < FROM + RUNS; seed++) {
-      const outcome = await runSeed(seed);
-      ran++;
-      if (!outcome.ok) {
-        failures.push(outcome.failure);
-        if (failures.length >= 3) break;
-        continue;
-      }
-      for (const key of ['events', 'virtualMs', 'moves', 'terms', 'mapWrites'] as const) totals[key] += outcome.result[key];
-      if (outcome.result.terms > 1) totals.takeovers++;
-    }
+    // The seeds split over WORKERS threads (each seed's run is the same wherever it runs).
+    const share = Math.ceil(RUNS / WORKERS);
+    await Promise.all(
+      Array.from({ length: WORKERS }, async (_, i) => {
+        const runs = Math.max(0, Math.min(share, RUNS - i * share));
+        if (runs === 0) return;
+        const worker = new Worker(new URL('./sim/worker.ts', import.meta.url), { workerData: { from: FROM + i * share, runs } });
+        await new Promise<void>((resolve, reject) => {
+          worker.on('error', reject);
+          worker.on('message', (m: { done: true } | { seed: number; ok: true; result: RunResult } | { seed: number; ok: false; failure: Failure }) => {
+            if ('done' in m) return resolve();
+            ran++;
+            if (!m.ok) return void failures.push(m.failure);
+            for (const key of ['events', 'virtualMs', 'moves', 'terms', 'mapWrites'] as const) totals[key] += m.result[key];
+            if (m.result.terms > 1) totals.takeovers++;
+          });
+        });
+        await worker.terminate();
+      }),
+    );
     const seconds = (performance.now() - started) / 1000;
     t.comment(
       `${ran} runs in ${seconds.toFixed(1)} s: ${totals.events} events, ${Math.round(totals.virtualMs / 3_600_000)} h of virtual time, ` +
         `${totals.takeovers} runs with a change of leader, ${totals.moves} Elastic IP moves, ${totals.mapWrites} accepted map writes`,
     );
-    for (const f of failures) t.fail(report(f));
-    t.equal(ran, RUNS, `all ${RUNS} seeds ran`);
+    for (const f of failures) fail(t, f);
+    t.equal(ran, RUNS, `all ${RUNS} seeds ran${failures.length > 0 ? ' (a thread stops at its first failure)' : ''}`);
     t.ok(totals.takeovers > RUNS / 10, `the faults force changes of leader (${totals.takeovers} runs): the search is not idle`);
   });
 
@@ -69,7 +88,8 @@ if (ONE !== undefined) {
     t.ok(COUNTEREXAMPLES.length >= 5, `${COUNTEREXAMPLES.length} kept`);
     for (const ce of COUNTEREXAMPLES) {
       const outcome = await runScenario(ce.scenario, 200);
-      t.ok(outcome.ok, outcome.ok ? `${ce.name} (broke: ${ce.broke})` : `${ce.name}: ${report(outcome.failure)}`);
+      if (outcome.ok) t.pass(`${ce.name} (broke: ${ce.broke})`);
+      else fail(t, outcome.failure, ce.name);
     }
   });
 }

@@ -74,8 +74,8 @@ export function scenarioFor(seed: number): Scenario {
   const r = new Random(seed);
   const leaseMs = r.pick([3000, 4000, 6000, 10_000]);
   const healAt = r.int(6, 24) * 1000;
-  // After the faults: a takeover (a lease and a look), the Elastic IP, and a few passes to map every target.
-  const durationMs = healAt + 3 * leaseMs + 8000;
+  // After the faults: a takeover (a lease and a look), the Elastic IP, and a pass or two to map every target.
+  const durationMs = healAt + 2 * leaseMs + 7000;
   const calls = (): Record<Service, CallFaults> => {
     const draw = (): CallFaults => (r.chance(0.5) ? { slow: r.between(0, 0.15), appliedLost: r.between(0, 0.1), lost: r.between(0, 0.1) } : noCallFaults());
     return { dynamodb: draw(), ec2: draw() };

@@ -204,7 +204,6 @@ function haFamilies(ha: HaStatus, now: number): MetricFamily[] {
   return [
     { name: 'cachenat_ha_leader', help: 'This instance holds the lease with a confirmed renewal (1), or not (0: standby, starting, or a leader whose lease is not confirmed).', type: 'gauge', samples: [{ labels: group, value: flag(ha.role === 'leader') }] },
     { name: 'cachenat_ha_lease_unconfirmed', help: 'This instance held the lease but no renewal was accepted in time (1): it asserts nothing, and the standby may have taken over.', type: 'gauge', samples: [{ labels: group, value: flag(ha.role === 'leader-unconfirmed') }] },
-    { name: 'cachenat_ha_config_differs', help: "This instance's HA-relevant config differs from its running peer's (1): it takes no free lease.", type: 'gauge', samples: [{ labels: group, value: flag(ha.configDiffers !== undefined) }] },
     { name: 'cachenat_ha_may_allocate', help: 'This instance may allocate ports and write the shared map (a leader with a confirmed lease and DynamoDB answering).', type: 'gauge', samples: [{ labels: group, value: flag(ha.mayAllocate) }] },
     { name: 'cachenat_ha_dynamodb_up', help: 'DynamoDB answered this instance\'s last call (0: forwarding goes on with the last map).', type: 'gauge', samples: [{ labels: group, value: flag(ha.storeError === undefined) }] },
     {
@@ -220,6 +219,5 @@ function haFamilies(ha: HaStatus, now: number): MetricFamily[] {
       samples: ha.peers.map((p) => ({ labels: { ...group, peer: p.instanceId, role: p.role }, value: Math.max(0, seconds(now - Date.parse(p.lastSeenAt))) })),
     },
     { name: 'cachenat_ha_waiting_targets', help: 'Targets the API lists that have no port yet because the map cannot be written (or, on the leader, has no room).', type: 'gauge', samples: [{ labels: group, value: Math.max(ha.waiting, ha.noRoom?.length ?? 0) }] },
-    ...(ha.map?.room === undefined ? [] : [{ name: 'cachenat_ha_map_room_ratio', help: "How full the shared map's fullest chunk is (1: new targets wait for room).", type: 'gauge' as const, samples: [{ labels: group, value: ha.map.room }] }]),
   ];
 }

@@ -19,6 +19,7 @@ import type { Logger } from '../log/logger.js';
 import type { StoreRead, WriteOutcome } from './dynamo-store.js';
 import { ElasticIpKeeper, type AddressMover, type Identity, type KeeperSettings } from './elastic-ip-keeper.js';
 import { PeerHeartbeat, type MembersStore } from './peer-heartbeat.js';
+import { StoreOutage } from './store-outage.js';
 import { Wakeup, type Sleep } from './wakeup.js';
 
 export type { AddressMover, Identity } from './elastic-ip-keeper.js';
@@ -80,9 +81,7 @@ export class HaNode {
   #identity: Identity | undefined;
   #identityError: string | undefined;
   #looked = false;
-  #storeError: { error: string; since: number } | undefined;
-  /** When the latest call that DynamoDB answered was sent (monotonic). */
-  #lastAnswerSentAt = -Infinity;
+  readonly #store: StoreOutage;
   #lease: { item: LeaseItem | null; seenSince: number } | undefined;
   #map: MapItem | undefined;
   #waiting = 0;
@@ -105,6 +104,7 @@ export class HaNode {
     this.#roleSince = edges.wallClock();
     this.#heartbeat = new PeerHeartbeat(settings.leaseMs, settings.fingerprint, edges);
     this.#keeper = new ElasticIpKeeper(settings, edges, () => this.hold());
+    this.#store = new StoreOutage(edges.logger, edges.monotonic, () => (this.#memory.held ? '; this leader asserts nothing once its lease is no longer confirmed' : ''));
   }
 
   /** The role now (it changes with the clock: a hold lapses without any call). */
@@ -196,7 +196,7 @@ export class HaNode {
     if (write) {
       const outcome = await this.edges.store.writeLease(write, signal);
       this.#memory = afterLeaseWrite(this.#memory, write, outcome, sent);
-      this.#noteStore(outcome.kind === 'unavailable' ? outcome.error : undefined, sent.monotonic);
+      this.#store.note(outcome.kind === 'unavailable' ? outcome.error : undefined, sent.monotonic);
       if (outcome.kind === 'accepted') this.#lease = { item: write.item, seenSince: sent.monotonic };
       if (outcome.kind === 'conflict') this.edges.logger.warn('ha: renewal refused (another instance holds the lease); stepping down to standby');
       this.#keeper.poke();
@@ -205,7 +205,7 @@ export class HaNode {
     const read = await this.edges.store.readLease(signal);
     this.#looked = true;
     this.#memory = noteLeaseRead(this.#memory, sent.monotonic);
-    this.#noteStore(read.kind === 'unavailable' ? read.error : undefined, sent.monotonic);
+    this.#store.note(read.kind === 'unavailable' ? read.error : undefined, sent.monotonic);
     // With configs that differ, only the instance whose config the shared map was written under takes a free lease (both refusing would leave no leader).
     const mayTakeFree = this.#heartbeat.differs() === undefined || this.#map?.writer === self;
     const decision = decideLease(this.#memory, read, this.#clocks(), { self, leaseMs, mayTakeFree }, this.edges.token());
@@ -222,7 +222,7 @@ export class HaNode {
     const acquireSent = this.#clocks();
     const outcome = await this.edges.store.writeLease(acquire, signal);
     this.#memory = afterLeaseWrite(this.#memory, acquire, outcome, acquireSent);
-    this.#noteStore(outcome.kind === 'unavailable' ? outcome.error : undefined, acquireSent.monotonic);
+    this.#store.note(outcome.kind === 'unavailable' ? outcome.error : undefined, acquireSent.monotonic);
     if (acquire.kind === 'acquire' && outcome.kind === 'accepted') {
       const previous = this.#lease?.item?.holder ?? null;
       this.#lease = { item: acquire.item, seenSince: acquireSent.monotonic };
@@ -240,7 +240,7 @@ export class HaNode {
     this.#role = role;
     this.#roleSince = this.edges.wallClock();
     if (role === 'leader-unconfirmed') {
-      this.edges.logger.error({ storeError: this.#storeError?.error }, 'ha: this leader\'s lease is no longer confirmed (no renewal accepted in time); it stops allocating and asserts no Elastic IP until a renewal is accepted; the standby may take over');
+      this.edges.logger.error({ storeError: this.#store.current?.error }, 'ha: this leader\'s lease is no longer confirmed (no renewal accepted in time); it stops allocating and asserts no Elastic IP until a renewal is accepted; the standby may take over');
     } else if (before === 'leader-unconfirmed' && role === 'leader') {
       this.edges.logger.warn('ha: lease confirmed again');
     } else if (role === 'standby' && before === 'starting') {
@@ -261,10 +261,10 @@ export class HaNode {
     const sentAt = this.edges.monotonic();
     const read = await this.edges.store.readMap(this.edges.deadline(sentAt + storeTimeoutMs(this.settings.leaseMs)));
     if (read.kind === 'unavailable' || read.kind === 'invalid') {
-      this.#noteStore(read.kind === 'unavailable' ? read.error : read.problem, sentAt);
+      this.#store.note(read.kind === 'unavailable' ? read.error : read.problem, sentAt);
       return { mode: 'follow', state: this.#map ? this.#fromShared(this.#map.state) : local };
     }
-    this.#noteStore(undefined, sentAt);
+    this.#store.note(undefined, sentAt);
     if (read.kind === 'ok') {
       this.#map = read.item;
       this.#memory = noteTerm(this.#memory, read.item.term);
@@ -315,7 +315,7 @@ export class HaNode {
     }
     if (outcome.kind === 'not-sent') return 'refused';
     if (outcome.kind === 'unavailable') {
-      this.#noteStore(outcome.error, sentAt);
+      this.#store.note(outcome.error, sentAt);
       return 'unavailable';
     }
     // Refused: the map moved under this leader. The next pass reads it again; a later term means it is no longer leader.
@@ -361,7 +361,7 @@ export class HaNode {
       this.#lease = { item: write.item, seenSince: sentAt };
       this.edges.logger.warn({ term: write.item.term }, `ha: released the lease (${why}); the standby takes over now`);
     } else if (outcome.kind === 'unavailable') {
-      this.#noteStore(outcome.error, sentAt);
+      this.#store.note(outcome.error, sentAt);
       this.edges.logger.warn({ err: outcome.error }, `ha: the release of the lease (${why}) got no answer; it may have landed: this instance leaves the lease to the standby for one lease either way`);
     } else {
       this.edges.logger.warn(`ha: could not release the lease (${why}): another instance holds it already`);
@@ -404,7 +404,8 @@ export class HaNode {
     if (held) status.hold = { confirmedAt: at(held.sentAt), confirmedUntil: at(confirmedUntil(this.#memory, clocks, this.settings.leaseMs) ?? Math.min(now, held.sentAt + this.settings.leaseMs * CONFIRMED_SHARE)) };
     if (this.#lease) status.lease = { holder: this.#lease.item?.holder ?? null, changedAt: at(this.#lease.seenSince), ...(this.#lease.item ? { term: this.#lease.item.term } : {}) };
     if (map) status.map = { version: map.version, term: map.term, writer: map.writer, entries: map.state.entries.length, chunks: map.chunks.length, room: Math.round(roomUsed(map.chunks) * 1000) / 1000 };
-    if (this.#storeError) status.storeError = { error: this.#storeError.error, since: at(this.#storeError.since) };
+    const outage = this.#store.current;
+    if (outage) status.storeError = { error: outage.error, since: at(outage.since) };
     if (differs) status.configDiffers = differs;
     if (this.#noRoom.length > 0 && role !== 'standby') status.noRoom = this.#noRoom.slice(0, 20);
     return status;
@@ -421,29 +422,6 @@ export class HaNode {
     this.edges.logger.warn(`ha: stepping down to standby: ${why}`);
     this.#keeper.poke();
     this.#publishRole();
-  }
-
-  /**
-   * What a call sent at `sentAt` says of DynamoDB. Calls overlap (the lease
-   * loop, the heartbeat and the passes): a call that was sent before the
-   * last answer and fails only now (a timeout from the outage) is old news,
-   * not a new outage.
-   */
-  #noteStore(error: string | undefined, sentAt: number): void {
-    const now = this.edges.monotonic();
-    if (error === undefined) {
-      this.#lastAnswerSentAt = Math.max(this.#lastAnswerSentAt, sentAt);
-      if (this.#storeError) this.edges.logger.info({ downMs: Math.round(now - this.#storeError.since) }, 'ha: DynamoDB answers again');
-      this.#storeError = undefined;
-      return;
-    }
-    if (sentAt < this.#lastAnswerSentAt) return;
-    if (!this.#storeError) {
-      this.edges.logger.error({ err: error }, `ha: DynamoDB does not answer; forwarding goes on with the last map, no new allocations${this.#memory.held ? '; this leader asserts nothing once its lease is no longer confirmed' : ''}`);
-      this.#storeError = { error, since: now };
-    } else {
-      this.#storeError.error = error;
-    }
   }
 
   async #ensureIdentity(): Promise<Identity | undefined> {

@@ -136,14 +136,14 @@ export class DynamoHaStore {
       if (head.kind !== 'ok') return head;
       if (this.#lastMap?.version === head.item.version) return { kind: 'ok', item: this.#lastMap };
       const { term, chunks } = head.item;
-      const missing = chunks.filter((c) => !this.#chunks.has(chunkKey(this.group, term, c.id)));
-      const reads = await Promise.all(missing.map((c) => this.#get(chunkKey(this.group, term, c.id), (raw) => chunkRead(readChunkItem(this.group, term, c.id, raw)), signal)));
+      const missing = chunks.filter((c) => !this.#chunks.has(chunkKey(this.group, term, c)));
+      const reads = await Promise.all(missing.map((c) => this.#get(chunkKey(this.group, term, c), (raw) => chunkRead(readChunkItem(this.group, term, c, raw)), signal)));
       const failed = reads.find((r) => r.kind !== 'ok');
       if (failed?.kind === 'absent' && attempt < 2) continue;
       if (failed?.kind === 'absent') return { kind: 'unavailable', error: `map item ${mapKey(this.group)}: a chunk it lists is gone (the map changed while it was read); reading again next pass` };
       if (failed !== undefined) return failed as Exclude<typeof failed, { kind: 'ok' } | { kind: 'absent' }>;
-      missing.forEach((c, i) => this.#chunks.set(chunkKey(this.group, term, c.id), (reads[i] as { item: PortState }).item));
-      const assembled = assembleMap(chunks.map((c) => this.#chunks.get(chunkKey(this.group, term, c.id))!));
+      missing.forEach((c, i) => this.#chunks.set(chunkKey(this.group, term, c), (reads[i] as { item: PortState }).item));
+      const assembled = assembleMap(chunks.map((c) => this.#chunks.get(chunkKey(this.group, term, c))!));
       if ('problem' in assembled) return { kind: 'invalid', problem: `map item ${mapKey(this.group)}: port map: ${assembled.problem}` };
       this.#remember({ ...head.item, state: assembled.state });
       return { kind: 'ok', item: this.#lastMap! };
@@ -162,7 +162,7 @@ export class DynamoHaStore {
    */
   async writeMap(plan: MapWrite, signal: AbortSignal | undefined, fence?: () => AbortSignal | undefined): Promise<WriteOutcome | { kind: 'not-sent' }> {
     const { head, puts, drops, state } = plan;
-    const written = await Promise.all(puts.map((p) => this.#put(chunkAttributes(this.group, head.term, p.id, p.data), undefined, signal)));
+    const written = await Promise.all(puts.map((p) => this.#put(chunkAttributes(this.group, head.term, p, p.data), undefined, signal)));
     const failed = written.find((w) => w.kind !== 'accepted');
     if (failed !== undefined) return failed.kind === 'unavailable' ? failed : { kind: 'unavailable', error: 'a chunk write was refused' };
     const headSignal = fence === undefined ? signal : fence();
@@ -170,7 +170,7 @@ export class DynamoHaStore {
     const outcome = await this.#put(mapHeadAttributes(this.group, head), mapWriteCondition(plan.expect, head.term), headSignal);
     if (outcome.kind !== 'accepted') return outcome;
     this.#remember({ ...head, state });
-    await Promise.all(drops.map((d) => this.#delete(chunkKey(this.group, d.term, d.id), headSignal)));
+    await Promise.all(drops.map((d) => this.#delete(chunkKey(this.group, d.term, d), headSignal)));
     return outcome;
   }
 
@@ -207,7 +207,7 @@ export class DynamoHaStore {
   /** The map last read or written, and only its chunks kept. */
   #remember(map: MapItem): void {
     this.#lastMap = map;
-    const keep = new Set(map.chunks.map((c) => chunkKey(this.group, map.term, c.id)));
+    const keep = new Set(map.chunks.map((c) => chunkKey(this.group, map.term, c)));
     for (const key of this.#chunks.keys()) if (!keep.has(key)) this.#chunks.delete(key);
   }
 

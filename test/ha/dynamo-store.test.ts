@@ -128,9 +128,9 @@ t.test('map: first write, compare-and-set on the version, and a stale term refus
   t.same(await store('map').readMap(), { kind: 'ok', item: itemOf(m3) });
   const left = await dynamo.client().send(new (await import('@aws-sdk/client-dynamodb')).ScanCommand({ TableName: 'cachenat' }));
   const chunks = new Set((left.Items ?? []).map((i) => i.pk?.S ?? '').filter((pk) => pk.startsWith('map#chunk#')));
-  t.ok(m3.head.chunks.every((c) => chunks.has(chunkKey('map', 2, c.id))), 'every chunk the head lists is there');
+  t.ok(m3.head.chunks.every((c) => chunks.has(chunkKey('map', 2, c))), 'every chunk the head lists is there');
   const replaced = [...m1.head.chunks, ...m2.head.chunks, ...claim.head.chunks].filter((c) => !m3.head.chunks.some((n) => n.id === c.id));
-  t.ok(replaced.length > 0 && replaced.every((c) => !chunks.has(chunkKey('map', 1, c.id)) && !chunks.has(chunkKey('map', 2, c.id))), "the claim dropped term 1's chunks, each write the ones it replaced (a refused write's own may stay behind)");
+  t.ok(replaced.length > 0 && replaced.every((c) => !chunks.has(chunkKey('map', 1, c)) && !chunks.has(chunkKey('map', 2, c))), "the claim dropped term 1's chunks, each write the ones it replaced (a refused write's own may stay behind)");
 });
 
 t.test('the fence: asked right before the head is sent; undefined sends nothing', async (t) => {
@@ -180,14 +180,15 @@ t.test('everything read back is validated: a foreign or corrupt item is never us
   for (const [name, content] of cases) {
     const [chunk] = chunksOf(portState(6379));
     const forged = { ...chunk!, text: content, id: chunkIdOf(content) };
-    await raw.send(new PutItemCommand({ TableName: 'cachenat', Item: { pk: { S: chunkKey('hostile', 1, forged.id) }, data: { B: encodeChunk(forged) } } }));
-    await raw.send(new PutItemCommand({ TableName: 'cachenat', Item: mapHeadAttributes('hostile', { version: randomUUID(), term: 1, writer: A, chunks: [{ id: forged.id, bucket: forged.bucket, bytes: 100, entries: 1 }] }) }));
+    const put = randomUUID();
+    await raw.send(new PutItemCommand({ TableName: 'cachenat', Item: { pk: { S: chunkKey('hostile', 1, { id: forged.id, put }) }, data: { B: encodeChunk(forged) } } }));
+    await raw.send(new PutItemCommand({ TableName: 'cachenat', Item: mapHeadAttributes('hostile', { version: randomUUID(), term: 1, writer: A, chunks: [{ id: forged.id, put, bucket: forged.bucket, bytes: 100, entries: 1 }] }) }));
     t.match(await s().readMap(), { kind: 'invalid', problem: cases.find((c) => c[0] === name)![2] }, name);
   }
   await raw.send(new PutItemCommand({ TableName: 'cachenat', Item: { ...mapHeadAttributes('hostile', { version: randomUUID(), term: 1, writer: A, chunks: [] }), term: { N: '-1' } } }));
   t.match(await s().readMap(), { kind: 'invalid', problem: /term/ });
   // A head listing a chunk that is gone (removed after a newer head): read again, then unavailable (never invalid, never half a map).
-  await raw.send(new PutItemCommand({ TableName: 'cachenat', Item: mapHeadAttributes('hostile', { version: randomUUID(), term: 1, writer: A, chunks: [{ id: 'f'.repeat(64), bucket: 0, bytes: 100, entries: 1 }] }) }));
+  await raw.send(new PutItemCommand({ TableName: 'cachenat', Item: mapHeadAttributes('hostile', { version: randomUUID(), term: 1, writer: A, chunks: [{ id: 'f'.repeat(64), put: randomUUID(), bucket: 0, bytes: 100, entries: 1 }] }) }));
   t.match(await s().readMap(), { kind: 'unavailable', error: /a chunk it lists is gone/ });
   await raw.send(new DeleteItemCommand({ TableName: 'cachenat', Key: { pk: { S: 'hostile#map' } } }));
   t.same(await s().readMap(), { kind: 'absent' });

@@ -167,7 +167,7 @@ function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number },
     if (read.kind === 'invalid') throw new Error(read.problem);
     if (read.kind !== 'ok') return null;
     const parts = read.item.chunks.map((c) => {
-      const chunk = readChunkItem(GROUP, read.item.term, c.id, table.get(chunkKey(GROUP, read.item.term, c.id)));
+      const chunk = readChunkItem(GROUP, read.item.term, c, table.get(chunkKey(GROUP, read.item.term, c)));
       if (chunk.kind !== 'ok') throw new Error(`the head lists chunk ${c.id}: ${chunk.kind === 'invalid' ? chunk.problem : 'gone'}`);
       return chunk.state;
     });
@@ -222,9 +222,9 @@ function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number },
   };
   const landMap = (plan: Extract<MapWritePlan, { kind: 'write' }>, plannedAt: number): void => {
     const current = readMap();
-    for (const p of plan.puts) table.set(chunkKey(GROUP, plan.head.term, p.id), chunkAttributes(GROUP, plan.head.term, p.id, p.data));
+    for (const p of plan.puts) table.set(chunkKey(GROUP, plan.head.term, p), chunkAttributes(GROUP, plan.head.term, p, p.data));
     if (put(mapHeadAttributes(GROUP, plan.head), mapWriteCondition(plan.expect, plan.head.term))) {
-      for (const d of plan.drops) table.delete(chunkKey(GROUP, d.term, d.id));
+      for (const d of plan.drops) table.delete(chunkKey(GROUP, d.term, d));
       acceptMap({ ...plan.head, state: plan.state }, plannedAt);
     } else if (current !== null && current.term > plan.head.term) stats.staleMapWritesRefused++;
   };

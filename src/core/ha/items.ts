@@ -124,11 +124,13 @@ export interface MapItem extends MapHead {
 }
 
 /**
- * A chunk's key: named by its writer's term and its content. Chunks are
- * never changed; a new term writes its own (its claim), so nothing an older
- * term's writer does to its chunks can touch a map of a later term.
+ * A chunk's key: its writer's term, the write that put it, and its content.
+ * Chunks are never changed. A new term writes its own (its claim), so
+ * nothing an older term's writer does to its chunks can touch a map of a
+ * later term; and content put again by a later write is a new item, so a
+ * delete of the earlier one, however late it lands, cannot touch it.
  */
-export const chunkKey = (group: string, term: number, id: string): string => `${group}#chunk#${term}#${id}`;
+export const chunkKey = (group: string, term: number, ref: Pick<ChunkRef, 'id' | 'put'>): string => `${group}#chunk#${term}#${ref.put}#${ref.id}`;
 
 const HEAD_ATTRIBUTES = ['pk', 'version', 'term', 'writer', 'chunks'] as const;
 const CHUNK_ID = /^[0-9a-f]{64}$/;
@@ -141,7 +143,7 @@ export function mapHeadAttributes(group: string, head: MapHead): Attributes {
     version: { S: head.version },
     term: { N: numberText(head.term) },
     writer: { S: head.writer },
-    chunks: { L: head.chunks.map((c) => ({ M: { id: { S: c.id }, bucket: { N: numberText(c.bucket) }, bytes: { N: numberText(c.bytes) }, entries: { N: numberText(c.entries) } } })) },
+    chunks: { L: head.chunks.map((c) => ({ M: { id: { S: c.id }, put: { S: c.put }, bucket: { N: numberText(c.bucket) }, bytes: { N: numberText(c.bytes) }, entries: { N: numberText(c.entries) } } })) },
   };
 }
 
@@ -164,27 +166,29 @@ export function readMapHead(group: string, raw: Attributes | undefined): ItemRea
   for (const [i, value] of list.entries()) {
     const m = value.M;
     const id = m?.id?.S;
+    const put = m?.put?.S;
     const bucket = wholeNumber(m?.bucket, 0, MAP_BUCKETS - 1);
     const bytes = wholeNumber(m?.bytes, 1, MAX_STORED_CHUNK_BYTES);
     const entries = wholeNumber(m?.entries, 0, 1_000_000);
-    if (m === undefined || unknownAttribute(m, ['id', 'bucket', 'bytes', 'entries']) !== undefined) return problem(`chunk ${i + 1} is not {id, bucket, bytes, entries}`);
+    if (m === undefined || unknownAttribute(m, ['id', 'put', 'bucket', 'bytes', 'entries']) !== undefined) return problem(`chunk ${i + 1} is not {id, put, bucket, bytes, entries}`);
     if (id === undefined || !CHUNK_ID.test(id)) return problem(`chunk ${i + 1}: id ${show(id)} is not a sha256`);
+    if (!isHaToken(put)) return problem(`chunk ${i + 1}: put ${show(put)} is not a token of 8-64 letters, digits and hyphens`);
     if (bucket === undefined || chunks.some((c) => c.bucket === bucket)) return problem(`chunk ${i + 1}: bucket ${show(m.bucket)} is not a bucket of its own from 0 to ${MAP_BUCKETS - 1}`);
     if (bytes === undefined || entries === undefined) return problem(`chunk ${i + 1}: bytes or entries is not a whole number in range`);
-    chunks.push({ id, bucket, bytes, entries });
+    chunks.push({ id, put, bucket, bytes, entries });
   }
   return { kind: 'ok', item: { version, term, writer, chunks } };
 }
 
 /** A chunk item: its key and its gzipped bytes. */
-export const chunkAttributes = (group: string, term: number, id: string, data: Uint8Array): Attributes => ({ pk: { S: chunkKey(group, term, id) }, data: { B: data } });
+export const chunkAttributes = (group: string, term: number, ref: Pick<ChunkRef, 'id' | 'put'>, data: Uint8Array): Attributes => ({ pk: { S: chunkKey(group, term, ref) }, data: { B: data } });
 
 /** A chunk item from the table → its port map, or why not (absent: removed since the head was read). */
-export function readChunkItem(group: string, term: number, id: string, raw: Attributes | undefined): { kind: 'ok'; state: PortState } | { kind: 'absent' } | { kind: 'invalid'; problem: string } {
+export function readChunkItem(group: string, term: number, ref: Pick<ChunkRef, 'id' | 'put'>, raw: Attributes | undefined): { kind: 'ok'; state: PortState } | { kind: 'absent' } | { kind: 'invalid'; problem: string } {
   if (raw === undefined) return { kind: 'absent' };
-  const key = chunkKey(group, term, id);
+  const key = chunkKey(group, term, ref);
   if (raw.pk?.S !== key || unknownAttribute(raw, ['pk', 'data']) !== undefined || !(raw.data?.B instanceof Uint8Array)) return { kind: 'invalid', problem: `chunk item ${key}: not {pk, data (binary)}` };
-  const decoded = decodeChunk(id, raw.data.B);
+  const decoded = decodeChunk(ref.id, raw.data.B);
   return 'problem' in decoded ? { kind: 'invalid', problem: `map ${decoded.problem}` } : { kind: 'ok', state: decoded.state };
 }
 
@@ -211,7 +215,7 @@ export type MapWritePlan =
    * does not list) may go. `state` is what is written: the planned map, less
    * the new targets that found no room (`waiting`).
    */
-  | { kind: 'write'; expect: string | null; head: MapHead; puts: { id: string; data: Uint8Array }[]; drops: { term: number; id: string }[]; state: PortState; waiting: string[] }
+  | { kind: 'write'; expect: string | null; head: MapHead; puts: { id: string; put: string; data: Uint8Array }[]; drops: { term: number; id: string; put: string }[]; state: PortState; waiting: string[] }
   /** The map already says this under this term: nothing to write (`waiting`: new targets left out for want of room, `state` what stays). */
   | { kind: 'unchanged'; waiting: string[]; state: PortState }
   /** A later term wrote the map: this instance is no longer the leader, whatever its lease memory says. */
@@ -263,11 +267,12 @@ export function planMapWrite(base: MapItem | null, planned: PortState, term: num
     }
     state = canonicalOrder(state);
   }
-  const refs: ChunkRef[] = chunks.map((c) => ({ id: c.id, bucket: c.bucket, bytes: bytesOf(c), entries: c.entries }));
+  // A chunk the map before lists (this term) is listed again as it is; new content is put by this write.
+  const refs: ChunkRef[] = chunks.map((c) => ({ id: c.id, put: reusable.get(c.id)?.put ?? freshToken, bucket: c.bucket, bytes: bytesOf(c), entries: c.entries }));
   if (sameTerm && refs.length === base.chunks.length && refs.every((r, i) => r.id === base.chunks[i]!.id)) return { kind: 'unchanged', waiting, state };
   const ids = new Set(refs.map((r) => r.id));
-  const puts = chunks.filter((c) => !reusable.has(c.id)).map((c) => ({ id: c.id, data: encoded.get(c.id) ?? encodeChunk(c) }));
-  const drops = (base?.chunks ?? []).filter((c) => !sameTerm || !ids.has(c.id)).map((c) => ({ term: base!.term, id: c.id }));
+  const puts = chunks.filter((c) => !reusable.has(c.id)).map((c) => ({ id: c.id, put: freshToken, data: encoded.get(c.id) ?? encodeChunk(c) }));
+  const drops = (base?.chunks ?? []).filter((c) => !sameTerm || !ids.has(c.id)).map((c) => ({ term: base!.term, id: c.id, put: c.put }));
   return { kind: 'write', expect: base?.version ?? null, head: { version: freshToken, term, writer: self, chunks: refs }, puts, drops, state, waiting };
 }
 

@@ -43,6 +43,8 @@ export interface MapChunk {
 /** A chunk as the head lists it. */
 export interface ChunkRef {
   id: string;
+  /** The version of the head whose write put this chunk (part of its key: a chunk put again later is another item). */
+  put: string;
   bucket: number;
   /** gzipped bytes, as stored. */
   bytes: number;

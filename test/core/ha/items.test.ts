@@ -60,18 +60,22 @@ t.test('the map: a head listing content-named chunks, each the state file codec\
   t.equal(item.chunks.length, new Set([bucketOf('node/c0/0001'), bucketOf('node/c1/0001')]).size, 'one chunk per bucket in use');
   t.same(readMapHead('g', mapHeadAttributes('g', item)), { kind: 'ok', item: { version: item.version, term: 2, writer: A, chunks: item.chunks } });
   for (const chunk of chunksOf(state)) {
-    const raw = chunkAttributes('g', 2, chunk.id, encodeChunk(chunk));
-    t.equal(raw.pk?.S, chunkKey('g', 2, chunk.id), 'keyed by term and content');
-    t.match(readChunkItem('g', 2, chunk.id, raw), { kind: 'ok' });
-    t.match(readChunkItem('g', 2, chunk.id.replace(/^./, chunk.id.startsWith('0') ? '1' : '0'), { ...raw, pk: { S: chunkKey('g', 2, chunk.id.replace(/^./, chunk.id.startsWith('0') ? '1' : '0')) } }), { kind: 'invalid', problem: /does not match its name/ }, 'content that is not what its name says is refused');
-    t.match(readChunkItem('g', 2, chunk.id, { ...raw, data: { B: new Uint8Array([1, 2, 3]) } }), { kind: 'invalid', problem: /not gzip/ });
+    const ref = { id: chunk.id, put: 'map-00000001' };
+    const raw = chunkAttributes('g', 2, ref, encodeChunk(chunk));
+    t.equal(raw.pk?.S, `g#chunk#2#map-00000001#${chunk.id}`, 'keyed by term, the write that put it, and content');
+    t.match(readChunkItem('g', 2, ref, raw), { kind: 'ok' });
+    const other = { ...ref, id: chunk.id.replace(/^./, chunk.id.startsWith('0') ? '1' : '0') };
+    t.match(readChunkItem('g', 2, other, { ...raw, pk: { S: chunkKey('g', 2, other) } }), { kind: 'invalid', problem: /does not match its name/ }, 'content that is not what its name says is refused');
+    t.match(readChunkItem('g', 2, ref, { ...raw, data: { B: new Uint8Array([1, 2, 3]) } }), { kind: 'invalid', problem: /not gzip/ });
   }
-  t.same(readChunkItem('g', 2, chunksOf(state)[0]!.id, undefined), { kind: 'absent' });
+  t.same(readChunkItem('g', 2, { id: chunksOf(state)[0]!.id, put: 'map-00000001' }, undefined), { kind: 'absent' });
+  t.ok(item.chunks.every((c) => c.put === 'map-00000001'), 'every chunk of a first write put by it');
   const good = mapHeadAttributes('g', item);
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ['a writer that is not an instance', { ...good, writer: { S: 'nat-1' } }, /writer "nat-1"/],
     ['chunks as text', { ...good, chunks: { S: 'x' } }, /chunks is not a list/],
-    ['a chunk id that is not a digest', { ...good, chunks: { L: [{ M: { id: { S: 'x' }, bucket: { N: '0' }, bytes: { N: '10' }, entries: { N: '1' } } }] } }, /is not a sha256/],
+    ['a chunk id that is not a digest', { ...good, chunks: { L: [{ M: { id: { S: 'x' }, put: { S: 'map-00000001' }, bucket: { N: '0' }, bytes: { N: '10' }, entries: { N: '1' } } }] } }, /is not a sha256/],
+    ['a chunk without the write that put it', { ...good, chunks: { L: [{ M: { id: { S: 'a'.repeat(64) }, bucket: { N: '0' }, bytes: { N: '10' }, entries: { N: '1' } } }] } }, /put undefined is not a token/],
     ['two chunks in one bucket', { ...good, chunks: { L: [good.chunks!.L![0]!, good.chunks!.L![0]!] } }, /bucket .* is not a bucket of its own/],
     ['too many chunks', { ...good, chunks: { L: Array.from({ length: MAP_BUCKETS + 1 }, () => good.chunks!.L![0]!) } }, /at most 16/],
     ['an old single-item map', { ...good, map: { S: '{}' } }, /unknown attribute "map"/],
@@ -105,7 +109,8 @@ t.test('planMapWrite: the first write of a term is a claim with chunks of its ow
   t.match(claim, { kind: 'write', expect: 'm1-aaaaaa', head: { term: 3 } }, 'the claim of term 3');
   if (claim.kind !== 'write') return;
   t.equal(claim.puts.length, base.chunks.length, 'the claim writes every chunk under its own term');
-  t.same(claim.drops, base.chunks.map((c) => ({ term: 2, id: c.id })), "and drops the older term's");
+  t.same(claim.drops, base.chunks.map((c) => ({ term: 2, id: c.id, put: 'm1-aaaaaa' })), "and drops the older term's");
+  t.ok(claim.head.chunks.every((c) => c.put === 'm2-aaaaaa'), 'all put by the claim');
   t.same(planMapWrite(base, base.state, 1, A, 'm2-aaaaaa'), { kind: 'superseded', term: 2 });
   const changed = { ...base.state, entries: base.state.entries.map((e) => (e.key === 'node/c7/0001' ? { ...e, ip: '10.0.0.7' } : e)) };
   const one = planMapWrite(base, changed, 2, A, 'm3-aaaaaa');
@@ -113,6 +118,12 @@ t.test('planMapWrite: the first write of a term is a claim with chunks of its ow
   t.equal(one.puts.length, 1, 'one target changed: one chunk written');
   t.equal(one.drops.length, 1, 'and the one it replaces dropped');
   t.equal(one.head.chunks.filter((c) => !base.chunks.some((b) => b.id === c.id)).length, 1, 'every other chunk shared with the map before');
+  t.same(one.head.chunks.filter((c) => c.put === 'm3-aaaaaa').length, 1, 'the shared ones keep the write that put them');
+  // The changed target changes back: the content of the dropped chunk is put again, as a new item (a late delete of the old one cannot touch it).
+  const second = { ...one.head, state: one.state };
+  const back = planMapWrite(second, base.state, 2, A, 'm4-aaaaaa');
+  if (back.kind !== 'write') return t.fail(back.kind);
+  t.same(back.puts.map((p) => [p.id, p.put]), one.drops.map((d) => [d.id, 'm4-aaaaaa']), 'the same content, put again under this write');
 });
 
 t.test('out of room: the new targets of a full chunk wait, named; a map that only shrinks always goes through', async (t) => {

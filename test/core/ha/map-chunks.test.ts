@@ -70,7 +70,7 @@ t.test('a chunk is trusted only for the content its name says, within a size bou
 
 t.test('5,000 targets fit with room to spare (the figures say how much)', async (t) => {
   const chunks = chunksOf(mapOf(5000));
-  const refs = chunks.map((c) => ({ id: c.id, bucket: c.bucket, bytes: encodeChunk(c).byteLength, entries: c.entries }));
+  const refs = chunks.map((c) => ({ id: c.id, put: 'map-00000001', bucket: c.bucket, bytes: encodeChunk(c).byteLength, entries: c.entries }));
   const total = refs.reduce((n, r) => n + r.bytes, 0);
   const text = chunks.reduce((n, c) => n + Buffer.byteLength(c.text), 0);
   t.comment(`5,000 targets: ${text} bytes of map text in ${chunks.length} chunks, ${total} bytes gzipped (${(total / 5000).toFixed(1)} bytes a target; the fullest chunk ${Math.max(...refs.map((r) => r.bytes))} of ${MAX_CHUNK_BYTES}); a single 400 KB item held about 1,060`);

@@ -75,12 +75,12 @@ export function decodeMap(group: string, items: ReadonlyMap<string, Item>, write
   const head = readMapHead(group, write.after);
   if (head.kind !== 'ok') throw new Error(`the table holds an invalid map head: ${head.kind === 'invalid' ? head.problem : 'absent'}`);
   const parts = head.item.chunks.map((c) => {
-    const key = chunkKey(group, head.item.term, c.id);
+    const key = chunkKey(group, head.item.term, c);
     const raw = items.get(key);
     if (raw === undefined) throw new Error(`the map head lists chunk ${c.id.slice(0, 12)} of term ${head.item.term}, which is not in the table`);
     const known = decoded.get(key);
     if (known) return known;
-    const read = readChunkItem(group, head.item.term, c.id, raw);
+    const read = readChunkItem(group, head.item.term, c, raw);
     if (read.kind !== 'ok') throw new Error(`the map head lists chunk ${c.id.slice(0, 12)} of term ${head.item.term}, which is ${read.kind === 'absent' ? 'not in the table' : read.problem}`);
     decoded.set(key, read.state);
     return read.state;

@@ -51,7 +51,7 @@ const IDLE_MS = 60_000;
 export class ElasticIpKeeper {
   #memory: KeeperMemory | undefined;
   #wakeup: Wakeup | undefined;
-  #calling: Promise<unknown> | undefined;
+  #associating: Promise<unknown> | undefined;
 
   constructor(
     private readonly settings: KeeperSettings,
@@ -79,15 +79,16 @@ export class ElasticIpKeeper {
         continue;
       }
       const call = step.kind === 'associate' ? this.#associate(self!, step.allocationId) : this.#verify(self!, step.deadline);
-      this.#calling = call;
+      // Only an association asserts anything: a handover waits for it, not for a check.
+      if (step.kind === 'associate') this.#associating = call;
       await call.catch((err: Error) => this.edges.logger.error({ err: err.message }, 'ha: Elastic IP step failed; retrying'));
-      this.#calling = undefined;
+      this.#associating = undefined;
     }
   }
 
-  /** Resolves once the call in flight (if any) has ended: a handover waits for it before releasing the lease. */
+  /** Resolves once the association in flight (if any) has ended: a handover waits for it before releasing the lease. */
   async settle(): Promise<void> {
-    await this.#calling?.catch(() => undefined);
+    await this.#associating?.catch(() => undefined);
   }
 
   /** The addresses of the hold this keeper works for (empty on a standby). */

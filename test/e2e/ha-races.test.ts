@@ -326,7 +326,8 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
     resumed = true;
     t.comment(`paused for ${stillPaused - pausedAt} ms (${((stillPaused - pausedAt) / LEASE_MS).toFixed(1)} leases)`);
 
-    const stepLine = await oldDaemon.process.waitForLine(/"msg":"ha: (lost the lease|stepping down)/, stretch(10_000), fromOld);
+    // Its hold lapsed during the pause; its first renewal after it is refused (the standby wrote the lease), or a read shows the new holder.
+    const stepLine = await oldDaemon.process.waitForLine(/"msg":"ha: (lost the lease|stepping down|renewal refused)/, stretch(10_000), fromOld);
     const stepDownMs = timeOf(stepLine) - stillPaused;
     t.comment(`the woken one stepped down ${stepDownMs} ms after SIGCONT: ${JSON.parse(stepLine).msg}`);
     // Its map write: mayWriteMap is false the moment it wakes, since its own

@@ -16,7 +16,7 @@
 // and once the faults heal: one leader, the address on it, every target mapped.
 //
 // SIM_RUNS seeds (default 10,000) from SIM_FROM (default 1) on SIM_WORKERS
-// threads (default 2), then every named counterexample
+// threads (default 1), then every named counterexample
 // (test/ha/sim/counterexamples.ts). SIM_SEED=n runs that one seed alone and
 // prints its whole story; a failure prints that replay command.
 
@@ -30,8 +30,12 @@ import { scenarioFor } from './sim/scenario.js';
 const RUNS = Number(process.env.SIM_RUNS ?? 10_000);
 const FROM = Number(process.env.SIM_FROM ?? 1);
 const ONE = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
-/** Threads the seeds run on (the test runner's own thread is left free: its async hooks would slow the runs). */
-const WORKERS = Number(process.env.SIM_WORKERS ?? 2);
+/**
+ * Threads the seeds run on, off the test runner's own thread (whose async
+ * hooks would slow the runs). One by default: the runner keeps another test
+ * file going beside this one, and lab tests time things.
+ */
+const WORKERS = Number(process.env.SIM_WORKERS ?? 1);
 
 /** A failure: its seed, what broke and the one-line replay, then the scenario and the story (virtual ms) as comments. */
 function fail(t: Test, f: Failure, name = `seed ${f.seed}`): void {

@@ -7,7 +7,7 @@ import type { HaStatus } from '../../../src/core/ha/ha-status.js';
 
 const base: HaStatus = { role: 'standby', roleSince: '2026-12-07T00:00:00.000Z', group: 'prod-nat', leaseMs: 10_000, mayAllocate: false, elasticIps: [], peers: [], waiting: 0, misfits: [] };
 const value = (ha: HaStatus, name: string): number | undefined =>
-  (metricFamilies(initialMetrics(0), { forwards: [], connections: [], quarantinedPorts: 0, now: Date.parse('2026-12-07T00:00:10Z'), ha }).find((f) => f.name === name)?.samples[0] as { value?: number } | undefined)?.value;
+  (metricFamilies(initialMetrics(0), { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: Date.parse('2026-12-07T00:00:10Z'), ha }).find((f) => f.name === name)?.samples[0] as { value?: number } | undefined)?.value;
 
 t.test('leader (confirmed), leader-unconfirmed, standby', async (t) => {
   const cases: [HaStatus['role'], boolean, [number, number, number]][] = [

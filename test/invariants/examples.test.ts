@@ -191,6 +191,24 @@ t.test('5. taking access away cuts established flows in the same pass', async (t
   t.equal(HOST, '198.18.0.1');
 });
 
+t.test('7. a Serverless endpoint that comes back joins the address its reader endpoint took meanwhile (one name, one address)', async (t) => {
+  // Seed 4243: the endpoint's own address was quarantined for it, so the reader (same name) took another; the
+  // endpoint then joins the reader, not its old address: a name maps to one address in clients' hosts files.
+  const world = await holds(
+    t,
+    [
+      { t: 'api', dt: 0, listed: [SERVERLESS] },
+      { t: 'config', dt: 0, settings: addressMode([1, 0]) }, // the endpoint gets 10.0.9.22:6379
+      { t: 'api', dt: 0, listed: [SERVERLESS + 1] }, // the endpoint leaves (no grace), the reader arrives: 10.0.9.21:6380
+      { t: 'api', dt: 0, listed: [SERVERLESS, SERVERLESS + 1] },
+    ],
+    {},
+    { ...single, removalGraceMs: 0 },
+  );
+  t.same(world.model.current.get('serverless/sls'), { address: POOL[0], port: 6379 }, 'the endpoint shares its reader\'s address');
+  t.same(world.model.current.get('serverless-reader/sls'), { address: POOL[0], port: 6380 });
+});
+
 t.test('6. a released fallback listener is not another target’s own listener before reuseAfter', async (t) => {
   const onlyC = addressMode([2]); // 10.0.9.23 alone: whoever comes second falls back onto it
   await t.test('the first address changes: a fallback on its native port moves off, another takes the address on that port', async (t) => {

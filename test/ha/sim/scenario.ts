@@ -39,6 +39,15 @@ export interface CallFaults {
   appliedLost: number;
   /** Lost before it was applied: the caller times out. */
   lost: number;
+  /**
+   * Applied after the caller gave up, answer lost: the service went on with
+   * a request the client had abandoned at its deadline (an SDK abort cannot
+   * recall what already left the host), or the host paused between its last
+   * check and the bytes leaving. Drawn after the other fates.
+   */
+  appliedLate?: number;
+  /** How long after the caller's deadline a late call is applied (ms; default [0, 1000]). */
+  lateMs?: [number, number];
 }
 
 export interface Scenario {

@@ -1,9 +1,12 @@
 // The simulated world of one HA pair: two hosts, each with its own clocks
 // and its own real HA node (src/ha/), talking through fake SDK clients to a
 // DynamoDB model and an EC2 model, on one virtual clock. Every call can be
-// slow, lost before it is applied, or applied with its answer lost; links
-// can be cut one way or both per host and per service; a host can pause or
-// suspend at whatever await it is in. After every event the invariants are
+// slow, lost before it is applied, applied with its answer lost, or (opt-in,
+// `appliedLate`) applied after its caller gave up; links can be cut one way
+// or both per host and per service; a host can pause or suspend at whatever
+// await for a timer or an answer it is in (never between two statements
+// with no such await between them, e.g. a hold check and the SDK send: a
+// late-applied call stands for that pause). After every event the invariants are
 // checked; the first broken one ends the run with its story.
 
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -319,6 +322,10 @@ export class World {
         const [lo, hi] = faults.slowShare ?? [0.3, 0.99];
         answerAt = sentAt + r.between(lo, hi) * span;
         appliedAt = sentAt + r.between(0.5, 1) * (answerAt - sentAt);
+      } else if (u < faults.lost + faults.appliedLost + faults.slow + (faults.appliedLate ?? 0)) {
+        trouble();
+        const [lo, hi] = faults.lateMs ?? [0, 1000];
+        appliedAt = deadline + r.between(lo, hi);
       } else {
         // Applied and answered in one go (one event): the answer's own latency adds nothing the slow fate does not cover.
         appliedAt = Math.min(sentAt + r.between(1, 30), sentAt + 0.98 * span);

@@ -9,6 +9,7 @@ import t from 'tap';
 import { haCheck } from '../../src/core/health/evaluate.js';
 import { STATE_NAMES } from '../../src/core/health/evaluate.js';
 import { retryDelay } from '../../src/core/daemon/backoff.js';
+import { initialMetrics, metricFamilies } from '../../src/core/metrics/daemon-metrics.js';
 import { ASSOCIATE_RETRY, firstVerifyMs, watchEveryMs } from '../../src/core/ha/timing.js';
 import type { CallFaults, Scenario } from './sim/scenario.js';
 import { ALLOCATION_ID, World, type Host } from './sim/world.js';
@@ -91,6 +92,27 @@ t.test('the leader loses DynamoDB while EC2 answers: the address moves exactly o
   t.equal(b.node!.role(), 'leader');
   t.same(moves.filter((m) => m.moved).map((m) => m.to), [A, B], 'and the address did not move');
   t.equal(STATE_NAMES[health(a).state], 'OK', health(a).message);
+});
+
+t.test('the cut-off leader does not report the Elastic IP held once the standby took it (status, cachenat_ha_elastic_ip_held)', async (t) => {
+  const world = pair({ partitions: [{ host: 0, service: 'dynamodb', direction: 'both', from: 5000, to: 45_000 }] });
+  // This case checks what each one says itself (the world checks the same after every event).
+  world.ignored.add('an Elastic IP reported held points at its reporter');
+  const held = (h: Host): string[] => h.node!.status().elasticIps.filter((e) => e.state === 'held').map((e) => e.allocationId);
+  const metric = (h: Host): number[] =>
+    metricFamilies(initialMetrics(0), { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: h.wall(), ha: h.node!.status() })
+      .find((f) => f.name === 'cachenat_ha_elastic_ip_held')!
+      .samples.map((s) => s.value);
+  await world.runUntil(5000);
+  const [a, b] = world.hosts as [Host, Host];
+  t.same(held(a), [ALLOCATION_ID], 'before the cut: the leader holds it');
+  await world.runUntil(5000 + 3 * LEASE);
+  t.equal(world.ec2.locations.get(ALLOCATION_ID)?.instanceId, B, 'the standby took the address');
+  t.equal(a.node!.role(), 'leader-unconfirmed');
+  t.same(held(b), [ALLOCATION_ID], 'the new leader says it holds it');
+  t.same(held(a), [], 'the cut-off one does not say it holds it too');
+  t.notOk(metric(a).includes(1), `cachenat_ha_elastic_ip_held is not 1 on the cut-off one (${JSON.stringify(metric(a))})`);
+  t.same(metric(b), [1]);
 });
 
 t.test('a leader paused past its lease: the standby takes over; woken, the old one neither associates nor writes the map', async (t) => {

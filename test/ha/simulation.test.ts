@@ -9,6 +9,8 @@
 //   - never two confirmed leaders, and no instance counts its hold as
 //     confirmed while the table names another (or nobody);
 //   - only a confirmed leader says leader;
+//   - an Elastic IP an instance reports held (status, health, metrics)
+//     points at that instance;
 //   - no map write is accepted from a term older than the lease's;
 //   - a present target keeps its port across every accepted map;
 //   - an instance cut off from DynamoDB for a lease is not OK in health;

@@ -434,6 +434,15 @@ export class World {
       if (!node) continue;
       const role = node.role();
       if (role === 'leader' && !node.confirmed()) this.#broken('only a confirmed leader says leader', `${host.identity.instanceId} says leader without a confirmed hold`);
+      // What status, health and cachenat_ha_elastic_ip_held say: an address reported held points at this instance.
+      if (role === 'leader' || role === 'leader-unconfirmed') {
+        for (const e of node.status().elasticIps) {
+          const at = this.ec2.locations.get(e.allocationId);
+          if (e.state === 'held' && at?.instanceId !== host.identity.instanceId) {
+            this.#broken('an Elastic IP reported held points at its reporter', `${host.identity.instanceId} (${role}) reports ${e.allocationId} held, EC2 has it on ${at?.instanceId ?? 'nothing'} (the table names ${lease?.holder ?? 'nobody'}, term ${lease?.term ?? '-'})`);
+          }
+        }
+      }
       if (node.confirmed() && lease?.holder !== host.identity.instanceId) {
         this.#broken('never two confirmed leaders', `${host.identity.instanceId} counts its hold as confirmed but the table names ${lease?.holder ?? 'nobody'} (term ${lease?.term ?? '-'})`);
       }

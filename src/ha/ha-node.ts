@@ -394,7 +394,8 @@ export class HaNode {
       group: this.settings.group,
       leaseMs: this.settings.leaseMs,
       mayAllocate: role === 'leader',
-      elasticIps: this.#keeper.status(held?.term, at),
+      // Only a confirmed leader knows where its addresses point: once the hold lapses the standby may have moved them.
+      elasticIps: this.#keeper.status(role === 'leader' ? held?.term : undefined, at),
       waiting: this.#waiting,
       misfits: this.#misfits,
       peers: this.#heartbeat.peers().map((p) => ({ instanceId: p.instanceId, role: p.role, lastSeenAt: at(p.seenAt) })),

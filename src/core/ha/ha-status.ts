@@ -32,7 +32,7 @@ export interface HaStatus {
   peers: { instanceId: string; role: 'leader' | 'standby' | 'stopped'; lastSeenAt: string }[];
   /** The config keys whose values differ from a running peer's: this instance takes no free lease while they do. */
   configDiffers?: { peer: string; keys: string[] };
-  /** The leader's Elastic IPs. */
+  /** The confirmed leader's Elastic IPs (none while its lease is not confirmed: the standby may have moved them). */
   elasticIps: { allocationId: string; privateIp: string; state: 'held' | 'associating' | 'failed'; error?: string; heldSince?: string }[];
   /** DynamoDB does not answer (since when): forwarding goes on with the last map. */
   storeError?: { error: string; since: string };

@@ -252,6 +252,23 @@ t.test('configs that differ: only the instance the map was written under takes a
   t.equal(b.node!.role(), 'leader', 'a leader that stops renewing (paused) is replaced whatever its config');
 });
 
+t.test('configs that differ and a map written by neither (a handover before the first map write): one of them still leads', async (t) => {
+  const world = pair({
+    hosts: [host({ node: { fingerprint: { 'ports.reuseAfter': '0000000000000001' } } }), host({ startAt: 500, node: { fingerprint: { 'ports.reuseAfter': '0000000000000009' } } })],
+    // Before the leader's second pass (its first ran before it held the lease): no map is written yet.
+    handovers: [3000],
+  });
+  await world.runUntil(2900);
+  const [a, b] = world.hosts as [Host, Host];
+  t.same([a.node!.role(), b.node!.role()], ['leader', 'standby']);
+  t.equal(world.map, undefined, 'no map written yet');
+  t.match(b.node!.status().configDiffers, { peer: A }, 'each knows the other\'s config differs');
+  await world.runUntil(3000 + 3 * LEASE);
+  const leaders = world.hosts.filter((h) => h.node!.role() === 'leader').map((h) => h.identity.instanceId);
+  t.equal(leaders.length, 1, `one leader three leases after the handover (${leaders.join(', ') || 'none'}; lease ${JSON.stringify(world.lease())})`);
+  t.equal(world.map?.state.entries.length, 3, 'and it mapped the targets');
+});
+
 t.test('a new leader checks where its Elastic IP points about one lease after taking over', async (t) => {
   const world = pair({ freezes: [{ host: 0, from: 5000, ms: 4 * LEASE, suspend: false }] });
   const describes: number[] = [];

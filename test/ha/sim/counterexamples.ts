@@ -143,7 +143,7 @@ export const COUNTEREXAMPLES: Counterexample[] = [
 
 /** A limit of the design: what breaks, why it is not closed, and what still holds with those invariants set aside. */
 export interface KnownLimit extends Counterexample {
-  /** The invariants it breaks (set aside for the bounded-damage run). */
+  /** The invariants it breaks, the first one first (all set aside for the bounded-damage run). */
   breaks: string[];
   /** With them set aside, the run ends well (one leader holding the address, every target mapped) with at most this many moves. */
   maxMoves: number;

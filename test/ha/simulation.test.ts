@@ -15,6 +15,8 @@
 //   - a present target keeps its port across every accepted map;
 //   - an instance cut off from DynamoDB for a lease is not OK in health;
 //   - slow calls alone (every one answered) never cause a takeover;
+//   - every DynamoDB read asks for strong consistency (the model serves no
+//     stale reads, so one that did not would be answered too well);
 // and once the faults heal: one leader, the address on it, every target mapped.
 //
 // SIM_RUNS seeds (default 10,000) from SIM_FROM (default 1) on SIM_WORKERS

@@ -279,6 +279,10 @@ export class World {
     const registered = signal === undefined ? undefined : this.deadlines.get(signal);
     const deadline = registered?.at ?? host.globalAt(host.monotonic() + timeoutMs);
     if (service === 'ec2' && name === 'AssociateAddressCommand') this.#onAssociateSent(host);
+    // The DynamoDB model answers every read from the latest write: true only of a strongly consistent read.
+    if (service === 'dynamodb' && name === 'GetItemCommand' && (input as { ConsistentRead?: boolean }).ConsistentRead !== true) {
+      this.#broken('every DynamoDB read is strongly consistent', `${host.identity.instanceId} sent a GetItem without ConsistentRead (the model would answer it fresher than DynamoDB does)`);
+    }
     return new Promise((resolve, reject) => {
       let settled = false;
       let settle = (fn: () => void): void => {

@@ -256,7 +256,7 @@ export function haCheck(now: number, ha: HaStatus): CheckResult {
     warnings.push(`DynamoDB does not answer since ${age(ha.storeError.since)} ago (${ha.storeError.error}): forwarding goes on with the last map, no new allocations${waiting}`);
   }
   if (ha.configDiffers) {
-    warnings.push(`this instance's config differs from its running peer ${ha.configDiffers.peer}'s in ${ha.configDiffers.keys.join(', ')}: it takes no free lease until they agree; give both instances the same values`);
+    warnings.push(`this instance's config differs from its running peer ${ha.configDiffers.peer}'s in ${ha.configDiffers.keys.join(', ')}: until they agree a free lease goes only to the instance the shared map was written under (else the lower instance id); give both instances the same values`);
   }
   if (ha.noRoom && ha.noRoom.length > 0) warnings.push(`${ha.noRoom.length === 1 ? '1 new target waits' : `${ha.noRoom.length} new targets wait`} for room in the shared map (${listSome(ha.noRoom)})`);
   if (ha.map?.room !== undefined && ha.map.room >= MAP_ROOM_WARN) warnings.push(`the shared map is ${Math.round(ha.map.room * 100)}% full (its fullest chunk): past 100% new targets wait for room`);

@@ -224,7 +224,7 @@ function haFamilies(ha: HaStatus, now: number): MetricFamily[] {
     { name: 'cachenat_ha_dynamodb_up', help: 'DynamoDB answered this instance\'s last call (0: forwarding goes on with the last map).', type: 'gauge', samples: [{ labels: group, value: flag(ha.storeError === undefined) }] },
     {
       name: 'cachenat_ha_elastic_ip_held',
-      help: 'On the leader: each Elastic IP points at this instance (1) or is being moved (0).',
+      help: 'On the leader with a confirmed lease: each Elastic IP points at this instance (1) or is being moved (0). No sample elsewhere.',
       type: 'gauge',
       samples: ha.elasticIps.map((e) => ({ labels: { ...group, allocation_id: e.allocationId }, value: flag(e.state === 'held') })),
     },

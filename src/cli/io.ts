@@ -43,6 +43,8 @@ export interface PublicAddressSources {
 export interface CliIo {
   stdout: TextSink;
   stderr: TextSink;
+  /** The terminal's width, for wrapping help text; 100 when not a terminal. */
+  columns?: number | undefined;
   env: NodeJS.ProcessEnv;
   /** Loaded only by the commands that need it: `health` and `status` run over SSH and must not pay for loading the AWS SDK. */
   machine(): Promise<Machine>;

@@ -14,6 +14,7 @@ export function processIo(): CliIo {
   return {
     stdout: process.stdout,
     stderr: process.stderr,
+    columns: process.stdout.isTTY ? process.stdout.columns : undefined,
     env,
     machine: async () => (await import('./edges.js')).realMachine(),
     logger: (level, to) => (to === 'stdout' ? createLogger({ level }) : createLogger({ level, destination: { write: (line: string) => void process.stderr.write(line) } })),

@@ -53,6 +53,8 @@ export interface World {
   /** Names that resolve, and to what. */
   dns: Map<string, string>;
   restoreFails: Error | undefined;
+  /** Reading the rules throws this (an error no command expects). */
+  kernelReadFails?: Error;
   /** forward.publicAddress unset: what IMDS and the interface give. */
   imds: { address: string } | { reason: string };
   interfaces: Record<string, string>;
@@ -135,7 +137,10 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
       return {
         netfilter: {
           save: async (table) => saveText(world.kernel, [table]),
-          saveAll: async () => saveText(world.kernel, ['nat', 'filter']),
+          saveAll: async () => {
+            if (world.kernelReadFails) throw world.kernelReadFails;
+            return saveText(world.kernel, ['nat', 'filter']);
+          },
           restore: async (text) => {
             if (world.restoreFails) throw world.restoreFails;
             world.kernel = applyRestore(world.kernel, text);
@@ -239,17 +244,32 @@ async function healthReadText(path: string): Promise<string> {
   return (await import('node:fs/promises')).readFile(path, 'utf8');
 }
 
-/** What one command line exercises: the command, each flag as written, each value of a flag with choices. */
-export function exercisedBy(argv: string[]): string[] {
-  let line;
-  try {
-    line = parseCommandLine(argv);
-  } catch {
-    return [];
-  }
-  const command = line.command ?? (argv.includes('help') ? 'help' : '(none)');
-  // Global flags count on any command; the others only on the command that takes them.
+/** A CliIo that discards everything: for parsing a command line without running it. */
+const silentIo = (): CliIo => {
+  const sink = { write: () => undefined };
+  return {
+    stdout: sink,
+    stderr: sink,
+    env: {},
+    machine: () => Promise.reject(new Error('not for running')),
+    logger: (level) => createLogger({ level, destination: sink }),
+    publicAddress: { imds: async () => ({ reason: 'none' }), interfaceIpv4: () => undefined },
+    interfaceAddresses: () => ({}),
+    health: {},
+    isAlive: () => false,
+    signal: () => undefined,
+    now: () => 0,
+  };
+};
+
+/** What one command line exercises: the command, each flag as written, each value of a flag with choices, each word. */
+export async function exercisedBy(argv: string[]): Promise<string[]> {
+  const line = await parseCommandLine(argv, silentIo());
+  if ('exit' in line) return argv.length === 0 ? ['(none)'] : argv[0] === 'help' ? ['help'] : argv.includes('--help') || argv.includes('-h') ? ['--help'] : [];
+  const command = line.command;
+  // The global flag counts on any command; the others only on the command that takes them.
   const items = [command, ...line.written.flatMap((flag) => [`${command} ${flag}`, `any ${flag}`])];
-  if (line.options.format !== undefined) items.push(`${command} --format=${line.options.format}`);
+  for (const [flag, value] of Object.entries(line.options.flags)) if (typeof value === 'string') items.push(`${command} --${flag}=${value}`);
+  for (const word of line.options.words) items.push(`${command} ${word}`);
   return items;
 }

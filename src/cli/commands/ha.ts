@@ -6,21 +6,34 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { ConfigError } from '../../config/load.js';
 import type { Config } from '../../core/config/schema.js';
 import { readSnapshotFile } from '../../daemon/snapshot-file.js';
-import { EXIT, UsageError } from '../exit-codes.js';
+import { EXIT } from '../exit-codes.js';
+import type { CommandModule, CommandOptions } from '../command.js';
 import type { CliIo } from '../io.js';
-import type { CommandOptions } from './types.js';
 import { configPathOf, loadFor, print } from './shared.js';
 
 /** How long `ha handover` waits for the standby, beyond one lease. */
 const HANDOVER_SLACK_MS = 5000;
 const POLL_MS = 200;
 
-export async function haCommand(options: CommandOptions, io: CliIo): Promise<number> {
+export const command: CommandModule = {
+  flags: [],
+  words: [{ name: 'action', help: 'init: create the DynamoDB table; handover: give the lease to the standby', choices: ['init', 'handover'] }],
+  details: `init creates the ha.table DynamoDB table (partition key pk, on-demand) if it is missing and waits
+until it is ACTIVE; a table of that name with another key is refused. It needs dynamodb:CreateTable
+and dynamodb:DescribeTable.
+handover, run on the leader, asks the daemon (SIGUSR2) to release the lease and waits until the
+standby holds it (at most one lease and 5 s).
+
+Exit codes: 0 done, 1 AWS refused or failed / nobody took the lease / not the leader,
+78 bad config or no ha section.`,
+  run: haCommand,
+};
+
+async function haCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const { config } = await loadFor(options, io);
-  if (options.action === undefined) throw new UsageError('ha takes an action: init or handover');
   const ha = config.ha;
   if (!ha) throw new ConfigError(configPathOf(options, io), [{ path: 'ha', message: 'no ha section in this config; add one (table, group, lease, elasticIp) to run an HA pair' }]);
-  return options.action === 'init' ? init(config, ha, io) : handover(config, ha, io);
+  return options.words[0] === 'init' ? init(config, ha, io) : handover(config, ha, io);
 }
 
 async function init(config: Config, ha: NonNullable<Config['ha']>, io: CliIo): Promise<number> {

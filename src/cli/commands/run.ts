@@ -1,12 +1,26 @@
+// `cachenat run`: the daemon, in the foreground.
+
 import { loadConfigFile } from '../../config/load.js';
 import { acquireLock } from '../../daemon/lock.js';
 import { runDaemon } from '../../daemon/run-daemon.js';
 import { writeSnapshotFile } from '../../daemon/snapshot-file.js';
 import type { CliIo } from '../io.js';
-import type { CommandOptions } from './types.js';
+import type { CommandModule, CommandOptions } from '../command.js';
 import { checkHostFor, configPathOf } from './shared.js';
 
-export async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
+export const command: CommandModule = {
+  flags: [],
+  details: `Runs the reconcile loop until SIGTERM or SIGINT, which stop it after the current pass and leave the
+rules in place. systemd starts it (Type=notify: READY=1 after the first pass, WATCHDOG=1 after each).
+SIGHUP re-reads the config: an invalid one is logged and the running one kept. With an ha section,
+SIGUSR2 hands the lease to the standby without stopping.
+
+Exit codes: 0 stopped by a signal, 1 could not start (lock held, kernel unusable), 78 bad config
+(or a config this host cannot serve, such as a missing forward.inboundInterface).`,
+  run: runCommand,
+};
+
+async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const path = configPathOf(options, io);
   const loaded = checkHostFor(await loadConfigFile(path), path, io); // a bad config exits 78 before anything is touched
   const logger = io.logger(loaded.config.log.level, 'stdout');

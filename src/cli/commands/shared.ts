@@ -1,7 +1,7 @@
 import { ConfigError, configPathFrom, loadConfigFile, type LoadedConfig } from '../../config/load.js';
 import { missingListenAddresses } from '../../core/config/listen-addresses.js';
 import type { CliIo, TextSink } from '../io.js';
-import type { CommandOptions } from './types.js';
+import type { CommandOptions } from '../command.js';
 
 /** --config, else $CACHENAT_CONFIG, else the default path. */
 export const configPathOf = (options: CommandOptions, io: CliIo): string => configPathFrom(options.configFlag, io.env);
@@ -12,6 +12,9 @@ export const loadFor = (options: CommandOptions, io: CliIo): Promise<LoadedConfi
 export const print = (out: TextSink, text: string): void => {
   out.write(text.endsWith('\n') ? text : `${text}\n`);
 };
+
+/** One JSON document, indented, on its own. */
+export const printJson = (out: TextSink, value: unknown): void => print(out, JSON.stringify(value, null, 2));
 
 /**
  * For the commands that install rules (run, its reloads, apply, plan): a valid

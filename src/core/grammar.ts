@@ -190,6 +190,15 @@ export function interfaceAddressProblem(text: string): string | undefined {
 /** Why an address cannot be one of forward.listenAddresses, or undefined when it can. */
 export const listenAddressProblem = interfaceAddressProblem;
 
+// ── AWS regions ────────────────────────────────────────────────────────────
+
+// us-east-1, eu-central-2, us-gov-west-1, cn-north-1, ap-southeast-7: what the
+// config, IMDS (placement/region) and $AWS_REGION may name.
+const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+
+export const awsRegionProblem = (region: string): string | undefined =>
+  AWS_REGION.test(region) ? undefined : `expected an AWS region like us-east-1 (lower case), got ${show(region)}`;
+
 // ── high availability (the ha section, the DynamoDB items) ────────────────
 
 // DynamoDB table names: 3-255 of letters, digits, "_", "-" and ".".

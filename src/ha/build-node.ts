@@ -7,7 +7,8 @@ import type { Logger } from '../log/logger.js';
 import { DynamoHaStore } from './dynamo-store.js';
 import { createElasticIps } from './elastic-ips.js';
 import { HaNode } from './ha-node.js';
-import { readInstanceIdentity } from './instance-identity.js';
+import { imdsClientFor } from '../aws/imds.js';
+import { readInstanceIdentity } from '../aws/instance-identity.js';
 
 /**
  * Each DynamoDB call must answer well within a third of a lease (the renewal
@@ -24,6 +25,7 @@ export function buildHaNode(config: Config, logger: Logger): HaNode | undefined 
   const store = new DynamoHaStore({ region, table: ha.table, group: ha.group, timeoutMs: storeTimeoutMs(ha.lease), ...(ha.endpoint ? { endpoint: ha.endpoint } : {}) });
   const addresses = createElasticIps({ region, timeoutMs: EC2_TIMEOUT_MS, ...(ha.ec2Endpoint ? { endpoint: ha.ec2Endpoint } : {}) });
   const listen = config.forward.listenAddresses;
+  const imds = imdsClientFor(process.env, ha.imdsEndpoint);
   return new HaNode(
     {
       group: ha.group,
@@ -34,7 +36,7 @@ export function buildHaNode(config: Config, logger: Logger): HaNode | undefined 
     {
       store,
       addresses,
-      identity: () => readInstanceIdentity({ timeoutMs: IMDS_TIMEOUT_MS, ...(ha.imdsEndpoint ? { endpoint: ha.imdsEndpoint } : {}) }),
+      identity: () => readInstanceIdentity(imds, IMDS_TIMEOUT_MS),
       monotonic: () => performance.now(),
       wallClock: () => Date.now(),
       token: () => randomUUID(),

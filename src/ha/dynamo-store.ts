@@ -15,7 +15,7 @@ import {
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import type { LeaseItem, LeaseRead, LeaseWrite } from '../core/ha/lease.js';
-import { singleAttemptClientConfig } from './aws-client.js';
+import { singleAttemptClientConfig, type AwsCredentials } from '../aws/client-settings.js';
 import {
   leaseAttributes,
   leaseKey,
@@ -44,8 +44,7 @@ export interface HaStoreOptions {
   endpoint?: string;
   /** Budget of one request; the daemon's beat is the retry. */
   timeoutMs: number;
-  /** Fixed credentials; by default the SDK's chain (environment, profile, instance role). */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  credentials?: AwsCredentials;
   /** A ready client, used as given. */
   client?: DynamoDBClient;
 }

@@ -63,7 +63,7 @@ async function endpointsCommand(options: CommandOptions, io: CliIo): Promise<num
       return EXIT.failure;
     }
     if (found.from === 'interface') {
-      print(io.stderr, `cachenat: note: showing ${config.forward.inboundInterface}'s own address ${found.address} (${found.notes.join('; ')}); clients outside the VPC need forward.publicAddress`);
+      print(io.stderr, `cachenat: note: showing ${found.interface}'s own address ${found.address} (${found.notes.join('; ')}); clients outside the VPC need forward.publicAddress`);
     }
     const host = found.address;
     portModeHost = host;

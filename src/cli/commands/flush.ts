@@ -21,10 +21,10 @@ Exit codes: 0 removed (or nothing was installed), 1 the kernel refused, 78 bad c
 async function flushCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const { config } = await loadFor(options, io);
   const logger = io.logger(config.log.level, 'stderr');
-  const buildEdges = (await io.machine()).edgeFactory(logger);
+  const machine = await io.machine();
   const release = await acquireLock(config.state.dir);
   try {
-    const edges = buildEdges(config);
+    const edges = machine.ruleEdges(config, logger);
     if ((await flushOwnedRules(edges.netfilter)) === null) {
       print(io.stdout, 'nothing installed by cachenat');
       return EXIT.ok;

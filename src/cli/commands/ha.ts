@@ -9,7 +9,7 @@ import { readSnapshotFile } from '../../daemon/snapshot-file.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandModule, CommandOptions } from '../command.js';
 import type { CliIo } from '../io.js';
-import { configPathOf, loadFor, print } from './shared.js';
+import { configPathOf, loadFor, print, regionFor } from './shared.js';
 
 /** How long `ha handover` waits for the standby, beyond one lease. */
 const HANDOVER_SLACK_MS = 5000;
@@ -33,18 +33,18 @@ async function haCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const { config } = await loadFor(options, io);
   const ha = config.ha;
   if (!ha) throw new ConfigError(configPathOf(options, io), [{ path: 'ha', message: 'no ha section in this config; add one (table, group, lease, elasticIp) to run an HA pair' }]);
-  return options.words[0] === 'init' ? init(config, ha, io) : handover(config, ha, io);
+  return options.words[0] === 'init' ? init(await regionFor(config, configPathOf(options, io), io), ha, io) : handover(config, ha, io);
 }
 
-async function init(config: Config, ha: NonNullable<Config['ha']>, io: CliIo): Promise<number> {
+async function init(region: string, ha: NonNullable<Config['ha']>, io: CliIo): Promise<number> {
   const { DynamoHaStore } = await import('../../ha/dynamo-store.js');
-  const store = new DynamoHaStore({ region: config.aws.region, table: ha.table, group: ha.group, timeoutMs: 10_000, ...(ha.endpoint ? { endpoint: ha.endpoint } : {}) });
+  const store = new DynamoHaStore({ region, table: ha.table, group: ha.group, timeoutMs: 10_000, ...(ha.endpoint ? { endpoint: ha.endpoint } : {}) });
   try {
     const outcome = await store.ensureTable();
     print(io.stdout, outcome === 'created' ? `created DynamoDB table ${ha.table} (partition key pk, on-demand); it is ACTIVE` : `DynamoDB table ${ha.table} exists with the right key; nothing to do`);
     return EXIT.ok;
   } catch (err) {
-    io.stderr.write(`cachenat: ha init: cannot create or check table ${ha.table} in ${config.aws.region}: ${(err as Error).message}. The instance role (or your credentials) needs dynamodb:CreateTable and dynamodb:DescribeTable on it\n`);
+    io.stderr.write(`cachenat: ha init: cannot create or check table ${ha.table} in ${region}: ${(err as Error).message}. The instance role (or your credentials) needs dynamodb:CreateTable and dynamodb:DescribeTable on it\n`);
     return EXIT.failure;
   } finally {
     store.close();

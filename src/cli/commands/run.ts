@@ -22,7 +22,7 @@ Exit codes: 0 stopped by a signal, 1 could not start (lock held, kernel unusable
 
 async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const path = configPathOf(options, io);
-  const loaded = checkHostFor(await loadConfigFile(path), path, io); // a bad config exits 78 before anything is touched
+  const loaded = await checkHostFor(await loadConfigFile(path), path, io); // a bad config exits 78 before anything is touched
   const logger = io.logger(loaded.config.log.level, 'stdout');
   const machine = await io.machine();
   const release = await acquireLock(loaded.config.state.dir).catch((err: NodeJS.ErrnoException) => {
@@ -40,7 +40,7 @@ async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
     return await runDaemon({
       loaded,
       reloadConfig: async () => {
-        const next = checkHostFor(await loadConfigFile(path), path, io);
+        const next = await checkHostFor(await loadConfigFile(path), path, io);
         statusFile = next.config.state.statusFile;
         return next;
       },

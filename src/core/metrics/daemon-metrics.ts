@@ -126,6 +126,8 @@ export interface MetricsView {
   now: number;
   /** HA pair: this instance's role, Elastic IPs, DynamoDB, peers. */
   ha?: HaStatus;
+  /** The cachenat release and Node runtime, for cachenat_build_info. */
+  build: { version: string; node: string };
 }
 
 const KINDS: readonly TargetKind[] = ['node', 'primary', 'reader'];
@@ -155,6 +157,7 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     });
 
   const families: MetricFamily[] = [
+    { name: 'cachenat_build_info', help: 'Always 1; the labels say which cachenat release and Node runtime run.', type: 'gauge', samples: [{ labels: { version: view.build.version, node: view.build.node }, value: 1 }] },
     { name: 'cachenat_start_time_seconds', help: 'When the daemon started (Unix time); counters restart from zero then.', type: 'gauge', samples: [{ value: seconds(m.startedAt) }] },
     { name: 'cachenat_last_write_time_seconds', help: 'When this file was written (Unix time): a stale value means the daemon stopped passing.', type: 'gauge', samples: [{ value: seconds(view.now) }] },
     { name: 'cachenat_forwards', help: 'Forwards by target kind, engine and state.', type: 'gauge', samples: byGroup },

@@ -69,7 +69,8 @@ export interface Topology {
 export type Resolution =
   /** `ip` is the lowest address; `ips` lists every address (sorted) when the name has several. */
   | { ok: true; ip: string; ips?: string[] }
-  | { ok: false; error: string };
+  /** `noAnswer`: silence (a timeout, a resolver that did not answer), not a verdict on the name: the last answer stands. */
+  | { ok: false; error: string; noAnswer?: true };
 
 /** `refused`: a plaintext cache that forward.plaintext: refuse keeps closed; its port stays reserved. */
 export type ForwardState = 'active' | 'draining' | 'unresolved' | 'refused';

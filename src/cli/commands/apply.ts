@@ -1,6 +1,6 @@
 // `cachenat apply`: one pass, written to the kernel and the port map.
 
-import { acquireLock } from '../../daemon/lock.js';
+import { acquireLock, lockPathFor } from '../../daemon/lock.js';
 import type { PassReport } from '../../daemon/reconciler.js';
 import { EXIT } from '../exit-codes.js';
 import { isSet, JSON_FLAG, type CommandModule, type CommandOptions } from '../command.js';
@@ -25,7 +25,7 @@ async function applyCommand(options: CommandOptions, io: CliIo): Promise<number>
   const logger = io.logger(config.log.level, 'stderr');
   for (const w of warnings) logger.warn(w);
   const machine = await io.machine();
-  const release = await acquireLock(config.state.dir);
+  const release = await acquireLock(lockPathFor(config.state.statusFile));
   try {
     await machine.ipForward(logger).ensure(config.ipForward);
     const report = await onePass(config, machine, logger, true);

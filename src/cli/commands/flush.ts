@@ -1,6 +1,6 @@
 // `cachenat flush`: removes what cachenat installed, nothing else.
 
-import { acquireLock } from '../../daemon/lock.js';
+import { acquireLock, lockPathFor } from '../../daemon/lock.js';
 import { flushOwnedRules } from '../../netfilter/owned-rules.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandModule, CommandOptions } from '../command.js';
@@ -22,7 +22,7 @@ async function flushCommand(options: CommandOptions, io: CliIo): Promise<number>
   const { config } = await loadFor(options, io);
   const logger = io.logger(config.log.level, 'stderr');
   const machine = await io.machine();
-  const release = await acquireLock(config.state.dir);
+  const release = await acquireLock(lockPathFor(config.state.statusFile));
   try {
     const edges = machine.ruleEdges(config, logger);
     if ((await flushOwnedRules(edges.netfilter)) === null) {

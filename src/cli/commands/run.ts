@@ -1,7 +1,7 @@
 // `cachenat run`: the daemon, in the foreground.
 
 import { loadConfigFile } from '../../config/load.js';
-import { acquireLock } from '../../daemon/lock.js';
+import { acquireLock, lockPathFor } from '../../daemon/lock.js';
 import { runDaemon } from '../../daemon/run-daemon.js';
 import { writeSnapshotFile } from '../../daemon/snapshot-file.js';
 import type { CliIo } from '../io.js';
@@ -25,11 +25,12 @@ async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const loaded = await checkHostFor(await loadConfigFile(path), path, io); // a bad config exits 78 before anything is touched
   const logger = io.logger(loaded.config.log.level, 'stdout');
   const machine = await io.machine();
-  const release = await acquireLock(loaded.config.state.dir).catch((err: NodeJS.ErrnoException) => {
-    // A full or read-only state.dir must not stop the daemon from following the topology: run without the
+  const lockPath = lockPathFor(loaded.config.state.statusFile);
+  const release = await acquireLock(lockPath).catch((err: NodeJS.ErrnoException) => {
+    // A full or read-only file system must not stop the daemon from following the topology: run without the
     // lock (systemd runs one instance; `apply` and `flush` still need it and will refuse) and say so.
     if (!['EROFS', 'ENOSPC', 'EDQUOT'].includes(err.code ?? '')) throw err;
-    logger.error({ err: err.message, dir: loaded.config.state.dir }, 'cannot take the lock in state.dir; running without it. Ports stay in memory and are rebuilt from the installed rules on restart: free space on, or remount read-write, state.dir');
+    logger.error({ err: err.message, path: lockPath }, 'cannot take the lock next to state.statusFile; running without it: free space on, or remount read-write, its directory');
     return async () => undefined;
   });
   // Rules in the other iptables backend run too, unseen by cachenat: say so once at start.

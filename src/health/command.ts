@@ -4,7 +4,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { hostInterfaces } from '../host/interfaces.js';
 import { BUILD_INFO } from '../version.js';
 import { configPathFrom, loadConfigFile } from '../config/load.js';
 import { configSchema } from '../core/config/schema.js';
@@ -49,7 +49,7 @@ export const defaultHealthDeps = (): HealthDeps => ({
   isAlive: isProcessAlive,
   privileged: () => process.geteuid?.() === 0,
   netfilter: new IptablesNetfilter(),
-  interfaces: () => Object.keys(networkInterfaces()),
+  interfaces: () => hostInterfaces().map((i) => i.name),
   probe: tcpProbe,
 });
 

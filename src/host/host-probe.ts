@@ -1,26 +1,17 @@
-// The real HostProbe: this network namespace's interfaces (getifaddrs via
-// os.networkInterfaces, which, unlike /sys, always shows the caller's own
-// namespace), its default route and listening sockets from /proc/self/net,
-// and IMDSv2 through the one client. No AWS SDK here: `endpoints` and the
+// The real HostProbe: this network namespace's interfaces (./interfaces.ts),
+// its default route and listening sockets from /proc/self/net (which, unlike
+// /sys, always shows the caller's own namespace), and IMDSv2 through the one
+// client. No AWS SDK here: `endpoints` and the
 // host checks stay quick to load.
 
 import { readFile } from 'node:fs/promises';
-import { networkInterfaces } from 'node:os';
 import { answerOf, imdsClientFor, readPrimaryMac, readPublicIpv4, readRegion } from '../aws/imds.js';
-import type { HostInterface } from '../core/config/host.js';
+import { hostInterfaces } from './interfaces.js';
 import { defaultRouteInterface, tcpListeners } from '../core/host/proc-net.js';
 import type { HostProbe } from '../cli/io.js';
 
 /** One IMDS read's budget: a few requests on the link-local network. */
 const IMDS_TIMEOUT_MS = 2000;
-
-/** Interfaces and their IPv4 addresses, as getifaddrs lists them (an interface with no address is not listed). */
-export function hostInterfaces(): HostInterface[] {
-  return Object.entries(networkInterfaces()).map(([name, list]) => {
-    const mac = list?.find((a) => a.mac !== '00:00:00:00:00:00')?.mac;
-    return { name, ...(mac ? { mac: mac.toLowerCase() } : {}), ipv4: (list ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address) };
-  });
-}
 
 const readOptional = (path: string): Promise<string | undefined> => readFile(path, 'utf8').catch(() => undefined);
 

@@ -1,7 +1,17 @@
 // The kernel's own tables as /proc/net prints them, read for the host checks:
+// which interfaces exist (/proc/net/dev: every one, with an address or not),
 // which interface the default route leaves by (/proc/net/route), and which
 // TCP ports local processes listen on (/proc/net/tcp, /proc/net/tcp6). Pure:
 // the shell reads the files (in its own network namespace) and passes the text.
+
+/** Every interface name /proc/net/dev lists (after its two header lines). */
+export function interfaceNames(netDev: string): string[] {
+  return netDev
+    .split('\n')
+    .slice(2)
+    .map((line) => line.slice(0, line.indexOf(':')).trim())
+    .filter((name) => name !== '');
+}
 
 /** The interface of the default IPv4 route (destination 0/0) with the lowest metric, or undefined. */
 export function defaultRouteInterface(routeTable: string): string | undefined {

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { parseConfig } from '../../../src/config/load.js';
 import { configForHost, decideInterface, decideRegion, imdsQuestions, portListenerIssues, type HostFacts } from '../../../src/core/config/host.js';
 import { inboundInterfaces } from '../../../src/core/config/listen-addresses.js';
-import { defaultRouteInterface, tcpListeners } from '../../../src/core/host/proc-net.js';
+import { defaultRouteInterface, interfaceNames, tcpListeners } from '../../../src/core/host/proc-net.js';
 
 const RUNS = Number(process.env.HOST_RUNS ?? 2000);
 const SEED = Number(process.env.HOST_SEED ?? Date.now() % 2 ** 31);
@@ -106,6 +106,16 @@ ens5\t0001000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
 `;
   t.equal(defaultRouteInterface(table), 'ens5', 'ens6 is not up (flags without RTF_UP)');
   t.equal(defaultRouteInterface('Iface\tDestination\n'), undefined);
+});
+
+t.test('/proc/net/dev: every interface, with an address or not', async (t) => {
+  const dev = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+  ens5: 25672399   58071    0    0    0     0          0         0 25672399   58071    0    0    0     0       0          0
+eth0.100: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+`;
+  t.same(interfaceNames(dev), ['lo', 'ens5', 'eth0.100']);
 });
 
 t.test('/proc/net/tcp and tcp6: listeners that can take IPv4', async (t) => {

@@ -9,6 +9,7 @@ import { ElastiCacheSources } from '../discovery/elasticache-source.js';
 import { SystemResolver } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
 import { ConntrackTool } from '../netfilter/conntrack.js';
+import { runCommand } from '../netfilter/iptables.js';
 import { IptablesNetfilter } from '../netfilter/iptables.js';
 import { enableIpForward, readIpForward } from '../netfilter/ip-forward.js';
 import { detectBackend } from '../netfilter/backend.js';
@@ -55,7 +56,7 @@ export function buildEdges(config: Config, logger: Logger, sources = new ElastiC
   });
   return {
     ...buildRuleEdges(config, logger),
-    conntrack: new ConntrackTool(),
+    conntrack: new ConntrackTool(runCommand, config.forward.connmark),
     source,
     resolver: new SystemResolver({ timeoutMs: Math.min(5000, Math.max(500, config.dns.interval)) }),
     store: new StateStore(config.state.dir),

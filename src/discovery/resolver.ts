@@ -23,6 +23,7 @@ export const DNS_PASS_BUDGET_MS = 3000;
 export type LookupIpv4 = (name: string) => Promise<string | string[]>;
 
 const lookupIpv4: LookupIpv4 = async (name) => (await dnsLookup(name, { family: 4, all: true })).map((a) => a.address);
+const lookupIpv6 = async (name: string): Promise<string[]> => (await dnsLookup(name, { family: 6, all: true })).map((a) => a.address);
 
 /**
  * getaddrinfo cannot be cancelled: a lookup nobody waits for any more still
@@ -71,6 +72,8 @@ export interface SystemResolverOptions {
   timeoutMs: number;
   /** The lookup itself; dns.lookup unless a test says otherwise. */
   lookup?: LookupIpv4;
+  /** The IPv6 lookup asked when a name has no IPv4 address, to tell an IPv6-only cache apart. */
+  lookupIpv6?: (name: string) => Promise<string[]>;
   /** The cap on lookups in flight; the process's shared one unless a test says otherwise. */
   slots?: LookupSlots;
 }
@@ -78,42 +81,74 @@ export interface SystemResolverOptions {
 /** getaddrinfo's word for "the resolver did not answer" (a timeout, SERVFAIL): no verdict on the name. */
 const SILENT_CODES = new Set(['EAI_AGAIN', 'ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED']);
 
+// What getaddrinfo says for a name that exists without an A record (glibc: EAI_NODATA or EAI_NONAME).
+const NO_IPV4 = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NODATA']);
+
 export class SystemResolver implements Resolver {
   readonly #timeoutMs: number;
   readonly #lookup: LookupIpv4;
+  readonly #lookupIpv6: (name: string) => Promise<string[]>;
   readonly #slots: LookupSlots;
 
   constructor(options: SystemResolverOptions) {
     this.#timeoutMs = options.timeoutMs;
     this.#lookup = options.lookup ?? lookupIpv4;
+    this.#lookupIpv6 = options.lookupIpv6 ?? lookupIpv6;
     this.#slots = options.slots ?? PROCESS_SLOTS;
   }
 
   async resolve(name: string, signal?: AbortSignal): Promise<Resolution> {
     if (isIpv4(name)) return checked(name, name);
     if (!isHostName(name)) return { ok: false, error: `${JSON.stringify(name.slice(0, 80))} is not a DNS name` };
-    const silent = (why: string): Resolution => ({ ok: false, error: `no answer for ${name} ${why}`, noAnswer: true });
     const timeout = deadline(this.#timeoutMs);
     const stop = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
     try {
-      const release = await this.#slots.acquire(stop);
-      if (release === false) {
-        return silent(timeout.signal.aborted ? `within ${this.#timeoutMs} ms (${this.#slots.inFlight} earlier lookups still hold the resolver)` : '(not asked: the DNS budget of the pass ran out)');
-      }
-      let answer: string | string[];
+      let address: string | string[];
       try {
-        const lookup = this.#lookup(name);
-        void lookup.then(release, release); // the slot is free when getaddrinfo is, not when we stop waiting
-        answer = await untilAborted(lookup, stop);
+        address = await this.#slotted(() => this.#lookup(name), stop);
       } catch (err) {
-        if (err instanceof Stopped) return silent(timeout.signal.aborted ? `within ${this.#timeoutMs} ms` : 'before the DNS budget of the pass ran out');
+        if (err instanceof Stopped) return this.#silent(name, err, timeout.signal.aborted);
         const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        if (NO_IPV4.has(code)) return (await this.#ipv6Only(name, stop)) ?? { ok: false, error: `cannot resolve ${name}: ${code}` };
         return { ok: false, error: `cannot resolve ${name}: ${code}`, ...(SILENT_CODES.has(code) ? { noAnswer: true as const } : {}) };
       }
-      return checked(name, answer);
+      const answer = checked(name, address);
+      return !answer.ok && (Array.isArray(address) ? address : [address]).length === 0 ? ((await this.#ipv6Only(name, stop)) ?? answer) : answer;
     } finally {
       timeout.clear();
     }
+  }
+
+  /**
+   * A name without an IPv4 address that has IPv6 ones: an IPv6-only cache
+   * (network type ipv6). cachenat forwards IPv4 only, so it is not served;
+   * saying so beats sending the operator to check the VPC resolver.
+   */
+  async #ipv6Only(name: string, stop: AbortSignal): Promise<Resolution | undefined> {
+    const v6 = await this.#slotted(() => this.#lookupIpv6(name), stop).catch(() => [] as string[]);
+    if (v6.length === 0) return undefined;
+    return { ok: false, error: `${name} has only IPv6 addresses (${v6[0]}${v6.length > 1 ? ', …' : ''}); cachenat forwards IPv4 only`, ipv6Only: true };
+  }
+
+  /** One getaddrinfo call in a slot; rejects with Stopped when `stop` fires first (the call itself runs on, holding its slot). */
+  async #slotted<T>(lookup: () => Promise<T>, stop: AbortSignal): Promise<T> {
+    const release = await this.#slots.acquire(stop);
+    if (release === false) throw new Stopped(false);
+    const work = lookup();
+    void work.then(release, release); // the slot is free when getaddrinfo is, not when we stop waiting
+    return untilAborted(work, stop);
+  }
+
+  /** Silence, worded by why we stopped waiting. */
+  #silent(name: string, stopped: Stopped, timedOut: boolean): Resolution {
+    const why = stopped.started
+      ? timedOut
+        ? `within ${this.#timeoutMs} ms`
+        : 'before the DNS budget of the pass ran out'
+      : timedOut
+        ? `within ${this.#timeoutMs} ms (${this.#slots.inFlight} earlier lookups still hold the resolver)`
+        : '(not asked: the DNS budget of the pass ran out)';
+    return { ok: false, error: `no answer for ${name} ${why}`, noAnswer: true };
   }
 }
 
@@ -140,7 +175,12 @@ function checked(name: string, answer: string | string[]): Resolution {
 
 const ipOrder = (ip: string): number => ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 
-class Stopped extends Error {}
+/** We stopped waiting; `started`: the lookup had begun (and holds its slot until it ends). */
+class Stopped extends Error {
+  constructor(readonly started = true) {
+    super('stopped waiting');
+  }
+}
 
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {

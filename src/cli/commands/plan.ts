@@ -1,6 +1,6 @@
 // `cachenat plan`: the pass `apply` would run, computed and shown, nothing written.
 
-import { describeEvent } from '../../core/daemon/events.js';
+import { describeEvent, describeFlows } from '../../core/daemon/events.js';
 import { planOutcome } from '../../core/planner/plan-outcome.js';
 import { PLAN_EXIT } from '../exit-codes.js';
 import { isSet, JSON_FLAG, type CommandModule, type CommandOptions } from '../command.js';
@@ -14,7 +14,7 @@ export const command: CommandModule = {
 each event (new target, moved address, removal grace...) and the exact iptables-restore --noflush
 input. Writes nothing: not the kernel, not the port map. Needs root to read the kernel's rules.
 
---json prints {"outcome", "changes": [{"type", "message", ...}], "restore", "forwards", "apiError"?}.
+--json prints {"outcome", "changes": [{"type", "message", ...}], "connectionsToCut"?, "restore", "forwards", "apiError"?}.
 Exit codes: 0 nothing to do, 2 changes pending (rules, or only the port map), 1 could not plan
 (the API failed: what DNS and the kernel alone would change is still shown), 78 bad config.`,
   run: planCommand,
@@ -34,7 +34,8 @@ async function planCommand(options: CommandOptions, io: CliIo): Promise<number> 
   }
   if (isSet(options, 'json')) {
     const changes = events.map(({ type, message, fields }) => ({ type, message, ...fields }));
-    printJson(io.stdout, { outcome, changes, restore, forwards: report.plan.forwards.length, ...(apiError !== undefined ? { apiError } : {}) });
+    const cut = report.plan.forget.map((f) => describeFlows(f));
+    printJson(io.stdout, { outcome, changes, ...(cut.length > 0 ? { connectionsToCut: cut } : {}), restore, forwards: report.plan.forwards.length, ...(apiError !== undefined ? { apiError } : {}) });
     return PLAN_EXIT[outcome];
   }
   if (events.length === 0 && restore === null) {
@@ -43,6 +44,7 @@ async function planCommand(options: CommandOptions, io: CliIo): Promise<number> 
   }
   if (outcome === 'could-not-plan') print(io.stdout, "even without the API's answer, a pass would change:");
   if (events.length > 0) print(io.stdout, `changes:\n${events.map((e) => `  ${e.message}`).join('\n')}`);
+  if (report.plan.forget.length > 0) print(io.stdout, `open connections to cut once the rules are in:\n${report.plan.forget.map((f) => `  ${describeFlows(f)}`).join('\n')}`);
   print(io.stdout, restore !== null ? `kernel update (iptables-restore --noflush input):\n${restore}` : 'the kernel rules already match; only the port map changes');
   return PLAN_EXIT[outcome];
 }

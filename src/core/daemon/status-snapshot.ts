@@ -39,6 +39,8 @@ export interface StatusSnapshot {
   /** Digest of cachenat's own chains as last applied (see netfilter digest). */
   rulesDigest?: string;
   forwards: Forward[];
+  /** Targets the API lists that found no free port (the ports.redis / ports.memcached range is used up): not forwarded. */
+  withoutPort?: string[];
   /** Per forward: open connections now and new ones since the daemon started. */
   connections?: ForwardConnections[];
   /** forward.inboundInterface as the daemon runs it (auto decided): health checks it is still there. */

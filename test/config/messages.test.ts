@@ -53,7 +53,6 @@ const CASES: [string, string, string[]][] = [
       'ports.redis: expected a first port of 1024 or above, got 22: ports below 1024 are well-known services (22 is ssh), and in port mode cachenat would take them over on every address of forward.inboundInterface for allowedSources',
     ],
   ],
-  ['a range with no room left', `${base}ports: {memcached: 65500}`, ['ports.memcached: expected a first port of at most 65436, got 65500: the range needs room for 100 ports below 65535']],
   [
     'a private address as the Elastic IP',
     'forward: {allowedSources: [198.51.100.27/32], listenAddresses: [{address: 10.0.1.21, public: 172.16.0.9}]}',
@@ -75,7 +74,7 @@ t.test(`${CASES.length} refused configs, each message whole`, async (t) => {
     t.type(err, ConfigError, what);
     t.same(err.issues.map((i) => `${i.path || '(the file)'}: ${i.message}`), expected, what);
   }
-  t.equal(CASES.length, 22);
+  t.equal(CASES.length, 21);
 });
 
 t.test('the credentials of a URL never reach the message', async (t) => {

@@ -25,9 +25,9 @@ export const LOCK_FILE = 'cachenat.lock';
 export const FIRST_UNPRIVILEGED_PORT = 1024;
 
 /**
- * Ports each range has to itself before it runs into the other (or past
- * 65535): the default quota of nodes in one ElastiCache cluster is 90, so a
- * hundred keeps a whole cluster's ports in one run. Closer ranges interleave.
+ * Ports the lower range has to itself before it runs into the other: the
+ * default quota of nodes in one ElastiCache cluster is 90, so a hundred keeps
+ * a whole cluster's ports in one run. Closer ranges interleave.
  */
 export const MIN_RANGE_ROOM = 100;
 
@@ -50,7 +50,7 @@ export function validateConfigObject(raw: unknown): ValidationResult {
   return { config, warnings };
 }
 
-/** Both ranges above the well-known ports, apart from each other, and with room below 65535. */
+/** Both ranges above the well-known ports, and apart from each other. */
 function portIssues(config: Config): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const { redis, memcached } = config.ports;
@@ -60,8 +60,6 @@ function portIssues(config: Config): ConfigIssue[] {
         path: `ports.${engine}`,
         message: `expected a first port of ${FIRST_UNPRIVILEGED_PORT} or above, got ${first}: ports below ${FIRST_UNPRIVILEGED_PORT} are well-known services (22 is ssh), and in port mode cachenat would take them over on every address of forward.inboundInterface for allowedSources`,
       });
-    } else if (first > 65536 - MIN_RANGE_ROOM) {
-      issues.push({ path: `ports.${engine}`, message: `expected a first port of at most ${65536 - MIN_RANGE_ROOM}, got ${first}: the range needs room for ${MIN_RANGE_ROOM} ports below 65535` });
     }
   }
   if (redis === memcached) {

@@ -8,7 +8,7 @@
 // machine's is written.
 
 import t from 'tap';
-import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CLI, daemonEnv, startRig, waitFor } from '../../lab/rig.js';
@@ -19,20 +19,13 @@ const skip = process.getuid?.() !== 0 ? 'needs root for the namespace lab' : !ex
 const FAKE_IMDS = fileURLToPath(new URL('../../dist/lab/fake-imds.js', import.meta.url));
 const MAC = '0e:49:61:0f:c3:11';
 const REGION = 'eu-central-1';
-// The daemon's own default paths, each a tmpfs in its mount namespace: the run directory must exist to be mounted on.
-const PRIVATE_DIRS = ['/var/lib/cachenat', '/run/cachenat', '/etc/sysctl.d'];
+// Where the daemon's default paths live (/var/lib/cachenat, /run/cachenat, /etc/sysctl.d/90-cachenat.conf),
+// each a tmpfs in its own mount namespace: nothing is created on this machine, not even an empty directory.
+const PRIVATE_DIRS = ['/var/lib', '/run', '/etc/sysctl.d'];
 // Mounts a tmpfs on each argument up to "--", then runs the rest (no word of it is interpolated into the script).
 const WITH_PRIVATE_DIRS = 'while [ "$1" != -- ]; do mount -t tmpfs cachenat-test "$1"; shift; done; shift; exec "$@"';
 
 t.test('AL2023 on Nitro: auto finds ens5 and the region; eth0 is refused with 78 and nothing changes', { skip }, async (t) => {
-  const createdRunDir = !existsSync('/run/cachenat');
-  if (createdRunDir) mkdirSync('/run/cachenat');
-  const createdStateDir = !existsSync('/var/lib/cachenat');
-  if (createdStateDir) mkdirSync('/var/lib/cachenat');
-  t.teardown(() => {
-    if (createdRunDir) rmdirSync('/run/cachenat');
-    if (createdStateDir) rmdirSync('/var/lib/cachenat');
-  });
   const rig = await startRig();
   t.teardown(() => rig.down());
   const { lab } = rig;

@@ -225,8 +225,11 @@ export type MapRecord =
     }
   /** Unresolved: an address its open flows go to. */
   | { type: 'stale'; key: string; ip: string }
-  /** A freed listener: a port (port mode), or an address with the port its target used (absent: every port). */
-  | { type: 'quarantined'; key: string; listenAddress?: string; listenPort?: number; releasedAt: number }
+  /**
+   * A freed listener: a port (port mode), or an address with the port its target used (absent: every port).
+   * `fallback`: a fallback's port, with the address it listened on.
+   */
+  | { type: 'quarantined'; key: string; listenAddress?: string; listenPort?: number; releasedAt: number; fallback?: true }
   /** Flows a change took away, written with that change and cleared once they are forgotten. */
   | { type: 'forget'; filter: FlowFilter };
 
@@ -248,7 +251,7 @@ export function mapRecordText(r: MapRecord): string {
     case 'stale':
       return `${OWNER_COMMENT} stale ${r.key} ${r.ip}`;
     case 'quarantined':
-      return `${OWNER_COMMENT} quarantined ${r.key} ${listenerWord(r.listenAddress, r.listenPort)} ${r.releasedAt}`;
+      return `${OWNER_COMMENT} quarantined ${r.key} ${listenerWord(r.listenAddress, r.listenPort)} ${r.releasedAt}${r.fallback ? ' fallback' : ''}`;
     case 'forget':
       return r.filter.kind === 'source'
         ? `${OWNER_COMMENT} forget source ${r.filter.source}`
@@ -316,8 +319,11 @@ function readMapRecord(text: string): MapRecord | undefined {
       return { type, key: a, ip: b };
     case 'quarantined': {
       const listener = parseListenerWord(b, true);
-      if (a === undefined || keyProblem(a) !== undefined || !listener || c === undefined || !TIME_WORD.test(c) || d !== undefined) return undefined;
-      return { type, key: a, ...listener, releasedAt: Number(c) };
+      if (a === undefined || keyProblem(a) !== undefined || !listener || c === undefined || !TIME_WORD.test(c) || e !== undefined) return undefined;
+      // A fallback's port names its address and port.
+      const fallback = d === 'fallback' && listener.listenAddress !== undefined && listener.listenPort !== undefined;
+      if (d !== undefined && !fallback) return undefined;
+      return { type, key: a, ...listener, releasedAt: Number(c), ...(fallback ? { fallback: true as const } : {}) };
     }
     case 'forget': {
       if (a === 'source') {

@@ -8,7 +8,7 @@
 // Each rule is a `…Problem(value)` that says what is wrong, or undefined.
 
 import type { Engine, FlowFilter, TargetKind } from './model.js';
-import { isIpv4, parseCidr, targetAddressProblem } from './ipv4.js';
+import { isIpv4, isPrivateRange, parseCidr, targetAddressProblem } from './ipv4.js';
 import { OWNER_COMMENT } from './netfilter/types.js';
 
 /** Quoted, printable ASCII, at most about 60 characters: safe in any message. */
@@ -352,6 +352,33 @@ export function interfaceAddressProblem(text: string): string | undefined {
 /** Why an address cannot be one of forward.listenAddresses, or undefined when it can. */
 export const listenAddressProblem = interfaceAddressProblem;
 
+/** forward.listenAddresses[].public: the Elastic IP clients dial, so a public unicast address. */
+export function elasticIpProblem(text: string): string | undefined {
+  const problem = interfaceAddressProblem(text);
+  if (problem !== undefined) return problem;
+  return isPrivateRange(text)
+    ? `expected the public Elastic IP clients dial, got ${text}, a private address (10/8, 172.16/12, 192.168/16 or 100.64/10); the private one belongs in address`
+    : undefined;
+}
+
+/** forward.snat: "masquerade", or an address of this host for SNAT --to-source. */
+export function snatProblem(text: string): string | undefined {
+  if (text === 'masquerade') return undefined;
+  if (!isIpv4(text)) return `expected "masquerade" or an IPv4 address of this host, got ${show(text)}`;
+  return interfaceAddressProblem(text) === undefined
+    ? undefined
+    : `expected "masquerade" or a unicast IPv4 address of this host, got ${text} (not in 0/8, 127/8, 169.254/16, 224/4 or 240/4: replies could never come back to it)`;
+}
+
+// ── AWS regions ────────────────────────────────────────────────────────────
+
+// us-east-1, eu-central-2, us-gov-west-1, cn-north-1, ap-southeast-7: what the
+// config, IMDS (placement/region) and $AWS_REGION may name.
+const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+
+export const awsRegionProblem = (region: string): string | undefined =>
+  AWS_REGION.test(region) ? undefined : `expected an AWS region like us-east-1 (lower case), got ${show(region)}`;
+
 // ── high availability (the ha section, the DynamoDB items) ────────────────
 
 // DynamoDB table names: 3-255 of letters, digits, "_", "-" and ".".
@@ -421,6 +448,9 @@ export function serviceUrlProblem(text: string): string | undefined {
     return `expected an http(s) URL such as http://127.0.0.1:8000, got ${show(text)}`;
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return `expected an http or https URL, got ${show(text)}`;
-  if (url.username !== '' || url.password !== '') return `the URL must not carry credentials, got ${show(text)}`;
+  if (url.username !== '' || url.password !== '') {
+    // Never echoed: the message goes to the terminal and the journal.
+    return `expected a URL without credentials (they come from the instance role or the environment, never the URL), got ${url.protocol}//***@${url.host}${url.pathname === '/' ? '' : '/...'}`;
+  }
   return undefined;
 }

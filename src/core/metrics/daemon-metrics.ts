@@ -184,15 +184,21 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
       samples: perForward((c) => c.new),
     },
   ];
-  if (m.lastSyncAt !== undefined) {
-    families.splice(
-      5,
-      0,
-      { name: 'cachenat_last_api_sync_time_seconds', help: 'When the ElastiCache API last answered completely (Unix time).', type: 'gauge', samples: [{ value: seconds(m.lastSyncAt) }] },
-      // The same as an age, for alarms that cannot subtract from the clock (CloudWatch).
-      { name: 'cachenat_api_sync_age_seconds', help: 'Seconds since the ElastiCache API last answered completely, as of this write.', type: 'gauge', samples: [{ value: seconds(view.now - m.lastSyncAt) }] },
-    );
-  }
+  // Present from the first write: 0 until the first complete answer, so
+  // `time() - cachenat_last_api_sync_time_seconds > N` fires for a daemon that
+  // never synced (wrong region or role from boot) instead of matching nothing.
+  families.splice(
+    5,
+    0,
+    { name: 'cachenat_last_api_sync_time_seconds', help: 'When the ElastiCache API last answered completely (Unix time); 0 before the first complete answer.', type: 'gauge', samples: [{ value: m.lastSyncAt === undefined ? 0 : seconds(m.lastSyncAt) }] },
+    // The same as an age, for alarms that cannot subtract from the clock (CloudWatch).
+    {
+      name: 'cachenat_api_sync_age_seconds',
+      help: 'Seconds since the ElastiCache API last answered completely (before the first answer: since the daemon started), as of this write.',
+      type: 'gauge',
+      samples: [{ value: seconds(view.now - (m.lastSyncAt ?? m.startedAt)) }],
+    },
+  );
   if (view.ha) families.push(...haFamilies(view.ha, view.now));
   return families;
 }

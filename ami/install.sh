@@ -37,7 +37,10 @@ while [ $# -gt 0 ]; do
     --node-exporter) NODE_EXPORTER=1 ;;
     -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
-    *) release=$1 ;;
+    *)
+      [ -z "$release" ] || { echo "install.sh: one release at a time, not both $release and $1 (see --help)" >&2; exit 64; }
+      release=$1
+      ;;
   esac
   shift
 done

@@ -117,6 +117,14 @@ t.test('refuses what is not a release', async (t) => {
   t.match(result.stderr, /is not a cachenat release/);
 });
 
+t.test('refuses two releases at once (a glob that matched both architectures)', async (t) => {
+  const { dir, root } = await setup(t);
+  const result = await execa('sh', [installSh, '--root', root, await fakeRelease(dir, '1.0.0'), await fakeRelease(dir, '1.0.1')], { reject: false });
+  t.equal(result.exitCode, 64);
+  t.match(result.stderr, /install\.sh: one release at a time, not both .*release-1\.0\.0\/cachenat and .*release-1\.0\.1\/cachenat/);
+  t.same(await readdir(root), [], 'nothing installed');
+});
+
 t.test('refuses a release without its Node runtime', async (t) => {
   const { dir, root, install } = await setup(t);
   const app = await fakeRelease(dir, '1.0.0');

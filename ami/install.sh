@@ -115,7 +115,9 @@ fi
 # these numbers in step with it. Under --root it cannot be run: not checked.
 NODE_MAJOR=22 NODE_MINOR=12
 if [ -z "$root" ]; then
-  if ! node_version=$("$src/node/bin/node" -p 'process.versions.node' 2>"$work/node.err"); then
+  # NODE_OPTIONS cleared: the caller's (say, --import of a module that is not
+  # there) is no business of this check.
+  if ! node_version=$(NODE_OPTIONS='' "$src/node/bin/node" -p 'process.versions.node' 2>"$work/node.err"); then
     echo "install.sh: the release's Node runtime does not run on this host (it needs glibc >= 2.28 and libstdc++): $(head -c 300 "$work/node.err")" >&2
     exit 69
   fi

@@ -78,7 +78,7 @@ async function bootTest(t: Test): Promise<void> {
   const arch = process.arch === 'arm64' ? 'arm64' : 'x64';
   const packaged = await execa('bash', [join(repo, 'scripts/package.sh'), '--arch', arch, '--out', join(work, 'release')], { cwd: repo, reject: false, all: true });
   t.equal(packaged.exitCode, 0, 'npm run package', { output: packaged.all?.slice(-2000) });
-  const release = new RegExp(`(cachenat-\\S+-linux-${arch}\\.tar\\.gz)`).exec(packaged.stdout)?.[1];
+  const release = new RegExp(`(cachenat-[^/\\s]+-linux-${arch}\\.tar\\.gz)`).exec(packaged.stdout)?.[1];
   if (!release) throw new Error(`npm run package printed no cachenat-*-linux-${arch}.tar.gz path (exit ${packaged.exitCode}); its output is above`);
 
   await mkdir(root, { recursive: true });

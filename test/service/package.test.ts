@@ -49,8 +49,8 @@ const out = join(work, 'out');
 
 t.test('npm run package builds one tarball per architecture with their sums', async (t) => {
   const release = await acquireLabSlot();
-  const built = await execa('bash', [join(repo, 'scripts/package.sh'), '--out', out], { cwd: repo, reject: false, all: true }).finally(release);
-  t.equal(built.exitCode, 0, 'scripts/package.sh', { output: built.all?.slice(-3000) });
+  const built = await execa('npm', ['run', '--silent', 'package', '--', '--out', out], { cwd: repo, reject: false, all: true }).finally(release);
+  t.equal(built.exitCode, 0, `npm run package -- --out ${out}`, { output: built.all?.slice(-3000) });
 
   const names = ARCHES.map((arch) => `cachenat-${pkg.version}-linux-${arch}.tar.gz`);
   t.same((await readdir(out)).sort(), [...names, 'SHA256SUMS'].sort(), 'the two tarballs and SHA256SUMS, nothing else');

@@ -59,7 +59,7 @@ t.test('every alert is tested firing and not firing', async (t) => {
 });
 
 t.test('the never-synced case is what a daemon writes before its first sync', async (t) => {
-  const view = { forwards: [], connections: [], quarantinedPorts: 0, now: 1_700_000_060_000, build: { version: '0.0.0', node: 'v22.12.0' } };
+  const view = { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: 1_700_000_060_000, build: { version: '0.0.0', node: 'v22.12.0' } };
   const text = renderExposition(metricFamilies(initialMetrics(1_700_000_000_000), view));
   const written = /^cachenat_last_api_sync_time_seconds (\S+)$/m.exec(text)?.[1];
   t.equal(written, '0', 'the daemon writes 0 before its first sync');

@@ -19,7 +19,7 @@ const ha: HaStatus = {
   waiting: 0,
   misfits: [],
 };
-const view = { forwards: [], connections: [], quarantinedPorts: 0, now: 0, ha, build: { version: '0.0.0', node: 'v22.12.0' } };
+const view = { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: 0, ha, build: { version: '0.0.0', node: 'v22.12.0' } };
 const text = renderExposition(metricFamilies({ ...initialMetrics(0), lastSyncAt: 0 }, view));
 const families = text.split('\n').filter((line) => line.startsWith('# TYPE ')).map((line) => line.split(' ') as [string, string, string, string]);
 const written = new Set(families.flatMap(([, , name, type]) => (type === 'histogram' ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`] : [name])));

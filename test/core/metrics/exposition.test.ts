@@ -56,7 +56,7 @@ t.test("the daemon's families: every name follows the naming rules and the parse
   m = observePass(m, { outcome: 'ok', durationSeconds: 0.003, dnatChainRewritten: true, events: [], lastSyncAt: 1_700_000_001_000, dnatPackets: new Map([['6379 node/a/0001', 5]]) });
   m = observePass(m, { outcome: 'api_error', durationSeconds: 0.02, dnatChainRewritten: false, apiErrorCode: 'Throttling', events: [], dnatPackets: new Map([['6379 node/a/0001', 7]]) });
   const forwards = [forward(6379, 'node/a/0001'), forward(6380, 'node/b/0001', 'unresolved')];
-  const text = renderExposition(metricFamilies(m, { forwards, connections: [{ listenPort: 6379, key: 'node/a/0001', active: 2, new: 7 }, { listenPort: 6380, key: 'node/b/0001', active: 0 }], quarantinedPorts: 1, now: 1_700_000_002_000 }));
+  const text = renderExposition(metricFamilies(m, { forwards, connections: [{ listenPort: 6379, key: 'node/a/0001', active: 2, new: 7 }, { listenPort: 6380, key: 'node/b/0001', active: 0 }], quarantinedPorts: 1, withoutPort: 0, now: 1_700_000_002_000 }));
   const parsed = parse(text);
   const byName = new Map(parsed.map((p) => [p.name, p]));
   for (const p of parsed) {
@@ -79,7 +79,7 @@ t.test("the daemon's families: every name follows the naming rules and the parse
   // Before the first complete answer both are there: 0, and the age since the start.
   const never = observePass(initialMetrics(1_700_000_000_000), { outcome: 'api_error', durationSeconds: 0.02, dnatChainRewritten: false, apiErrorCode: 'AccessDenied', events: [], dnatPackets: new Map() });
   // (`build`, in a variable so the view type may or may not have it yet.)
-  const neverView = { forwards: [], connections: [], quarantinedPorts: 0, now: 1_700_000_300_000, build: { version: '0.0.0', node: 'v22.12.0' } };
+  const neverView = { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: 1_700_000_300_000, build: { version: '0.0.0', node: 'v22.12.0' } };
   const neverByName = new Map(parse(renderExposition(metricFamilies(never, neverView))).map((p) => [p.name, p]));
   t.same(neverByName.get('cachenat_last_api_sync_time_seconds')!.metrics, [{ value: '0' }], 'never synced: the sync time is 0, not absent');
   t.same(neverByName.get('cachenat_api_sync_age_seconds')!.metrics, [{ value: '300' }], 'never synced: the age counts from the start, 300 s ago');
@@ -87,5 +87,5 @@ t.test("the daemon's families: every name follows the naming rules and the parse
   t.equal(byName.get('cachenat_pass_duration_seconds')!.metrics[0]!.buckets!['0.004'], '1', 'the 3 ms pass is in the 4 ms bucket, the 20 ms one is not');
   const active = byName.get('cachenat_forwards')!.metrics.find((s) => s.labels!.kind === 'node' && s.labels!.engine === 'redis' && s.labels!.state === 'active');
   t.equal(active!.value, '1');
-  t.equal(byName.get('cachenat_forwards')!.metrics.length, 3 * 3 * 3, 'every kind × engine × state, zeros included, so alerts see a series');
+  t.equal(byName.get('cachenat_forwards')!.metrics.length, 6 * 3 * 4, 'every kind × engine × state, zeros included, so alerts see a series');
 });

@@ -5,9 +5,9 @@
 // daemon starts, the same lab times one whole daemon pass (bench/daemon-pass).
 // Both run with the NODE_OPTIONS of systemd/cachenat.service.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { benchFile, startDaemonLab, unitNodeOptions } from './lab-daemon.js';
+import { benchFile, startDaemonLab, unitNodeOptions, type DaemonLab } from './lab-daemon.js';
 import { fakeTopologyOf, syntheticNodes } from './topology.js';
 import { median, round, say, sleep } from './util.js';
 
@@ -58,16 +58,42 @@ function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
 }
 
-export async function benchFootprint(options: { nodes: number; windowS: number; quick: boolean; passRuns: number }): Promise<{ footprint: FootprintResult; daemonPass: DaemonPassResult }> {
-  const nodes = syntheticNodes(options.nodes);
+/**
+ * How the daemon's lookups are answered: `dns`, a DNS server in the NAT
+ * namespace (bench/fake-dns.ts) as the VPC resolver answers on EC2; or
+ * `hosts-file`, every name in the namespace's hosts file, which glibc scans
+ * line by line on every lookup (a cost no EC2 host pays at this scale).
+ */
+export type Names = 'dns' | 'hosts-file';
+
+/** The lab the footprint is measured in: N synthetic nodes by name, the default intervals. */
+export async function startFootprintLab(count: number, names: Names = 'dns'): Promise<DaemonLab> {
+  const nodes = syntheticNodes(count);
+  const table = Object.fromEntries(nodes.map((n) => [n.name, n.ip]));
   const rig = await startDaemonLab({
     redis: 0,
     memcached: 0,
     topology: fakeTopologyOf(nodes, 'name'),
-    hosts: Object.fromEntries(nodes.map((n) => [n.name, n.ip])),
+    hosts: names === 'hosts-file' ? table : {},
     dnsInterval: '5s',
     discoveryInterval: '30s',
   });
+  if (names === 'dns') {
+    try {
+      const file = join(rig.dir, 'dns-names.json');
+      writeFileSync(file, JSON.stringify(table));
+      const server = rig.lab.spawnIn(rig.lab.ns.nat, process.execPath, [benchFile('fake-dns.js'), '--names', file], { env: { NODE_OPTIONS: '' }, label: 'fake DNS' });
+      await server.waitForLine(/^listening$/, 20_000);
+    } catch (err) {
+      await rig.down();
+      throw err;
+    }
+  }
+  return rig;
+}
+
+export async function benchFootprint(options: { nodes: number; windowS: number; quick: boolean; passRuns: number }): Promise<{ footprint: FootprintResult; daemonPass: DaemonPassResult }> {
+  const rig = await startFootprintLab(options.nodes);
   const { lab } = rig;
   try {
     say(`footprint: one whole daemon pass at ${options.nodes} nodes (API paging, hosts-file DNS, kernel), ${options.passRuns} runs`);

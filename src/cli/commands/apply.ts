@@ -63,7 +63,7 @@ export async function planCommand(options: CommandOptions, io: CliIo): Promise<n
  * installs (or, for `plan`, shows) the pair's ports and never allocates.
  */
 async function onePass(config: Config, machine: Machine, logger: Logger, write: boolean): Promise<PassReport> {
-  const ha = machine.haNode(config, logger);
+  const ha = await machine.haNode(config, logger);
   const edges = machine.edgeFactory(logger)(config);
   try {
     return await new Reconciler(config, ha ? { ...edges, ha } : edges).pass({ discover: true, write });

@@ -38,7 +38,7 @@ export async function runCommand(options: CommandOptions, io: CliIo): Promise<nu
       writeSnapshot: (snapshot) => writeSnapshotFile(statusFile, snapshot),
       ...machine.daemon,
       metrics: machine.metrics(logger),
-      ...(loaded.config.ha ? { ha: machine.haNode(loaded.config, logger) } : {}),
+      ...(loaded.config.ha ? { ha: await machine.haNode(loaded.config, logger) } : {}),
     });
   } finally {
     await release();

@@ -53,15 +53,17 @@ edges.resolver = {
   },
 };
 
-// Passes run back to back here, and the Reconciler reuses an answer younger
-// than dns.interval: moving the clock on by one interval before each pass makes
-// every pass look every name up again, as the daemon's passes do.
+// Passes run back to back here, and the Reconciler reuses an answer while it
+// is younger than its name's period (node names: discovery.interval; others:
+// dns.interval). Moving the clock on by the interval of the pass each one
+// stands for makes it look up what the daemon's pass of that kind looks up:
+// a discovery pass every name, a DNS-only pass the names that move.
 let skewMs = 0;
 edges.clock = { now: () => Date.now() + skewMs };
 
 const reconciler = new Reconciler(config, edges);
 const pass = async (discover: boolean) => {
-  skewMs += config.dns.interval;
+  skewMs += discover ? config.discovery.interval : config.dns.interval;
   resolveStarted = undefined;
   const report = await reconciler.pass({ discover, write: true });
   if (report.discovery.status === 'failed') throw new Error(`discovery failed: ${report.discovery.error.message}`);

@@ -7,13 +7,13 @@
 // of the pass. Needs root. The profiler costs CPU itself: take CPU figures
 // from the footprint section, and the split from here.
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { analyseCpuProfile, type CpuBreakdown, type CpuProfile } from './cpu-profile.js';
 import { analyseHeapSnapshot, type HeapBreakdown } from './heap-snapshot.js';
-import { startFootprintLab, type Names } from './footprint.js';
+import { settledFile, startFootprintLab, type Names } from './footprint.js';
 import { round, say, sleep } from './util.js';
 
 const HEAP_SIGNAL = 'SIGTTIN';
@@ -23,22 +23,6 @@ export interface ProfileResult {
   windowS: number;
   heap: HeapBreakdown;
   cpu: CpuBreakdown;
-}
-
-/** Waits until a file matching `suffix` appears in `dir` and stops growing. */
-async function settledFile(dir: string, suffix: string, timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let last = -1;
-  for (;;) {
-    const file = readdirSync(dir).find((f) => f.endsWith(suffix));
-    if (file !== undefined) {
-      const size = statSync(join(dir, file)).size;
-      if (size > 0 && size === last) return join(dir, file);
-      last = size;
-    }
-    if (Date.now() > deadline) throw new Error(`no ${suffix} in ${dir} after ${timeoutMs} ms`);
-    await sleep(500);
-  }
 }
 
 export async function profileDaemon(options: { nodes: number; windowS: number; names: Names; keep?: string }): Promise<ProfileResult> {

@@ -3,7 +3,7 @@
 
 import type { Config } from '../core/config/schema.js';
 import { formatDuration } from '../core/config/duration.js';
-import type { Resolution, Topology } from '../core/model.js';
+import type { Resolution, TargetKind, Topology } from '../core/model.js';
 import { DiscoveryError, type CacheSource, type Resolver } from '../core/discovery/types.js';
 import { resolveAll } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
@@ -71,7 +71,7 @@ export class Reconciler {
   readonly warnings = new Map<string, string>();
   /** The persisted ruleset may differ from the kernel: true at start and after a change, until a save succeeds. */
   private persistPending = true;
-  /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
+  /** Each name's last answer, so a name is looked up at most once per its period (refreshPeriods) however often passes run. */
   private answers = new Map<string, { at: number; answer: Resolution }>();
   private lastDnatPackets: DnatPackets | undefined;
 
@@ -129,9 +129,7 @@ export class Reconciler {
     // Fail-static: without an answer this pass, membership does not change.
     const topology = answered ? this.topology : undefined;
 
-    const addresses = new Set(state.entries.map((e) => e.address));
-    for (const t of topology?.targets ?? []) addresses.add(t.address);
-    const resolutions = await this.resolve([...addresses], startedAt);
+    const resolutions = await this.resolve(this.refreshPeriods(state, topology), startedAt);
 
     const installed = await this.readKernel();
     const input = { config: this.config, state, topology, resolutions, installed, now: clock.now() };
@@ -224,17 +222,43 @@ export class Reconciler {
   }
 
   /**
-   * This pass's DNS answers. A pass can come sooner than dns.interval after the
-   * last one (a reload, a retry); reusing a younger answer then keeps a name
+   * Every name to resolve, and how long its answer holds. A failover repoints
+   * primary, reader, configuration and Serverless names without any node
+   * changing: they are asked every dns.interval. A node's own name changes
+   * address only when the node is replaced, which takes minutes: it is asked
+   * every discovery.interval (or dns.interval, if that is longer). At 1000
+   * nodes that is most of the names, and lookups were most of the daemon's
+   * CPU (BENCHMARKS.md §4). A name that failed to resolve is asked every
+   * dns.interval until it answers.
+   */
+  private refreshPeriods(state: PortState, topology: Topology | undefined): Map<string, number> {
+    const { dns, discovery } = this.config;
+    const periods = new Map<string, number>();
+    const add = (address: string, kind: TargetKind) => {
+      const period = kind === 'node' ? Math.max(dns.interval, discovery.interval) : dns.interval;
+      periods.set(address, Math.min(period, periods.get(address) ?? Infinity));
+    };
+    for (const e of state.entries) add(e.address, e.kind);
+    for (const t of topology?.targets ?? []) add(t.address, t.kind);
+    return periods;
+  }
+
+  /**
+   * This pass's DNS answers. A pass can come sooner than a name's period
+   * after the last one (a reload, a retry); reusing a younger answer then keeps a name
    * that flaps between two addresses from moving its rule more than once per
-   * interval. Answers are dated from the start of their pass, not from the
+   * period. Answers are dated from the start of their pass, not from the
    * lookup, which a discovery pass delays by the API call: the daemon's beat
    * runs from pass starts, and an answer that looked a few ms too young on the
    * next beat would be kept for a whole extra interval.
    */
-  private async resolve(names: string[], now: number): Promise<Map<string, Resolution>> {
-    const youngest = this.config.dns.interval - ANSWER_SLACK_MS;
-    const stale = names.filter((name) => !(now - (this.answers.get(name)?.at ?? -Infinity) < youngest));
+  private async resolve(periods: Map<string, number>, now: number): Promise<Map<string, Resolution>> {
+    const names = [...periods.keys()];
+    const stale = names.filter((name) => {
+      const last = this.answers.get(name);
+      const period = last?.answer.ok === false ? this.config.dns.interval : periods.get(name)!;
+      return !(now - (last?.at ?? -Infinity) < period - ANSWER_SLACK_MS);
+    });
     const fresh = await resolveAll(stale, this.edges.resolver);
     const answers = new Map<string, { at: number; answer: Resolution }>();
     for (const name of names) {

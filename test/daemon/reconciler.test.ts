@@ -119,3 +119,33 @@ t.test('one kernel read per pass, with counters: the DNAT packet counts come wit
   t.same([...second.dnatPackets!], [['6379 node/a/0001', 4], ['6380 node/b/0001', 0]]);
   t.equal(second.applied, false, 'counters that moved are not a change to write');
 });
+
+t.test('lookups: moving names every dns.interval, node names every discovery.interval, failed names every dns.interval', async (t) => {
+  const primary: DiscoveredTarget = { key: 'primary/g', kind: 'primary', engine: 'redis', replicationGroupId: 'g', address: 'g.primary.example', targetPort: 6379 };
+  const member: DiscoveredTarget = { ...node('a', 'a-0001.node.example'), replicationGroupId: 'g' };
+  const r = rig([{ targets: [primary, member], skipped: [] }]);
+  let now = 1_000_000;
+  const asked: string[][] = [];
+  let failing = new Set<string>();
+  r.edges.clock = { now: () => now };
+  r.edges.resolver = { resolve: async (name) => (asked.at(-1)!.push(name), failing.has(name) ? { ok: false, error: 'ENOTFOUND' } : { ok: true, ip: name.startsWith('g.') ? '10.0.1.1' : '10.0.1.2' }) };
+  const reconciler = new Reconciler(config, r.edges); // defaults: dns.interval 5 s, discovery.interval 30 s
+  const pass = async (atS: number, discover = false) => {
+    now = 1_000_000 + atS * 1000 + (atS % 7); // a pass starts a few ms off the beat
+    asked.push([]);
+    await reconciler.pass({ discover, write: true });
+    return asked.at(-1)!.sort();
+  };
+  t.same(await pass(0, true), ['a-0001.node.example', 'g.primary.example'], 'the first pass asks both');
+  for (const at of [5, 10, 15, 20, 25]) t.same(await pass(at, at === 15), ['g.primary.example'], `${at} s: only the primary's name, API pass or not`);
+  t.same(await pass(30, true), ['a-0001.node.example', 'g.primary.example'], '30 s: the node name again');
+  t.same(await pass(32), [], 'a pass sooner than dns.interval (a reload) asks nothing');
+  failing = new Set(['a-0001.node.example']);
+  t.same(await pass(60), ['a-0001.node.example', 'g.primary.example']);
+  t.same(await pass(65), ['a-0001.node.example', 'g.primary.example'], 'a name that failed is asked again at the next dns.interval');
+  failing = new Set();
+  t.same(await pass(70), ['a-0001.node.example', 'g.primary.example'], 'and answers');
+  t.same(await pass(75), ['g.primary.example'], 'then it is back to every discovery.interval');
+  t.same(await pass(100), ['a-0001.node.example', 'g.primary.example']);
+  t.equal(asked.length, 13);
+});

@@ -173,7 +173,7 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     { name: 'cachenat_target_moves_total', help: 'Target address changes followed (failovers, replaced nodes).', type: 'counter', samples: [{ value: m.targetMoves }] },
     {
       name: 'cachenat_forward_active_connections',
-      help: 'Open TCP connections through each forward now (conntrack entries carrying the connmark, by original destination).',
+      help: 'Open TCP connections through each forward (conntrack entries carrying the connmark, by original destination), counted every discovery.interval.',
       type: 'gauge',
       samples: perForward((c) => c.active),
     },

@@ -16,7 +16,7 @@ import type { Resolver } from '../src/core/discovery/types.js';
 import { flushOwnedRules } from '../src/netfilter/owned-rules.js';
 import { benchConfig, median, round } from './util.js';
 
-const { values } = parseArgs({ options: { api: { type: 'string' }, runs: { type: 'string', default: '5' }, state: { type: 'string' } } });
+const { values } = parseArgs({ options: { api: { type: 'string' }, runs: { type: 'string', default: '5' }, state: { type: 'string' }, allocations: { type: 'boolean', default: false } } });
 if (values.api === undefined || values.state === undefined) {
   process.stderr.write('usage: daemon-pass --api URL --state DIR [--runs N]\n');
   process.exit(2);
@@ -87,6 +87,13 @@ try {
     dns.push(s.ms);
     writes += Number(d.wrote) + Number(s.wrote);
   }
+  if (values.allocations) {
+    // Where a steady daemon's passes allocate (what keeps its garbage collector
+    // busy): six passes, one of them asking the API, as in 30 s of the daemon.
+    process.stderr.write(`${await allocationSites(async () => {
+      for (let p = 0; p < 6; p++) await pass(p === 0);
+    })}\n`);
+  }
   process.stdout.write(
     `${JSON.stringify({
       firstPassMs: round(first.ms),
@@ -102,4 +109,34 @@ try {
 } finally {
   await flushOwnedRules(edges.netfilter);
   (source as { destroy?: () => void }).destroy?.();
+}
+
+/** Bytes allocated by `work`, by allocating function (sampled every 4 kB, collected objects included). */
+async function allocationSites(work: () => Promise<void>): Promise<string> {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  await work();
+  const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: { head: AllocationNode } };
+  session.disconnect();
+  interface AllocationNode {
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    selfSize: number;
+    children: AllocationNode[];
+  }
+  const bySite = new Map<string, number>();
+  let total = 0;
+  const name = ({ functionName, url, lineNumber }: AllocationNode['callFrame']) => `${functionName || '(anonymous)'} ${url.slice(url.lastIndexOf('/') + 1)}:${lineNumber + 1}`;
+  // A built-in (sort, split, …) is named with the function that called it.
+  const walk = (node: AllocationNode, caller: string) => {
+    const own = name(node.callFrame);
+    const site = node.callFrame.url === '' ? `${own} in ${caller}` : own;
+    bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+    total += node.selfSize;
+    for (const child of node.children) walk(child, node.callFrame.url === '' ? caller : own);
+  };
+  walk(profile.head, '(root)');
+  const top = [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25);
+  return [`allocated in 6 passes: ${(total / 2 ** 20).toFixed(1)} MB`, ...top.map(([site, bytes]) => `  ${(bytes / 2 ** 20).toFixed(2).padStart(7)} MB  ${site}`)].join('\n');
 }

@@ -164,7 +164,7 @@ const passesOf = (rig: DaemonLab): number => {
  */
 async function measureSize(rig: DaemonLab, nodes: number, windowS: number, options: { passRuns: number; heap: boolean }): Promise<{ row: FootprintRow; daemonPass?: DaemonPassResult; heap?: HeapBreakdown }> {
   const { lab } = rig;
-  await rig.setTopology(fakeTopologyOf(syntheticNodes(nodes), 'name'));
+  await rig.serveTopology(fakeTopologyOf(syntheticNodes(nodes), 'name'));
   let daemon: Awaited<ReturnType<DaemonLab['startDaemon']>> | undefined;
   try {
     let daemonPass: DaemonPassResult | undefined;

@@ -34,6 +34,8 @@ export interface DaemonLab {
    */
   startDaemon(timeoutMs?: number, nodeFlags?: string): Promise<{ process: LabProcess; readyAt: number }>;
   setTopology(topology: FakeTopology): Promise<void>;
+  /** Restarts the fake API serving `topology` (same URL): for topologies too large for setTopology's control request. */
+  serveTopology(topology: FakeTopology): Promise<void>;
   /** Rewrites the config file; a daemon started afterwards uses these intervals. */
   configure(intervals: { dnsInterval: string; discoveryInterval: string }): void;
   down(): Promise<void>;
@@ -78,6 +80,11 @@ export async function startDaemonLab(options: DaemonLabOptions): Promise<DaemonL
       return { process: daemon.process, readyAt: daemon.readyAt };
     },
     setTopology: (topology) => rig.setTopology(topology),
+    async serveTopology(topology) {
+      await rig.lab.fakeApi?.process.stop();
+      const url = await rig.lab.startFakeApi(topology, { pageSize: AWS_DEFAULT_PAGE_SIZE });
+      if (url !== rig.apiUrl) throw new Error(`the fake API came back on ${url}, not ${rig.apiUrl}`);
+    },
     configure: (intervals) => rig.configure(settings(intervals)),
     down: () => rig.down(),
   };

@@ -1,4 +1,4 @@
-// `npm run bench:profile -- [--nodes 1000] [--window 60] [--keep DIR]`:
+// `npm run bench:profile -- [--nodes 1000] [--window 60] [--keep DIR] [--allocations]`:
 // where a steady daemon's memory and CPU go. Runs `cachenat run` in the lab
 // at N nodes with the default intervals (as the footprint section does), with
 // `--cpu-prof` on, takes a heap snapshot at the end of the window, and prints
@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { analyseCpuProfile, type CpuBreakdown, type CpuProfile } from './cpu-profile.js';
 import { analyseHeapSnapshot, type HeapBreakdown } from './heap-snapshot.js';
 import { settledFile, startFootprintLab, type Names } from './footprint.js';
+import { benchFile } from './lab-daemon.js';
 import { round, say, sleep } from './util.js';
 
 const HEAP_SIGNAL = 'SIGTTIN';
@@ -81,8 +82,23 @@ export function analyseKept(dir: string, nodes: number): ProfileResult {
   return { nodes, windowS: NaN, heap: analyseHeapSnapshot(JSON.parse(readFileSync(file('.heapsnapshot'), 'utf8'))), cpu: analyseCpuProfile(JSON.parse(readFileSync(file('.cpuprofile'), 'utf8')) as CpuProfile) };
 }
 
+/** Where six passes (one asking the API) allocate, with the daemon's wiring (bench/daemon-pass.ts --allocations). */
+export async function passAllocations(nodes: number): Promise<string> {
+  const rig = await startFootprintLab(nodes);
+  try {
+    const r = await rig.lab.exec(rig.lab.ns.nat, process.execPath, [benchFile('daemon-pass.js'), '--api', rig.apiUrl, '--runs', '3', '--state', join(rig.dir, 'pass-state'), '--allocations'], { env: rig.env, timeoutMs: 300_000 });
+    return r.stderr;
+  } finally {
+    await rig.down();
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { nodes: { type: 'string', default: '1000' }, window: { type: 'string', default: '60' }, keep: { type: 'string' }, names: { type: 'string', default: 'dns' }, json: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { nodes: { type: 'string', default: '1000' }, window: { type: 'string', default: '60' }, keep: { type: 'string' }, names: { type: 'string', default: 'dns' }, json: { type: 'boolean', default: false }, allocations: { type: 'boolean', default: false } } });
+  if (values.allocations) {
+    process.stdout.write(`${await passAllocations(Number(values.nodes))}\n`);
+    process.exit(0);
+  }
   const result = await profileDaemon({ nodes: Number(values.nodes), windowS: Number(values.window), names: values.names === 'hosts-file' ? 'hosts-file' : 'dns', ...(values.keep ? { keep: values.keep } : {}) });
   process.stdout.write(`${values.json ? JSON.stringify(result, null, 2) : profileText(result)}\n`);
   process.exit(0);

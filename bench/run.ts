@@ -14,7 +14,7 @@ import { benchConvergence, type ConvergenceResult } from './convergence.js';
 import { benchDatapath, type DatapathRow } from './datapath.js';
 import { benchFootprint, type DaemonPassResult, type FootprintResult } from './footprint.js';
 import { benchReconcile, type ReconcileRow } from './reconcile.js';
-import { benchmarksMarkdown, ownSectionsOf, printTable } from './report.js';
+import { benchmarksMarkdown, ownSectionsOf, printTable, type FootprintBaseline } from './report.js';
 import { readMachine, type BenchMeta, type BenchResults, type ContractResults } from './results.js';
 import { say } from './util.js';
 
@@ -129,7 +129,8 @@ function writeReport(results: BenchResults): void {
   writeFileSync(join(RESULTS, 'chart.svg'), renderChart(results));
   const path = join(ROOT, 'BENCHMARKS.md');
   const kept = existsSync(path) ? ownSectionsOf(readFileSync(path, 'utf8')) : '';
-  writeFileSync(path, benchmarksMarkdown(results, kept));
+  const before = join(RESULTS, 'footprint-before.json');
+  writeFileSync(path, benchmarksMarkdown(results, kept, existsSync(before) ? (JSON.parse(readFileSync(before, 'utf8')) as FootprintBaseline) : undefined));
 }
 
 function rerender(): number {

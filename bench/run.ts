@@ -83,12 +83,16 @@ async function main(): Promise<number> {
   let footprint: FootprintResult | undefined = previous?.footprint;
   let daemonPass: DaemonPassResult | undefined = previous?.reconcile.find((r) => r.nodes === 1000)?.daemonPass;
 
-  if (want('reconcile')) reconcile = await benchReconcile(plan.reconcile);
+  // --sizes 10,1000: measure only these fleet sizes (reconcile and footprint); the others keep their previous rows.
+  const sizesOf = (all: number[]) => (values.sizes === undefined ? all : values.sizes.split(',').map(Number).filter((n) => all.includes(n)));
+  if (want('reconcile')) {
+    const measured = await benchReconcile({ ...plan.reconcile, sizes: sizesOf(plan.reconcile.sizes) });
+    reconcile = [...(reconcile ?? []).filter((row) => !measured.some((m) => m.nodes === row.nodes)), ...measured].sort((a, b) => a.nodes - b.nodes);
+  }
   if (want('datapath')) datapath = await benchDatapath(plan.datapath);
   if (want('convergence')) convergence = await benchConvergence(plan.convergence);
   if (want('footprint')) {
-    // --sizes 10,1000: measure only these footprint sizes; the others keep their previous rows.
-    const sizes = values.sizes === undefined ? plan.footprint.sizes : values.sizes.split(',').map(Number);
+    const sizes = sizesOf(plan.footprint.sizes);
     const measured = await benchFootprint({ ...plan.footprint, sizes, quick });
     const kept = (footprint?.sizes ?? []).filter((row) => !sizes.includes(row.nodes));
     const rows = [...kept, ...(measured.footprint.sizes ?? [])].sort((a, b) => a.nodes - b.nodes);

@@ -10,10 +10,14 @@
 //   PUT    /_fake/fault         {"kind":"error","code":"…","status":503,"message"?,"count"?,"action"?}
 //                                 | {"kind":"delay","ms":n,"count"?,"action"?} | {"kind":"none"};
 //                                 action defaults to AssociateAddress; no count: until cleared.
+//                                 delay: the call is applied at once and answered ms later, as a slow
+//                                 EC2 does: a caller that gave up on it finds it applied all the same.
 //                                 Answers {"ok": true, "at": ms}.
 //   GET    /_fake/requests      {"count": n, "requests": [...]}; DELETE forgets them
 //   GET    /_fake/associations  {"count": n, "associations": [...]}: every association, with the time
-//                                 the call arrived, the time the address was moved, from, to, and arping's result
+//                                 the call arrived, the time the address was moved, from, to, and arping's result;
+//                                 ?settled=true answers only once every gratuitous ARP started so far has finished
+//                                 (arping runs after the answer, about 2 s: a reader that does not wait sees none)
 //   GET    /_fake/state         the addresses and where each is associated now
 //
 // Run directly:
@@ -82,7 +86,7 @@ export interface FakeEc2Request {
   at: number;
   action: string;
   params: Record<string, string>;
-  /** HTTP status sent (undefined while in progress). */
+  /** HTTP status sent (undefined while in progress; 0: applied, but the caller had gone before the answer). */
   status?: number;
   /** The error code sent, if any. */
   code?: string;
@@ -300,30 +304,47 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
       entry.fault = 'error';
       return reply(ec2ErrorAnswer(taken.status, taken.code, taken.message ?? `fake-ec2: injected ${taken.code}`, requestId));
     }
-    if (taken.kind === 'delay') {
+    // A slow answer: the call takes effect now, whether or not the caller is still there when the answer goes out.
+    const late = async (answer: Answer): Promise<boolean> => {
+      if (taken.kind !== 'delay') return true;
       entry.fault = 'delay';
       await new Promise((resolve) => setTimeout(resolve, taken.ms));
-      if (res.destroyed) return; // the caller gave up; nothing happens, as when the API never got the call
+      if (res.destroyed) entry.status = 0; // applied; the caller gave up before the answer
+      return !res.destroyed;
+    };
+    if (act === 'DescribeAddresses') {
+      const answer = describeAddresses(params, requestId);
+      if (await late(answer)) reply(answer);
+      return;
     }
-    if (act === 'DescribeAddresses') return reply(describeAddresses(params, requestId));
     const work = queue.then(() => associate(params, requestId, arrivedAt));
     queue = work.catch(() => undefined);
     const { answer, association } = await work;
-    reply(answer);
+    if (association !== undefined && taken.kind === 'delay') announce(association);
+    if (await late(answer)) reply(answer);
     if (association !== undefined) {
       association.answeredAt = Date.now();
-      announce(association);
+      if (taken.kind !== 'delay') announce(association);
     }
   };
 
-  const handleControl = (req: IncomingMessage, path: string, body: string, res: ServerResponse) => {
-    const route = `${req.method} ${path}`;
+  /** Every arping started so far has finished (each is bounded by its own 10 s timeout). */
+  const settled = async (): Promise<void> => {
+    await Promise.all([...arpings]);
+  };
+
+  const handleControl = (req: IncomingMessage, url: URL, body: string, res: ServerResponse) => {
+    const route = `${req.method} ${url.pathname}`;
     if (route === 'GET /_fake/requests') return sendJson(res, 200, { count: requestLog.length, requests: requestLog });
     if (route === 'DELETE /_fake/requests') {
       requestLog.length = 0;
       return sendJson(res, 200, { count: 0 });
     }
-    if (route === 'GET /_fake/associations') return sendJson(res, 200, { count: associationLog.length, associations: associationLog });
+    if (route === 'GET /_fake/associations') {
+      const answer = () => sendJson(res, 200, { count: associationLog.length, associations: associationLog });
+      if (url.searchParams.get('settled') === 'true') return void settled().then(answer);
+      return answer();
+    }
     if (route === 'GET /_fake/state') return sendJson(res, 200, { addresses: state.addresses, interfaces: state.interfaces, holders: holdersView() });
     if (route !== 'PUT /_fake/fault') return sendJson(res, 404, { error: `no control route ${route}` });
     let json: unknown;
@@ -349,7 +370,7 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
   const server = createServer((req, res) => {
     onBody(req, MAX_BODY_BYTES, (body) => {
       const url = new URL(req.url ?? '/', 'http://fake');
-      if (url.pathname.startsWith('/_fake/')) return handleControl(req, url.pathname, body, res);
+      if (url.pathname.startsWith('/_fake/')) return handleControl(req, url, body, res);
       if (url.pathname !== '/') return send(res, 404, 'text/plain', 'not found\n');
       if (req.method === 'POST') return void handleApi(new URLSearchParams(body), res);
       if (req.method === 'GET') return void handleApi(url.searchParams, res);
@@ -370,9 +391,7 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
     },
     associations: () => associationLog.map((entry) => ({ ...entry })),
     holders: holdersView,
-    settled: async () => {
-      await Promise.all([...arpings]);
-    },
+    settled,
     close: async () => {
       await closeServer(server);
       await Promise.all([...arpings]);

@@ -110,14 +110,25 @@ export interface HaRig {
   restoreLinks(which: NatName): Promise<void>;
   /** DynamoDB requests time out (packets to dynalite dropped) until called with false. */
   dynamoOutage(on: boolean): Promise<void>;
+  /**
+   * One host loses DynamoDB alone (a DROP of its packets to dynalite's port,
+   * in its own namespace) while EC2 and everything else still answer it: a
+   * partial partition, as a gateway-endpoint policy or a route can make.
+   */
+  dynamoPartition(which: NatName, on: boolean): Promise<void>;
   /** One `whoami` through the Elastic IP from the client namespace; undefined when it fails. */
   probe(port: number, protocol?: 'redis' | 'memcached', timeoutMs?: number): Promise<string | undefined>;
   /** AssociateAddress of the Elastic IP to that NAT host's primary address, with cachenat's EC2 client. */
   associate(which: NatName): Promise<{ tookMs: number }>;
   /** DescribeAddresses of the Elastic IP, with cachenat's EC2 client. */
   describeEip(): Promise<AddressAssociation[]>;
-  /** Every association the fake EC2 API made, with its times and arping's result. */
-  associations(): Promise<FakeAssociation[]>;
+  /**
+   * Every association the fake EC2 API made, with its times and arping's
+   * result. `settled`: once every gratuitous ARP started so far has finished
+   * (arping runs after AssociateAddress answers; without it the latest
+   * association may have no `arping` yet).
+   */
+  associations(options?: { settled?: boolean }): Promise<FakeAssociation[]>;
   /** Which NAT host's ext0 holds the Elastic IP now (the kernel's view). */
   eipHolder(): Promise<NatName | undefined>;
   /** Which NAT host the client's ARP cache sends the Elastic IP to. */
@@ -233,6 +244,14 @@ async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
     },
     restoreLinks: (which) => lab.restoreLinks(which),
     dynamoOutage: (on) => lab.dynamoOutage(on),
+    async dynamoPartition(which, on) {
+      const { hostname, port } = new URL(dynamoUrl);
+      const rule = ['OUTPUT', '-p', 'tcp', '-d', hostname, '--dport', port, '-j', 'DROP', '-m', 'comment', '--comment', 'cachenat-lab dynamo partition'];
+      const ns = nodes[which].ns;
+      const present = (await lab.exec(ns, 'iptables', ['-w', '5', '-C', ...rule], { reject: false })).exitCode === 0;
+      if (on && !present) await lab.exec(ns, 'iptables', ['-w', '5', '-I', ...rule]);
+      if (!on && present) await lab.exec(ns, 'iptables', ['-w', '5', '-D', ...rule]);
+    },
     async probe(port, protocol = port >= 11211 ? 'memcached' : 'redis', timeoutMs = 4000) {
       const r = await lab.probe(lab.ns.client, eip, port, protocol, timeoutMs);
       return r.ok ? r.value : undefined;
@@ -244,8 +263,9 @@ async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
     async describeEip() {
       return JSON.parse(await ec2Call(['describe', HA_IDS.allocationId])) as AddressAssociation[];
     },
-    async associations() {
-      return (JSON.parse(await ec2Control('GET', '/_fake/associations')) as { associations: FakeAssociation[] }).associations;
+    async associations({ settled = false } = {}) {
+      const path = settled ? '/_fake/associations?settled=true' : '/_fake/associations';
+      return (JSON.parse(await ec2Control('GET', path)) as { associations: FakeAssociation[] }).associations;
     },
     eipHolder: () => lab.eipHolder(),
     clientSeesEipAt: () => lab.clientSeesEipAt(),

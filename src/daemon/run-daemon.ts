@@ -23,6 +23,7 @@ import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 import type { MetricsRecorder } from '../metrics/recorder.js';
 import type { HaNode } from '../ha/ha-node.js';
+import { configFingerprint } from '../core/ha/fingerprint.js';
 
 export interface IpForwardControl {
   /** Checks (and in `enable` mode sets) ip_forward; returns the value now in force. */
@@ -91,7 +92,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       }
       if (lastSnapshot) void deps.writeSnapshot({ ...lastSnapshot, ha: ha.status() }).catch(() => {});
     };
-    haLoop = ha.run(haStop.signal, deps.sleep);
+    haLoop = ha.run(haStop.signal);
   }
 
   for (const warning of deps.loaded.warnings) logger.warn(warning);
@@ -116,6 +117,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         if (reloaded && ha && haSettingsOf(reloaded) !== haSettingsOf(config)) {
           logger.warn('ha: the ha section and forward.listenAddresses as the pair sees them take effect at the next restart (systemctl restart cachenat hands the lease over first)');
         }
+        if (reloaded && ha) ha.fingerprint = configFingerprint(reloaded);
         if (reloaded) {
           config = reloaded;
           edges = withHa(deps.buildEdges(config));
@@ -188,6 +190,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   if (ha) {
     // A planned stop hands the lease over at once; forwards stay installed (the standby has the same).
     await ha.release('stopping').catch((err: Error) => logger.error({ err: err.message }, 'ha: could not release the lease'));
+    await ha.stopped();
     ha.close();
   }
   notifier.stopping();
@@ -264,6 +267,7 @@ function snapshotOf(
   if (meta.ipForward !== undefined) snapshot.ipForward = meta.ipForward;
   if (kernelError) snapshot.lastKernelError = kernelError;
   if (report) snapshot.rulesDigest = report.plan.rulesDigest;
+  if (report && report.plan.withoutPort.length > 0) snapshot.withoutPort = report.plan.withoutPort;
   if (reconciler.diskErrors.size > 0) snapshot.diskErrors = [...reconciler.diskErrors.values()];
   if (reconciler.warnings.size > 0) snapshot.warnings = [...reconciler.warnings.values()];
   return snapshot;

@@ -51,7 +51,14 @@ export class MetricsRecorder {
     const path = config.metrics.textfile;
     if (path !== 'none') {
       const text = renderExposition(
-        metricFamilies(this.metrics, { forwards, connections, quarantinedPorts: plan?.state.released.length ?? 0, now: this.edges.now(), ...(ha ? { ha } : {}) }),
+        metricFamilies(this.metrics, {
+          forwards,
+          connections,
+          quarantinedPorts: (plan?.state.released.length ?? 0) + (plan?.state.releasedAddresses?.length ?? 0),
+          withoutPort: plan?.withoutPort.length ?? 0,
+          now: this.edges.now(),
+          ...(ha ? { ha } : {}),
+        }),
       );
       await this.edges.writeTextfile(path, text).then(
         () => this.warned.delete('textfile'),
@@ -101,6 +108,7 @@ function observationOf(report: PassReport | undefined, lastSyncAt: number | unde
   else if (report.applied) observation.kernelWrite = 'ok';
   observation.dnatChainRewritten = report.applied && report.plan.changes.chainsWritten.includes('CACHENAT-DNAT');
   if (report.dnatPackets) observation.dnatPackets = report.dnatPackets;
+  observation.flowsForgotten = report.flowsForgotten;
   return observation;
 }
 

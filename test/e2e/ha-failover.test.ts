@@ -9,9 +9,8 @@
 // The measured figures are printed with t.comment.
 
 import t, { type Test } from 'tap';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { baseTopology, portsOf, stretch, waitFor } from '../../lab/rig.js';
+import { portsOf, stretch, waitFor } from '../../lab/rig.js';
+import { addSoloCluster, asNewInstance, leadingAlone } from '../../lab/replacement.js';
 import { startHaRig, type NatName } from '../../lab/ha-rig.js';
 import {
   armProbers,
@@ -44,7 +43,6 @@ interface HealthJson {
 t.test('HA failover end to end (lease 4 s)', async (t) => {
   const rig = await startHaRig({ lease: `${LEASE_MS / 1000}s` });
   t.teardown(() => rig.down());
-  const { lab } = rig;
   // What a new instance's kernel has before cachenat ever ran there.
   const bootRules = await rig.save('nat2');
 
@@ -102,7 +100,9 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     t.equal(h.state, ha?.state, `overall the same: ${h.checks.filter((c) => c.state !== 'OK').map((c) => `${c.name}: ${c.message}`).join('; ') || 'every check OK'}`);
 
     const bound = TARGET_MS + labAllowance();
-    const [association] = await associationsSince(rig, associated);
+    const moves = await associationsSince(rig, associated);
+    t.equal(moves.length, 1, `exactly one AssociateAddress after the loss: ${JSON.stringify(moves.map(associationTimes))}`);
+    const [association] = moves;
     for (const o of outages) {
       t.comment(
         `instance loss, ${o.key}: served again ${o.servedAgainMs} ms after the kill (prober outage ${o.outageMs} ms, longest gap ${o.summary.longestGapMs} ms, ` +
@@ -135,6 +135,7 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     pair = await settledPair(rig, survivor, FORWARDS);
     t.same(sorted(pair.ports), sorted(before.ports), `${lost} is back as the standby with the same ports`);
     t.match((await rig.cli(lost, ['status'])).stdout, /^HA: standby /m);
+    t.equal((await rig.associations()).length, associated + 1, 'still exactly one AssociateAddress since the loss, the lost host back as standby');
   });
 
   await t.test('2a. planned handover: `cachenat ha handover` on the leader', async (t) => {
@@ -146,8 +147,9 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     t.match(r.stdout, /^handed over: i-\S+ holds the lease \(term 3\) after \d+ ms; this instance is the standby$/m);
     const became = await logTime(rig, before.standby, /ha: became leader \(term 3, lease free\)/, stretch(5_000), mark);
     const outages = await stopProbers(rig, probers, before.ports, at, stretch(15_000));
-    const [association] = await associationsSince(rig, associated);
-    t.ok(association, 'one AssociateAddress');
+    const moves = await associationsSince(rig, associated);
+    t.equal(moves.length, 1, `exactly one AssociateAddress: ${JSON.stringify(moves.map(associationTimes))}`);
+    const [association] = moves;
     const times = associationTimes(association!);
     t.comment(`ha handover: "${r.stdout}"; new leader ${became.at - at} ms after the command; association ${JSON.stringify(times)}`);
     for (const o of outages) {
@@ -158,6 +160,7 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     pair = await settledPair(rig, before.standby, FORWARDS);
     t.same(sorted(pair.ports), sorted(before.ports), 'ports unchanged');
     await noDuplicates(t, 'after ha handover');
+    t.equal((await rig.associations()).length, associated + 1, 'still exactly one AssociateAddress since the handover');
   });
 
   await t.test('2b. planned handover: SIGTERM of the leader (systemctl stop)', async (t) => {
@@ -170,8 +173,9 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     const released = await logTime(rig, before.leader, /ha: released the lease \(stopping\)/, 1_000, stoppedMark);
     const became = await logTime(rig, before.standby, /ha: became leader \(term 4, lease free\)/, stretch(5_000), mark);
     const outages = await stopProbers(rig, probers, before.ports, at, stretch(15_000));
-    const [association] = await associationsSince(rig, associated);
-    t.ok(association, 'one AssociateAddress');
+    const moves = await associationsSince(rig, associated);
+    t.equal(moves.length, 1, `exactly one AssociateAddress: ${JSON.stringify(moves.map(associationTimes))}`);
+    const [association] = moves;
     t.comment(
       `SIGTERM: lease released ${released.at - at} ms after the signal, new leader ${became.at - at} ms after it; association ${JSON.stringify(associationTimes(association!))}`,
     );
@@ -186,33 +190,18 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     await restart(before.leader);
     pair = await settledPair(rig, before.standby, FORWARDS);
     await noDuplicates(t, 'after SIGTERM');
+    t.equal((await rig.associations()).length, associated + 1, 'still exactly one AssociateAddress since SIGTERM, the stopped host back as standby');
   });
 
   await t.test('3. a group of one: the lone leader lost, a replacement with an empty state dir keeps every port', async (t) => {
     // nat alone: nat2 stops (SIGTERM hands the lease to nat if nat2 led), then nat2 is wiped like a new instance.
     await rig.kill('nat2', 'SIGTERM');
-    const { dir } = rig.nodes.nat2;
-    for (const path of ['state', 'run', 'rules.v4']) rmSync(join(dir, path), { recursive: true, force: true });
-    for (const table of ['nat', 'filter']) {
-      for (const flag of ['-F', '-X']) await lab.exec(rig.nodes.nat2.ns, 'iptables', ['-w', '5', '-t', table, flag]);
-    }
-    await lab.exec(rig.nodes.nat2.ns, 'iptables-restore', [], { input: bootRules });
+    await asNewInstance(rig, 'nat2', bootRules);
     t.equal((await dnatRules(rig, 'nat2')).lines.length, 0, 'nat2 has no cachenat rules left');
 
     // Only nat runs, leads, and allocates: a new Memcached cluster gets a port nat2 never saw.
-    const solo = 'solo.abc123.0001.use1.cache.amazonaws.com';
-    lab.setHost(solo, '198.19.0.22');
-    const topology = baseTopology();
-    topology.clusters.push({ id: 'solo', engine: 'memcached', nodes: [{ id: '0001', address: solo, port: 11211 }] });
-    await rig.setTopology(topology);
-    const alone = await waitFor(
-      'nat leading alone with node/solo/0001 active',
-      async () => {
-        const s = await statusOf(rig, 'nat');
-        return s.ha?.role === 'leader' && s.forwards.length === FORWARDS + 1 && s.forwards.every((f) => f.state === 'active') && (await rig.eipHolder()) === 'nat' ? s : undefined;
-      },
-      stretch(20_000),
-    );
+    await addSoloCluster(rig);
+    const alone = await leadingAlone(rig, 'nat', FORWARDS + 1);
     const ports = portsOf(alone);
     t.ok(ports['node/solo/0001'], `nat allocated node/solo/0001 on port ${ports['node/solo/0001']} while alone`);
     t.equal(await rig.probe(ports['node/solo/0001']!, 'memcached'), 'memc-22', 'the new forward answers through the Elastic IP');

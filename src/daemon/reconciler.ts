@@ -1,5 +1,7 @@
 // One reconcile pass: read everything (API, DNS, kernel), plan, then write
 // (state first, kernel second, then the side effects that follow a change).
+// A pass between API passes with nothing written since the last kernel read
+// plans from that read, and reads again only before it writes (needsRead).
 //
 // The write path, in order (each step is safe to die after):
 //   1. flows the kernel records as still to forget (an earlier pass died or
@@ -26,6 +28,7 @@ import { flowFilterId, pendingForgets } from '../core/netfilter/map-chain.js';
 import { pendingToForget } from '../core/flows/forget.js';
 import { flowReasonOf, type FlowFilter, type FlowReason } from '../core/model.js';
 import { readInstalledRulesCounted } from '../netfilter/owned-rules.js';
+import { sameInstalledRules } from '../core/netfilter/installed.js';
 import type { Conntrack, Netfilter } from '../core/netfilter/types.js';
 import { planPass, type Plan } from '../core/planner/plan.js';
 import type { PortState } from '../core/ports/port-state.js';
@@ -76,6 +79,11 @@ export interface PassReport {
   flowsForgotten: Record<FlowReason, number>;
 }
 
+interface KernelRead {
+  installed: InstalledRules;
+  dnatPackets: DnatPackets;
+}
+
 export class Reconciler {
   private state: PortState | undefined;
   private topology: Topology | undefined;
@@ -91,7 +99,12 @@ export class Reconciler {
   private persistPending = true;
   /** Each name's last answer, so a name is looked up at most once per its period (refreshPeriods) however often passes run. */
   private answers = new Map<string, { at: number; answer: Resolution }>();
-  private lastDnatPackets: DnatPackets | undefined;
+  /**
+   * The kernel as the last read showed it, when, and whether it recorded flows
+   * still to forget; undefined until the first read and after anything that
+   * may have changed it (a write, a reload). See needsRead.
+   */
+  private view: { installed: InstalledRules; at: number; quiet: boolean } | undefined;
   /** The targets without a port as last logged: said when the set changes, not every pass (health and metrics show it meanwhile). */
   private withoutPort: readonly string[] = [];
   /** Flows forgotten (by flowFilterId) whose records the kernel still holds: the next write clears them. */
@@ -107,6 +120,7 @@ export class Reconciler {
     this.config = config;
     this.edges = edges;
     this.topology = undefined; // filters may have changed: wait for a fresh answer before removing anything
+    this.view = undefined;
   }
 
   get forwardsKnown(): number {
@@ -118,6 +132,11 @@ export class Reconciler {
     const started = performance.now();
     const startedAt = clock.now();
     const local = this.state ?? (await this.loadState());
+    // The last read, if nothing was written since and it recorded nothing to forget.
+    const last = this.view?.quiet && this.flushed.size === 0 ? this.view.installed : undefined;
+    // The kernel read, when this pass makes one, starts now and runs beside the API call and the lookups.
+    const reading = options.discover || this.needsRead(startedAt) ? this.readKernel(startedAt) : undefined;
+    reading?.catch(() => undefined); // awaited below, where a failure is thrown
     // HA: the shared map is what everyone plans from; the standby follows it as it is.
     const access = this.edges.ha ? await this.edges.ha.mapForPass(local) : undefined;
     const state = access?.state ?? local;
@@ -153,17 +172,41 @@ export class Reconciler {
 
     const resolutions = await this.resolve(this.refreshPeriods(state, topology), startedAt);
 
-    const installed = await this.readKernel();
     const flowsForgotten = { moved: 0, revoked: 0 };
-    if (options.write) await this.forgetPending(installed, flowsForgotten);
-    const input = { config: this.config, state, topology, resolutions, installed, now: clock.now(), flushed: this.flushed };
-    let plan = planPass({ ...input, follow: access?.mode === 'follow' });
+    const planFrom = (installed: InstalledRules, overrides: { state?: PortState; follow?: boolean } = {}) =>
+      planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now(), flushed: this.flushed, follow: access?.mode === 'follow', ...overrides });
+    let counted: DnatPackets | undefined;
+    const fresh = async (read: Promise<KernelRead>) => {
+      const { installed, dnatPackets } = await read;
+      counted = dnatPackets;
+      if (options.write) await this.forgetPending(installed, flowsForgotten);
+      return installed;
+    };
+    let installed: InstalledRules;
+    let plan: Plan;
+    if (reading) {
+      // While the read is in flight, plan from the last one: when the kernel
+      // turns out unchanged, that plan is the plan of this read too, as the
+      // planner is pure.
+      const early = last && planFrom(last);
+      installed = await fresh(reading);
+      plan = early && sameInstalledRules(installed, last) ? early : planFrom(installed);
+    } else {
+      // Between the passes that read, nothing was written since the last read:
+      // plan from it, and read the kernel again before anything is written.
+      installed = last!;
+      plan = planFrom(installed);
+      if (plan.changes.restore !== null || plan.forget.length > 0) {
+        installed = await fresh(this.readKernel(clock.now()));
+        plan = planFrom(installed);
+      }
+    }
     // The leader installs only a map DynamoDB accepted: otherwise it follows the map it read.
     if (options.write && access?.mode === 'lead') {
       const committed = await this.edges.ha!.commit(access.base, plan.state);
       // Written without the new targets the map had no room for: install what was written, naming the rest as waiting.
-      if (typeof committed === 'object') plan = planPass({ ...input, state: committed.trimmed, follow: true });
-      else if (committed === 'refused' || committed === 'unavailable') plan = planPass({ ...input, follow: true });
+      if (typeof committed === 'object') plan = planFrom(installed, { state: committed.trimmed, follow: true });
+      else if (committed === 'refused' || committed === 'unavailable') plan = planFrom(installed, { follow: true });
     }
     if (plan.misfits) this.edges.ha?.noteFollowed(plan.waiting?.length ?? 0, plan.misfits);
     else this.edges.ha?.noteFollowed(0, []);
@@ -171,7 +214,7 @@ export class Reconciler {
     this.noteWithoutPort(plan.withoutPort);
 
     const report: PassReport = { plan, discovery, applied: false, durationMs: 0, flowsForgotten };
-    if (this.lastDnatPackets) report.dnatPackets = this.lastDnatPackets;
+    if (counted) report.dnatPackets = counted;
     if (options.write) await this.write(plan, report);
     report.durationMs = performance.now() - started;
     return report;
@@ -194,6 +237,7 @@ export class Reconciler {
       logger[level](fields, message);
     }
     if (plan.changes.restore !== null) {
+      this.view = undefined; // written or not, the next pass reads the kernel again
       try {
         await this.edges.netfilter.restore(plan.changes.restore);
         report.applied = true;
@@ -336,11 +380,27 @@ export class Reconciler {
     return new Map([...answers].map(([name, { answer }]) => [name, answer]));
   }
 
-  /** One read of both tables a pass; its DNAT counters feed the metrics. */
-  private async readKernel(): Promise<InstalledRules> {
-    const { installed, dnatPackets } = await readInstalledRulesCounted(this.edges.netfilter);
-    this.lastDnatPackets = dnatPackets;
-    return installed;
+  /**
+   * Whether a pass that does not ask the API must read the kernel before it
+   * plans. It need not when nothing was written since the last read, that read
+   * is younger than discovery.interval and recorded no flows still to forget:
+   * the pass then plans from that read and reads again only if the plan has
+   * something to write (kube-proxy's partial syncs). At 1000 forwards this
+   * spares most passes an iptables-save of both tables and its parsing, most
+   * of a quiet daemon's CPU. Rules removed by someone else are then put back
+   * by the next pass that reads: the next API pass, or one discovery.interval
+   * after the last read however the API fares.
+   */
+  private needsRead(now: number): boolean {
+    if (this.view === undefined || !this.view.quiet || this.flushed.size > 0) return true;
+    return now - this.view.at >= Math.max(this.config.dns.interval, this.config.discovery.interval) - ANSWER_SLACK_MS;
+  }
+
+  /** One read of both tables, with the DNAT rules' counters (they feed the metrics); `at` dates it. */
+  private async readKernel(at: number): Promise<KernelRead> {
+    const read = await readInstalledRulesCounted(this.edges.netfilter);
+    this.view = { installed: read.installed, at, quiet: pendingForgets(read.installed.nat).length === 0 };
+    return read;
   }
 
   private async loadState(): Promise<PortState> {
@@ -350,7 +410,7 @@ export class Reconciler {
       this.state = loaded.state;
       return loaded.state;
     }
-    const installed = await this.readKernel();
+    const { installed } = await this.readKernel(clock.now());
     const { state, from } = recoverState(installed.nat, clock.now());
     const rebuilt = `rebuilt ${state.entries.length} ports${state.released.length + (state.releasedAddresses?.length ?? 0) > 0 ? ` and ${state.released.length + (state.releasedAddresses?.length ?? 0)} quarantined listeners` : ''} from ${from === 'map' ? "the kernel's copy of the map" : 'the installed rules'}`;
     if (loaded.status === 'corrupt') {

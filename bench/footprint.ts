@@ -134,6 +134,9 @@ export interface FootprintOptions {
 
 const HEAP_SIGNAL = 'SIGTTIN';
 
+/** How long after READY the windows start. */
+export const SETTLE_MS = 15_000;
+
 /** Waits until a file ending in `suffix` appears in `dir` and stops growing. */
 export async function settledFile(dir: string, suffix: string, timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
@@ -182,7 +185,9 @@ async function measureSize(rig: DaemonLab, nodes: number, windowS: number, optio
     mkdirSync(snapshots, { recursive: true });
     daemon = await rig.startDaemon(300_000, options.heap ? `--heapsnapshot-signal=${HEAP_SIGNAL} --diagnostic-dir=${snapshots}` : '');
     const pid = daemon.process.pid;
-    await sleep(5_000); // let the start-up pass and its garbage settle
+    // Start-up is not the steady state: the first passes, their garbage, and the
+    // mark-compacts V8's memory reducer runs some 10 s after the allocation rate drops.
+    await sleep(SETTLE_MS);
     const mark = daemon.process.mark();
     const before = cpuSeconds(pid);
     const passesBefore = passesOf(rig);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { analyseCpuProfile, type CpuBreakdown, type CpuProfile } from './cpu-profile.js';
 import { analyseHeapSnapshot, type HeapBreakdown } from './heap-snapshot.js';
-import { settledFile, startFootprintLab, type Names } from './footprint.js';
+import { SETTLE_MS, settledFile, startFootprintLab, type Names } from './footprint.js';
 import { benchFile } from './lab-daemon.js';
 import { round, say, sleep } from './util.js';
 
@@ -33,7 +33,7 @@ export async function profileDaemon(options: { nodes: number; windowS: number; n
   try {
     say(`profile: cachenat run at ${options.nodes} nodes with --cpu-prof, ${options.windowS} s, then a heap snapshot`);
     const daemon = await rig.startDaemon(180_000, `--cpu-prof --cpu-prof-dir=${dir} --heapsnapshot-signal=${HEAP_SIGNAL} --diagnostic-dir=${dir}`);
-    await sleep(5_000); // let the start-up pass and its garbage settle, as the footprint section does
+    await sleep(SETTLE_MS); // as the footprint section does
     const fromUs = Number(process.hrtime.bigint() / 1000n);
     await sleep(options.windowS * 1000);
     const toUs = Number(process.hrtime.bigint() / 1000n);

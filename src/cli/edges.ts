@@ -20,7 +20,6 @@ import { MetricsRecorder, hostMetricsEdges } from '../metrics/recorder.js';
 import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
 import type { Machine, RuleEdges } from './io.js';
-import { buildHaNode } from '../ha/build-node.js';
 
 /** `newClient` is for tests that watch the SDK clients a reload creates and destroys. */
 export function realMachine(newClient?: ConstructorParameters<typeof ElastiCacheSources>[0]): Machine {
@@ -42,7 +41,8 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
       signals: process,
     },
     metrics: (logger) => new MetricsRecorder(hostMetricsEdges(logger)),
-    haNode: (config, logger) => buildHaNode(config, logger),
+    // The DynamoDB and EC2 clients cost more memory than the rest of the daemon: only a pair loads them.
+    haNode: async (config, logger) => (config.ha ? (await import('../ha/build-node.js')).buildHaNode(config, logger) : undefined),
   };
 }
 

@@ -55,9 +55,10 @@ trap 'rm -rf "$stage"' EXIT
 app=$stage/common/cachenat
 mkdir -p "$app/systemd" "$app/ami" "$app/bin"
 # Compiled into the stage, not dist/: a lab test may be running from dist/.
-# The release needs src/ only (dist/src/cli/main.js), not the lab or benchmarks.
+# The release needs src/ only (dist/src/cli/main.js), not the lab, benchmarks or
+# the CDK constructs (compiled here because a lab file imports them).
 npx tsc -p tsconfig.json --outDir "$app/dist"
-rm -rf "$app/dist/lab" "$app/dist/bench"
+rm -rf "$app/dist/lab" "$app/dist/bench" "$app/dist/deploy"
 cp package.json package-lock.json config.example.yaml README.md LICENSE "$app/"
 cp systemd/cachenat.service systemd/cachenat-secondary-ips.service "$app/systemd/"
 cp ami/install.sh ami/secondary-ips.sh "$app/ami/"

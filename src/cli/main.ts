@@ -11,6 +11,15 @@ import { setFlagsFromString } from 'node:v8';
 // loads: loading alone makes some functions hot enough to be optimised.
 if (process.argv[2] === 'run') setFlagsFromString('--no-opt');
 
+// `cachenat status | head`: a reader that closed the pipe has all it wanted;
+// end quietly, as other command-line tools do, instead of an unhandled EPIPE.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
 const { runCli } = await import('./cli.js');
 const { processIo } = await import('./process-io.js');
 process.exitCode = await runCli(process.argv.slice(2), processIo());

@@ -90,7 +90,7 @@ t.test(`the ${hostArch} release runs with an empty PATH`, async (t) => {
 
   const help = await execa(join(app, 'bin/cachenat'), ['--help'], { env: { PATH: '/nonexistent' }, extendEnv: false, reject: false });
   t.equal(help.exitCode, 0, 'env -i PATH=/nonexistent bin/cachenat --help', { stderr: help.stderr });
-  t.match(help.stdout, /^usage: cachenat <command>/);
+  t.match(help.stdout, /^Usage: cachenat <command>/);
 
   // As /opt/cachenat/current/bin/cachenat: through a symlinked directory, from another directory.
   await symlink('cachenat', join(dir, 'current'));

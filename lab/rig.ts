@@ -137,6 +137,8 @@ export interface LabSettings {
   listenAddresses?: readonly string[];
   /** forward.publicAddress: what clients dial (default the NAT host's ext0 address, 198.18.0.1). */
   publicAddress?: string;
+  /** forward.allowedSources (default the client namespace's address alone, 198.18.0.10/32). */
+  allowedSources?: readonly string[];
   /** YAML appended as is (top-level sections the settings above do not cover). */
   extra?: string;
 }
@@ -165,7 +167,7 @@ dns:
   interval: ${s.dnsInterval}
 forward:
   inboundInterface: ext0
-  allowedSources: [198.18.0.10/32]
+  allowedSources: [${(s.allowedSources ?? ['198.18.0.10/32']).join(', ')}]
   publicAddress: ${s.publicAddress ?? '198.18.0.1'}
 ${s.plaintext === undefined ? '' : `  plaintext: ${s.plaintext}\n`}${listenAddressesYaml(s.listenAddresses)}ports:
   reuseAfter: ${s.reuseAfter}

@@ -20,6 +20,7 @@ import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
 import type { Machine } from './io.js';
 import { buildHaNode } from '../ha/build-node.js';
+import { auditFactory } from '../audit/build-audit.js';
 
 /** `newClient` is for tests that watch the SDK clients a reload creates and destroys. */
 export function realMachine(newClient?: ConstructorParameters<typeof ElastiCacheSources>[0]): Machine {
@@ -41,6 +42,7 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
     },
     metrics: (logger) => new MetricsRecorder(hostMetricsEdges(logger)),
     haNode: (config, logger) => buildHaNode(config, logger),
+    audit: (logger) => auditFactory(logger),
   };
 }
 

@@ -30,6 +30,8 @@ export interface Machine {
   metrics(logger: Logger): DaemonDeps['metrics'];
   /** HA pair (config `ha`): this instance's node, or undefined without the section. */
   haNode(config: Config, logger: Logger): DaemonDeps['ha'];
+  /** Connection audit (config `audit`): what `run` builds it with. */
+  audit?(logger: Logger): DaemonDeps['audit'];
 }
 
 /** Where `endpoints` looks for the address clients dial, after forward.publicAddress. */

@@ -13,7 +13,7 @@ export class ConntrackTool implements Conntrack {
 
   constructor(private readonly run: CommandRunner = runCommand) {}
 
-  async forgetFlows({ listenAddress, listenPort }: { listenAddress?: string; listenPort: number }, oldIp: string): Promise<number> {
+  async forgetFlows({ listenAddress, listenPort }: { listenAddress?: string; listenPort: number }, oldIp: string, deleted?: (listing: string) => void): Promise<number> {
     const problem = portProblem(listenPort) ?? (listenAddress === undefined ? undefined : listenAddressProblem(listenAddress)) ?? targetAddressProblem(oldIp);
     if (problem) throw new Error(`refusing to run conntrack: ${problem}`);
     if (!this.available) return 0;
@@ -29,6 +29,8 @@ export class ConntrackTool implements Conntrack {
     }
     // conntrack reports "N flow entries have been deleted" and exits 1 when N is 0.
     const count = /(\d+) flow entr(?:y|ies) ha(?:ve|s) been deleted/.exec(result.stderr);
+    // It prints each entry it deletes on stdout.
+    deleted?.(result.stdout);
     if (count && (result.exitCode === 0 || result.exitCode === 1)) return Number(count[1]);
     throw kernelError(['conntrack', ...args].join(' '), result);
   }

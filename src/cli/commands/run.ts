@@ -39,6 +39,7 @@ export async function runCommand(options: CommandOptions, io: CliIo): Promise<nu
       ...machine.daemon,
       metrics: machine.metrics(logger),
       ...(loaded.config.ha ? { ha: machine.haNode(loaded.config, logger) } : {}),
+      ...(machine.audit ? { audit: machine.audit(logger) } : {}),
     });
   } finally {
     await release();

@@ -16,9 +16,10 @@ export interface Netfilter {
 export interface Conntrack {
   /**
    * Entries of TCP flows that came in on a listener (its port; in address mode
-   * its own address and port) and were DNATed to oldIp. Returns how many were deleted.
+   * its own address and port) and were DNATed to oldIp. Returns how many were deleted;
+   * `deleted` receives the tool's listing of them (the audit says why they ended).
    */
-  forgetFlows(listener: { listenAddress?: string; listenPort: number }, oldIp: string): Promise<number>;
+  forgetFlows(listener: { listenAddress?: string; listenPort: number }, oldIp: string, deleted?: (listing: string) => void): Promise<number>;
   /** False once the conntrack tool turned out to be missing. */
   readonly available: boolean;
 }

@@ -61,6 +61,8 @@ export class AuditService implements AuditControl {
   private sysctlsSet = false;
   private warnedInvalid = false;
   private passed = false;
+  /** The reader was restarted on purpose (a reload changed its settings). */
+  private restartAsked = false;
 
   constructor(
     config: Config,
@@ -109,6 +111,7 @@ export class AuditService implements AuditControl {
     if (readerChanged) {
       await this.reader.stop();
       this.listening = false;
+      this.restartAsked = true;
       this.downSince = this.edges.now();
       this.reader = this.newReader();
       this.reader.start();
@@ -178,15 +181,22 @@ export class AuditService implements AuditControl {
         this.ready = line;
         this.listening = true;
         if (this.everListened) {
-          this.lastRestartAt = now;
+          // The log says so either way; only a reader that died is a loss for health and the restart counter.
           this.write(gapRecordOf('reader-restarted', now, this.downSince === undefined ? {} : { sinceMs: this.downSince }));
-          this.edges.logger.warn({ since: new Date(this.downSince ?? now).toISOString() }, 'audit: the event reader listens again; flows that ended while it was down are not in the log');
+          if (this.restartAsked) {
+            this.edges.logger.info({ bufferBytes: line.buffer, starts: this.settings.reader.starts }, 'audit: the event reader listens with the reloaded settings');
+          } else {
+            this.lastRestartAt = now;
+            this.counts.readerRestarts++;
+            this.edges.logger.warn({ since: new Date(this.downSince ?? now).toISOString() }, 'audit: the event reader listens again; flows that ended while it was down are not in the log');
+          }
         } else {
           this.write(gapRecordOf('started', now));
           const filter = line.filter === 'kernel' ? 'in the kernel' : 'in the reader (the kernel refused the socket filter)';
           this.edges.logger.info({ sink: this.sink.where, bufferBytes: line.buffer, starts: this.settings.reader.starts }, `audit: logging every forwarded connection to ${this.sink.where}; connmark filter ${filter}`);
         }
         this.everListened = true;
+        this.restartAsked = false;
         this.downSince = undefined;
         return;
       }

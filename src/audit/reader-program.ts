@@ -18,12 +18,16 @@
 //
 // A missing value is "-". The kernel counts each event it could not queue for
 // this socket (sk_drops, the Drops column of /proc/net/netlink): the reader
-// reads it after every ENOBUFS, so the loss is a number, not a guess. Output
+// reads it after every ENOBUFS (and once more when its queue is empty again:
+// while the socket stays marked congested, the kernel drops events without a
+// new ENOBUFS), so the loss is a number, not a guess. Output
 // is flushed once per batch of queued events. It exits when its stdin closes
 // (the daemon is gone) and on any error, with the message on stderr.
 //
 // The program is sent on file descriptor 3 (READER_BOOTSTRAP reads it), so
 // the command line stays short and stdin stays free to watch the parent.
+// With --decode it reads netlink messages in hex from stdin instead of a
+// socket (the tests feed it messages built from random events).
 
 export const READER_PROGRAM = String.raw`
 import ctypes, errno, os, select, socket, struct, sys, time
@@ -161,6 +165,9 @@ def main():
     stdin = sys.stdin.fileno()
     poll.register(stdin, select.POLLIN | select.POLLHUP)
     drops = 0
+    # While the kernel still marks the socket congested after an overrun, it drops events without
+    # raising ENOBUFS again: once the queue is empty (the mark is cleared), the count is read once more.
+    dirty = False
     buf = bytearray(65536)
     while True:
         for fd, _ in poll.poll():
@@ -173,6 +180,12 @@ def main():
                 try:
                     n = sock.recv_into(buf)
                 except BlockingIOError:
+                    if dirty:
+                        dirty = False
+                        total = drops_of(inode)
+                        if total is not None and total > drops:
+                            lines.append('L %d %d %d' % (total - drops, total, time.time_ns()))
+                            drops = total
                     break
                 except OSError as err:
                     if err.errno != errno.ENOBUFS:
@@ -180,6 +193,7 @@ def main():
                     total = drops_of(inode)
                     lines.append('L %s %s %d' % ('-' if total is None else total - drops, '-' if total is None else total, time.time_ns()))
                     drops = drops if total is None else total
+                    dirty = True
                     continue
                 received = time.time_ns()
                 data = bytes(buf[:n])
@@ -196,8 +210,16 @@ def main():
                 out.write(('\n'.join(lines) + '\n').encode())
                 out.flush()
 
+def decode():
+    # Tests: netlink messages in hex on stdin, one per line; the line each gives (or "-") on stdout.
+    for text in sys.stdin:
+        data = bytes.fromhex(text.strip())
+        line = line_of(data, 0) if len(data) >= 20 else None
+        sys.stdout.write((line or '-') + '\n')
+    return 0
+
 try:
-    sys.exit(main())
+    sys.exit(decode() if '--decode' in sys.argv else main())
 except BrokenPipeError:
     sys.exit(0)
 except Exception as err:

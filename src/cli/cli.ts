@@ -28,6 +28,9 @@ const FLAGS = {
   json: { type: 'boolean', help: 'JSON output' },
   format: { type: 'string', choices: ['table', 'json', 'natmap', 'security-group', 'hosts', 'dnsmasq'], help: 'output format' },
   probe: { type: 'boolean', help: 'also TCP-connect to every target' },
+  since: { type: 'string', help: 'from this long ago (90m, 24h, 7d) or this ISO 8601 time' },
+  until: { type: 'string', help: 'until this long ago or this ISO 8601 time (default now)' },
+  file: { type: 'string', help: 'read this audit log file instead of audit.file or the journal' },
 } as const satisfies Record<string, FlagSpec>;
 
 type FlagName = keyof typeof FLAGS;
@@ -43,6 +46,7 @@ export const COMMANDS: Record<CommandName, { flags: readonly FlagName[]; help: s
   flush: { flags: [], help: 'remove everything cachenat installed, nothing else' },
   validate: { flags: [], help: 'check the configuration; exit 0, or 78 when invalid' },
   ha: { flags: [], actions: ['init', 'handover'], help: 'HA pair: `ha init` creates the DynamoDB table; `ha handover` gives the lease to the standby' },
+  audit: { flags: ['since', 'until', 'file', 'json'], help: 'who reached which cache: connections, bytes, top clients per cache, revoked flows (default: the last 24h)' },
 };
 
 export const FLAG_SPECS: Record<string, FlagSpec> = { ...GLOBAL_FLAGS, ...FLAGS };
@@ -107,7 +111,7 @@ export function parseCommandLine(argv: string[]): CommandLine {
     command,
     help,
     written,
-    options: { configFlag: str(values.config), json: bool(values.json), format: str(values.format), probe: bool(values.probe), action },
+    options: { configFlag: str(values.config), json: bool(values.json), format: str(values.format), probe: bool(values.probe), action, since: str(values.since), until: str(values.until), file: str(values.file) },
   };
 }
 

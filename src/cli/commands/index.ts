@@ -13,6 +13,7 @@ export const commands = {
   flush: async (o, io) => (await import('./flush.js')).flushCommand(o, io),
   validate: async (o, io) => (await import('./validate.js')).validateCommand(o, io),
   ha: async (o, io) => (await import('./ha.js')).haCommand(o, io),
+  audit: async (o, io) => (await import('./audit.js')).auditCommand(o, io),
 } satisfies Record<string, Command>;
 
 export type CommandName = keyof typeof commands;

@@ -8,6 +8,10 @@ export interface CommandOptions {
   probe?: boolean | undefined;
   /** The second word of commands that take one (`ha init`). */
   action?: string | undefined;
+  /** `audit`: the window and the log to read. */
+  since?: string | undefined;
+  until?: string | undefined;
+  file?: string | undefined;
 }
 
 export type Command = (options: CommandOptions, io: CliIo) => Promise<number>;

@@ -47,7 +47,7 @@ export function auditCheck(now: number, a: AuditStatus, formatAge: (ms: number) 
   const problems: string[] = [];
   if (!a.listening) {
     const since = a.downSince === undefined ? '' : ` for ${formatAge(Math.max(0, now - Date.parse(a.downSince)))}`;
-    problems.push(`the conntrack event reader is not listening${since} (${a.readerError ?? 'starting'}): flows that end now are not logged; it is restarted by itself`);
+    problems.push(`the audit's conntrack event reader is not listening${since} (${a.readerError ?? 'starting'}): flows that end now are not logged; it is restarted by itself`);
   }
   const lossAge = recent(a.lastLossAt);
   if (lossAge !== undefined) {
@@ -55,11 +55,11 @@ export function auditCheck(now: number, a: AuditStatus, formatAge: (ms: number) 
   }
   const restartAge = recent(a.lastRestartAt);
   if (restartAge !== undefined && a.listening) {
-    problems.push(`the event reader was restarted ${formatAge(restartAge)} ago after it stopped${a.readerError ? ` (${a.readerError})` : ''}: flows that ended meanwhile are missing`);
+    problems.push(`the audit's event reader was restarted ${formatAge(restartAge)} ago after it stopped${a.readerError ? ` (${a.readerError})` : ''}: flows that ended meanwhile are missing`);
   }
-  if (a.writeError !== undefined) problems.push(`cannot write ${a.sink}: ${a.writeError}`);
-  if (a.sysctlError !== undefined) problems.push(`byte counts or timestamps may be missing: ${a.sysctlError}`);
-  if (problems.length > 0) return { state: 'warning', message: `audit: ${problems.join('; ')}` };
+  if (a.writeError !== undefined) problems.push(`cannot write the audit log ${a.sink}: ${a.writeError}`);
+  if (a.sysctlError !== undefined) problems.push(`audit lines may lack byte counts and start times: ${a.sysctlError}`);
+  if (problems.length > 0) return { state: 'warning', message: problems.join('; ') };
   const filter = a.filter === undefined ? '' : `, connmark filter in the ${a.filter === 'kernel' ? 'kernel' : 'reader'}`;
-  return { state: 'ok', message: `audit: ${a.flowsLogged} flow${a.flowsLogged === 1 ? '' : 's'} logged to ${a.sink}, none lost in the last hour${filter}` };
+  return { state: 'ok', message: `${a.flowsLogged} flow${a.flowsLogged === 1 ? '' : 's'} logged to ${a.sink}, none lost in the last hour${filter}` };
 }

@@ -24,6 +24,7 @@ export interface AuditCounts {
   /** Events the kernel dropped for the reader (exact when it said; one per overrun when it did not). */
   eventsLost: number;
   overruns: number;
+  /** Restarts after the reader died (not those a reload asked for). */
   readerRestarts: number;
   /** Audit lines that could not be written (the sink's failures). */
   writeErrors: number;
@@ -59,7 +60,6 @@ export function countRecord(counts: AuditCounts, record: AuditRecord): void {
       counts.overruns++;
       counts.eventsLost += record.lost ?? 1;
     }
-    if (record.cause === 'reader-restarted') counts.readerRestarts++;
     return;
   }
   counts.ends[record.reason]++;

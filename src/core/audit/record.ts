@@ -156,7 +156,8 @@ export function endRecordOf(event: FlowEvent, forward: ForwardIdentity | undefin
     event: 'end',
     start: event.startNs === undefined ? null : iso(event.startNs),
     end: iso(endNs),
-    durationSeconds: event.startNs === undefined || endNs < event.startNs ? null : Number((endNs - event.startNs) / 1_000_000n) / 1000,
+    // From the times as written (whole ms), so the line agrees with itself.
+    durationSeconds: event.startNs === undefined || endNs < event.startNs ? null : Number(endNs / 1_000_000n - event.startNs / 1_000_000n) / 1000,
     ...parties,
     bytesFromClient: c?.origBytes ?? null,
     bytesToClient: c?.replyBytes ?? null,
@@ -214,13 +215,14 @@ const PARTIES: Record<keyof FlowParties, Check> = {
   targetPort: isPort,
 };
 
+/** Each event's keys and their checks, in the order the writer puts them. */
 const SHAPES: Record<AuditRecord['event'], Record<string, Check>> = {
-  start: { ...PARTIES, start: isTime, conntrackId: orNull(isCount) },
+  start: { start: isTime, ...PARTIES, conntrackId: orNull(isCount) },
   end: {
-    ...PARTIES,
     start: orNull(isTime),
     end: isTime,
     durationSeconds: orNull((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0),
+    ...PARTIES,
     bytesFromClient: orNull(isCount),
     bytesToClient: orNull(isCount),
     packetsFromClient: orNull(isCount),

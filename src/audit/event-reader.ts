@@ -68,17 +68,28 @@ export const startPythonReader: StartReader = (args) => {
   return { stdout: child.stdout!, stderr: child.stderr!, exited, stop: () => child.stdin?.end() };
 };
 
+const waitOrStop = (ms: number, stop: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    stop.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+
 export class EventReader {
   private stopped = false;
   private child: ReaderChild | undefined;
   private running: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly settings: ReaderSettings,
     private readonly events: ReaderEvents,
     private readonly startReader: StartReader = startPythonReader,
     private readonly now: () => number = Date.now,
+    /** Waits between restarts; cut short when the reader is stopped. */
+    private readonly wait: (ms: number, stop: AbortSignal) => Promise<void> = waitOrStop,
   ) {}
 
   start(): void {
@@ -89,7 +100,7 @@ export class EventReader {
   async stop(): Promise<void> {
     this.stopped = true;
     this.child?.stop();
-    this.wake?.();
+    this.stopping.abort();
     await this.running;
   }
 
@@ -100,14 +111,8 @@ export class EventReader {
       const reason = await this.runOnce();
       if (this.stopped) return;
       this.events.down(reason, this.now());
-      pauseMs = this.now() - startedAt >= HEALTHY_AFTER_MS ? RESTART_FIRST_MS : pauseMs;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pauseMs);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      if (this.now() - startedAt >= HEALTHY_AFTER_MS) pauseMs = RESTART_FIRST_MS;
+      await this.wait(pauseMs, this.stopping.signal);
       pauseMs = Math.min(RESTART_MAX_MS, pauseMs * 2);
     }
   }

@@ -201,7 +201,7 @@ export class AuditService implements AuditControl {
         return;
       }
       case 'overrun': {
-        const at = Number(line.receivedNs / 1_000_000n);
+        const at = line.receivedMs;
         this.lastLossAt = at;
         this.write(gapRecordOf('overrun', at, line.lost === undefined ? {} : { lost: line.lost }));
         this.edges.logger.warn({ lost: line.lost ?? 'unknown' }, 'audit: the kernel dropped conntrack events (the reader fell behind, ENOBUFS): those flows are missing from the audit log');
@@ -212,7 +212,10 @@ export class AuditService implements AuditControl {
           if (this.settings.reader.starts) this.write(startRecordOf(line.event, forwardOf(this.table, line.event.orig), sourceOf(this.table, line.event.orig.src)));
           return;
         }
-        for (const released of this.ledger.ended(line.event)) this.writeEnd(released.event, released.flushed);
+        {
+          const flushed = this.ledger.ended(line.event);
+          if (flushed !== 'held') this.writeEnd(line.event, flushed);
+        }
     }
   }
 

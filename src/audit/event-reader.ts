@@ -130,17 +130,44 @@ export class EventReader {
     createInterface({ input: child.stderr }).on('line', (line) => {
       if (errors.length < 5) errors.push(line);
     });
-    const lines = createInterface({ input: child.stdout });
-    lines.on('line', (text) => {
+    const closed = eachLine(child.stdout, (text) => {
       const parsed = parseReaderLine(text);
       if (parsed === undefined) this.events.invalid(text);
       else this.events.line(parsed);
     });
-    const closed = new Promise<void>((resolve) => lines.once('close', resolve));
     const exit = await child.exited;
     await closed; // every line it printed is handled before it counts as down
     this.child = undefined;
     const how = exit.error ?? (exit.signal ? `killed by ${exit.signal}` : `exited ${exit.code}`);
     return errors.length > 0 ? `${how}: ${errors.join('; ')}` : how;
   }
+}
+
+/**
+ * Calls `onLine` for each line of the stream; resolves once it ended. Split by
+ * hand rather than with readline: the reader sends a flow a line, thousands a
+ * second, in batches.
+ */
+function eachLine(stream: Readable, onLine: (line: string) => void): Promise<void> {
+  let rest = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    const text = rest === '' ? chunk : rest + chunk;
+    let start = 0;
+    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+      onLine(text.slice(start, end));
+      start = end + 1;
+    }
+    rest = text.slice(start);
+  });
+  return new Promise((resolve) => {
+    const done = () => {
+      if (rest !== '') onLine(rest);
+      rest = '';
+      resolve();
+    };
+    stream.once('end', done);
+    stream.once('close', done);
+    stream.once('error', done);
+  });
 }

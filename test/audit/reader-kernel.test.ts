@@ -119,7 +119,7 @@ t.test('only marked flows, with the kernel counters and times', { skip }, async 
   const r = reader(t, ns.name, 0);
   const ready = await r.ready();
   t.equal(ready.filter, 'kernel', 'the mark is filtered by the kernel (BPF socket filter)');
-  const before = Date.now() * 1e6;
+  const before = Date.now();
   const ports = await connections(ns.name, 5, 1000, [7000, 7001]);
   await until('5 end lines', () => r.ends().length >= 5);
   await new Promise((resolve) => setTimeout(resolve, 2500)); // the unmarked flows end too, a moment later at most
@@ -131,7 +131,7 @@ t.test('only marked flows, with the kernel counters and times', { skip }, async 
   // Loopback: 20 bytes of IP and 32 of TCP per packet, 8 more on the SYN and the SYN-ACK.
   t.equal(e.counters!.origBytes, 1000 + 52 * e.counters!.origPackets + 8, 'bytes from the client: payload and headers');
   t.equal(e.counters!.replyBytes, 3000 + 52 * e.counters!.replyPackets + 8, 'bytes to the client');
-  t.ok(e.startNs! >= BigInt(Math.floor(before)) - 1_000_000_000n && e.stopNs! > e.startNs!, 'wall-clock start and stop from the kernel');
+  t.ok(e.startMs! >= before - 1000 && e.stopMs! > e.startMs!, 'wall-clock start and stop from the kernel');
 });
 
 t.test('an entry deleted by a process says so; the tool hands over what it deleted', { skip }, async (t) => {

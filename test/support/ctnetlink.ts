@@ -53,8 +53,9 @@ export function ctnetlinkMessage(e: FlowEvent, options: MessageOptions = {}): Bu
   }
   if (e.mark !== 0) top.push(attr(8, be32(e.mark)));
   if (e.id !== undefined) top.push(attr(12, be32(e.id)));
-  if (e.startNs !== undefined || e.stopNs !== undefined) {
-    top.push(attr(20, Buffer.concat([...(e.startNs === undefined ? [] : [attr(1, be64(e.startNs))]), ...(e.stopNs === undefined ? [] : [attr(2, be64(e.stopNs))])]), true));
+  const ns = (ms: number) => be64(BigInt(ms) * 1_000_000n);
+  if (e.startMs !== undefined || e.stopMs !== undefined) {
+    top.push(attr(20, Buffer.concat([...(e.startMs === undefined ? [] : [attr(1, ns(e.startMs))]), ...(e.stopMs === undefined ? [] : [attr(2, ns(e.stopMs))])]), true));
   }
   if (options.unknownAttribute) top.push(attr(26, be32(7)));
   const k = (options.rotate ?? 0) % top.length;

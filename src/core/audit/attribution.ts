@@ -28,17 +28,23 @@ interface Listening {
   listenPort: number;
 }
 
+/** Forwards by listener: address mode's by "address:port", port mode's by the port (a number: no text built per flow). */
+export interface Listeners {
+  readonly byAddress: ReadonlyMap<string, Listening>;
+  readonly byPort: ReadonlyMap<number, Listening>;
+}
+
 export interface AttributionTable {
-  /** Forwards of the last pass, by listener ("address:port" in address mode, ":port" in port mode). */
-  readonly current: ReadonlyMap<string, Listening>;
+  /** Forwards of the last pass. */
+  readonly current: Listeners;
   /** Forwards no longer listed, by the listener they had, until another forward takes it. */
-  readonly retired: ReadonlyMap<string, Listening>;
+  readonly retired: Listeners;
   readonly sources: readonly { text: string; cidr: Cidr }[];
 }
 
-const listenerId = (listenAddress: string | undefined, port: number): string => `${listenAddress ?? ''}:${port}`;
+const none = (): Listeners => ({ byAddress: new Map(), byPort: new Map() });
 
-export const emptyAttribution = (): AttributionTable => ({ current: new Map(), retired: new Map(), sources: [] });
+export const emptyAttribution = (): AttributionTable => ({ current: none(), retired: none(), sources: [] });
 
 export const identityOf = (f: Pick<Forward, 'key' | 'kind' | 'engine' | 'replicationGroupId' | 'cacheClusterId' | 'serverlessCacheName'>): ForwardIdentity => ({
   key: f.key,
@@ -49,12 +55,20 @@ export const identityOf = (f: Pick<Forward, 'key' | 'kind' | 'engine' | 'replica
 
 /** The table after a pass planned these forwards with these allowed sources. */
 export function rememberForwards(table: AttributionTable, forwards: readonly Forward[], allowedSources: readonly string[]): AttributionTable {
-  const current = new Map<string, Listening>();
-  for (const f of forwards) current.set(listenerId(f.listenAddress, f.listenPort), { identity: identityOf(f), listenAddress: f.listenAddress, listenPort: f.listenPort });
-  const retired = new Map(table.retired);
-  for (const [id, listening] of table.current) if (!current.has(id)) retired.set(id, listening);
-  for (const id of current.keys()) retired.delete(id);
-  return withSources({ ...table, current, retired }, allowedSources);
+  const byAddress = new Map<string, Listening>();
+  const byPort = new Map<number, Listening>();
+  for (const f of forwards) {
+    const listening = { identity: identityOf(f), listenAddress: f.listenAddress, listenPort: f.listenPort };
+    if (f.listenAddress === undefined) byPort.set(f.listenPort, listening);
+    else byAddress.set(`${f.listenAddress}:${f.listenPort}`, listening);
+  }
+  const retiredByAddress = new Map(table.retired.byAddress);
+  const retiredByPort = new Map(table.retired.byPort);
+  for (const [id, listening] of table.current.byAddress) if (!byAddress.has(id)) retiredByAddress.set(id, listening);
+  for (const [port, listening] of table.current.byPort) if (!byPort.has(port)) retiredByPort.set(port, listening);
+  for (const id of byAddress.keys()) retiredByAddress.delete(id);
+  for (const port of byPort.keys()) retiredByPort.delete(port);
+  return withSources({ ...table, current: { byAddress, byPort }, retired: { byAddress: retiredByAddress, byPort: retiredByPort } }, allowedSources);
 }
 
 /** The same forwards with these allowed sources (a reload before the next pass). */
@@ -67,11 +81,12 @@ export function withSources(table: AttributionTable, allowedSources: readonly st
   return { ...table, sources };
 }
 
+const lookup = (l: Listeners, orig: Pick<FlowTuple, 'dst' | 'dport'>): Listening | undefined =>
+  (l.byAddress.size > 0 ? l.byAddress.get(`${orig.dst}:${orig.dport}`) : undefined) ?? l.byPort.get(orig.dport);
+
 /** The forward of a flow dialled at `orig` (address mode's own listener first, then a port-mode one), or undefined. */
 export function forwardOf(table: AttributionTable, orig: Pick<FlowTuple, 'dst' | 'dport'>): ForwardIdentity | undefined {
-  const exact = listenerId(orig.dst, orig.dport);
-  const byPort = listenerId(undefined, orig.dport);
-  return (table.current.get(exact) ?? table.current.get(byPort) ?? table.retired.get(exact) ?? table.retired.get(byPort))?.identity;
+  return (lookup(table.current, orig) ?? lookup(table.retired, orig))?.identity;
 }
 
 /** The allowedSources entry that admits a client: the first in config order, as the kernel's rules match them. */

@@ -54,13 +54,17 @@ export class FlushLedger {
     return this.release();
   }
 
-  /** An end event from the reader: released now (with its flush reason, if any), or held until the running flush is done. */
-  ended(event: FlowEvent): ReleasedEvent[] {
+  /**
+   * An end event from the reader: "held" until the running flush is done, or
+   * released now, with the reason of the flush that deleted it (undefined:
+   * none did). Allocates nothing on the usual path, once per flow.
+   */
+  ended(event: FlowEvent): 'held' | FlushReason | undefined {
     if (this.running > 0) {
       this.held.push(event);
-      return [];
+      return 'held';
     }
-    return [this.match(event)];
+    return this.reasonOf(event);
   }
 
   /** Forgets deleted flows whose event never came. */
@@ -76,10 +80,16 @@ export class FlushLedger {
   }
 
   private match(event: FlowEvent): ReleasedEvent {
+    const flushed = this.reasonOf(event);
+    return flushed === undefined ? { event } : { event, flushed };
+  }
+
+  private reasonOf(event: FlowEvent): FlushReason | undefined {
+    if (this.deleted.size === 0) return undefined;
     const key = tupleKey(event.orig);
     const entry = this.deleted.get(key);
-    if (entry === undefined) return { event };
+    if (entry === undefined) return undefined;
     this.deleted.delete(key);
-    return { event, flushed: entry.reason };
+    return entry.reason;
   }
 }

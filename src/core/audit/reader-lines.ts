@@ -28,45 +28,52 @@ export interface FlowEvent {
   /** Bytes and packets each way; absent unless nf_conntrack_acct was on when the flow began. */
   counters: { origPackets: number; origBytes: number; replyPackets: number; replyBytes: number } | undefined;
   mark: number;
-  /** Wall-clock ns from the kernel's timestamp extension (nf_conntrack_timestamp), when it was on at the flow's start. */
-  startNs: bigint | undefined;
-  stopNs: bigint | undefined;
+  /** Wall-clock ms (the kernel's ns, truncated) from its timestamp extension (nf_conntrack_timestamp), when it was on at the flow's start. */
+  startMs: number | undefined;
+  stopMs: number | undefined;
   /**
    * The netlink port of the process whose request destroyed the entry (a
    * `conntrack -D`); 0 when the kernel itself ended it (timeout, close).
    */
   portid: number;
-  /** When the reader received the event (wall-clock ns). */
-  receivedNs: bigint;
+  /** When the reader received the event (wall-clock ms). */
+  receivedMs: number;
 }
 
 export type ReaderLine =
   | { type: 'ready'; version: number; buffer: number; filter: 'kernel' | 'user'; events: string }
   | { type: 'event'; event: FlowEvent }
   /** The kernel dropped events for the reader's socket (ENOBUFS): `lost` of them, when /proc/net/netlink said how many. */
-  | { type: 'overrun'; lost: number | undefined; receivedNs: bigint };
+  | { type: 'overrun'; lost: number | undefined; receivedMs: number };
 
 const U32 = 0xffffffff;
 
+/** Only ASCII digits, 1 to 20 of them (checked without allocating: several fields per flow). */
+function isDigits(text: string): boolean {
+  if (text.length === 0 || text.length > 20) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
 const intField = (text: string | undefined, max: number): number | undefined => {
-  if (text === undefined || !/^\d{1,20}$/.test(text)) return undefined;
+  if (text === undefined || !isDigits(text)) return undefined;
   const n = Number(text);
   return n <= max ? n : undefined;
 };
 const optionalInt = (text: string | undefined, max: number): number | undefined | null => (text === '-' ? undefined : (intField(text, max) ?? null));
-const nsField = (text: string | undefined): bigint | undefined | null => (text === '-' ? undefined : text !== undefined && /^\d{1,20}$/.test(text) ? BigInt(text) : null);
-const addressField = (text: string | undefined): string | undefined => (text !== undefined && isIpv4(text) ? text : undefined);
-
-function tupleOf(fields: readonly string[], at: number): FlowTuple | undefined {
-  const src = addressField(fields[at]);
-  const dst = addressField(fields[at + 1]);
-  const sport = intField(fields[at + 2], 65535);
-  const dport = intField(fields[at + 3], 65535);
-  return src === undefined || dst === undefined || sport === undefined || dport === undefined ? undefined : { src, dst, sport, dport };
-}
-
+/** Nanoseconds as printed, to whole milliseconds (exact: the digits are cut, not divided in floating point). */
+const msField = (text: string | undefined): number | undefined | null => {
+  if (text === '-') return undefined;
+  if (text === undefined || !isDigits(text)) return null;
+  return text.length > 6 ? Number(text.slice(0, -6)) : 0;
+};
 /** One line of the reader's output, or undefined when it is not one the protocol allows. */
 export function parseReaderLine(line: string): ReaderLine | undefined {
+  const head = line.charCodeAt(0);
+  if ((head === 68 /* D */ || head === 78) /* N */ && line.charCodeAt(1) === 32) return eventOf(line);
   const fields = line.trimEnd().split(' ');
   switch (fields[0]) {
     case 'R': {
@@ -79,38 +86,95 @@ export function parseReaderLine(line: string): ReaderLine | undefined {
     }
     case 'L': {
       const lost = optionalInt(fields[1], Number.MAX_SAFE_INTEGER);
-      const receivedNs = nsField(fields[3]);
-      if (fields.length !== 4 || lost === null || optionalInt(fields[2], Number.MAX_SAFE_INTEGER) === null || receivedNs === null || receivedNs === undefined) return undefined;
-      return { type: 'overrun', lost, receivedNs };
+      const receivedMs = msField(fields[3]);
+      if (fields.length !== 4 || lost === null || optionalInt(fields[2], Number.MAX_SAFE_INTEGER) === null || receivedMs === null || receivedMs === undefined) return undefined;
+      return { type: 'overrun', lost, receivedMs };
     }
-    case 'D':
-    case 'N':
-      return eventOf(fields);
     default:
       return undefined;
   }
 }
 
-function eventOf(fields: readonly string[]): ReaderLine | undefined {
-  if (fields.length !== 21) return undefined;
-  const id = optionalInt(fields[1], U32);
-  const protocol = intField(fields[2], 255);
-  const stateNumber = optionalInt(fields[3], TCP_STATES.length - 1);
-  const orig = tupleOf(fields, 4);
-  const reply = tupleOf(fields, 8);
-  const counts = [12, 13, 14, 15].map((i) => optionalInt(fields[i], Number.MAX_SAFE_INTEGER));
-  const mark = intField(fields[16], U32);
-  const startNs = nsField(fields[17]);
-  const stopNs = nsField(fields[18]);
-  const portid = intField(fields[19], U32);
-  const receivedNs = nsField(fields[20]);
-  if (id === null || protocol === undefined || stateNumber === null || !orig || !reply || counts.includes(null) || mark === undefined) return undefined;
-  if (startNs === null || stopNs === null || portid === undefined || receivedNs === null || receivedNs === undefined) return undefined;
-  const [origPackets, origBytes, replyPackets, replyBytes] = counts as (number | undefined)[];
+// An event line is read in place: its fields are located once, numbers are
+// read from the characters, and only the four addresses become strings. The
+// daemon reads one per flow, thousands a second, in a small young generation.
+const EVENT_FIELDS = 21;
+const bounds = new Int32Array(2 * (EVENT_FIELDS + 1));
+
+/** Locates the fields of a line split on single spaces (trailing whitespace ignored); returns how many, up to one more than wanted. */
+function locate(line: string, wanted: number): number {
+  let end = line.length;
+  while (end > 0 && line.charCodeAt(end - 1) <= 32) end--;
+  let count = 0;
+  let start = 0;
+  for (let i = 0; i <= end && count <= wanted; i++) {
+    if (i === end || line.charCodeAt(i) === 32) {
+      bounds[2 * count] = start;
+      bounds[2 * count + 1] = i;
+      count++;
+      start = i + 1;
+    }
+  }
+  return count;
+}
+
+const isDash = (line: string, field: number): boolean => bounds[2 * field + 1]! - bounds[2 * field]! === 1 && line.charCodeAt(bounds[2 * field]!) === 45;
+
+/** Field `field` as a whole number no larger than `max`, or undefined when it is not one. */
+function numberAt(line: string, field: number, max: number, dropLast = 0): number | undefined {
+  const start = bounds[2 * field]!;
+  const end = bounds[2 * field + 1]!;
+  const length = end - start;
+  if (length === 0 || length > 20) return undefined;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const c = line.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
+    if (i < end - dropLast) n = n * 10 + (c - 48);
+  }
+  return length - dropLast > 16 || n > max ? undefined : n;
+}
+/** undefined for "-", null when it is neither "-" nor a number. */
+const optionalAt = (line: string, field: number, max: number): number | undefined | null => (isDash(line, field) ? undefined : (numberAt(line, field, max) ?? null));
+/** Nanoseconds as printed, to whole milliseconds (the last six digits cut, not divided in floating point). */
+const msAt = (line: string, field: number): number | undefined | null => (isDash(line, field) ? undefined : (numberAt(line, field, Number.MAX_SAFE_INTEGER, 6) ?? null));
+
+function addressAt(line: string, field: number): string | undefined {
+  const text = line.slice(bounds[2 * field]!, bounds[2 * field + 1]!);
+  return isIpv4(text) ? text : undefined;
+}
+
+function tupleAt(line: string, at: number): FlowTuple | undefined {
+  const src = addressAt(line, at);
+  const dst = addressAt(line, at + 1);
+  const sport = numberAt(line, at + 2, 65535);
+  const dport = numberAt(line, at + 3, 65535);
+  return src === undefined || dst === undefined || sport === undefined || dport === undefined ? undefined : { src, dst, sport, dport };
+}
+
+function eventOf(line: string): ReaderLine | undefined {
+  if (locate(line, EVENT_FIELDS) !== EVENT_FIELDS || bounds[1] !== 1) return undefined;
+  const id = optionalAt(line, 1, U32);
+  const protocol = numberAt(line, 2, 255);
+  const stateNumber = optionalAt(line, 3, TCP_STATES.length - 1);
+  const orig = tupleAt(line, 4);
+  const reply = tupleAt(line, 8);
+  const origPackets = optionalAt(line, 12, Number.MAX_SAFE_INTEGER);
+  const origBytes = optionalAt(line, 13, Number.MAX_SAFE_INTEGER);
+  const replyPackets = optionalAt(line, 14, Number.MAX_SAFE_INTEGER);
+  const replyBytes = optionalAt(line, 15, Number.MAX_SAFE_INTEGER);
+  const mark = numberAt(line, 16, U32);
+  const startMs = msAt(line, 17);
+  const stopMs = msAt(line, 18);
+  const portid = numberAt(line, 19, U32);
+  const receivedMs = msAt(line, 20);
+  if (id === null || protocol === undefined || stateNumber === null || !orig || !reply || mark === undefined || portid === undefined) return undefined;
+  if (origPackets === null || origBytes === null || replyPackets === null || replyBytes === null) return undefined;
+  if (startMs === null || stopMs === null || receivedMs === null || receivedMs === undefined) return undefined;
   const counters =
     origPackets === undefined || origBytes === undefined || replyPackets === undefined || replyBytes === undefined ? undefined : { origPackets, origBytes, replyPackets, replyBytes };
   const event: FlowEvent = {
-    kind: fields[0] === 'D' ? 'end' : 'start',
+    kind: line.charCodeAt(0) === 68 /* D */ ? 'end' : 'start',
     id,
     protocol,
     tcpState: stateNumber === undefined ? undefined : TCP_STATES[stateNumber],
@@ -118,17 +182,20 @@ function eventOf(fields: readonly string[]): ReaderLine | undefined {
     reply,
     counters,
     mark,
-    startNs,
-    stopNs,
+    startMs,
+    stopMs,
     portid,
-    receivedNs,
+    receivedMs,
   };
   return { type: 'event', event };
 }
 
-/** The text the reader prints for an event: the inverse of parseReaderLine, for tests and fakes. */
+/** Milliseconds as the reader prints nanoseconds. */
+const nsText = (ms: number | undefined): string => (ms === undefined ? '-' : ms === 0 ? '0' : `${ms}000000`);
+
+/** The text the reader prints for an event (its times in whole ms): the inverse of parseReaderLine, for tests and fakes. */
 export function readerLineOf(e: FlowEvent): string {
-  const opt = (v: number | bigint | undefined) => (v === undefined ? '-' : String(v));
+  const opt = (v: number | undefined) => (v === undefined ? '-' : String(v));
   const state = e.tcpState === undefined ? undefined : TCP_STATES.indexOf(e.tcpState);
   const c = e.counters;
   return [
@@ -149,9 +216,9 @@ export function readerLineOf(e: FlowEvent): string {
     opt(c?.replyPackets),
     opt(c?.replyBytes),
     e.mark,
-    opt(e.startNs),
-    opt(e.stopNs),
+    nsText(e.startMs),
+    nsText(e.stopMs),
     e.portid,
-    e.receivedNs,
+    nsText(e.receivedMs),
   ].join(' ');
 }

@@ -54,7 +54,7 @@ t.test('metrics: per entry and per target, never per client', async (t) => {
   const event = {
     kind: 'end' as const, id: 1, protocol: 6, tcpState: 'TIME_WAIT' as const,
     orig: { src: '198.51.100.27', dst: '10.0.0.5', sport: 40000, dport: 6379 }, reply: { src: '10.0.1.5', dst: '10.0.0.5', sport: 6379, dport: 40000 },
-    counters: { origPackets: 5, origBytes: 1268, replyPackets: 5, replyBytes: 5268 }, mark: 0x1000000, startNs: undefined, stopNs: undefined, portid: 0, receivedNs: 1n,
+    counters: { origPackets: 5, origBytes: 1268, replyPackets: 5, replyBytes: 5268 }, mark: 0x1000000, startMs: undefined, stopMs: undefined, portid: 0, receivedMs: 1,
   };
   countRecord(counts, endRecordOf(event, { key: 'primary/orders', kind: 'primary', engine: 'redis', cache: 'orders' }, '198.51.100.0/24', 'closed'));
   countRecord(counts, endRecordOf(event, undefined, 'unlisted', 'target-moved'));

@@ -15,8 +15,8 @@ const DESTROY = 'D 1137920278 6 7 198.18.0.10 198.18.0.1 59796 6379 198.19.0.11 
 
 t.test('lines as the reader prints them', async (t) => {
   t.same(parseReaderLine('R 1 buffer=33554432 filter=kernel events=destroy'), { type: 'ready', version: 1, buffer: 33554432, filter: 'kernel', events: 'destroy' });
-  t.same(parseReaderLine('L 577 1154 1796650032355039263'), { type: 'overrun', lost: 577, receivedNs: 1796650032355039263n });
-  t.same(parseReaderLine('L - - 1796650032355039263'), { type: 'overrun', lost: undefined, receivedNs: 1796650032355039263n }, 'an overrun the reader could not count');
+  t.same(parseReaderLine('L 577 1154 1796650032355039263'), { type: 'overrun', lost: 577, receivedMs: 1796650032355 });
+  t.same(parseReaderLine('L - - 1796650032355039263'), { type: 'overrun', lost: undefined, receivedMs: 1796650032355 }, 'an overrun the reader could not count');
   const line = parseReaderLine(DESTROY);
   t.equal(line?.type, 'event');
   if (line?.type !== 'event') return;
@@ -29,13 +29,13 @@ t.test('lines as the reader prints them', async (t) => {
     reply: { src: '198.19.0.11', dst: '198.19.0.1', sport: 6379, dport: 59796 },
     counters: { origPackets: 5, origBytes: 1268, replyPackets: 5, replyBytes: 5268 },
     mark: 16777216,
-    startNs: 1796650029903998137n,
-    stopNs: 1796650031905060687n,
+    startMs: 1796650029903,
+    stopMs: 1796650031905,
     portid: 0,
-    receivedNs: 1796650032355039263n,
-  });
+    receivedMs: 1796650032355,
+  }, 'the kernel nanoseconds cut to whole milliseconds');
   const start = parseReaderLine('N - 6 1 198.18.0.10 198.18.0.1 59796 6379 198.19.0.11 198.19.0.1 6379 59796 - - - - 16777216 - - 0 1796650029904177659');
-  t.same(start?.type === 'event' && [start.event.kind, start.event.id, start.event.tcpState, start.event.counters, start.event.startNs], ['start', undefined, 'SYN_SENT', undefined, undefined], 'a start: no id, no counters, no timestamps');
+  t.same(start?.type === 'event' && [start.event.kind, start.event.id, start.event.tcpState, start.event.counters, start.event.startMs], ['start', undefined, 'SYN_SENT', undefined, undefined], 'a start: no id, no counters, no timestamps');
 });
 
 t.test('anything else is refused whole', async (t) => {
@@ -61,9 +61,9 @@ t.test('anything else is refused whole', async (t) => {
 t.test(`every event reads back from its line (${RUNS} cases, seed ${SEED})`, async (t) => {
   let cases = 0;
   const result = fc.check(
-    fc.property(flowEvent, fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), (e, receivedNs) => {
+    fc.property(flowEvent, fc.nat(2 ** 42), (e, receivedMs) => {
       cases++;
-      const event = { ...e, receivedNs };
+      const event = { ...e, receivedMs };
       const back = parseReaderLine(readerLineOf(event));
       return back?.type === 'event' && JSON.stringify(back.event, big) === JSON.stringify(event, big);
     }),

@@ -23,10 +23,10 @@ const EVENT: FlowEvent = {
   reply: { src: '198.19.0.11', dst: '198.19.0.1', sport: 6379, dport: 59796 },
   counters: { origPackets: 5, origBytes: 1268, replyPackets: 5, replyBytes: 5268 },
   mark: 0x1000000,
-  startNs: 1796650029903998137n,
-  stopNs: 1796650031905060687n,
+  startMs: 1796650029903,
+  stopMs: 1796650031905,
   portid: 0,
-  receivedNs: 1796650032355039263n,
+  receivedMs: 1796650032355,
 };
 const PRIMARY: ForwardIdentity = { key: 'primary/orders', kind: 'primary', engine: 'redis', cache: 'orders' };
 
@@ -65,7 +65,7 @@ t.test('an end line', async (t) => {
     '{"audit":true,"schema":1,"event":"end","start":"2026-12-07T13:27:09.903Z","end":"2026-12-07T13:27:11.905Z","durationSeconds":2.002,"clientAddress":"198.18.0.10","clientPort":59796,"listenAddress":"198.18.0.1","listenPort":6379,"source":"198.18.0.10/32","targetKey":"primary/orders","kind":"primary","engine":"redis","cache":"orders","targetAddress":"198.19.0.11","targetPort":6379,"bytesFromClient":1268,"bytesToClient":5268,"packetsFromClient":5,"packetsToClient":5,"reason":"closed","tcpState":"TIME_WAIT","conntrackId":1137920278}',
     'the keys in their fixed order',
   );
-  const bare = endRecordOf({ ...EVENT, counters: undefined, startNs: undefined, stopNs: undefined, id: undefined, tcpState: undefined }, undefined, 'unlisted', 'timed-out');
+  const bare = endRecordOf({ ...EVENT, counters: undefined, startMs: undefined, stopMs: undefined, id: undefined, tcpState: undefined }, undefined, 'unlisted', 'timed-out');
   t.same(
     [bare.start, bare.end, bare.durationSeconds, bare.bytesFromClient, bare.packetsToClient, bare.targetKey, bare.cache, bare.tcpState, bare.conntrackId],
     [null, '2026-12-07T13:27:12.355Z', null, null, null, null, null, null, null],
@@ -82,8 +82,8 @@ const identity: fc.Arbitrary<ForwardIdentity | undefined> = fc.option(
 );
 const time = fc.integer({ min: Date.parse('2020-01-01T00:00:00Z'), max: Date.parse('2040-01-01T00:00:00Z') });
 const record: fc.Arbitrary<AuditRecord> = fc.oneof(
-  fc.tuple(flowEvent, identity, fc.string(), fc.constantFrom(...END_REASONS), time).map(([e, id, source, reason, now]) => endRecordOf({ ...e, receivedNs: BigInt(now) * 1_000_000n, stopNs: e.stopNs === undefined ? undefined : e.stopNs % (2n ** 52n) }, id, source, reason)),
-  fc.tuple(flowEvent, identity, fc.string(), time).map(([e, id, source, now]) => startRecordOf({ ...e, receivedNs: BigInt(now) * 1_000_000n }, id, source)),
+  fc.tuple(flowEvent, identity, fc.string(), fc.constantFrom(...END_REASONS), time).map(([e, id, source, reason, now]) => endRecordOf({ ...e, receivedMs: now }, id, source, reason)),
+  fc.tuple(flowEvent, identity, fc.string(), time).map(([e, id, source, now]) => startRecordOf({ ...e, receivedMs: now }, id, source)),
   fc.tuple(fc.constantFrom(...GAP_CAUSES), time, fc.option(time, { nil: undefined }), fc.option(fc.nat(), { nil: undefined })).map(([cause, at, sinceMs, lost]) =>
     gapRecordOf(cause, at, { ...(sinceMs === undefined ? {} : { sinceMs }), ...(lost === undefined ? {} : { lost }) }),
   ),
@@ -132,4 +132,21 @@ t.test(`any field missing or of the wrong kind: not a record (${RUNS} cases)`, a
     ['"audit":true', 'not an object'],
     ['{"audit":"true","schema":1,"event":"gap","cause":"overrun","at":"2026-12-07T13:00:00.000Z","since":null,"lost":1}', 'audit as text'],
   ] as const) t.equal(parseAuditLine(line), undefined, what);
+});
+
+t.test(`times: the same text as Date's, whatever the order of calls (${RUNS} cases)`, async (t) => {
+  let cases = 0;
+  const ms = fc.oneof(fc.integer({ min: -62_167_219_200_000, max: 253_402_300_799_999 }), fc.integer({ min: 1_700_000_000_000, max: 1_700_000_005_000 }));
+  const result = fc.check(
+    fc.property(fc.array(ms, { minLength: 1, maxLength: 20 }), (times) =>
+      times.every((at) => {
+        cases++;
+        const written = gapRecordOf('overrun', at).at;
+        return written === new Date(at).toISOString();
+      }),
+    ),
+    { numRuns: RUNS, seed: SEED },
+  );
+  t.notOk(result.failed, result.failed ? `${fc.defaultReportMessage(result)}\n${replay}` : 'same text');
+  t.ok(cases >= RUNS, `${cases} times`);
 });

@@ -29,10 +29,10 @@ function flow(client: string, cache: keyof typeof CACHES, endMs: number, bytes: 
     reply: { src: '10.0.1.5', dst: '10.0.0.5', sport: 6379, dport: port },
     counters: { origPackets: 1, origBytes: bytes, replyPackets: 1, replyBytes: 2 * bytes },
     mark: 0x1000000,
-    startNs: BigInt(endMs - 1000) * 1_000_000n,
-    stopNs: BigInt(endMs) * 1_000_000n,
+    startMs: endMs - 1000,
+    stopMs: endMs,
     portid: 0,
-    receivedNs: BigInt(endMs) * 1_000_000n,
+    receivedMs: endMs,
   };
   const id = CACHES[cache];
   return endRecordOf(event, id && { ...id, kind: id.key.startsWith('node') ? 'node' : id.key.startsWith('reader') ? 'reader' : 'primary', engine: 'redis' }, `${client}/32`, reason);

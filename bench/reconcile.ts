@@ -13,6 +13,7 @@ import { SystemResolver } from '../src/discovery/resolver.js';
 import type { DiscoveredTarget, Topology } from '../src/core/model.js';
 import { Reconciler, type PassReport } from '../src/daemon/reconciler.js';
 import { ConntrackTool } from '../src/netfilter/conntrack.js';
+import type { FlowFilter } from '../src/core/model.js';
 import { IptablesNetfilter, inNamespace } from '../src/netfilter/iptables.js';
 import { flushOwnedRules } from '../src/netfilter/owned-rules.js';
 import { JUMPS, type Netfilter, type Table } from '../src/core/netfilter/types.js';
@@ -107,10 +108,10 @@ class MeteredNetfilter implements Netfilter {
 
 class MeteredConntrack extends ConntrackTool {
   ms = 0;
-  override async forgetFlows(listener: { listenAddress?: string; listenPort: number }, oldIp: string): Promise<number> {
+  override async forgetFlows(filter: FlowFilter): Promise<number> {
     const started = performance.now();
     try {
-      return await super.forgetFlows(listener, oldIp);
+      return await super.forgetFlows(filter);
     } finally {
       this.ms += performance.now() - started;
     }

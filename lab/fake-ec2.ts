@@ -13,7 +13,9 @@
 //                                 Answers {"ok": true, "at": ms}.
 //   GET    /_fake/requests      {"count": n, "requests": [...]}; DELETE forgets them
 //   GET    /_fake/associations  {"count": n, "associations": [...]}: every association, with the time
-//                                 the call arrived, the time the address was moved, from, to, and arping's result
+//                                 the call arrived, the time the address was moved, from, to, and arping's result;
+//                                 ?settled=true answers only once every gratuitous ARP started so far has finished
+//                                 (arping runs after the answer, about 2 s: a reader that does not wait sees none)
 //   GET    /_fake/state         the addresses and where each is associated now
 //
 // Run directly:
@@ -316,14 +318,23 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
     }
   };
 
-  const handleControl = (req: IncomingMessage, path: string, body: string, res: ServerResponse) => {
-    const route = `${req.method} ${path}`;
+  /** Every arping started so far has finished (each is bounded by its own 10 s timeout). */
+  const settled = async (): Promise<void> => {
+    await Promise.all([...arpings]);
+  };
+
+  const handleControl = (req: IncomingMessage, url: URL, body: string, res: ServerResponse) => {
+    const route = `${req.method} ${url.pathname}`;
     if (route === 'GET /_fake/requests') return sendJson(res, 200, { count: requestLog.length, requests: requestLog });
     if (route === 'DELETE /_fake/requests') {
       requestLog.length = 0;
       return sendJson(res, 200, { count: 0 });
     }
-    if (route === 'GET /_fake/associations') return sendJson(res, 200, { count: associationLog.length, associations: associationLog });
+    if (route === 'GET /_fake/associations') {
+      const answer = () => sendJson(res, 200, { count: associationLog.length, associations: associationLog });
+      if (url.searchParams.get('settled') === 'true') return void settled().then(answer);
+      return answer();
+    }
     if (route === 'GET /_fake/state') return sendJson(res, 200, { addresses: state.addresses, interfaces: state.interfaces, holders: holdersView() });
     if (route !== 'PUT /_fake/fault') return sendJson(res, 404, { error: `no control route ${route}` });
     let json: unknown;
@@ -349,7 +360,7 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
   const server = createServer((req, res) => {
     onBody(req, MAX_BODY_BYTES, (body) => {
       const url = new URL(req.url ?? '/', 'http://fake');
-      if (url.pathname.startsWith('/_fake/')) return handleControl(req, url.pathname, body, res);
+      if (url.pathname.startsWith('/_fake/')) return handleControl(req, url, body, res);
       if (url.pathname !== '/') return send(res, 404, 'text/plain', 'not found\n');
       if (req.method === 'POST') return void handleApi(new URLSearchParams(body), res);
       if (req.method === 'GET') return void handleApi(url.searchParams, res);
@@ -370,9 +381,7 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
     },
     associations: () => associationLog.map((entry) => ({ ...entry })),
     holders: holdersView,
-    settled: async () => {
-      await Promise.all([...arpings]);
-    },
+    settled,
     close: async () => {
       await closeServer(server);
       await Promise.all([...arpings]);

@@ -116,8 +116,13 @@ export interface HaRig {
   associate(which: NatName): Promise<{ tookMs: number }>;
   /** DescribeAddresses of the Elastic IP, with cachenat's EC2 client. */
   describeEip(): Promise<AddressAssociation[]>;
-  /** Every association the fake EC2 API made, with its times and arping's result. */
-  associations(): Promise<FakeAssociation[]>;
+  /**
+   * Every association the fake EC2 API made, with its times and arping's
+   * result. `settled`: once every gratuitous ARP started so far has finished
+   * (arping runs after AssociateAddress answers; without it the latest
+   * association may have no `arping` yet).
+   */
+  associations(options?: { settled?: boolean }): Promise<FakeAssociation[]>;
   /** Which NAT host's ext0 holds the Elastic IP now (the kernel's view). */
   eipHolder(): Promise<NatName | undefined>;
   /** Which NAT host the client's ARP cache sends the Elastic IP to. */
@@ -244,8 +249,9 @@ async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
     async describeEip() {
       return JSON.parse(await ec2Call(['describe', HA_IDS.allocationId])) as AddressAssociation[];
     },
-    async associations() {
-      return (JSON.parse(await ec2Control('GET', '/_fake/associations')) as { associations: FakeAssociation[] }).associations;
+    async associations({ settled = false } = {}) {
+      const path = settled ? '/_fake/associations?settled=true' : '/_fake/associations';
+      return (JSON.parse(await ec2Control('GET', path)) as { associations: FakeAssociation[] }).associations;
     },
     eipHolder: () => lab.eipHolder(),
     clientSeesEipAt: () => lab.clientSeesEipAt(),

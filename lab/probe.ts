@@ -23,10 +23,10 @@ export interface ProbeOptions {
 
 export const KEY = 'whoami';
 
-type Reply = { kind: 'ok' } | { kind: 'value'; value: string } | { kind: 'none' } | { kind: 'error'; message: string };
+export type Reply = { kind: 'ok' } | { kind: 'value'; value: string } | { kind: 'none' } | { kind: 'error'; message: string };
 type Parsed = { reply: Reply; used: number } | undefined;
 
-const resp = (...words: string[]): string =>
+export const resp = (...words: string[]): string =>
   `*${words.length}\r\n` + words.map((w) => `$${Buffer.byteLength(w)}\r\n${w}\r\n`).join('');
 
 function requestFor(protocol: CacheProtocol, set: string | undefined): string {
@@ -35,7 +35,7 @@ function requestFor(protocol: CacheProtocol, set: string | undefined): string {
   return `${store}get ${KEY}\r\n`;
 }
 
-function parseRedisReply(buf: Buffer): Parsed {
+export function parseRedisReply(buf: Buffer): Parsed {
   const eol = buf.indexOf('\r\n');
   if (eol < 0) return undefined;
   const head = buf.toString('utf8', 0, eol);

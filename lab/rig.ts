@@ -137,7 +137,7 @@ export interface LabSettings {
   listenAddresses?: readonly string[];
   /** forward.publicAddress: what clients dial (default the NAT host's ext0 address, 198.18.0.1). */
   publicAddress?: string;
-  /** forward.allowedSources (default the client namespace's address alone, 198.18.0.10/32). */
+  /** forward.allowedSources (default the client namespace alone, 198.18.0.10/32). */
   allowedSources?: readonly string[];
   /** YAML appended as is (top-level sections the settings above do not cover). */
   extra?: string;

@@ -1,138 +1,146 @@
-// The inputs of the stack, read from CDK context (cdk.json, or `-c key=value`
-// on the command line), each with a default so that a bare `cdk synth` works
-// offline. The defaults for ids are documentation placeholders: they
-// synthesize, but a deploy with them fails. Nothing is looked up in AWS.
-//
-// Only the shape is checked here (two subnets in two zones, whole ports, a
-// sane port count). The values that end up in /etc/cachenat/config.yaml are
-// checked by the daemon's own config schema when it starts, and by the root
-// test (test/deploy/cdk-synth.test.ts), so no grammar is repeated here.
+// Props → the settings the constructs build from: required props present,
+// defaults filled in, and every value that is known at synth (not a token)
+// checked with the daemon's own grammar (src/core/grammar.ts), so a value
+// cachenat would refuse at boot stops the synth instead of a deploy that
+// waits for a signal that never comes.
 
-export interface HaSettings {
-  /** The region of the caches and of everything this stack creates. */
-  region: string;
-  vpcId: string;
-  /** Two public subnets (a route to an internet gateway), one per zone. */
-  subnetIds: [string, string];
-  availabilityZones: [string, string];
-  /** The cachenat AMI built by Packer (ami/); its architecture must match instanceType. */
-  amiId: string;
-  instanceType: string;
-  /** The security group of the ElastiCache clusters: gets an ingress rule from the NAT group. */
-  cacheSecurityGroupId: string;
-  /** The ports the caches listen on (opened from the NAT group on the cache group). */
-  cachePorts: number[];
-  /** Client CIDRs allowed to the forwarded ports (also forward.allowedSources). */
-  clientCidrs: string[];
-  /** Administrators' CIDRs for SSH (port 22); none by default. */
-  sshCidrs: string[];
-  /** An existing EC2 key pair for SSH; none by default. */
-  keyName: string | undefined;
-  /** ports.redis and ports.memcached: the first external port of each engine. */
-  redisPort: number;
-  memcachedPort: number;
-  /** How many external ports per engine the NAT group opens (first port .. first + count - 1). */
-  portsPerEngine: number;
-  /** forward.inboundInterface: Amazon Linux 2023 on Nitro names the first interface ens5. */
-  inboundInterface: string;
-  haGroup: string;
-  tableName: string;
-  /** ha.lease, as the config takes it (e.g. 10s). */
-  lease: string;
-}
+import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { aws_ec2 as ec2, type aws_sns as sns } from 'aws-cdk-lib';
+import { allocationIdProblem, haGroupProblem, interfaceProblem, leaseProblem, portProblem, tableNameProblem } from '../../src/core/grammar.js';
+import { parseCidr } from '../../src/core/ipv4.js';
+import { InvalidPropError, MissingPropError, REQUIRED_PROPS, type CachenatProps, type ExistingElasticIp } from './props.js';
 
-export const DEFAULTS: HaSettings = {
-  region: 'us-east-1',
-  vpcId: 'vpc-0123456789abcdef0',
-  subnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'],
-  availabilityZones: ['us-east-1a', 'us-east-1b'],
-  amiId: 'ami-0123456789abcdef0',
-  // Graviton (arm64): build the AMI with `packer build -var arch=arm64 ami/`.
+export const DEFAULTS = {
   instanceType: 't4g.small',
-  cacheSecurityGroupId: 'sg-0123456789abcdef0',
   cachePorts: [6379, 6380, 11211, 11212],
-  clientCidrs: ['198.51.100.27/32'],
-  sshCidrs: [],
-  keyName: undefined,
   redisPort: 6379,
   memcachedPort: 11211,
   portsPerEngine: 100,
-  inboundInterface: 'ens5',
   haGroup: 'cachenat',
-  tableName: 'cachenat',
-  lease: '10s',
-};
+  leaseSeconds: 10,
+  signalTimeoutMinutes: 15,
+  rootVolumeGiB: 8,
+  /** forward.inboundInterface: the daemon's own default (eth0) is not what Amazon Linux 2023 on Nitro names it. */
+  inboundInterface: 'ens5',
+} as const;
 
-type Lookup = (key: string) => unknown;
+/** How long cfn-ready waits for a good `cachenat health` after the start; the signal timeout must leave room for it and the boot. */
+export const HEALTH_WAIT_SECONDS = 300;
 
-/** A list from context: a JSON array (cdk.json) or comma-separated text (`-c key=a,b`). */
-function list(key: string, value: unknown): string[] {
-  if (Array.isArray(value)) return value.map((v) => String(v).trim());
-  if (typeof value === 'string') {
-    const text = value.trim();
-    if (text.startsWith('[')) return list(key, JSON.parse(text) as unknown);
-    return text === '' ? [] : text.split(',').map((v) => v.trim());
-  }
-  throw new Error(`context ${key}: expected a list (JSON array or comma-separated text), got ${JSON.stringify(value)}`);
+export interface Settings {
+  /** The construct's kind and path, for messages. */
+  name: string;
+  vpc: ec2.IVpc;
+  machineImage: ec2.IMachineImage;
+  clientCidrs: string[];
+  cacheSecurityGroups: ec2.ISecurityGroup[];
+  vpcSubnets: ec2.SubnetSelection;
+  instanceType: ec2.InstanceType;
+  cachePorts: number[];
+  redisPort: number;
+  memcachedPort: number;
+  portsPerEngine: number;
+  /** undefined: the daemon's default. */
+  inboundInterface: string | undefined;
+  haGroup: string;
+  /** As ha.lease takes it, e.g. 10s. */
+  lease: string;
+  table: CachenatProps['table'];
+  tableName: string | undefined;
+  tableRemovalPolicy: RemovalPolicy;
+  elasticIp: ExistingElasticIp | undefined;
+  associatePublicIpAddress: boolean;
+  dynamoDbGatewayEndpoint: boolean;
+  ec2InterfaceEndpoint: boolean;
+  keyPair: ec2.IKeyPair | undefined;
+  sshCidrs: string[];
+  notificationTopic: sns.ITopic | undefined;
+  signalTimeout: Duration;
+  rootVolumeGiB: number;
 }
 
-function text(key: string, value: unknown): string {
-  if (typeof value !== 'string' || value.trim() === '' || /[\s"'\\]/.test(value.trim())) {
-    throw new Error(`context ${key}: expected one word of text, got ${JSON.stringify(value)}`);
+/** Props → settings; throws MissingPropError or InvalidPropError. `name`: e.g. "CachenatPair Stack/Pair". */
+export function resolveSettings(name: string, props: CachenatProps | undefined): Settings {
+  const p = (props ?? {}) as Partial<CachenatProps>;
+  for (const { prop, what } of REQUIRED_PROPS) {
+    const value = p[prop];
+    if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) throw new MissingPropError(name, prop, what);
   }
-  return value.trim();
-}
-
-function port(key: string, value: unknown): number {
-  const n = typeof value === 'string' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) {
-    throw new Error(`context ${key}: expected a TCP port (1-65535), got ${JSON.stringify(value)}`);
-  }
-  return n;
-}
-
-function pair(key: string, values: string[]): [string, string] {
-  const [a, b] = values;
-  if (values.length !== 2 || a === undefined || b === undefined || a === b) {
-    throw new Error(`context ${key}: expected two different values, got ${JSON.stringify(values)}`);
-  }
-  return [text(key, a), text(key, b)];
-}
-
-/** The settings from context, defaults filled in; throws on a malformed value. */
-export function haSettings(lookup: Lookup): HaSettings {
-  const get = <K extends keyof HaSettings>(key: K): unknown => lookup(key) ?? DEFAULTS[key];
-  const s: HaSettings = {
-    region: text('region', get('region')),
-    vpcId: text('vpcId', get('vpcId')),
-    subnetIds: pair('subnetIds', list('subnetIds', get('subnetIds'))),
-    availabilityZones: pair('availabilityZones', list('availabilityZones', get('availabilityZones'))),
-    amiId: text('amiId', get('amiId')),
-    instanceType: text('instanceType', get('instanceType')),
-    cacheSecurityGroupId: text('cacheSecurityGroupId', get('cacheSecurityGroupId')),
-    cachePorts: list('cachePorts', get('cachePorts')).map((p) => port('cachePorts', p)),
-    clientCidrs: list('clientCidrs', get('clientCidrs')).map((c) => text('clientCidrs', c)),
-    sshCidrs: list('sshCidrs', get('sshCidrs')).map((c) => text('sshCidrs', c)),
-    keyName: lookup('keyName') === undefined ? undefined : text('keyName', lookup('keyName')),
-    redisPort: port('redisPort', get('redisPort')),
-    memcachedPort: port('memcachedPort', get('memcachedPort')),
-    portsPerEngine: Number(get('portsPerEngine')),
-    inboundInterface: text('inboundInterface', get('inboundInterface')),
-    haGroup: text('haGroup', get('haGroup')),
-    tableName: text('tableName', get('tableName')),
-    lease: text('lease', get('lease')),
+  const fail = (prop: keyof CachenatProps, problem: string): never => {
+    throw new InvalidPropError(name, prop, problem);
   };
-  if (!Number.isInteger(s.portsPerEngine) || s.portsPerEngine < 1 || s.portsPerEngine > 1000) {
-    throw new Error(`context portsPerEngine: expected a whole number from 1 to 1000, got ${JSON.stringify(get('portsPerEngine'))}`);
+  const check = (prop: keyof CachenatProps, value: string, problem: (v: string) => string | undefined): string => {
+    const found = Token.isUnresolved(value) ? undefined : problem(value);
+    return found === undefined ? value : fail(prop, found);
+  };
+  const cidrs = (prop: 'clientCidrs' | 'sshCidrs', values: string[]): string[] =>
+    values.map((c) => check(prop, c, (v) => {
+      const parsed = parseCidr(v);
+      return 'error' in parsed ? parsed.error : undefined;
+    }));
+  const port = (prop: keyof CachenatProps, value: number): number => {
+    const problem = portProblem(value);
+    return problem === undefined ? value : fail(prop, problem);
+  };
+
+  const cachePorts = (p.cachePorts ?? [...DEFAULTS.cachePorts]).map((v) => port('cachePorts', v));
+  if (cachePorts.length === 0) fail('cachePorts', 'list at least one port the caches listen on');
+  const redisPort = port('redisPort', p.redisPort ?? DEFAULTS.redisPort);
+  const memcachedPort = port('memcachedPort', p.memcachedPort ?? DEFAULTS.memcachedPort);
+  const portsPerEngine = p.portsPerEngine ?? DEFAULTS.portsPerEngine;
+  if (!Number.isInteger(portsPerEngine) || portsPerEngine < 1 || portsPerEngine > 1000) fail('portsPerEngine', `expected a whole number from 1 to 1000, got ${portsPerEngine}`);
+  port('redisPort', redisPort + portsPerEngine - 1);
+  port('memcachedPort', memcachedPort + portsPerEngine - 1);
+  if (redisPort < memcachedPort + portsPerEngine && memcachedPort < redisPort + portsPerEngine) {
+    fail('portsPerEngine', `the Redis ports ${redisPort}-${redisPort + portsPerEngine - 1} and the Memcached ports ${memcachedPort}-${memcachedPort + portsPerEngine - 1} overlap`);
   }
-  for (const [engine, first] of [['redisPort', s.redisPort], ['memcachedPort', s.memcachedPort]] as const) {
-    port(engine, first + s.portsPerEngine - 1);
+
+  const leaseSeconds = p.lease === undefined ? DEFAULTS.leaseSeconds : p.lease.toSeconds();
+  const leaseProblemFound = leaseProblem(leaseSeconds * 1000);
+  if (leaseProblemFound !== undefined) fail('lease', leaseProblemFound);
+
+  if (p.table !== undefined && (p.tableName !== undefined || p.tableRemovalPolicy !== undefined)) {
+    fail('table', 'a table made elsewhere takes no tableName or tableRemovalPolicy (the stack makes no table)');
   }
-  const [redisEnd, memcachedEnd] = [s.redisPort + s.portsPerEngine, s.memcachedPort + s.portsPerEngine];
-  if (s.redisPort < memcachedEnd && s.memcachedPort < redisEnd) {
-    throw new Error(`context redisPort/memcachedPort/portsPerEngine: the two ranges overlap (${s.redisPort}+${s.portsPerEngine}, ${s.memcachedPort}+${s.portsPerEngine})`);
+  const elasticIp = p.elasticIp;
+  if (elasticIp !== undefined) {
+    check('elasticIp', elasticIp.allocationId, allocationIdProblem);
+    if (!Token.isUnresolved(elasticIp.publicIp) && 'error' in parseCidr(`${elasticIp.publicIp}/32`)) fail('elasticIp', `publicIp: expected an IPv4 address, got ${JSON.stringify(elasticIp.publicIp)}`);
   }
-  if (s.clientCidrs.length === 0) throw new Error('context clientCidrs: list at least one client CIDR (0.0.0.0/0 to allow everyone)');
-  if (s.cachePorts.length === 0) throw new Error('context cachePorts: list at least one cache port');
-  return s;
+  const associatePublicIpAddress = p.associatePublicIpAddress ?? true;
+  const rootVolumeGiB = p.rootVolumeGiB ?? DEFAULTS.rootVolumeGiB;
+  if (!Number.isInteger(rootVolumeGiB) || rootVolumeGiB < DEFAULTS.rootVolumeGiB) fail('rootVolumeGiB', `expected whole GiB, at least the AMI's ${DEFAULTS.rootVolumeGiB}, got ${rootVolumeGiB}`);
+  const signalTimeout = p.signalTimeout ?? Duration.minutes(DEFAULTS.signalTimeoutMinutes);
+  if (signalTimeout.toSeconds() < HEALTH_WAIT_SECONDS + 300) {
+    fail('signalTimeout', `at least ${(HEALTH_WAIT_SECONDS + 300) / 60} minutes: the boot, the first pass and cfn-ready's ${HEALTH_WAIT_SECONDS / 60}-minute wait for health`);
+  }
+
+  return {
+    name,
+    vpc: p.vpc!,
+    machineImage: p.machineImage!,
+    clientCidrs: cidrs('clientCidrs', p.clientCidrs!),
+    cacheSecurityGroups: p.cacheSecurityGroups!,
+    vpcSubnets: p.vpcSubnets ?? { subnetType: ec2.SubnetType.PUBLIC },
+    instanceType: p.instanceType ?? new ec2.InstanceType(DEFAULTS.instanceType),
+    cachePorts,
+    redisPort,
+    memcachedPort,
+    portsPerEngine,
+    inboundInterface: check('inboundInterface', p.inboundInterface ?? DEFAULTS.inboundInterface, interfaceProblem),
+    haGroup: check('haGroup', p.haGroup ?? DEFAULTS.haGroup, haGroupProblem),
+    lease: `${leaseSeconds}s`,
+    table: p.table,
+    tableName: p.tableName === undefined ? undefined : check('tableName', p.tableName, tableNameProblem),
+    tableRemovalPolicy: p.tableRemovalPolicy ?? RemovalPolicy.RETAIN,
+    elasticIp,
+    associatePublicIpAddress,
+    dynamoDbGatewayEndpoint: p.dynamoDbGatewayEndpoint ?? true,
+    ec2InterfaceEndpoint: p.ec2InterfaceEndpoint ?? false,
+    keyPair: p.keyPair,
+    sshCidrs: cidrs('sshCidrs', p.sshCidrs ?? []),
+    notificationTopic: p.notificationTopic,
+    signalTimeout,
+    rootVolumeGiB,
+  };
 }

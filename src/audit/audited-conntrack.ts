@@ -1,6 +1,9 @@
-// The reconciler's conntrack edge with the audit told about each flush: the
-// flows a move deleted end with reason target-moved, not "deleted by someone".
+// The reconciler's conntrack edge with the audit told about each flush (the
+// reconciler's one place that deletes flows goes through here): the flows a
+// move deleted end "target-moved", those a revocation cut "revoked", not
+// "deleted by someone".
 
+import { flowReasonOf } from '../core/model.js';
 import type { Conntrack } from '../core/netfilter/types.js';
 import type { FlowFlushNotes } from './audit-control.js';
 
@@ -9,16 +12,16 @@ export function auditedConntrack(inner: Conntrack, notes: FlowFlushNotes): Connt
     get available() {
       return inner.available;
     },
-    async forgetFlows(listener, oldIp, deleted) {
+    async forgetFlows(filter, deleted) {
       notes.flushStarting();
       let listing = '';
       try {
-        return await inner.forgetFlows(listener, oldIp, (text) => {
+        return await inner.forgetFlows(filter, (text) => {
           listing = text;
           deleted?.(text);
         });
       } finally {
-        notes.flushed('target-moved', listing);
+        notes.flushed(flowReasonOf(filter.cause) === 'moved' ? 'target-moved' : 'revoked', listing);
       }
     },
   };

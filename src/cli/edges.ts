@@ -9,6 +9,7 @@ import { ElastiCacheSources } from '../discovery/elasticache-source.js';
 import { SystemResolver } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
 import { ConntrackTool } from '../netfilter/conntrack.js';
+import { runCommand } from '../netfilter/iptables.js';
 import { IptablesNetfilter } from '../netfilter/iptables.js';
 import { enableIpForward, readIpForward } from '../netfilter/ip-forward.js';
 import { detectBackend } from '../netfilter/backend.js';
@@ -49,7 +50,7 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
 /** `sources` is shared by successive calls (run's reloads); a one-shot command may leave it out. */
 export function buildEdges(config: Config, logger: Logger, sources = new ElastiCacheSources()): ReconcilerEdges {
   const netfilter = new IptablesNetfilter();
-  const conntrack = new ConntrackTool();
+  const conntrack = new ConntrackTool(runCommand, config.forward.connmark);
   const source = sources.sourceFor({
     region: config.aws.region,
     ...(config.aws.endpoint ? { endpoint: config.aws.endpoint } : {}),

@@ -18,12 +18,20 @@ export interface ForwardsView {
   connections?: ForwardConnections[];
   /** HA pair: the running daemon's role, lease and peer. */
   ha?: HaStatus;
+  /** Targets the running daemon found no free port for. */
+  withoutPort?: string[];
 }
 
 export async function readForwards(config: Config, io: Pick<CliIo, 'isAlive' | 'now'>): Promise<ForwardsView> {
   const snapshot = await readSnapshotFile(config.state.statusFile);
   if (snapshot && io.isAlive(snapshot.pid)) {
-    return { forwards: snapshot.forwards, source: 'daemon', ...(snapshot.connections ? { connections: snapshot.connections } : {}), ...(snapshot.ha ? { ha: snapshot.ha } : {}) };
+    return {
+      forwards: snapshot.forwards,
+      source: 'daemon',
+      ...(snapshot.connections ? { connections: snapshot.connections } : {}),
+      ...(snapshot.ha ? { ha: snapshot.ha } : {}),
+      ...(snapshot.withoutPort ? { withoutPort: snapshot.withoutPort } : {}),
+    };
   }
   const loaded = await new StateStore(config.state.dir).load().catch(() => undefined);
   if (loaded?.status === 'ok') {

@@ -7,8 +7,8 @@
 // refused by another (test/core/grammar.test.ts proves it on fuzzed input).
 // Each rule is a `…Problem(value)` that says what is wrong, or undefined.
 
-import type { Engine, TargetKind } from './model.js';
-import { isIpv4, targetAddressProblem } from './ipv4.js';
+import type { Engine, FlowFilter, TargetKind } from './model.js';
+import { isIpv4, parseCidr, targetAddressProblem } from './ipv4.js';
 import { OWNER_COMMENT } from './netfilter/types.js';
 
 /** Quoted, printable ASCII, at most about 60 characters: safe in any message. */
@@ -178,6 +178,162 @@ export function dnatRuleLines(f: {
  * listen address (address mode only), listen port, engine, key, target IP, target port.
  */
 export const DNAT_RULE_PATTERN = `-A CACHENAT-DNAT(?: -d ([\\d.]+)/32)? -p tcp -m tcp --dport (\\d+) -m comment --comment "${OWNER_COMMENT} (\\S+) (\\S+)"(?: -m statistic --mode nth --every \\d+ --packet \\d+)? -j DNAT --to-destination ([\\d.]+):(\\d+)`;
+
+/** The most addresses one name is forwarded to (one DNAT rule each); a longer answer keeps its lowest. */
+export const MAX_TARGET_IPS = 64;
+
+// ── the source rule (who may use the forwards) ─────────────────────────────
+
+/**
+ * The rule that lets one allowedSources range into CACHENAT-DNAT. Only
+ * traffic to one of this host's own addresses is DNATed: a packet the NAT
+ * instance merely routes must pass untouched. iptables-save leaves out
+ * `-s 0.0.0.0/0`, so the canonical form does too.
+ */
+export const preroutingRuleLine = (cidr: string, inboundInterface: string): string =>
+  `-A CACHENAT-PREROUTING ${cidr === '0.0.0.0/0' ? '' : `-s ${cidr} `}-i ${inboundInterface} -m addrtype --dst-type LOCAL -j CACHENAT-DNAT`;
+
+/** Matches one preroutingRuleLine; group: the source range (absent: every address). */
+export const PREROUTING_RULE_PATTERN = '-A CACHENAT-PREROUTING (?:-s ([\\d./]+) )?-i \\S+ -m addrtype --dst-type LOCAL -j CACHENAT-DNAT';
+
+// ── the kernel's copy of the port map (chain CACHENAT-MAP) ────────────────
+
+// The port map lives in ports.json, but the kernel carries all of it too, so
+// a lost file is rebuilt without moving anyone: one comment-only rule per
+// record in a chain nothing jumps to (no packet ever sees it). A record
+// names a target and its listener (also the ones without rules: unresolved,
+// refused), the addresses an unresolved target's open flows go to, every
+// quarantined listener, and flows still to be forgotten.
+
+export const MAP_CHAIN = 'CACHENAT-MAP';
+
+/** iptables keeps at most 255 characters of a comment. */
+export const MAX_COMMENT_LENGTH = 255;
+
+export type MapRecord =
+  | {
+      type: 'entry';
+      key: string;
+      engine: Engine;
+      listenAddress?: string;
+      listenPort: number;
+      targetPort: number;
+      fallback?: true;
+      tls?: boolean;
+      /** The endpoint's DNS name; left out when the record would not fit in a comment. */
+      address?: string;
+    }
+  /** Unresolved: an address its open flows go to. */
+  | { type: 'stale'; key: string; ip: string }
+  /** A freed listener: a port (port mode), or an address with the port its target used (absent: every port). */
+  | { type: 'quarantined'; key: string; listenAddress?: string; listenPort?: number; releasedAt: number }
+  /** Flows a change took away, written with that change and cleared once they are forgotten. */
+  | { type: 'forget'; filter: FlowFilter };
+
+const listenerWord = (address: string | undefined, port: number | undefined): string => `${address ?? ''}:${port ?? '*'}`;
+
+function entryFlags(r: Extract<MapRecord, { type: 'entry' }>): string {
+  const flags = [...(r.fallback ? ['fallback'] : []), ...(r.tls === true ? ['tls'] : r.tls === false ? ['plain'] : [])];
+  return flags.length === 0 ? '-' : flags.join(',');
+}
+
+/** The comment text of a record (at most MAX_COMMENT_LENGTH characters). */
+export function mapRecordText(r: MapRecord): string {
+  switch (r.type) {
+    case 'entry': {
+      const head = `${OWNER_COMMENT} entry ${r.key} ${r.engine} ${listenerWord(r.listenAddress, r.listenPort)} ${r.targetPort} ${entryFlags(r)}`;
+      const full = r.address === undefined ? head : `${head} ${r.address}`;
+      return full.length <= MAX_COMMENT_LENGTH ? full : head;
+    }
+    case 'stale':
+      return `${OWNER_COMMENT} stale ${r.key} ${r.ip}`;
+    case 'quarantined':
+      return `${OWNER_COMMENT} quarantined ${r.key} ${listenerWord(r.listenAddress, r.listenPort)} ${r.releasedAt}`;
+    case 'forget':
+      return r.filter.kind === 'source'
+        ? `${OWNER_COMMENT} forget source ${r.filter.source}`
+        : `${OWNER_COMMENT} forget ${r.filter.cause} ${listenerWord(r.filter.listenAddress, r.filter.listenPort)} ${r.filter.targetIp}`;
+  }
+}
+
+/** The rule line that carries a record. */
+export const mapRecordLine = (r: MapRecord): string => `-A ${MAP_CHAIN} -m comment --comment "${mapRecordText(r)}"`;
+
+/** Matches one mapRecordLine; group: the comment text. */
+export const MAP_RECORD_PATTERN = `-A ${MAP_CHAIN} -m comment --comment "(${OWNER_COMMENT} [^"]*)"`;
+
+const LISTENER_WORD = /^(?:(\d+\.\d+\.\d+\.\d+))?:(\d+|\*)$/;
+const TIME_WORD = /^\d{1,16}$/;
+const LISTENER_CAUSES = ['moved', 'removed', 'refused', 'relocated'] as const;
+
+/** A listener word: `:6380`, `10.0.1.21:6379`, or `10.0.1.21:*` where `anyPort`. */
+function parseListenerWord(word: string | undefined, anyPort: boolean): { listenAddress?: string; listenPort?: number } | undefined {
+  const match = word === undefined ? null : LISTENER_WORD.exec(word);
+  if (!match) return undefined;
+  const [, address, portText = ''] = match;
+  if (address !== undefined && listenAddressProblem(address) !== undefined) return undefined;
+  if (portText === '*') return anyPort && address !== undefined ? { listenAddress: address } : undefined;
+  const port = Number(portText);
+  if (!isPort(port)) return undefined;
+  return { ...(address === undefined ? {} : { listenAddress: address }), listenPort: port };
+}
+
+function parseEntryFlags(word: string): { fallback?: true; tls?: boolean } | undefined {
+  if (word === '-') return {};
+  const flags = word.split(',');
+  const known = ['fallback', 'tls', 'plain'];
+  if (flags.some((f) => !known.includes(f)) || new Set(flags).size !== flags.length || (flags.includes('tls') && flags.includes('plain'))) return undefined;
+  return { ...(flags.includes('fallback') ? { fallback: true as const } : {}), ...(flags.includes('tls') ? { tls: true } : flags.includes('plain') ? { tls: false } : {}) };
+}
+
+/**
+ * A record's comment text → the record, or undefined when the text is not
+ * one (the kernel is read as untrusted: every value is checked as the
+ * renderer checks it, and the text must be exactly what mapRecordText writes).
+ */
+export function parseMapRecord(text: string): MapRecord | undefined {
+  const record = readMapRecord(text);
+  return record !== undefined && mapRecordText(record) === text ? record : undefined;
+}
+
+function readMapRecord(text: string): MapRecord | undefined {
+  const words = text.split(' ');
+  if (words[0] !== OWNER_COMMENT) return undefined;
+  const [, type, a, b, c, d, e, f, ...rest] = words;
+  if (rest.length > 0) return undefined;
+  switch (type) {
+    case 'entry': {
+      const listener = parseListenerWord(c, false);
+      const flags = e === undefined ? undefined : parseEntryFlags(e);
+      const targetPort = Number(d);
+      if (a === undefined || keyProblem(a) !== undefined || !isEngine(b) || listener?.listenPort === undefined || !isPort(targetPort) || !flags) return undefined;
+      if (flags.fallback && listener.listenAddress === undefined) return undefined;
+      if (f !== undefined && endpointAddressProblem(f) !== undefined) return undefined;
+      return { type, key: a, engine: b, ...listener, listenPort: listener.listenPort, targetPort, ...flags, ...(f === undefined ? {} : { address: f }) };
+    }
+    case 'stale':
+      if (a === undefined || keyProblem(a) !== undefined || b === undefined || targetAddressProblem(b) !== undefined || c !== undefined) return undefined;
+      return { type, key: a, ip: b };
+    case 'quarantined': {
+      const listener = parseListenerWord(b, true);
+      if (a === undefined || keyProblem(a) !== undefined || !listener || c === undefined || !TIME_WORD.test(c) || d !== undefined) return undefined;
+      return { type, key: a, ...listener, releasedAt: Number(c) };
+    }
+    case 'forget': {
+      if (a === 'source') {
+        const cidr = b === undefined ? undefined : parseCidr(b);
+        if (!cidr || 'error' in cidr || c !== undefined) return undefined;
+        return { type, filter: { kind: 'source', source: cidr.text, cause: 'source' } };
+      }
+      const cause = LISTENER_CAUSES.find((cause) => cause === a);
+      const listener = parseListenerWord(b, false);
+      if (cause === undefined || listener?.listenPort === undefined || c === undefined || targetAddressProblem(c) !== undefined || d !== undefined) return undefined;
+      return { type, filter: { kind: 'listener', ...listener, listenPort: listener.listenPort, targetIp: c, cause } };
+    }
+    default:
+      return undefined;
+  }
+}
 
 // ── listen addresses (address mode) ────────────────────────────────────────
 

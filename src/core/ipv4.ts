@@ -82,3 +82,46 @@ export function targetAddressProblem(text: string): string | undefined {
   const bad = NEVER_TARGET.find((c) => cidrContains(c, ip));
   return bad ? `${text} is in ${bad.text}, which is never forwarded to` : undefined;
 }
+
+/**
+ * The addresses in `from` that none of `minus` holds, as the fewest CIDRs
+ * (canonical text, ascending). Both lists hold canonical CIDR text; a text
+ * that does not parse is ignored.
+ */
+export function cidrDifference(from: readonly string[], minus: readonly string[]): string[] {
+  const ranges = (texts: readonly string[]): [number, number][] =>
+    texts
+      .map(parseCidr)
+      .flatMap((c) => ('error' in c ? [] : [[c.network, c.network + 2 ** (32 - c.prefix) - 1] as [number, number]]))
+      .sort((a, b) => a[0] - b[0]);
+  // Subtract every range of `minus` from every range of `from`, then merge what is left.
+  let left = ranges(from);
+  for (const [start, end] of ranges(minus)) {
+    left = left.flatMap(([s, e]): [number, number][] => {
+      if (end < s || start > e) return [[s, e]];
+      return [...(s < start ? [[s, start - 1] as [number, number]] : []), ...(e > end ? [[end + 1, e] as [number, number]] : [])];
+    });
+  }
+  const merged: [number, number][] = [];
+  for (const [s, e] of left.sort((a, b) => a[0] - b[0])) {
+    const last = merged[merged.length - 1];
+    if (last && s <= last[1] + 1) last[1] = Math.max(last[1], e);
+    else merged.push([s, e]);
+  }
+  // Each merged range as the largest aligned blocks that fit, left to right.
+  const blocks: string[] = [];
+  for (const [start, end] of merged) {
+    let at = start;
+    while (at <= end) {
+      let size = 32;
+      while (size > 0) {
+        const block = 2 ** (33 - size);
+        if (at % block !== 0 || at + block - 1 > end) break;
+        size--;
+      }
+      blocks.push(`${formatIpv4(at)}/${size}`);
+      at += 2 ** (32 - size);
+    }
+  }
+  return blocks;
+}

@@ -69,7 +69,8 @@ export interface Topology {
 export type Resolution =
   /** `ip` is the lowest address; `ips` lists every address (sorted) when the name has several. */
   | { ok: true; ip: string; ips?: string[] }
-  | { ok: false; error: string };
+  /** ipv6Only: the name has AAAA records but no A record. */
+  | { ok: false; error: string; ipv6Only?: true };
 
 /** `refused`: a plaintext cache that forward.plaintext: refuse keeps closed; its port stays reserved. */
 export type ForwardState = 'active' | 'draining' | 'unresolved' | 'refused';
@@ -83,6 +84,10 @@ export interface Forward extends DiscoveredTarget {
   targetIp?: string;
   /** Every address new connections are spread over, when the name resolves to several. */
   targetIps?: string[];
+  /** Unresolved: the addresses it forwarded to last; connections already open there are kept. */
+  lastIps?: string[];
+  /** Its name has only IPv6 addresses (AAAA): cachenat forwards IPv4 only, so it is not served. */
+  ipv6Only?: true;
   listenPort: number;
   state: ForwardState;
 }
@@ -99,6 +104,30 @@ export interface RuleForward {
   targetIps?: string[];
   targetPort: number;
 }
+
+/**
+ * Why the flows of a forward are forgotten (their conntrack entries deleted):
+ * `moved`, the target's address changed (clients must reconnect to the new
+ * one); the others take access away: `removed` (the target left after its
+ * grace), `refused` (forward.plaintext: refuse), `relocated` (the listener
+ * left the config: another mode, an address dropped from the pool), `source`
+ * (forward.allowedSources no longer holds the client).
+ */
+export type FlowCause = 'moved' | 'removed' | 'refused' | 'relocated' | 'source';
+
+/** What an audit or a log calls the two kinds of cause. */
+export type FlowReason = 'moved' | 'revoked';
+
+export const flowReasonOf = (cause: FlowCause): FlowReason => (cause === 'moved' ? 'moved' : 'revoked');
+
+/**
+ * A set of flows cachenat DNATed (they carry its connmark) that must be
+ * forgotten: those that came in on a listener (its port; in address mode its
+ * own address and port) and went to `targetIp`, or those from a source range.
+ */
+export type FlowFilter =
+  | { kind: 'listener'; listenAddress?: string; listenPort: number; targetIp: string; cause: Exclude<FlowCause, 'source'> }
+  | { kind: 'source'; source: string; cause: 'source' };
 
 export const targetKeyOf = (
   t: Pick<DiscoveredTarget, 'kind' | 'cacheClusterId' | 'cacheNodeId' | 'replicationGroupId' | 'serverlessCacheName'>,

@@ -1,5 +1,18 @@
 // One reconcile pass: read everything (API, DNS, kernel), plan, then write
 // (state first, kernel second, then the side effects that follow a change).
+//
+// The write path, in order (each step is safe to die after):
+//   1. flows the kernel records as still to forget (an earlier pass died or
+//      conntrack failed after its write) are forgotten;
+//   2. the port map is saved (a crash before the kernel write re-applies the
+//      same ports on restart);
+//   3. one `iptables-restore --noflush` writes the rules together with the
+//      kernel's copy of the map and a record of each flow the change takes
+//      away (CACHENAT-MAP);
+//   4. only then are those flows forgotten (forgetFlows, the one place that
+//      deletes conntrack entries); the next write clears their records.
+// A failed or missing write leaves the kernel as it was: the next pass
+// compares it with what it wants again and finds the same flows to forget.
 
 import type { Config } from '../core/config/schema.js';
 import { formatDuration } from '../core/config/duration.js';
@@ -8,13 +21,16 @@ import { DiscoveryError, type CacheSource, type Resolver } from '../core/discove
 import { resolveAll } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
 import type { InstalledRules } from '../core/netfilter/diff.js';
-import { recoverForwards } from '../core/netfilter/recover.js';
+import { recoverState } from '../core/netfilter/recover.js';
+import { flowFilterId, pendingForgets } from '../core/netfilter/map-chain.js';
+import { pendingToForget } from '../core/flows/forget.js';
+import { flowReasonOf, type FlowFilter, type FlowReason } from '../core/model.js';
 import { readInstalledRulesCounted } from '../netfilter/owned-rules.js';
 import type { Conntrack, Netfilter } from '../core/netfilter/types.js';
 import { planPass, type Plan } from '../core/planner/plan.js';
 import type { PortState } from '../core/ports/port-state.js';
-import { stateFromRecoveredRules, type StateStore } from '../ports/state-store.js';
-import { describeEvent } from '../core/daemon/events.js';
+import type { PortMapStore } from '../ports/state-store.js';
+import { describeEvent, describeFlows } from '../core/daemon/events.js';
 import { noteSourceFailures, notePlaintext } from './source-warnings.js';
 import type { DnatPackets } from '../core/metrics/rule-counters.js';
 import type { HaNode } from '../ha/ha-node.js';
@@ -31,7 +47,7 @@ export interface ReconcilerEdges {
   conntrack: Conntrack;
   source: CacheSource;
   resolver: Resolver;
-  store: StateStore;
+  store: PortMapStore;
   clock: Clock;
   logger: Logger;
   /** Saves the full ruleset for reboot; absent when persistence is off. */
@@ -56,6 +72,8 @@ export interface PassReport {
   durationMs: number;
   /** The DNAT rules' packet counters (new connections per forward), from this pass's kernel read. */
   dnatPackets?: DnatPackets;
+  /** Conntrack entries deleted this pass, by reason. */
+  flowsForgotten: Record<FlowReason, number>;
 }
 
 export class Reconciler {
@@ -74,6 +92,10 @@ export class Reconciler {
   /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
   private answers = new Map<string, { at: number; answer: Resolution }>();
   private lastDnatPackets: DnatPackets | undefined;
+  /** The targets without a port as last logged: said when the set changes, not every pass (health and metrics show it meanwhile). */
+  private withoutPort: readonly string[] = [];
+  /** Flows forgotten (by flowFilterId) whose records the kernel still holds: the next write clears them. */
+  private flushed = new Set<string>();
 
   constructor(
     private config: Config,
@@ -134,7 +156,9 @@ export class Reconciler {
     const resolutions = await this.resolve([...addresses], startedAt);
 
     const installed = await this.readKernel();
-    const input = { config: this.config, state, topology, resolutions, installed, now: clock.now() };
+    const flowsForgotten = { moved: 0, revoked: 0 };
+    if (options.write) await this.forgetPending(installed, flowsForgotten);
+    const input = { config: this.config, state, topology, resolutions, installed, now: clock.now(), flushed: this.flushed };
     let plan = planPass({ ...input, follow: access?.mode === 'follow' });
     // The leader installs only a map DynamoDB accepted: otherwise it follows the map it read.
     if (options.write && access?.mode === 'lead') {
@@ -144,8 +168,9 @@ export class Reconciler {
     if (plan.misfits) this.edges.ha?.noteFollowed(plan.waiting?.length ?? 0, plan.misfits);
     else this.edges.ha?.noteFollowed(0, []);
     notePlaintext(plan.plaintext, this.warnings, logger);
+    this.noteWithoutPort(plan.withoutPort);
 
-    const report: PassReport = { plan, discovery, applied: false, durationMs: 0 };
+    const report: PassReport = { plan, discovery, applied: false, durationMs: 0, flowsForgotten };
     if (this.lastDnatPackets) report.dnatPackets = this.lastDnatPackets;
     if (options.write) await this.write(plan, report);
     report.durationMs = performance.now() - started;
@@ -168,30 +193,70 @@ export class Reconciler {
       const { level, message, fields } = describeEvent(event);
       logger[level](fields, message);
     }
-    if (plan.changes.restore === null) return this.persist();
-    try {
-      await this.edges.netfilter.restore(plan.changes.restore);
-      report.applied = true;
-    } catch (err) {
-      report.kernelError = err as Error;
-      return; // the next pass re-reads the kernel and diffs from scratch: a full resync
+    if (plan.changes.restore !== null) {
+      try {
+        await this.edges.netfilter.restore(plan.changes.restore);
+        report.applied = true;
+      } catch (err) {
+        report.kernelError = err as Error;
+        return; // the next pass re-reads the kernel and diffs from scratch: a full resync, the same flows to forget
+      }
     }
-    for (const moved of plan.movedFlows) {
-      const forgotten = await this.edges.conntrack.forgetFlows(moved, moved.oldIp).catch((err: Error) => {
-        logger.warn({ listenPort: moved.listenPort, err: err.message }, 'could not delete stale conntrack entries; clients of the moved target may hang until they reconnect');
-        return 0;
-      });
-      if (forgotten > 0) logger.info({ listenPort: moved.listenPort, oldIp: moved.oldIp, flows: forgotten }, 'forgot flows to the old address');
-    }
-    if (plan.movedFlows.length > 0 && !this.edges.conntrack.available && !this.warnedNoConntrack) {
+    // The rules that no longer admit these flows are in the kernel now (or were already).
+    for (const filter of plan.forget) await this.forgetFlows(filter, report.flowsForgotten);
+    if (plan.forget.length > 0 && !this.edges.conntrack.available && !this.warnedNoConntrack) {
       this.warnedNoConntrack = true;
-      logger.warn('the conntrack tool is missing: clients connected to a moved target keep their old flow until it times out. Install conntrack (conntrack-tools on Amazon Linux)');
+      logger.warn('the conntrack tool is missing: connections to a moved target, or whose access was taken away, keep going until they close. Install conntrack (conntrack-tools on Amazon Linux)');
     }
+    if (!report.applied) return this.persist();
     for (const chain of plan.changes.leftoversKept) {
       logger.warn({ chain }, `left the old chain ${chain} in place because a rule cachenat does not own still jumps to it; remove that jump and cachenat deletes the chain`);
     }
     this.persistPending = true;
     await this.persist();
+  }
+
+  private noteWithoutPort(keys: readonly string[]): void {
+    if (keys.join() === this.withoutPort.join()) return;
+    if (keys.length > 0) {
+      this.edges.logger.warn({ targets: keys }, `${keys.length} target${keys.length === 1 ? '' : 's'} found no free port and ${keys.length === 1 ? 'is' : 'are'} not forwarded (${keys.join(', ')}); lower ports.redis / ports.memcached or exclude clusters`);
+    } else {
+      this.edges.logger.info('every target has a port again');
+    }
+    this.withoutPort = keys;
+  }
+
+  /** Flows an earlier write took away whose forgetting the kernel still records as pending (that pass died, or conntrack failed). */
+  private async forgetPending(installed: InstalledRules, counts: Record<FlowReason, number>): Promise<void> {
+    const recorded = pendingForgets(installed.nat);
+    if (recorded.length === 0 && this.flushed.size === 0) return; // the usual pass: nothing recorded, nothing to tidy
+    const ids = new Set(recorded.map(flowFilterId));
+    for (const id of this.flushed) if (!ids.has(id)) this.flushed.delete(id); // the kernel no longer records it
+    for (const filter of pendingToForget(installed.nat, this.flushed)) await this.forgetFlows(filter, counts);
+  }
+
+  /**
+   * The one place that deletes conntrack entries: one set of flows, with why
+   * (filter.cause; its reason is moved or revoked). Counted in the report and
+   * logged with how many; a failure leaves the flows recorded in the kernel
+   * for the next pass.
+   */
+  private async forgetFlows(filter: FlowFilter, counts: Record<FlowReason, number>): Promise<void> {
+    const { logger } = this.edges;
+    const reason = flowReasonOf(filter.cause);
+    const what = describeFlows(filter);
+    const fields =
+      filter.kind === 'source'
+        ? { reason, cause: filter.cause, source: filter.source }
+        : { reason, cause: filter.cause, ...(filter.listenAddress === undefined ? {} : { listenAddress: filter.listenAddress }), listenPort: filter.listenPort, targetIp: filter.targetIp };
+    try {
+      const flows = await this.edges.conntrack.forgetFlows(filter);
+      this.flushed.add(flowFilterId(filter));
+      counts[reason] += flows;
+      logger[flows > 0 ? 'info' : 'debug']({ ...fields, flows }, `forgot ${flows} ${flows === 1 ? 'connection' : 'connections'} ${what}`);
+    } catch (err) {
+      logger.warn({ ...fields, err: (err as Error).message }, `could not forget the connections ${what}; retrying next pass. Until then their clients stay on them`);
+    }
   }
 
   /**
@@ -260,12 +325,12 @@ export class Reconciler {
       return loaded.state;
     }
     const installed = await this.readKernel();
-    const recovered = recoverForwards(installed.nat);
-    const state = stateFromRecoveredRules(recovered, clock.now());
+    const { state, from } = recoverState(installed.nat, clock.now());
+    const rebuilt = `rebuilt ${state.entries.length} ports${state.released.length + (state.releasedAddresses?.length ?? 0) > 0 ? ` and ${state.released.length + (state.releasedAddresses?.length ?? 0)} quarantined listeners` : ''} from ${from === 'map' ? "the kernel's copy of the map" : 'the installed rules'}`;
     if (loaded.status === 'corrupt') {
-      logger.warn({ path: store.path, problem: loaded.problem }, `the port map is unreadable; rebuilt ${state.entries.length} ports from the installed rules`);
-    } else if (state.entries.length > 0) {
-      logger.warn({ path: store.path }, `no port map on disk; rebuilt ${state.entries.length} ports from the installed rules`);
+      logger.warn({ path: store.path, problem: loaded.problem }, `the port map is unreadable; ${rebuilt}`);
+    } else if (state.entries.length > 0 || from === 'map') {
+      logger.warn({ path: store.path }, `no port map on disk; ${rebuilt}`);
     }
     this.state = state;
     return state;

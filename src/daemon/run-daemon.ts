@@ -296,6 +296,7 @@ function snapshotOf(
   if (meta.ipForward !== undefined) snapshot.ipForward = meta.ipForward;
   if (kernelError) snapshot.lastKernelError = kernelError;
   if (report) snapshot.rulesDigest = report.plan.rulesDigest;
+  if (report && report.plan.withoutPort.length > 0) snapshot.withoutPort = report.plan.withoutPort;
   if (reconciler.diskErrors.size > 0) snapshot.diskErrors = [...reconciler.diskErrors.values()];
   if (reconciler.warnings.size > 0) snapshot.warnings = [...reconciler.warnings.values()];
   return snapshot;

@@ -16,21 +16,29 @@ import type { Resolver } from '../core/discovery/types.js';
 export type LookupIpv4 = (name: string) => Promise<string | string[]>;
 
 const lookupIpv4: LookupIpv4 = async (name) => (await dnsLookup(name, { family: 4, all: true })).map((a) => a.address);
+const lookupIpv6 = async (name: string): Promise<string[]> => (await dnsLookup(name, { family: 6, all: true })).map((a) => a.address);
 
 export interface SystemResolverOptions {
   /** How long one lookup may take before it counts as failed. */
   timeoutMs: number;
   /** The lookup itself; dns.lookup unless a test says otherwise. */
   lookup?: LookupIpv4;
+  /** The IPv6 lookup asked when a name has no IPv4 address, to tell an IPv6-only cache apart. */
+  lookupIpv6?: (name: string) => Promise<string[]>;
 }
+
+// What getaddrinfo says for a name that exists without an A record (glibc: EAI_NODATA or EAI_NONAME).
+const NO_IPV4 = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NODATA']);
 
 export class SystemResolver implements Resolver {
   readonly #timeoutMs: number;
   readonly #lookup: LookupIpv4;
+  readonly #lookupIpv6: (name: string) => Promise<string[]>;
 
   constructor(options: SystemResolverOptions) {
     this.#timeoutMs = options.timeoutMs;
     this.#lookup = options.lookup ?? lookupIpv4;
+    this.#lookupIpv6 = options.lookupIpv6 ?? lookupIpv6;
   }
 
   async resolve(name: string): Promise<Resolution> {
@@ -44,9 +52,21 @@ export class SystemResolver implements Resolver {
     } catch (err) {
       if (err instanceof LookupTimeout) return { ok: false, error: `no answer for ${name} within ${this.#timeoutMs} ms` };
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      return { ok: false, error: `cannot resolve ${name}: ${code}` };
+      return (NO_IPV4.has(code) ? await this.#ipv6Only(name) : undefined) ?? { ok: false, error: `cannot resolve ${name}: ${code}` };
     }
-    return checked(name, address);
+    const answer = checked(name, address);
+    return !answer.ok && (Array.isArray(address) ? address : [address]).length === 0 ? ((await this.#ipv6Only(name)) ?? answer) : answer;
+  }
+
+  /**
+   * A name without an IPv4 address that has IPv6 ones: an IPv6-only cache
+   * (network type ipv6). cachenat forwards IPv4 only, so it is not served;
+   * saying so beats sending the operator to check the VPC resolver.
+   */
+  async #ipv6Only(name: string): Promise<Resolution | undefined> {
+    const v6 = await withTimeout(this.#lookupIpv6(name), this.#timeoutMs).catch(() => [] as string[]);
+    if (v6.length === 0) return undefined;
+    return { ok: false, error: `${name} has only IPv6 addresses (${v6[0]}${v6.length > 1 ? ', …' : ''}); cachenat forwards IPv4 only`, ipv6Only: true };
   }
 }
 

@@ -58,7 +58,14 @@ export class MetricsRecorder {
     const path = config.metrics.textfile;
     if (path !== 'none') {
       const text = renderExposition([
-        ...metricFamilies(this.metrics, { forwards, connections, quarantinedPorts: plan?.state.released.length ?? 0, now: this.edges.now(), ...(ha ? { ha } : {}) }),
+        ...metricFamilies(this.metrics, {
+          forwards,
+          connections,
+          quarantinedPorts: (plan?.state.released.length ?? 0) + (plan?.state.releasedAddresses?.length ?? 0),
+          withoutPort: plan?.withoutPort.length ?? 0,
+          now: this.edges.now(),
+          ...(ha ? { ha } : {}),
+        }),
         ...(audit ?? []),
       ]);
       await this.edges.writeTextfile(path, text).then(
@@ -88,6 +95,7 @@ function observationOf(report: PassReport | undefined, lastSyncAt: number | unde
   else if (report.applied) observation.kernelWrite = 'ok';
   observation.dnatChainRewritten = report.applied && report.plan.changes.chainsWritten.includes('CACHENAT-DNAT');
   if (report.dnatPackets) observation.dnatPackets = report.dnatPackets;
+  observation.flowsForgotten = report.flowsForgotten;
   return observation;
 }
 

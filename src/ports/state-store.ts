@@ -1,23 +1,30 @@
 // Reading and writing the port map in state.dir. The file is untrusted on the
 // way in (it may be truncated, hand-edited or from another version): anything
 // that does not validate is treated as lost, and the map is rebuilt from the
-// rules installed in the kernel.
+// kernel's copy of it (src/core/netfilter/recover.ts).
 
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { parseTargetKey } from '../core/grammar.js';
 import { isProcessAlive } from '../util/process-alive.js';
-import type { PortEntry, PortState } from '../core/ports/port-state.js';
-import { emptyPortState, listenerClash } from '../core/ports/port-state.js';
+import type { PortState } from '../core/ports/port-state.js';
+import { emptyPortState } from '../core/ports/port-state.js';
 import { parseState, serializeState, type LoadedState } from '../core/ports/port-map-codec.js';
-import type { RecoveredForward } from '../core/netfilter/recover.js';
 
 export const STATE_FILE_NAME = 'ports.json';
 
 export { parseState, serializeState, type LoadedState } from '../core/ports/port-map-codec.js';
 
-export class StateStore {
+/** Where the port map is kept between runs: the state file, or (in tests) a stand-in with the same codec. */
+export interface PortMapStore {
+  /** Named in messages. */
+  readonly path: string;
+  load(): Promise<LoadedState>;
+  /** Writes only when the content changed. Returns whether it wrote. */
+  save(state: PortState): Promise<boolean>;
+}
+
+export class StateStore implements PortMapStore {
   readonly path: string;
   private lastWritten: string | undefined;
 
@@ -59,26 +66,4 @@ export class StateStore {
     this.lastWritten = text;
     return true;
   }
-}
-
-/**
- * Pure: rebuilds port entries from the owner comments of installed DNAT rules,
- * so a lost state file does not reshuffle ports. The address is the last IP
- * until the API names the endpoint again.
- */
-export function stateFromRecoveredRules(recovered: readonly RecoveredForward[], now: number): PortState {
-  const state = emptyPortState();
-  for (const r of recovered) {
-    const parsed = parseTargetKey(r.key);
-    if (!parsed || listenerClash([...state.entries, r]) || state.entries.some((e) => e.key === r.key)) continue;
-    const entry: PortEntry = { key: r.key, ...parsed, engine: r.engine, address: r.targetIp, targetPort: r.targetPort, listenPort: r.listenPort, ip: r.targetIp, resolvedAt: now };
-    if (r.listenAddress !== undefined) {
-      entry.listenAddress = r.listenAddress;
-      // Address mode listens on the native port; any other port is a fallback on the first address.
-      if (r.listenPort !== r.targetPort) entry.fallback = true;
-    }
-    state.entries.push(entry);
-  }
-  state.entries.sort((a, b) => (a.key < b.key ? -1 : 1));
-  return state;
 }

@@ -68,7 +68,7 @@ t.test('the loop and the audit', async (t) => {
   let lookups = 0;
   const conntrack: Conntrack = {
     available: true,
-    forgetFlows: async (_listener, _oldIp, deleted) => {
+    forgetFlows: async (_filter, deleted) => {
       deleted?.('tcp 6 431999 ESTABLISHED src=198.51.100.27 dst=10.0.0.5 sport=40000 dport=6379 src=10.0.0.1 dst=10.0.0.5 sport=6379 dport=40000 [ASSURED] mark=16777216 use=1\n');
       return 1;
     },

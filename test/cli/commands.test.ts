@@ -112,6 +112,12 @@ t.test('plan: 0 nothing to do, 2 changes pending (kernel or state only), 1 could
   t.equal(idle.code, 0);
   t.equal(idle.stdout, 'nothing to do: 1 forwards are in place\n');
 
+  r.serve({ a: '10.0.1.9' }); // a failover
+  const moved = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(moved.code, 2);
+  t.match(moved.stdout, /open connections to cut once the rules are in:\n {2}through port 6379 to 10\.0\.1\.1 \(the target moved\)\n/);
+  r.serve({ a: '10.0.1.1' });
+
   r.world.api = topology();
   const stateOnly = await r.cli(['plan', '--config', r.configPath]);
   t.equal(stateOnly.code, 2, 'a target starting its removal grace changes the port map, not the kernel');
@@ -312,12 +318,14 @@ t.test('address mode: hosts and dnsmasq lines, endpoints and status per address,
   t.match(status.stdout, /10\.0\.0\.21:6381 \(fallback\) +redis/);
 
   // The fallback took its port-mode port back (6381): a client that used it keeps working.
-  // Back to port mode: no -d rule is left, and the old ports come back.
+  // Back to port mode: no -d rule is left, and the old ports come back, except where a port-mode
+  // listener would catch an address another target just left: :6379 would answer 10.0.0.22:6379,
+  // which node/b/0001's clients dialled until now, so node/a/0001 waits out reuseAfter on 6382.
   await r.writeConfig();
   t.equal((await r.cli(['apply', '--config', r.configPath])).code, 0);
   const after = ruleLines(r.world.kernel).filter((l) => l.includes('-A CACHENAT-DNAT') && l.includes('--dport'));
   t.equal(after.filter((l) => l.includes(' -d ')).length, 0);
-  t.same(await r.ports(), { 'node/a/0001': 6379, 'node/b/0001': 6380, 'node/c/0001': 6381 });
+  t.same(await r.ports(), { 'node/a/0001': 6382, 'node/b/0001': 6380, 'node/c/0001': 6381 });
 });
 
 t.test('audit: a window of audit.file and its rotated copies, or --file; text and --json', async (t) => {

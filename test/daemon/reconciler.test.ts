@@ -99,11 +99,11 @@ t.test('a port map that cannot be written is reported, forwarding goes on, and i
   const reconciler = new Reconciler(config, r.edges);
   // A state dir below a regular file can never be created, root or not.
   writeFileSync(join(r.dir, 'not-a-dir'), '');
-  (r.edges as { store: StateStore }).store = new StateStore(join(r.dir, 'not-a-dir', 'state'));
+  r.edges.store = new StateStore(join(r.dir, 'not-a-dir', 'state'));
   const report = await reconciler.pass({ discover: true, write: true });
   t.equal(report.applied, true, 'the kernel is still written');
   t.match(reconciler.diskErrors.get('state'), /cannot save the port map/);
-  (r.edges as { store: StateStore }).store = new StateStore(r.dir);
+  r.edges.store = new StateStore(r.dir);
   await reconciler.pass({ discover: true, write: true });
   t.equal(reconciler.diskErrors.size, 0);
 });
@@ -118,4 +118,73 @@ t.test('one kernel read per pass, with counters: the DNAT packet counts come wit
   t.same(r.saveAllCalls.slice(readsBefore), [{ counters: true }], 'exactly one iptables-save -c per pass, no second read');
   t.same([...second.dnatPackets!], [['6379 node/a/0001', 4], ['6380 node/b/0001', 0]]);
   t.equal(second.applied, false, 'counters that moved are not a change to write');
+});
+
+t.test('a move: the flows to the old address are forgotten after the write, not before; a failed write keeps them for the next pass', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1')], skipped: [] }, { targets: [node('a', '10.0.1.2')], skipped: [] }]);
+  const calls: string[] = [];
+  let failNext = false;
+  const restore = r.edges.netfilter.restore;
+  r.edges.netfilter.restore = async (text) => {
+    calls.push('restore');
+    if (failNext) {
+      failNext = false;
+      throw new Error('iptables-restore: exit 1 (test)');
+    }
+    await restore(text);
+  };
+  r.edges.conntrack = { available: true, forgetFlows: async (filter) => (calls.push(`forget ${JSON.stringify(filter)}`), 2) };
+  const reconciler = new Reconciler(config, r.edges);
+  await reconciler.pass({ discover: true, write: true });
+  calls.length = 0;
+  failNext = true;
+  const failed = await reconciler.pass({ discover: true, write: true });
+  t.ok(failed.kernelError, 'the write failed');
+  t.same(calls, ['restore'], 'nothing forgotten: the old rule still sends clients to 10.0.1.1');
+  calls.length = 0;
+  const next = await reconciler.pass({ discover: true, write: true });
+  t.same(calls, ['restore', 'forget {"kind":"listener","listenPort":6379,"targetIp":"10.0.1.1","cause":"moved"}'], 'the map already says 10.0.1.2; the kernel still said 10.0.1.1: the move is found again');
+  t.same(next.flowsForgotten, { moved: 2, revoked: 0 });
+  t.match(r.logs.filter((l) => /^forgot /.test(l.msg)), [{ msg: 'forgot 2 connections through port 6379 to 10.0.1.1 (the target moved)', level: 30 }]);
+  t.match(r.kernel().nat.chains.get('CACHENAT-MAP')?.rules, ['-A CACHENAT-MAP -m comment --comment "cachenat entry node/a/0001 redis :6379 6379 - 10.0.1.2"', '-A CACHENAT-MAP -m comment --comment "cachenat forget moved :6379 10.0.1.1"'], 'the kernel records the flows with the change');
+  calls.length = 0;
+  await reconciler.pass({ discover: true, write: true });
+  t.same(calls, ['restore'], 'once forgotten, the record is cleared, and nothing is forgotten twice');
+  t.same(r.kernel().nat.chains.get('CACHENAT-MAP')?.rules, ['-A CACHENAT-MAP -m comment --comment "cachenat entry node/a/0001 redis :6379 6379 - 10.0.1.2"']);
+});
+
+t.test('a process that died after the write and before forgetting: its successor forgets first, then clears the record', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1')], skipped: [] }, { targets: [node('a', '10.0.1.2')], skipped: [] }]);
+  const forgotten: string[] = [];
+  let conntrackDown = false;
+  r.edges.conntrack = {
+    available: true,
+    forgetFlows: async (filter) => {
+      if (conntrackDown) throw new Error('conntrack: Operation not permitted');
+      forgotten.push(JSON.stringify(filter));
+      return 1;
+    },
+  };
+  await new Reconciler(config, r.edges).pass({ discover: true, write: true });
+  conntrackDown = true; // stands in for a kill between the write and the flush: the flows are not forgotten
+  await new Reconciler(config, r.edges).pass({ discover: true, write: true });
+  t.same(forgotten, []);
+  t.match(r.logs.filter((l) => l.level === 40).map((l) => l.msg), [/^could not forget the connections through port 6379 to 10\.0\.1\.1 \(the target moved\); retrying next pass/]);
+  conntrackDown = false;
+  const restarted = await new Reconciler(config, r.edges).pass({ discover: true, write: true });
+  t.same(forgotten, ['{"kind":"listener","listenPort":6379,"targetIp":"10.0.1.1","cause":"moved"}'], 'forgotten by the next process, from the record in the kernel');
+  t.equal(restarted.applied, true, 'and the record cleared by its write');
+  t.same(r.kernel().nat.chains.get('CACHENAT-MAP')?.rules.filter((l) => l.includes('forget')), []);
+});
+
+t.test('a port range that runs out: said once, not every pass; the plan names the targets for status, health and metrics', async (t) => {
+  const { config: tight } = parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\nports: {redis: 65535}\n', 'test');
+  const r = rig([{ targets: [node('a', '10.0.1.1'), node('b', '10.0.1.2'), node('c', '10.0.1.3')], skipped: [] }]);
+  const reconciler = new Reconciler(tight, r.edges);
+  const first = await reconciler.pass({ discover: true, write: true });
+  await reconciler.pass({ discover: true, write: true });
+  await reconciler.pass({ discover: true, write: true });
+  t.same(first.plan.withoutPort, ['node/b/0001', 'node/c/0001']);
+  const warned = r.logs.filter((l) => l.level === 40);
+  t.same(warned.map((l) => l.msg), ['2 targets found no free port and are not forwarded (node/b/0001, node/c/0001); lower ports.redis / ports.memcached or exclude clusters']);
 });

@@ -40,6 +40,28 @@ t.test('a name that does not resolve is ok:false, not a throw', async (t) => {
   t.same(await failing.resolve('x.example.com'), { ok: false, error: 'cannot resolve x.example.com: EAI_AGAIN' });
 });
 
+t.test('a name with AAAA records and no A record is reported as IPv6-only, not as a resolver problem', async (t) => {
+  const noA = async (name: string): Promise<string[]> => {
+    throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+  };
+  const sixOnly = new SystemResolver({ timeoutMs: 1000, lookup: noA, lookupIpv6: async () => ['2600:1f18::5', '2600:1f18::6'] });
+  t.same(await sixOnly.resolve('v6.cache.example'), { ok: false, error: 'v6.cache.example has only IPv6 addresses (2600:1f18::5, …); cachenat forwards IPv4 only', ipv6Only: true });
+  const emptyA = new SystemResolver({ timeoutMs: 1000, lookup: async () => [], lookupIpv6: async () => ['2600:1f18::5'] });
+  t.match(await emptyA.resolve('v6.cache.example'), { ok: false, ipv6Only: true }, 'an empty IPv4 answer too');
+  const neither = new SystemResolver({ timeoutMs: 1000, lookup: noA, lookupIpv6: noA });
+  t.same(await neither.resolve('gone.cache.example'), { ok: false, error: 'cannot resolve gone.cache.example: ENOTFOUND' }, 'no address at all: the usual failure');
+  const asked: string[] = [];
+  const flaky = new SystemResolver({
+    timeoutMs: 1000,
+    lookup: async () => {
+      throw Object.assign(new Error('EAI_AGAIN'), { code: 'EAI_AGAIN' });
+    },
+    lookupIpv6: async (name) => (asked.push(name), ['2600:1f18::5']),
+  });
+  t.same(await flaky.resolve('x.cache.example'), { ok: false, error: 'cannot resolve x.cache.example: EAI_AGAIN' }, 'a resolver failure is not taken for IPv6-only');
+  t.same(asked, [], 'and AAAA is not asked then');
+});
+
 t.test('names that are not DNS names are refused without a lookup', async (t) => {
   for (const name of ['a b.example.com', '-j.example.com', '127.1', '']) {
     t.match(await resolver(refuse).resolve(name), { ok: false, error: /is not a DNS name/ }, JSON.stringify(name));

@@ -80,7 +80,7 @@ t.test('connection audit in the lab', async (t) => {
     return byFlow;
   };
   /** Waits until every flow has its end line; then checks each has exactly one. */
-  const waitForEnds = async (flows: { client: string; localPort: number; port: number }[], timeoutMs = 30_000) => {
+  const waitForEnds = async (flows: { client: string; localPort: number; port: number }[], timeoutMs = 60_000) => {
     await waitFor(`${flows.length} end lines`, () => {
       const seen = endsByFlow();
       return flows.every((f) => seen.has(flowKey(f.client, f.localPort, f.port)));
@@ -198,6 +198,23 @@ t.test('connection audit in the lab', async (t) => {
     t.equal(lines![0]?.tcpState, 'ESTABLISHED');
     lab.setHost(NAME.primary, '198.19.0.11');
     await waitFor('the primary back on redis-11', async () => (await rig.probe('client', FORWARDS.primary)) === 'redis-11');
+  });
+
+  await t.test('a revocation: a source taken out of allowedSources, its open flow ends "revoked"', async (t) => {
+    const holder = lab.spawnIn(lab.ns.rogue, process.execPath, ['-e', HOLD_SCRIPT, lab.addr.natExt, String(FORWARDS.reader)], { label: 'connection holder' });
+    t.teardown(() => holder.stop());
+    const held = Number((await holder.waitForLine(/^held \d+$/, 10_000)).split(' ')[1]);
+    rig.configure({ ...settings, allowedSources: ['198.18.0.10/32', `${CLIENT_B}/32`] });
+    t.teardown(() => rig.configure(settings));
+    daemon.process.kill('SIGHUP');
+    const [lines] = await waitForEnds([{ client: '198.18.0.20', localPort: held, port: FORWARDS.reader }]);
+    t.equal(lines!.length, 1, 'the held connection ended once');
+    t.same([lines![0]?.reason, lines![0]?.source, lines![0]?.targetKey], ['revoked', '198.18.0.20/32', 'reader/orders'], 'cut by cachenat; the line names the entry that had let it in');
+    const summary = JSON.parse((await rig.cli(['audit', '--since', '1h', '--json'])).stdout) as { revoked: { clientAddress: string; clientPort: number; cache: string }[] };
+    t.same(summary.revoked.map((r) => [r.clientAddress, r.clientPort, r.cache]), [['198.18.0.20', held, 'orders']], 'cachenat audit lists it among the flows cut by a revocation');
+    rig.configure(settings);
+    daemon.process.kill('SIGHUP');
+    await waitFor('the source admitted again', async () => (await rig.probe('rogue', FORWARDS.reader)) === 'redis-12');
   });
 
   await t.test('logrotate: SIGHUP reopens the file', async (t) => {

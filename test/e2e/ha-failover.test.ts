@@ -9,9 +9,8 @@
 // The measured figures are printed with t.comment.
 
 import t, { type Test } from 'tap';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { baseTopology, portsOf, stretch, waitFor } from '../../lab/rig.js';
+import { portsOf, stretch, waitFor } from '../../lab/rig.js';
+import { addSoloCluster, asNewInstance, leadingAlone } from '../../lab/replacement.js';
 import { startHaRig, type NatName } from '../../lab/ha-rig.js';
 import {
   armProbers,
@@ -44,7 +43,6 @@ interface HealthJson {
 t.test('HA failover end to end (lease 4 s)', async (t) => {
   const rig = await startHaRig({ lease: `${LEASE_MS / 1000}s` });
   t.teardown(() => rig.down());
-  const { lab } = rig;
   // What a new instance's kernel has before cachenat ever ran there.
   const bootRules = await rig.save('nat2');
 
@@ -191,28 +189,12 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
   await t.test('3. a group of one: the lone leader lost, a replacement with an empty state dir keeps every port', async (t) => {
     // nat alone: nat2 stops (SIGTERM hands the lease to nat if nat2 led), then nat2 is wiped like a new instance.
     await rig.kill('nat2', 'SIGTERM');
-    const { dir } = rig.nodes.nat2;
-    for (const path of ['state', 'run', 'rules.v4']) rmSync(join(dir, path), { recursive: true, force: true });
-    for (const table of ['nat', 'filter']) {
-      for (const flag of ['-F', '-X']) await lab.exec(rig.nodes.nat2.ns, 'iptables', ['-w', '5', '-t', table, flag]);
-    }
-    await lab.exec(rig.nodes.nat2.ns, 'iptables-restore', [], { input: bootRules });
+    await asNewInstance(rig, 'nat2', bootRules);
     t.equal((await dnatRules(rig, 'nat2')).lines.length, 0, 'nat2 has no cachenat rules left');
 
     // Only nat runs, leads, and allocates: a new Memcached cluster gets a port nat2 never saw.
-    const solo = 'solo.abc123.0001.use1.cache.amazonaws.com';
-    lab.setHost(solo, '198.19.0.22');
-    const topology = baseTopology();
-    topology.clusters.push({ id: 'solo', engine: 'memcached', nodes: [{ id: '0001', address: solo, port: 11211 }] });
-    await rig.setTopology(topology);
-    const alone = await waitFor(
-      'nat leading alone with node/solo/0001 active',
-      async () => {
-        const s = await statusOf(rig, 'nat');
-        return s.ha?.role === 'leader' && s.forwards.length === FORWARDS + 1 && s.forwards.every((f) => f.state === 'active') && (await rig.eipHolder()) === 'nat' ? s : undefined;
-      },
-      stretch(20_000),
-    );
+    await addSoloCluster(rig);
+    const alone = await leadingAlone(rig, 'nat', FORWARDS + 1);
     const ports = portsOf(alone);
     t.ok(ports['node/solo/0001'], `nat allocated node/solo/0001 on port ${ports['node/solo/0001']} while alone`);
     t.equal(await rig.probe(ports['node/solo/0001']!, 'memcached'), 'memc-22', 'the new forward answers through the Elastic IP');

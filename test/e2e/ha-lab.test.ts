@@ -89,9 +89,10 @@ t.test('the two-NAT lab', async (t) => {
     await rig.associate('nat2');
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const summary = await prober.stop();
+    // arping runs after AssociateAddress answers (about 2 s, longer on a busy host): read the association once it has finished.
+    const last = (await rig.associations({ settled: true })).at(-1);
     t.equal(await rig.eipHolder(), 'nat2');
     t.equal(await rig.clientSeesEipAt(), 'nat2', 'the gratuitous ARP moved the client');
-    const last = (await rig.associations()).at(-1);
     t.match(last, { from: { instanceId: HA_IDS.nat.instanceId }, to: { instanceId: HA_IDS.nat2.instanceId } });
     t.equal(last?.arping?.exitCode, 0, `arping: ${last?.arping?.output}`);
     // The fake's own times: the call's arrival, the address on nat2's ext0, the gratuitous ARP done.

@@ -27,13 +27,15 @@ function report(o: Partial<PassReport> & { packets?: [string, number][] } = {}):
       events: [],
       state: { version: 1, entries: [], released: [{ port: 6390, key: 'node/gone/0001', releasedAt: 0 }] },
       changes: { restore: null, chainsWritten: [], jumpsAdded: [], jumpsRemoved: 0, chainsDeleted: [], leftoversKept: [] },
+      withoutPort: [],
     } as unknown as PassReport['plan'],
     discovery: { status: 'ok' },
     applied: false,
     durationMs: 12,
     dnatPackets: new Map(o.packets ?? [['6379 node/a/0001', 10], ['6380 node/b/0001', 0]]),
+    flowsForgotten: { moved: 0, revoked: 0 },
     ...o,
-  };
+  } as PassReport;
 }
 
 function recorder(overrides: Partial<MetricsEdges> = {}) {

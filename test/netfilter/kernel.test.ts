@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RuleForward } from '../../src/core/model.js';
+import type { FlowFilter, RuleForward } from '../../src/core/model.js';
 import { ConntrackTool } from '../../src/netfilter/conntrack.js';
 import { diffRules } from '../../src/core/netfilter/diff.js';
 import { digestRules, installedOwnedRules, missingJumps } from '../../src/core/netfilter/digest.js';
@@ -15,7 +15,9 @@ import { inNamespace, IptablesNetfilter, KernelError, runCommand, type CommandRu
 import { flushOwnedRules, readInstalledRules } from '../../src/netfilter/owned-rules.js';
 import { persistRules } from '../../src/netfilter/persist.js';
 import { interfaceProblem } from '../../src/core/grammar.js';
-import { recoverForwards } from '../../src/core/netfilter/recover.js';
+import { recoverForwards, recoverState } from '../../src/core/netfilter/recover.js';
+import { pendingForgets, renderMapChain } from '../../src/core/netfilter/map-chain.js';
+import type { PortState } from '../../src/core/ports/port-state.js';
 import { renderRules, type DesiredRules, type RenderOptions } from '../../src/core/netfilter/render.js';
 import { compareListeners } from '../../src/core/ports/port-state.js';
 import { DOCKER_SAVE, foreignLines, withoutComments } from '../../lab/foreign-rules.js';
@@ -105,6 +107,38 @@ t.test('rendered rules are what iptables-save prints back', { skip }, async (t) 
       );
     });
   }
+});
+
+t.test("the kernel's copy of the map is what iptables-save prints back, and rebuilds the map", { skip }, async (t) => {
+  const ns = await lab(t);
+  const longId = 'c'.repeat(64);
+  const state: PortState = {
+    version: 1,
+    entries: [
+      { key: 'node/a/0001', kind: 'node', engine: 'redis', cacheClusterId: 'a', cacheNodeId: '0001', address: 'a-1.cache.example', targetPort: 6379, listenPort: 6380, tls: false },
+      { key: 'node/b/0001', kind: 'node', engine: 'valkey', cacheClusterId: 'b', cacheNodeId: '0001', address: 'b-1.cache.example', targetPort: 6379, listenPort: 6381, lastIps: ['10.0.1.7'] },
+      // The longest key there is, with a name that fills the comment to the last character iptables keeps.
+      { key: `node/${longId}/${longId}`, kind: 'node', engine: 'memcached', cacheClusterId: longId, cacheNodeId: longId, address: `${'m'.repeat(60)}.${'m'.repeat(9)}.example`, targetPort: 11211, listenPort: 11212, tls: true },
+    ],
+    released: [{ port: 6390, key: 'node/gone/0001', releasedAt: 1_700_000_000_000 }],
+    releasedAddresses: [{ address: '10.0.9.23', port: 6379, key: 'node/left/0001', releasedAt: 1_700_000_000_001 }],
+  };
+  const forget: FlowFilter[] = [{ kind: 'listener', listenPort: 6382, targetIp: '10.0.1.9', cause: 'moved' }, { kind: 'source', source: '203.0.113.0/24', cause: 'source' }];
+  const desired = renderRules([{ key: 'node/a/0001', engine: 'redis', listenPort: 6380, targetIp: '10.0.1.1', targetPort: 6379 }], base);
+  desired.nat['CACHENAT-MAP'] = renderMapChain(state, forget);
+  t.equal(Math.max(...desired.nat['CACHENAT-MAP'].map((l) => /--comment "([^"]*)"/.exec(l)![1]!.length)), 255, 'one record is exactly 255 characters');
+  await sync(ns, desired);
+  t.equal(diffRules(desired, await installed(ns)).restore, null, 'read back exactly as written: the next pass writes nothing');
+  const now = await installed(ns);
+  const recovered = recoverState(now.nat, 5).state;
+  t.same(recovered.entries.map((e) => [e.key, e.listenPort, e.tls, e.address, e.ip ?? e.lastIps]), [
+    ['node/a/0001', 6380, false, 'a-1.cache.example', '10.0.1.1'],
+    ['node/b/0001', 6381, undefined, 'b-1.cache.example', ['10.0.1.7']],
+    [`node/${longId}/${longId}`, 11212, true, `${'m'.repeat(60)}.${'m'.repeat(9)}.example`, undefined],
+  ]);
+  t.same([recovered.released, recovered.releasedAddresses], [state.released, state.releasedAddresses]);
+  t.same(pendingForgets(now.nat).length, 2);
+  t.same(now.nat.chains.get('PREROUTING')?.rules.some((r) => r.includes('CACHENAT-MAP')), false, 'nothing jumps to it');
 });
 
 t.test('rules of another tool stay byte-identical through apply, update and flush', { skip }, async (t) => {
@@ -232,32 +266,43 @@ t.test('conntrack forgets exactly the flows DNATed to the old target', { skip: c
   const ns = await lab(t);
   // Real entries in the namespace's conntrack table, as a client's DNATed
   // connection leaves them: client -> NAT:listenPort, answered by the target.
-  const flow = (clientPort: number, listenPort: number, targetIp: string, listenAddress = '10.0.0.1') =>
-    ['-p', 'tcp', '--src', '198.51.100.27', '--dst', listenAddress, '--sport', String(clientPort), '--dport', String(listenPort),
-      '--reply-src', targetIp, '--reply-dst', '198.51.100.27', '--reply-port-src', '6379', '--reply-port-dst', String(clientPort)];
+  // Flows cachenat DNATed carry its connmark (16777216 = 0x1000000, the default).
+  const flow = (clientPort: number, listenPort: number, targetIp: string, listenAddress = '10.0.0.1', client = '198.51.100.27') =>
+    ['-p', 'tcp', '--src', client, '--dst', listenAddress, '--sport', String(clientPort), '--dport', String(listenPort),
+      '--reply-src', targetIp, '--reply-dst', client, '--reply-port-src', '6379', '--reply-port-dst', String(clientPort)];
   const flows = {
     toOldTarget: flow(40001, 6380, '10.0.1.231'),
     toNewTarget: flow(40002, 6380, '10.0.1.232'),
     otherPortSameIp: flow(40003, 6381, '10.0.1.231'),
     // Address mode: another target on the same port, at its own address, that shares the old IP.
     otherAddressSameIp: flow(40004, 6380, '10.0.1.231', '10.0.0.2'),
+    // Not cachenat's (no connmark): never touched, whatever it matches.
+    unmarked: flow(40005, 6380, '10.0.1.231'),
+    // Sources: two in a range that is revoked, one next to it that stays.
+    revokedA: flow(40006, 6381, '10.0.1.232', '10.0.0.1', '203.0.113.9'),
+    revokedB: flow(40007, 6381, '10.0.1.232', '10.0.0.1', '203.0.113.10'),
+    keptSource: flow(40008, 6381, '10.0.1.232', '10.0.0.1', '203.0.113.200'),
   };
   for (const [name, args] of Object.entries(flows)) {
-    const made = await ns.run('conntrack', ['-I', ...args, '--state', 'ESTABLISHED', '--timeout', '600', '-u', 'SEEN_REPLY']);
+    // conntrack 1.4.7 -I: a --mark given before -u is overwritten by the status bits, so it comes last.
+    const mark = name === 'unmarked' ? '0' : '16777216';
+    const made = await ns.run('conntrack', ['-I', ...args, '--state', 'ESTABLISHED', '--timeout', '600', '-u', 'SEEN_REPLY', '--mark', mark]);
     t.equal(made.exitCode, 0, `flow ${name} created`, { stderr: made.stderr });
   }
   const clientPorts = async () => {
     const listed = await ns.run('conntrack', ['-L', '-p', 'tcp']);
     return [...listed.stdout.matchAll(/^tcp .*? sport=(\d+) /gm)].map((m) => Number(m[1])).sort();
   };
-  t.same(await clientPorts(), [40001, 40002, 40003, 40004], 'four flows in the table');
+  t.same(await clientPorts(), [40001, 40002, 40003, 40004, 40005, 40006, 40007, 40008], 'eight flows in the table');
 
   const tool = new ConntrackTool(ns.run);
-  t.equal(await tool.forgetFlows({ listenAddress: '10.0.0.2', listenPort: 6380 }, '10.0.1.231'), 1, 'address mode: one flow deleted');
-  t.same(await clientPorts(), [40001, 40002, 40003], 'only the flow that came in on that address');
-  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 1, 'one flow deleted');
-  t.same(await clientPorts(), [40002, 40003], 'the flow to the old target is gone; the new target and the other port kept theirs');
-  t.equal(await tool.forgetFlows({ listenPort: 6380 }, '10.0.1.231'), 0, 'nothing left to delete (conntrack exits 1: not an error)');
+  t.equal(await tool.forgetFlows({ kind: 'listener', listenAddress: '10.0.0.2', listenPort: 6380, targetIp: '10.0.1.231', cause: 'moved' }), 1, 'address mode: one flow deleted');
+  t.same(await clientPorts(), [40001, 40002, 40003, 40005, 40006, 40007, 40008], 'only the flow that came in on that address');
+  t.equal(await tool.forgetFlows({ kind: 'listener', listenPort: 6380, targetIp: '10.0.1.231', cause: 'moved' }), 1, 'one flow deleted');
+  t.same(await clientPorts(), [40002, 40003, 40005, 40006, 40007, 40008], 'the flow to the old target is gone; the new target, the other port and the unmarked flow kept theirs');
+  t.equal(await tool.forgetFlows({ kind: 'listener', listenPort: 6380, targetIp: '10.0.1.231', cause: 'moved' }), 0, 'nothing left to delete (conntrack exits 1: not an error)');
+  t.equal(await tool.forgetFlows({ kind: 'source', source: '203.0.113.0/25', cause: 'source' }), 2, 'a source range: two flows deleted');
+  t.same(await clientPorts(), [40002, 40003, 40005, 40008], 'those from the range; one from outside it stays');
   t.ok(tool.available, 'the tool was found');
 });
 

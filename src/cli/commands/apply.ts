@@ -2,7 +2,7 @@
 
 import { acquireLock } from '../../daemon/lock.js';
 import { Reconciler, type PassReport } from '../../daemon/reconciler.js';
-import { describeEvent } from '../../core/daemon/events.js';
+import { describeEvent, describeFlows } from '../../core/daemon/events.js';
 import { planOutcome } from '../../core/planner/plan-outcome.js';
 import { EXIT, PLAN_EXIT } from '../exit-codes.js';
 import type { CliIo, Machine } from '../io.js';
@@ -53,6 +53,7 @@ export async function planCommand(options: CommandOptions, io: CliIo): Promise<n
   }
   if (outcome === 'could-not-plan') print(io.stdout, "even without the API's answer, a pass would change:");
   if (lines.length > 0) print(io.stdout, `changes:\n${lines.join('\n')}`);
+  if (report.plan.forget.length > 0) print(io.stdout, `open connections to cut once the rules are in:\n${report.plan.forget.map((f) => `  ${describeFlows(f)}`).join('\n')}`);
   print(io.stdout, restore !== null ? `kernel update (iptables-restore --noflush input):\n${restore}` : 'the kernel rules already match; only the port map changes');
   return PLAN_EXIT[outcome];
 }

@@ -33,16 +33,20 @@ export async function statusCommand(options: CommandOptions, io: CliIo): Promise
   const view = await readForwards(config, io);
   const forwards = withConnections(view.forwards, view.connections);
   if (options.json) {
-    print(io.stdout, JSON.stringify({ source: view.source, forwards: forwards.map(withTls), ...(view.ha ? { ha: view.ha } : {}) }, null, 2));
+    print(io.stdout, JSON.stringify({ source: view.source, forwards: forwards.map(withTls), ...(view.withoutPort ? { withoutPort: view.withoutPort } : {}), ...(view.ha ? { ha: view.ha } : {}) }, null, 2));
     return EXIT.ok;
   }
   if (view.ha) print(io.stdout, `HA: ${describeHa(io.now(), view.ha)}`);
+  const withoutPort = view.withoutPort?.length ? `not forwarded, no free port (lower ports.redis / ports.memcached or exclude clusters): ${view.withoutPort.join(', ')}` : undefined;
   if (view.forwards.length === 0) {
     print(io.stdout, view.source === 'none' ? 'no forwards: cachenat has not run a pass yet on this host' : 'no forwards');
+    if (withoutPort) print(io.stdout, withoutPort);
     return EXIT.ok;
   }
-  const rows = forwards.map((f) => [listenCell(f), f.engine, f.kind, idOf(f), destinationCell(f), f.state, f.tls === true ? 'yes' : 'no', connectionsCell(f), f.address]);
+  const stateCell = (f: Forward): string => (f.ipv6Only ? `${f.state} (IPv6 only: not served)` : f.state);
+  const rows = forwards.map((f) => [listenCell(f), f.engine, f.kind, idOf(f), destinationCell(f), stateCell(f), f.tls === true ? 'yes' : 'no', connectionsCell(f), f.address]);
   print(io.stdout, renderTable([config.forward.listenAddresses ? 'LISTEN' : 'PORT', 'ENGINE', 'KIND', 'TARGET', 'DESTINATION', 'STATE', 'TLS', 'CONNS OPEN/NEW', 'ADDRESS'], rows));
+  if (withoutPort) print(io.stdout, withoutPort);
   if (view.source !== 'daemon') print(io.stdout, `(from ${view.source === 'state' ? `the port map in ${config.state.dir}` : 'the last snapshot'}: the daemon is not running)`);
   return EXIT.ok;
 }

@@ -19,7 +19,7 @@ export interface ForwardIdentity {
   cache: string;
 }
 
-/** The source label of a client no allowedSources entry contains (a connection made on the NAT host itself, or a source removed since). */
+/** The source label of a client no allowedSources entry contains, now or before (a connection made on the NAT host itself). */
 export const UNLISTED_SOURCE = 'unlisted';
 
 interface Listening {
@@ -39,12 +39,22 @@ export interface AttributionTable {
   readonly current: Listeners;
   /** Forwards no longer listed, by the listener they had, until another forward takes it. */
   readonly retired: Listeners;
-  readonly sources: readonly { text: string; cidr: Cidr }[];
+  readonly sources: readonly Source[];
+  /** Entries taken out of allowedSources, newest first: the flows they admitted end after (a revocation cuts them). */
+  readonly retiredSources: readonly Source[];
 }
+
+interface Source {
+  text: string;
+  cidr: Cidr;
+}
+
+/** Retired entries remembered at most. */
+const MAX_RETIRED_SOURCES = 64;
 
 const none = (): Listeners => ({ byAddress: new Map(), byPort: new Map() });
 
-export const emptyAttribution = (): AttributionTable => ({ current: none(), retired: none(), sources: [] });
+export const emptyAttribution = (): AttributionTable => ({ current: none(), retired: none(), sources: [], retiredSources: [] });
 
 export const identityOf = (f: Pick<Forward, 'key' | 'kind' | 'engine' | 'replicationGroupId' | 'cacheClusterId' | 'serverlessCacheName'>): ForwardIdentity => ({
   key: f.key,
@@ -71,14 +81,17 @@ export function rememberForwards(table: AttributionTable, forwards: readonly For
   return withSources({ ...table, current: { byAddress, byPort }, retired: { byAddress: retiredByAddress, byPort: retiredByPort } }, allowedSources);
 }
 
-/** The same forwards with these allowed sources (a reload before the next pass). */
+/** The same forwards with these allowed sources (a reload before the next pass); entries taken out are retired. */
 export function withSources(table: AttributionTable, allowedSources: readonly string[]): AttributionTable {
-  const sources: { text: string; cidr: Cidr }[] = [];
+  const sources: Source[] = [];
   for (const text of allowedSources) {
     const cidr = parseCidr(text);
     if (!('error' in cidr)) sources.push({ text: cidr.text, cidr });
   }
-  return { ...table, sources };
+  const listed = new Set(sources.map((s) => s.text));
+  const removed = table.sources.filter((s) => !listed.has(s.text));
+  const retiredSources = [...removed, ...table.retiredSources.filter((s) => !listed.has(s.text) && !removed.some((r) => r.text === s.text))].slice(0, MAX_RETIRED_SOURCES);
+  return { ...table, sources, retiredSources };
 }
 
 const lookup = (l: Listeners, orig: Pick<FlowTuple, 'dst' | 'dport'>): Listening | undefined =>
@@ -89,9 +102,13 @@ export function forwardOf(table: AttributionTable, orig: Pick<FlowTuple, 'dst' |
   return (lookup(table.current, orig) ?? lookup(table.retired, orig))?.identity;
 }
 
-/** The allowedSources entry that admits a client: the first in config order, as the kernel's rules match them. */
+/**
+ * The allowedSources entry that admits a client: the first in config order, as
+ * the kernel's rules match them; else the newest retired entry that did (a
+ * flow cut because its entry was taken out ends just after).
+ */
 export function sourceOf(table: AttributionTable, client: string): string {
   const ip = parseIpv4(client);
   if (ip === undefined) return UNLISTED_SOURCE;
-  return table.sources.find((s) => cidrContains(s.cidr, ip))?.text ?? UNLISTED_SOURCE;
+  return (table.sources.find((s) => cidrContains(s.cidr, ip)) ?? table.retiredSources.find((s) => cidrContains(s.cidr, ip)))?.text ?? UNLISTED_SOURCE;
 }

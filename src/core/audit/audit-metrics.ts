@@ -85,7 +85,7 @@ export function auditFamilies(counts: AuditCounts, reader: AuditReaderState): Me
       { labels: { [label]: key, direction: 'to_client' }, value: t.bytesToClient },
     ]);
   return [
-    { name: 'cachenat_audit_source_connections_total', help: 'Audited connections that ended, by the allowedSources entry that admitted the client ("unlisted": none does now).', type: 'counter', samples: perKey(counts.bySource, 'source', (t) => t.connections) },
+    { name: 'cachenat_audit_source_connections_total', help: 'Audited connections that ended, by the allowedSources entry that admitted the client ("unlisted": none did).', type: 'counter', samples: perKey(counts.bySource, 'source', (t) => t.connections) },
     { name: 'cachenat_audit_source_bytes_total', help: 'IP bytes of audited connections that ended, by allowedSources entry and direction.', type: 'counter', samples: bytes(counts.bySource, 'source') },
     { name: 'cachenat_audit_target_connections_total', help: 'Audited connections that ended, by target ("unknown": no forward listened there in this daemon\'s memory).', type: 'counter', samples: perKey(counts.byTarget, 'target', (t) => t.connections) },
     { name: 'cachenat_audit_target_bytes_total', help: 'IP bytes of audited connections that ended, by target and direction.', type: 'counter', samples: bytes(counts.byTarget, 'target') },

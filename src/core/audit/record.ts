@@ -36,7 +36,7 @@ interface FlowParties {
   clientPort: number;
   listenAddress: string;
   listenPort: number;
-  /** The allowedSources entry that admitted the client, or "unlisted". */
+  /** The allowedSources entry that admitted the client (one taken out since, for a flow it cut), or "unlisted". */
   source: string;
   /** null: no forward of this daemon's memory listens there (a flow older than the daemon, on a listener gone since). */
   targetKey: string | null;

@@ -1,5 +1,6 @@
 // Log wording for what a pass changed. Kept apart so the planner stays free of prose.
 
+import type { FlowFilter } from '../model.js';
 import type { ForwardEvent } from '../planner/plan-forwards.js';
 
 type Level = 'info' | 'warn' | 'debug';
@@ -34,6 +35,13 @@ export function describeEvent(event: ForwardEvent): { level: Level; message: str
     case 'ip-changed':
       return { level: 'info', message: `target ${event.key} moved from ${event.from} to ${event.to}; port ${event.listenPort} follows`, fields };
     case 'resolve-failed':
+      if (event.ipv6Only) {
+        return {
+          level: 'warn',
+          message: `${event.address} for ${event.key} has only IPv6 addresses (AAAA, no A record): cachenat forwards IPv4 only, so this cache is not served${event.keepingIp ? ` (still forwarding to ${event.keepingIp} for the removal grace)` : ''}. Give the cache an IPv4 address (network type ipv4 or dual_stack)`,
+          fields,
+        };
+      }
       return {
         level: 'warn',
         message: `cannot resolve ${event.address} for ${event.key} (${event.error})${event.keepingIp ? `; still forwarding to ${event.keepingIp}` : ''}. Check the VPC resolver and that the cache still exists`,
@@ -42,6 +50,14 @@ export function describeEvent(event: ForwardEvent): { level: Level; message: str
     case 'unresolved':
       return { level: 'warn', message: `${event.address} for ${event.key} has not resolved for the whole grace period; its forward is suspended (port kept)`, fields };
     case 'ports-exhausted':
-      return { level: 'warn', message: `no free port left for ${event.key}; lower ports.redis / ports.memcached or exclude clusters`, fields };
+      // Every pass finds it again: the reconciler warns when the set of such targets changes, health says it meanwhile.
+      return { level: 'debug', message: `no free port left for ${event.key}; lower ports.redis / ports.memcached or exclude clusters`, fields };
   }
+}
+
+/** "through port 6380 to 10.0.1.5 (the target moved)": which open connections a pass cuts, and why. */
+export function describeFlows(filter: FlowFilter): string {
+  if (filter.kind === 'source') return `from ${filter.source} (forward.allowedSources no longer lists it)`;
+  const why = { moved: 'the target moved', removed: 'the target was removed', refused: 'forward.plaintext: refuse', relocated: 'the listener left the config' }[filter.cause];
+  return `through ${where(filter)} to ${filter.targetIp} (${why})`;
 }

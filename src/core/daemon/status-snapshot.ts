@@ -38,6 +38,8 @@ export interface StatusSnapshot {
   /** Digest of cachenat's own chains as last applied (see netfilter digest). */
   rulesDigest?: string;
   forwards: Forward[];
+  /** Targets the API lists that found no free port (the ports.redis / ports.memcached range is used up): not forwarded. */
+  withoutPort?: string[];
   /** Per forward: open connections now and new ones since the daemon started. */
   connections?: ForwardConnections[];
   /** HA pair (config `ha`): this instance's role, the lease, the peer, the shared map. */

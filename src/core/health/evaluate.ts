@@ -179,9 +179,14 @@ function rulesCheck(kernel: KernelView, s: StatusSnapshot, notes: string[]): Che
 function forwardsCheck(s: StatusSnapshot, unresolved: string[]): CheckResult {
   const draining = s.forwards.filter((f) => f.state === 'draining').length;
   const counts = `${s.forwards.length} forward${s.forwards.length === 1 ? '' : 's'}${draining ? ` (${draining} draining)` : ''}`;
-  if (unresolved.length > 0) {
-    return { name: 'forwards', state: WARNING, message: `${unresolved.length} of ${counts} unresolved (DNS): ${listSome(unresolved)}` };
-  }
+  const ipv6Only = s.forwards.filter((f) => f.ipv6Only).map((f) => f.key);
+  const dns = unresolved.filter((key) => !ipv6Only.includes(key));
+  const problems = [
+    ...(s.withoutPort?.length ? [`${s.withoutPort.length} target${s.withoutPort.length === 1 ? '' : 's'} found no free port and ${s.withoutPort.length === 1 ? 'is' : 'are'} not forwarded: ${listSome(s.withoutPort)}; lower ports.redis / ports.memcached or exclude clusters`] : []),
+    ...(ipv6Only.length ? [`${ipv6Only.length} IPv6-only (AAAA, no A record), not served: ${listSome(ipv6Only)}; cachenat forwards IPv4 only`] : []),
+    ...(dns.length ? [`${dns.length} of ${counts} unresolved (DNS): ${listSome(dns)}`] : []),
+  ];
+  if (problems.length > 0) return { name: 'forwards', state: WARNING, message: problems.join('; ') };
   return { name: 'forwards', state: OK, message: `${counts}, every target resolved` };
 }
 

@@ -2,7 +2,8 @@
 // Pure: each pass's observation is folded into the state; the families are
 // computed from the state and the pass's view of the forwards.
 
-import type { Engine, Forward, ForwardState, TargetKind } from '../model.js';
+import type { Engine, FlowReason, Forward, ForwardState } from '../model.js';
+import { TARGET_KINDS } from '../grammar.js';
 import type { ForwardEvent } from '../planner/plan-forwards.js';
 import type { MetricFamily, Sample } from './exposition.js';
 import { emptyTotals, foldDnatPackets, forwardId, type DnatPackets, type NewConnectionTotals } from './rule-counters.js';
@@ -34,6 +35,8 @@ export interface PassObservation {
   events: readonly ForwardEvent[];
   /** The DNAT rules' packet counters as read this pass, when the pass got that far. */
   dnatPackets?: DnatPackets;
+  /** Connections forgotten this pass (conntrack entries deleted), by reason. */
+  flowsForgotten?: Readonly<Record<FlowReason, number>>;
 }
 
 export interface DaemonMetrics {
@@ -46,6 +49,7 @@ export interface DaemonMetrics {
   apiErrors: ReadonlyMap<string, number>;
   dnsFailures: number;
   targetMoves: number;
+  flowsForgotten: Readonly<Record<FlowReason, number>>;
   lastSyncAt?: number;
   newConnections: NewConnectionTotals;
   /** The DNAT chain was rewritten after the last counter read. */
@@ -63,6 +67,7 @@ export function initialMetrics(startedAt: number): DaemonMetrics {
     apiErrors: new Map(),
     dnsFailures: 0,
     targetMoves: 0,
+    flowsForgotten: { moved: 0, revoked: 0 },
     newConnections: emptyTotals(),
     dnatRewrittenSinceRead: false,
   };
@@ -90,6 +95,7 @@ export function observePass(m: DaemonMetrics, o: PassObservation): DaemonMetrics
     apiErrors,
     dnsFailures: m.dnsFailures + o.events.filter((e) => e.type === 'resolve-failed').length,
     targetMoves: m.targetMoves + o.events.filter((e) => e.type === 'ip-changed').length,
+    flowsForgotten: { moved: m.flowsForgotten.moved + (o.flowsForgotten?.moved ?? 0), revoked: m.flowsForgotten.revoked + (o.flowsForgotten?.revoked ?? 0) },
     newConnections,
     dnatRewrittenSinceRead: o.dnatPackets ? o.dnatChainRewritten : m.dnatRewrittenSinceRead || o.dnatChainRewritten,
   };
@@ -121,21 +127,23 @@ export function forwardConnections(forwards: readonly Forward[], m: DaemonMetric
 export interface MetricsView {
   forwards: readonly Forward[];
   connections: readonly ForwardConnections[];
+  /** Freed listeners no other target may have yet: ports, and in address mode addresses (ports.reuseAfter). */
   quarantinedPorts: number;
+  /** Targets the API lists that found no free port. */
+  withoutPort: number;
   /** Epoch ms the file is written. */
   now: number;
   /** HA pair: this instance's role, Elastic IPs, DynamoDB, peers. */
   ha?: HaStatus;
 }
 
-const KINDS: readonly TargetKind[] = ['node', 'primary', 'reader'];
-const STATES: readonly ForwardState[] = ['active', 'draining', 'unresolved'];
+const STATES: readonly ForwardState[] = ['active', 'draining', 'unresolved', 'refused'];
 const seconds = (ms: number): number => ms / 1000;
 
 export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamily[] {
   const engines = [...new Set<Engine>(['redis', 'valkey', 'memcached', ...view.forwards.map((f) => f.engine)])];
   const byGroup: Sample[] = [];
-  for (const kind of KINDS)
+  for (const kind of TARGET_KINDS)
     for (const engine of engines)
       for (const state of STATES) {
         const value = view.forwards.filter((f) => f.kind === kind && f.engine === engine && f.state === state).length;
@@ -159,7 +167,9 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     { name: 'cachenat_last_write_time_seconds', help: 'When this file was written (Unix time): a stale value means the daemon stopped passing.', type: 'gauge', samples: [{ value: seconds(view.now) }] },
     { name: 'cachenat_forwards', help: 'Forwards by target kind, engine and state.', type: 'gauge', samples: byGroup },
     { name: 'cachenat_targets_unresolved', help: 'Targets whose endpoint name has not resolved for the whole removal grace: no rule, port kept.', type: 'gauge', samples: [{ value: view.forwards.filter((f) => f.state === 'unresolved').length }] },
-    { name: 'cachenat_ports_quarantined', help: 'Freed ports not yet given to another target (ports.reuseAfter).', type: 'gauge', samples: [{ value: view.quarantinedPorts }] },
+    { name: 'cachenat_targets_aaaa_only', help: 'Targets whose endpoint name has only IPv6 addresses (AAAA records, no A): not served, cachenat forwards IPv4 only.', type: 'gauge', samples: [{ value: view.forwards.filter((f) => f.ipv6Only).length }] },
+    { name: 'cachenat_targets_without_port', help: 'Targets the API lists that found no free port (ports.redis / ports.memcached up to 65535 all taken): not forwarded.', type: 'gauge', samples: [{ value: view.withoutPort }] },
+    { name: 'cachenat_ports_quarantined', help: 'Freed listeners not yet given to another target (ports.reuseAfter): ports, and in address mode listen addresses.', type: 'gauge', samples: [{ value: view.quarantinedPorts }] },
     {
       name: 'cachenat_pass_duration_seconds',
       help: 'Time one reconcile pass took: API (when due), DNS, kernel read, plan and write.',
@@ -171,6 +181,12 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     { name: 'cachenat_api_errors_total', help: 'Failed ElastiCache API syncs by error code.', type: 'counter', samples: [...m.apiErrors].map(([code, value]) => ({ labels: { code }, value })) },
     { name: 'cachenat_dns_failures_total', help: 'Endpoint names that stopped resolving (once per failure episode per target).', type: 'counter', samples: [{ value: m.dnsFailures }] },
     { name: 'cachenat_target_moves_total', help: 'Target address changes followed (failovers, replaced nodes).', type: 'counter', samples: [{ value: m.targetMoves }] },
+    {
+      name: 'cachenat_flows_forgotten_total',
+      help: 'Open connections cut (conntrack entries deleted): moved, their target changed address; revoked, the config or the API took their access away.',
+      type: 'counter',
+      samples: (['moved', 'revoked'] as const).map((reason) => ({ labels: { reason }, value: m.flowsForgotten[reason] })),
+    },
     {
       name: 'cachenat_forward_active_connections',
       help: 'Open TCP connections through each forward now (conntrack entries carrying the connmark, by original destination).',

@@ -10,7 +10,7 @@
 
 import type { Engine, RuleForward } from '../model.js';
 import { isIpv4, parseCidr, targetAddressProblem } from '../ipv4.js';
-import { connmarkProblem, DEFAULT_CONNMARK, dnatRuleLines, engineProblem, interfaceProblem, keyProblem, listenAddressProblem, portProblem } from '../grammar.js';
+import { connmarkProblem, DEFAULT_CONNMARK, dnatRuleLines, engineProblem, interfaceProblem, keyProblem, listenAddressProblem, portProblem, preroutingRuleLine } from '../grammar.js';
 import { compareListeners, listenerClash, listenerText } from '../ports/port-state.js';
 import { OWNER_COMMENT } from './types.js';
 
@@ -82,13 +82,7 @@ export function renderRules(forwards: RuleForward[], options: RenderOptions): De
   if (clash) fail(`forward ${JSON.stringify(clash[1].key)}`, `it listens on ${listenerText(clash[1])}, and so does ${JSON.stringify(clash[0].key)} (${listenerText(clash[0])})`);
   const sorted = [...forwards].sort(compareListeners);
 
-  // Only traffic to one of this host's own addresses is DNATed: a packet the
-  // NAT instance merely routes must pass untouched. iptables-save leaves out
-  // `-s 0.0.0.0/0`, so the canonical form does too.
-  const prerouting = sources.map(
-    (cidr) =>
-      `-A CACHENAT-PREROUTING ${cidr === '0.0.0.0/0' ? '' : `-s ${cidr} `}-i ${options.inboundInterface} -m addrtype --dst-type LOCAL -j CACHENAT-DNAT`,
-  );
+  const prerouting = sources.map((cidr) => preroutingRuleLine(cidr, options.inboundInterface));
   const output = ['-A CACHENAT-OUTPUT -m addrtype --dst-type LOCAL -j CACHENAT-DNAT'];
 
   // Flows are tagged in the conntrack entry: every new connection entering

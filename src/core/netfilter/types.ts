@@ -1,6 +1,8 @@
 // The kernel edge. The real implementation runs iptables-save / iptables-restore;
 // tests use the same implementation inside a throwaway network namespace.
 
+import type { FlowFilter } from '../model.js';
+
 export type Table = 'nat' | 'filter';
 
 export interface Netfilter {
@@ -12,14 +14,16 @@ export interface Netfilter {
   restore(text: string): Promise<void>;
 }
 
-/** Deletes conntrack entries so clients of a moved target reconnect instead of hanging. */
+/** Deletes conntrack entries so clients of a moved target reconnect instead of hanging, and revoked ones are cut. */
 export interface Conntrack {
   /**
-   * Entries of TCP flows that came in on a listener (its port; in address mode
-   * its own address and port) and were DNATed to oldIp. Returns how many were deleted;
-   * `deleted` receives the tool's listing of them (the audit says why they ended).
+   * Entries of TCP flows cachenat DNATed (they carry its connmark) that the
+   * filter names: those that came in on a listener (its port; in address mode
+   * its own address and port) and went to an address, or those from a source
+   * range. Returns how many were deleted; `deleted` receives the tool's
+   * listing of them (the connection audit says why they ended).
    */
-  forgetFlows(listener: { listenAddress?: string; listenPort: number }, oldIp: string, deleted?: (listing: string) => void): Promise<number>;
+  forgetFlows(filter: FlowFilter, deleted?: (listing: string) => void): Promise<number>;
   /** False once the conntrack tool turned out to be missing. */
   readonly available: boolean;
 }
@@ -29,7 +33,8 @@ export const CHAIN_PREFIX = 'CACHENAT-';
 export const OWNER_COMMENT = 'cachenat';
 
 export const OWNED_CHAINS = {
-  nat: ['CACHENAT-PREROUTING', 'CACHENAT-OUTPUT', 'CACHENAT-DNAT', 'CACHENAT-POSTROUTING'],
+  // CACHENAT-MAP: the kernel's copy of the port map (comment-only rules; nothing jumps to it).
+  nat: ['CACHENAT-PREROUTING', 'CACHENAT-OUTPUT', 'CACHENAT-DNAT', 'CACHENAT-POSTROUTING', 'CACHENAT-MAP'],
   filter: ['CACHENAT-FORWARD'],
 } as const satisfies Record<Table, readonly string[]>;
 

@@ -3,6 +3,7 @@
 
 import { targetSourceOf, type DiscoveredTarget, type Forward, type Resolution, type Topology, type TargetKey } from '../model.js';
 import { allocateAddresses, allocatePorts, type PortRanges } from '../ports/allocate.js';
+import { MAX_TARGET_IPS } from '../grammar.js';
 import { compareListeners, listenerText, type Listener, type PortEntry, type PortState, type ReleasedAddress, type ReleasedPort } from '../ports/port-state.js';
 
 export interface ForwardPolicy {
@@ -28,7 +29,7 @@ export type ForwardEvent =
   /** ownAddress: address mode, the freed address is quarantined (else the port is). */
   | { type: 'removed'; key: TargetKey; listenPort: number; listenAddress?: string; ownAddress?: true }
   | { type: 'ip-changed'; key: TargetKey; listenPort: number; from: string; to: string }
-  | { type: 'resolve-failed'; key: TargetKey; address: string; error: string; keepingIp?: string }
+  | { type: 'resolve-failed'; key: TargetKey; address: string; error: string; keepingIp?: string; ipv6Only?: true }
   | { type: 'unresolved'; key: TargetKey; address: string }
   | { type: 'ports-exhausted'; key: TargetKey };
 
@@ -62,7 +63,7 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
   releasedAddresses.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return {
     state: { version: 1, entries, released, ...(releasedAddresses.length > 0 ? { releasedAddresses } : {}) },
-    forwards: entries.map(forwardOf).sort(compareListeners),
+    forwards: entries.map((e) => forwardOf(e, seen.resolutions.get(e.address))).sort(compareListeners),
     events,
   };
 }
@@ -80,7 +81,7 @@ export function planFollower(map: PortState, resolutions: ReadonlyMap<string, Re
   for (const entry of entries) applyResolution(entry, resolutions.get(entry.address), policy, now, events);
   const first = policy.listenAddresses?.[0];
   const misfits = entries.filter((e) => !fitsMode(e, policy.listenAddresses) && !(e.fallback !== undefined && e.listenAddress === first)).map((e) => e.key);
-  return { state: { ...map, entries }, forwards: entries.map(forwardOf).sort(compareListeners), events, misfits };
+  return { state: { ...map, entries }, forwards: entries.map((e) => forwardOf(e, resolutions.get(e.address))).sort(compareListeners), events, misfits };
 }
 
 /** Whether an entry's listener fits the mode: port mode, or one of the pool's addresses on its native port. */
@@ -134,7 +135,7 @@ function release(memory: Memory, entry: PortEntry, now: number): void {
     const address = entry.listenAddress;
     // One record per (target, address): two targets that shared the address (one DNS name) can both
     // come back to it, and a target that moved twice keeps both addresses quarantined.
-    memory.releasedAddresses = [...memory.releasedAddresses.filter((r) => r.key !== entry.key || r.address !== address), { address, key: entry.key, releasedAt: now }];
+    memory.releasedAddresses = [...memory.releasedAddresses.filter((r) => r.key !== entry.key || r.address !== address), { address, port: entry.listenPort, key: entry.key, releasedAt: now }];
   } else {
     memory.released = [...memory.released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now }];
   }
@@ -190,12 +191,20 @@ function place(memory: Memory, fresh: readonly DiscoveredTarget[], policy: Forwa
         release(memory, item.entry, now);
       }
       put(item, { listenAddress: address, listenPort: item.target.targetPort });
-      memory.releasedAddresses = memory.releasedAddresses.filter((r) => r.address !== address);
+      // Its own quarantine ends; another target's record for the address (one DNS name shares it) stays.
+      memory.releasedAddresses = memory.releasedAddresses.filter((r) => r.address !== address || r.key !== item.target.key);
     }
     needPorts = unplaced.filter((item) => !addresses.has(item.target.key));
   }
 
-  const { ports, exhausted } = allocatePorts(needPorts.map((item) => item.target), { entries: settled, released: memory.released }, policy.ranges, now, policy.reuseAfterMs);
+  const { ports, exhausted } = allocatePorts(
+    needPorts.map((item) => item.target),
+    { entries: settled, released: memory.released, releasedAddresses: memory.releasedAddresses },
+    policy.ranges,
+    now,
+    policy.reuseAfterMs,
+    first,
+  );
   for (const key of exhausted) events.push({ type: 'ports-exhausted', key });
   for (const item of needPorts) {
     const listenPort = ports.get(item.target.key);
@@ -230,12 +239,15 @@ function refresh(entry: PortEntry, target: DiscoveredTarget): PortEntry {
   if (target.address === entry.address) {
     if (entry.ip !== undefined) next.ip = entry.ip;
     if (entry.ips !== undefined) next.ips = entry.ips;
+    if (entry.lastIps !== undefined) next.lastIps = entry.lastIps;
     if (entry.resolvedAt !== undefined) next.resolvedAt = entry.resolvedAt;
     if (entry.unresolvedSince !== undefined) next.unresolvedSince = entry.unresolvedSince;
   } else if (entry.ip !== undefined) {
     // A new name: keep forwarding to the old addresses until the new name resolves.
     next.ip = entry.ip;
     if (entry.ips !== undefined) next.ips = entry.ips;
+  } else if (entry.lastIps !== undefined) {
+    next.lastIps = entry.lastIps;
   }
   return next;
 }
@@ -243,18 +255,20 @@ function refresh(entry: PortEntry, target: DiscoveredTarget): PortEntry {
 function applyResolution(entry: PortEntry, answer: Resolution | undefined, policy: ForwardPolicy, now: number, events: ForwardEvent[]): void {
   if (!answer) return;
   if (answer.ok) {
-    const before = entry.ips ?? (entry.ip === undefined ? [] : [entry.ip]);
-    const after = answer.ips ?? [answer.ip];
+    const before = entry.ips ?? (entry.ip === undefined ? (entry.lastIps ?? []) : [entry.ip]);
+    // One DNAT rule per address: a longer answer keeps its lowest addresses (the answer is sorted).
+    const after = (answer.ips ?? [answer.ip]).slice(0, MAX_TARGET_IPS);
     // Each address that left the answer is a move: its flows are forgotten so clients reconnect.
     for (const gone of before.filter((ip) => !after.includes(ip))) {
       events.push({ type: 'ip-changed', key: entry.key, listenPort: entry.listenPort, from: gone, to: answer.ip });
     }
     // resolvedAt marks when these addresses were first seen, not every lookup:
     // a steady answer must not rewrite the port map on disk every pass.
-    if (before.join() !== after.join()) entry.resolvedAt = now;
+    if (entry.ip === undefined || before.join() !== after.join()) entry.resolvedAt = now;
     entry.ip = answer.ip;
     if (after.length > 1) entry.ips = after;
     else delete entry.ips;
+    delete entry.lastIps;
     delete entry.unresolvedSince;
     return;
   }
@@ -263,16 +277,20 @@ function applyResolution(entry: PortEntry, answer: Resolution | undefined, polic
   if (firstFailure) {
     const event: ForwardEvent = { type: 'resolve-failed', key: entry.key, address: entry.address, error: answer.error };
     if (entry.ip !== undefined) event.keepingIp = entry.ip;
+    if (answer.ipv6Only) event.ipv6Only = true;
     events.push(event);
   }
   if (entry.ip !== undefined && now - entry.unresolvedSince >= policy.staleAddressMs) {
     events.push({ type: 'unresolved', key: entry.key, address: entry.address });
+    // Its rules go, but the connections already open stay: remember where they go.
+    entry.lastIps = entry.ips ?? [entry.ip];
     delete entry.ip;
     delete entry.ips;
   }
 }
 
-function forwardOf(entry: PortEntry): Forward {
+/** The forward of an entry; `answer` (this pass's DNS answer for its name) tells an IPv6-only name. */
+function forwardOf(entry: PortEntry, answer: Resolution | undefined): Forward {
   const forward: Forward = {
     key: entry.key,
     kind: entry.kind,
@@ -287,5 +305,7 @@ function forwardOf(entry: PortEntry): Forward {
   if (entry.fallback !== undefined) forward.fallback = entry.fallback;
   if (entry.ip !== undefined) forward.targetIp = entry.ip;
   if (entry.ips !== undefined) forward.targetIps = entry.ips;
+  if (entry.lastIps !== undefined) forward.lastIps = entry.lastIps;
+  if (answer?.ok === false && answer.ipv6Only) forward.ipv6Only = true;
   return forward;
 }

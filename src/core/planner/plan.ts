@@ -3,7 +3,10 @@
 // Pure: all reading happens before, all writing after.
 
 import type { Config } from '../config/schema.js';
-import type { Forward, RuleForward, TargetKey } from '../model.js';
+import type { FlowFilter, Forward, RuleForward, TargetKey } from '../model.js';
+import { desiredAdmissions, flowsToForget, installedAdmissions } from '../flows/forget.js';
+import { pendingForgets, renderMapChain } from '../netfilter/map-chain.js';
+import { MAP_CHAIN } from '../grammar.js';
 import { diffRules, type RuleChanges } from '../netfilter/diff.js';
 import { digestRules } from '../netfilter/digest.js';
 import type { SavedTable } from '../netfilter/parse-save.js';
@@ -11,6 +14,7 @@ import { renderRules, type DesiredRules } from '../netfilter/render.js';
 import type { PortState } from '../ports/port-state.js';
 import { planFollower, planForwards, type ForwardEvent, type ForwardObservations, type ForwardPolicy } from './plan-forwards.js';
 import { plaintextExposures, type PlaintextExposure } from './plaintext-guard.js';
+import { parseCidr, type Cidr } from '../ipv4.js';
 
 export interface PlanInput extends ForwardObservations {
   config: Config;
@@ -22,6 +26,8 @@ export interface PlanInput extends ForwardObservations {
    * standby, and a leader that may not allocate (DynamoDB unreachable).
    */
   follow?: boolean;
+  /** Flows to forget (by flowFilterId) that this process already forgot since the kernel recorded them. */
+  flushed?: ReadonlySet<string>;
 }
 
 export interface Plan {
@@ -31,11 +37,17 @@ export interface Plan {
   rulesDigest: string;
   /** What to write to the kernel; `changes.restore` is null when it already matches. */
   changes: RuleChanges;
-  /** Flows to forget because their target moved: clients must reconnect, not hang. */
-  movedFlows: { listenAddress?: string; listenPort: number; oldIp: string }[];
+  /**
+   * Flows to forget once these rules are in the kernel: their target moved
+   * (clients must reconnect, not hang) or access to it was taken away. The
+   * kernel records them in the same write until they are forgotten.
+   */
+  forget: FlowFilter[];
   events: ForwardEvent[];
   /** Plaintext caches a public source range may reach (forward.plaintext). */
   plaintext: PlaintextExposure[];
+  /** Targets the API lists that found no free port: ports.redis / ports.memcached up to 65535 are all taken. */
+  withoutPort: TargetKey[];
   /** Following (HA): targets the API lists that the map has no listener for yet. */
   waiting?: TargetKey[];
   /** Following (HA): map entries whose listener does not fit this instance's forward config. */
@@ -78,12 +90,16 @@ export function planPass(input: PlanInput): Plan {
     snat: input.config.forward.snat,
     connmark: input.config.forward.connmark,
   });
-  const listenAddressOf = new Map(forwards.flatMap((f) => (f.listenAddress === undefined ? [] : [[f.key, f.listenAddress] as const])));
-  const movedFlows = next.events.flatMap((e) => {
-    if (e.type !== 'ip-changed') return [];
-    const listenAddress = listenAddressOf.get(e.key);
-    return [{ ...(listenAddress === undefined ? {} : { listenAddress }), listenPort: e.listenPort, oldIp: e.from }];
+  const forget = flowsToForget({
+    installed: installedAdmissions(input.installed.nat, rules.nat['CACHENAT-DNAT']),
+    desired: desiredAdmissions(forwards, canonicalSources(input.config.forward.allowedSources)),
+    forwards,
+    moves: next.events.flatMap((e) => (e.type === 'ip-changed' ? [{ key: e.key, from: e.from }] : [])),
+    pending: pendingForgets(input.installed.nat),
+    flushed: input.flushed ?? new Set(),
   });
+  // The kernel carries the whole map, and the flows still to forget, in the same write as the rules.
+  rules.nat[MAP_CHAIN] = renderMapChain(next.state, forget);
   const following = followed ? { misfits: followed.misfits, waiting: waitingTargets(input) } : {};
   return {
     ...following,
@@ -92,11 +108,15 @@ export function planPass(input: PlanInput): Plan {
     rules,
     rulesDigest: digestRules(rules),
     changes: diffRules(rules, input.installed),
-    movedFlows,
+    forget,
+    withoutPort: next.events.flatMap((e) => (e.type === 'ports-exhausted' ? [e.key] : [])).sort(),
     events: next.events,
     plaintext,
   };
 }
+
+/** allowedSources as the source rules hold them (renderRules has validated them). */
+const canonicalSources = (sources: readonly string[]): string[] => sources.map((s) => (parseCidr(s) as Cidr).text);
 
 /** The targets the API lists that the followed map has no entry for: they wait for the leader. */
 function waitingTargets(input: PlanInput): TargetKey[] {

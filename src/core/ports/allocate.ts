@@ -36,25 +36,35 @@ export interface Allocation {
 /**
  * Gives each new target a port. Ports in use by any entry are taken; a released
  * port stays reserved for `reuseAfterMs` unless the same target comes back for it.
+ *
+ * `fallbackAddress` (address mode, every address taken): the ports are for
+ * listeners on that address. Otherwise they are port-mode listeners, which
+ * catch their port on every address of the host. Either way a port whose
+ * listener would catch a quarantined address listener (`address:port` of a
+ * target removed from it) is not given to anyone else before `reuseAfterMs`.
  */
 export function allocatePorts(
   newTargets: readonly DiscoveredTarget[],
-  state: Pick<PortState, 'entries' | 'released'>,
+  state: Pick<PortState, 'entries' | 'released' | 'releasedAddresses'>,
   ranges: PortRanges,
   now: number,
   reuseAfterMs: number,
+  fallbackAddress?: string,
 ): Allocation {
   const taken = new Set(state.entries.map((e) => e.listenPort));
   const quarantined = new Map<number, ReleasedPort>();
   for (const r of state.released) {
     if (now - r.releasedAt < reuseAfterMs) quarantined.set(r.port, r);
   }
+  // Quarantined address listeners this mode's listeners would catch: every one in port mode, the fallback address's otherwise.
+  const caught = (state.releasedAddresses ?? []).filter((r) => now - r.releasedAt < reuseAfterMs && (fallbackAddress === undefined || r.address === fallbackAddress));
+  const catchesAnother = (port: number, key: TargetKey): boolean => caught.some((r) => r.key !== key && (r.port === undefined || r.port === port));
   const ports = new Map<TargetKey, number>();
   const exhausted: TargetKey[] = [];
   const cursor = { redis: ranges.redis, memcached: ranges.memcached };
 
   for (const target of [...newTargets].sort(allocationOrder)) {
-    const comingBack = state.released.find((r) => r.key === target.key && !taken.has(r.port));
+    const comingBack = state.released.find((r) => r.key === target.key && !taken.has(r.port) && !catchesAnother(r.port, target.key));
     if (comingBack) {
       ports.set(target.key, comingBack.port);
       taken.add(comingBack.port);
@@ -62,7 +72,7 @@ export function allocatePorts(
     }
     const family = portFamilyOf(target.engine);
     let port = cursor[family];
-    while (port <= MAX_PORT && (taken.has(port) || quarantined.has(port))) port++;
+    while (port <= MAX_PORT && (taken.has(port) || quarantined.has(port) || catchesAnother(port, target.key))) port++;
     if (port > MAX_PORT) {
       exhausted.push(target.key);
       continue;
@@ -114,9 +124,13 @@ export function allocateAddresses(
   const exhausted: TargetKey[] = [];
   for (const target of [...newTargets].sort(allocationOrder)) {
     const shared = [...inUse].find(([, use]) => use.name === target.address && !use.ports.has(target.targetPort))?.[0];
-    // Its own most recent address, when it is still in the pool and nobody took it.
+    // Its own most recent address, when it is still in the pool and nobody took it (fallbacks on other ports aside).
+    const untaken = (address: string): boolean => {
+      const use = inUse.get(address);
+      return use === undefined || (use.name === undefined && !use.ports.has(target.targetPort));
+    };
     const comingBack = state.releasedAddresses
-      .filter((r) => r.key === target.key && pool.includes(r.address) && !inUse.has(r.address))
+      .filter((r) => r.key === target.key && pool.includes(r.address) && untaken(r.address))
       .reduce<ReleasedAddress | undefined>((latest, r) => (latest === undefined || r.releasedAt > latest.releasedAt ? r : latest), undefined)?.address;
     const address = shared ?? comingBack ?? pool.find(free);
     if (address === undefined) {

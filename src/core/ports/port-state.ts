@@ -23,8 +23,14 @@ export interface PortEntry extends DiscoveredTarget, Listener {
   fallback?: true;
   /** Last successful resolution of `address`. */
   ip?: string;
-  /** Every address of the last resolution (sorted, `ip` first) when there were several. */
+  /** Every address of the last resolution (sorted, `ip` first) when there were several (at most MAX_TARGET_IPS). */
   ips?: string[];
+  /**
+   * Unresolved (no `ip`): the addresses it forwarded to before. Connections
+   * already open there are kept; they are forgotten when the name comes back
+   * on other addresses, as for any move.
+   */
+  lastIps?: string[];
   /** When `address` first resolved to `ip` (epoch ms). */
   resolvedAt?: number;
   /** First failed resolution since the last success (epoch ms). */
@@ -40,9 +46,16 @@ export interface ReleasedPort {
   releasedAt: number;
 }
 
-/** Address mode: a listen address whose target was removed. Nobody else gets it before `reuseAfter`. */
+/**
+ * Address mode: a listen address whose target was removed (or moved off it).
+ * Nobody else gets the address before `reuseAfter`, and no listener that
+ * would catch `address:port` (a port-mode forward on that port, a fallback
+ * on that address and port) is given to another target either.
+ */
 export interface ReleasedAddress {
   address: string;
+  /** The port its target listened on there (its native port); absent in maps written before it was kept: every port. */
+  port?: number;
   key: TargetKey;
   releasedAt: number;
 }
@@ -72,6 +85,25 @@ export function listenerClash<T extends Listener>(listeners: readonly T[]): [T, 
     byPort.set(listener.listenPort, same);
   }
   return undefined;
+}
+
+/**
+ * Hands out keys and listeners one at a time: each call says whether this one
+ * is still free (no key twice, no listener that would catch another's
+ * packets) and takes it if so. In time proportional to the entries, for maps
+ * of thousands rebuilt in one go.
+ */
+export function listenerClaims(): (claim: Listener & { key: string }) => boolean {
+  const keys = new Set<string>();
+  // Per port, the addresses taken on it; undefined stands for every address (port mode).
+  const ports = new Map<number, Set<string | undefined>>();
+  return ({ key, listenAddress, listenPort }) => {
+    const taken = ports.get(listenPort);
+    if (keys.has(key) || (taken !== undefined && (listenAddress === undefined || taken.has(undefined) || taken.has(listenAddress)))) return false;
+    keys.add(key);
+    ports.set(listenPort, (taken ?? new Set()).add(listenAddress));
+    return true;
+  };
 }
 
 /** "10.0.1.21:6379", or ":6379" in port mode: for messages. */

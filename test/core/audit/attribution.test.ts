@@ -57,7 +57,14 @@ t.test('the source: the first allowedSources entry that admits the client, as th
   const table = withSources(emptyAttribution(), ['198.51.100.0/24', '198.51.100.27/32', '203.0.113.7', 'not a cidr']);
   t.equal(sourceOf(table, '198.51.100.27'), '198.51.100.0/24', 'the broader entry comes first in the config, and in the rules');
   t.equal(sourceOf(table, '203.0.113.7'), '203.0.113.7/32', 'written as the config normalises it');
-  t.equal(sourceOf(table, '192.0.2.1'), UNLISTED_SOURCE, 'a local client (OUTPUT), or a source removed since');
+  t.equal(sourceOf(table, '192.0.2.1'), UNLISTED_SOURCE, 'a local client (OUTPUT)');
   t.equal(sourceOf(table, 'nonsense'), UNLISTED_SOURCE);
   t.equal(sourceOf(withSources(table, ['0.0.0.0/0']), '192.0.2.1'), '0.0.0.0/0');
+  // An entry taken out: the flows it admitted (cut by the revocation) still name it.
+  const narrowed = withSources(table, ['198.51.100.27/32']);
+  t.equal(sourceOf(narrowed, '198.51.100.27'), '198.51.100.27/32', 'a listed entry first');
+  t.equal(sourceOf(narrowed, '198.51.100.9'), '198.51.100.0/24', 'then the retired entry that admitted it');
+  t.same(narrowed.retiredSources.map((s) => s.text), ['198.51.100.0/24', '203.0.113.7/32']);
+  const back = withSources(narrowed, ['198.51.100.0/24']);
+  t.same(back.retiredSources.map((s) => s.text), ['198.51.100.27/32', '203.0.113.7/32'], 'an entry listed again is no longer retired');
 });

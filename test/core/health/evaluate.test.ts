@@ -147,6 +147,15 @@ t.test('unresolved targets warn', async (t) => {
   t.match(evaluateHealth(input({ snapshot: snapshot({ forwards: [forward(1)] }) })).summary, /1 forward, /);
 });
 
+t.test('targets without a port, and IPv6-only ones, warn and are named: not "check the VPC resolver"', async (t) => {
+  const portless = evaluateHealth(input({ snapshot: snapshot({ withoutPort: ['node/c9/0001', 'node/c9/0002'] }) }));
+  t.equal(portless.state, WARNING);
+  t.match(portless.checks.find((c) => c.name === 'forwards')?.message, /^2 targets found no free port and are not forwarded: node\/c9\/0001, node\/c9\/0002; lower ports\.redis/);
+  const v6 = evaluateHealth(input({ snapshot: snapshot({ forwards: [forward(1), forward(2, { state: 'unresolved', targetIp: undefined, ipv6Only: true }), forward(3, { state: 'unresolved', targetIp: undefined })] }) }));
+  t.equal(v6.state, WARNING);
+  t.equal(v6.checks.find((c) => c.name === 'forwards')?.message, '1 IPv6-only (AAAA, no A record), not served: node/c1/0002; cachenat forwards IPv4 only; 1 of 3 forwards unresolved (DNS): node/c1/0003');
+});
+
 t.test('probe results', async (t) => {
   const ok = { key: 'k', target: '10.0.0.1:6379', ok: true, ms: 1 };
   const bad = { key: 'k2', target: '10.0.0.2:6379', ok: false, error: 'ECONNREFUSED' };

@@ -58,9 +58,37 @@ t.test('address mode: forwards on one port but their own addresses count their o
   const m = initialMetrics(0);
   const connections = forwardConnections(forwards, m, new Map([['10.0.9.21:6379', 3], ['10.0.9.22:6379', 4], ['10.0.0.5:6379', 9]]));
   t.same(connections.map((c) => [c.key, c.active]), [['node/a/1', 3], ['node/b/1', 4]], 'traffic to other addresses on 6379 is not theirs');
-  const active = metricFamilies(m, { forwards, connections, quarantinedPorts: 0, now: 0 }).find((fam) => fam.name === 'cachenat_forward_active_connections');
+  const active = metricFamilies(m, { forwards, connections, quarantinedPorts: 0, withoutPort: 0, now: 0 }).find((fam) => fam.name === 'cachenat_forward_active_connections');
   t.same(active?.samples.map((s) => [s.labels, 'value' in s ? s.value : undefined]), [
     [{ listen_address: '10.0.9.21', listen_port: '6379', target: 'node/a/1', engine: 'redis', kind: 'node' }, 3],
     [{ listen_address: '10.0.9.22', listen_port: '6379', target: 'node/b/1', engine: 'redis', kind: 'node' }, 4],
   ]);
+});
+
+t.test('cachenat_forwards counts every kind and state; quarantined listeners, portless and IPv6-only targets and forgotten flows are written', async (t) => {
+  const f = (key: string, kind: Forward['kind'], state: Forward['state'], extra: Partial<Forward> = {}): Forward => ({ key, kind, engine: 'valkey', address: 'x', targetPort: 6379, listenPort: 6379, state, ...extra });
+  const forwards = [
+    f('node/a/1', 'node', 'active'),
+    f('primary/g', 'primary', 'draining'),
+    f('reader/g', 'reader', 'refused'),
+    f('configuration/g', 'configuration', 'active'),
+    f('serverless/s', 'serverless', 'unresolved', { ipv6Only: true }),
+    f('serverless-reader/s', 'serverless-reader', 'active'),
+    f('serverless/t', 'serverless', 'refused'),
+  ];
+  let m = initialMetrics(0);
+  m = observePass(m, pass({ flowsForgotten: { moved: 2, revoked: 5 } }));
+  m = observePass(m, pass({ flowsForgotten: { moved: 1, revoked: 0 } }));
+  const families = metricFamilies(m, { forwards, connections: [], quarantinedPorts: 3, withoutPort: 2, now: 0 });
+  const family = (name: string) => families.find((fam) => fam.name === name)!;
+  const values = (name: string) => family(name).samples.map((s) => [s.labels ?? {}, 'value' in s ? s.value : undefined] as const);
+  const forwardsSamples = values('cachenat_forwards');
+  t.equal(forwardsSamples.reduce((n, [, v]) => n + (v ?? 0), 0), forwards.length, 'the samples sum to the forwards status lists');
+  t.same(forwardsSamples.find(([l]) => l.kind === 'serverless' && l.state === 'refused' && l.engine === 'valkey')?.[1], 1);
+  t.same(forwardsSamples.find(([l]) => l.kind === 'configuration' && l.state === 'active' && l.engine === 'valkey')?.[1], 1);
+  t.equal(forwardsSamples.length, 6 * 3 * 4, 'six kinds, three engines, four states, zeros included');
+  t.same(values('cachenat_ports_quarantined'), [[{}, 3]]);
+  t.same(values('cachenat_targets_without_port'), [[{}, 2]]);
+  t.same(values('cachenat_targets_aaaa_only'), [[{}, 1]]);
+  t.same(values('cachenat_flows_forgotten_total'), [[{ reason: 'moved' }, 3], [{ reason: 'revoked' }, 5]]);
 });

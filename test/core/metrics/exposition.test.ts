@@ -56,7 +56,7 @@ t.test("the daemon's families: every name follows the naming rules and the parse
   m = observePass(m, { outcome: 'ok', durationSeconds: 0.003, dnatChainRewritten: true, events: [], lastSyncAt: 1_700_000_001_000, dnatPackets: new Map([['6379 node/a/0001', 5]]) });
   m = observePass(m, { outcome: 'api_error', durationSeconds: 0.02, dnatChainRewritten: false, apiErrorCode: 'Throttling', events: [], dnatPackets: new Map([['6379 node/a/0001', 7]]) });
   const forwards = [forward(6379, 'node/a/0001'), forward(6380, 'node/b/0001', 'unresolved')];
-  const text = renderExposition(metricFamilies(m, { forwards, connections: [{ listenPort: 6379, key: 'node/a/0001', active: 2, new: 7 }, { listenPort: 6380, key: 'node/b/0001', active: 0 }], quarantinedPorts: 1, now: 1_700_000_002_000 }));
+  const text = renderExposition(metricFamilies(m, { forwards, connections: [{ listenPort: 6379, key: 'node/a/0001', active: 2, new: 7 }, { listenPort: 6380, key: 'node/b/0001', active: 0 }], quarantinedPorts: 1, withoutPort: 0, now: 1_700_000_002_000 }));
   const parsed = parse(text);
   const byName = new Map(parsed.map((p) => [p.name, p]));
   for (const p of parsed) {
@@ -79,5 +79,5 @@ t.test("the daemon's families: every name follows the naming rules and the parse
   t.equal(byName.get('cachenat_pass_duration_seconds')!.metrics[0]!.buckets!['0.004'], '1', 'the 3 ms pass is in the 4 ms bucket, the 20 ms one is not');
   const active = byName.get('cachenat_forwards')!.metrics.find((s) => s.labels!.kind === 'node' && s.labels!.engine === 'redis' && s.labels!.state === 'active');
   t.equal(active!.value, '1');
-  t.equal(byName.get('cachenat_forwards')!.metrics.length, 3 * 3 * 3, 'every kind × engine × state, zeros included, so alerts see a series');
+  t.equal(byName.get('cachenat_forwards')!.metrics.length, 6 * 3 * 4, 'every kind × engine × state, zeros included, so alerts see a series');
 });

@@ -27,13 +27,13 @@ t.test('a name with several addresses spreads new connections over all of them (
 t.test('an address that leaves the answer loses its rule and its flows are forgotten', async (t) => {
   const first = pass(undefined, { ok: true, ip: '10.0.1.5', ips: ['10.0.1.5', '10.0.2.7'] });
   const second = pass(first.state, { ok: true, ip: '10.0.2.7' }, 5000);
-  t.same(second.movedFlows, [{ listenPort: 6379, oldIp: '10.0.1.5' }]);
+  t.same(second.forget, [{ kind: 'listener', listenPort: 6379, targetIp: '10.0.1.5', cause: 'moved' }]);
   t.equal(second.forwards[0]?.targetIps, undefined);
   t.same(second.rules.nat['CACHENAT-DNAT']?.filter((l) => l.includes('DNAT --to')), [
     '-A CACHENAT-DNAT -p tcp -m tcp --dport 6379 -m comment --comment "cachenat valkey serverless/s1" -j DNAT --to-destination 10.0.2.7:6379',
   ]);
   const third = pass(second.state, { ok: true, ip: '10.0.1.5', ips: ['10.0.1.5', '10.0.2.7'] }, 10_000);
-  t.same(third.movedFlows, [], 'an address joining moves nothing');
+  t.same(third.forget, [], 'an address joining moves nothing');
   t.same(third.state.entries[0]?.ips, ['10.0.1.5', '10.0.2.7']);
   const steady = pass(third.state, { ok: true, ip: '10.0.1.5', ips: ['10.0.1.5', '10.0.2.7'] }, 15_000);
   t.equal(steady.state.entries[0]?.resolvedAt, 10_000, 'a steady answer does not rewrite the port map');

@@ -2,6 +2,7 @@ import t from 'tap';
 import { planForwards, type ForwardPolicy } from '../../../src/core/planner/plan-forwards.js';
 import type { DiscoveredTarget, Resolution } from '../../../src/core/model.js';
 import { emptyPortState, type PortState } from '../../../src/core/ports/port-state.js';
+import { describeEvent } from '../../../src/core/daemon/events.js';
 
 const MIN = 60_000;
 const policy: ForwardPolicy = { ranges: { redis: 6379, memcached: 11211 }, removalGraceMs: 10 * MIN, reuseAfterMs: 24 * 60 * MIN, staleAddressMs: 10 * MIN };
@@ -115,4 +116,40 @@ t.test('the same inputs twice change nothing the second time', async (t) => {
   const s1 = pass(s0.state, [a, b], res, 0);
   t.same(s1.state, s0.state);
   t.same(s1.events, []);
+});
+
+t.test('an IPv6-only name: said so (not "check the VPC resolver"), not served, its port kept', async (t) => {
+  const a = node('v6', '0001');
+  const sixOnly: Resolution = { ok: false, error: `${a.address} has only IPv6 addresses (2600:1f18::5); cachenat forwards IPv4 only`, ipv6Only: true };
+  const r = pass(emptyPortState(), [a], { [a.address]: sixOnly }, 0);
+  t.match(r.forwards, [{ key: a.key, listenPort: 6379, state: 'unresolved', ipv6Only: true }]);
+  const failed = r.events.find((e) => e.type === 'resolve-failed');
+  t.match(failed, { ipv6Only: true });
+  const { message } = describeEvent(failed!);
+  t.match(message, /has only IPv6 addresses \(AAAA, no A record\): cachenat forwards IPv4 only, so this cache is not served/);
+  t.notMatch(message, /VPC resolver/);
+  const back = pass(r.state, [a], { [a.address]: ok('10.0.1.1') }, 1000);
+  t.match(back.forwards, [{ listenPort: 6379, state: 'active' }]);
+  t.equal(back.forwards[0]?.ipv6Only, undefined, 'an IPv4 address again: served');
+});
+
+t.test('unresolved keeps the addresses its open flows go to; back on another address it is a move', async (t) => {
+  const a = node('c1', '0001');
+  const first = pass(emptyPortState(), [a], { [a.address]: ok('10.0.1.1') }, 0);
+  const failing = pass(first.state, [a], { [a.address]: { ok: false, error: 'ENOTFOUND' } }, 1000);
+  const gone = pass(failing.state, [a], { [a.address]: { ok: false, error: 'ENOTFOUND' } }, 1000 + 10 * MIN);
+  t.match(gone.forwards, [{ state: 'unresolved', lastIps: ['10.0.1.1'] }]);
+  t.equal(gone.state.entries[0]?.ip, undefined);
+  const sameAgain = pass(gone.state, [a], { [a.address]: ok('10.0.1.1') }, 2000 + 10 * MIN);
+  t.same(sameAgain.events.filter((e) => e.type === 'ip-changed'), [], 'back on the same address: nothing moved');
+  const elsewhere = pass(gone.state, [a], { [a.address]: ok('10.0.1.2') }, 2000 + 10 * MIN);
+  t.match(elsewhere.events.filter((e) => e.type === 'ip-changed'), [{ from: '10.0.1.1', to: '10.0.1.2' }], 'back elsewhere: the old flows must go');
+  t.equal(elsewhere.state.entries[0]?.lastIps, undefined);
+});
+
+t.test('a name with more than 64 addresses keeps the lowest 64', async (t) => {
+  const a = node('c1', '0001');
+  const ips = Array.from({ length: 70 }, (_, i) => `10.0.${i >> 6}.${(i % 64) + 1}`);
+  const r = pass(emptyPortState(), [a], { [a.address]: { ok: true, ip: ips[0]!, ips } }, 0);
+  t.same(r.state.entries[0]?.ips, ips.slice(0, 64));
 });

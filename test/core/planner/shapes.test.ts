@@ -76,7 +76,8 @@ t.test('forward.plaintext: warn forwards and reports; refuse keeps the port but 
 
   const refuse = planPass({ ...input, config: configWith('refuse') });
   t.same(refuse.forwards.map((f) => [f.key, f.listenPort, f.state]), [['node/plain/0001', 6379, 'refused'], ['node/secure/0001', 6380, 'active']]);
-  t.notMatch(refuse.changes.restore, /node\/plain\/0001/, 'no DNAT rule for the refused cache');
+  t.notMatch(refuse.changes.restore, /-A CACHENAT-DNAT .*node\/plain\/0001/, 'no DNAT rule for the refused cache');
+  t.match(refuse.changes.restore, /-A CACHENAT-MAP -m comment --comment "cachenat entry node\/plain\/0001 redis :6379 6379 plain /, "the kernel's copy of the map keeps its port");
   t.match(refuse.changes.restore, /node\/secure\/0001/);
   t.same(refuse.state.entries.map((e) => e.listenPort), [6379, 6380], 'its port stays reserved');
 

@@ -5,29 +5,16 @@
 
 import t from 'tap';
 import fc from 'fast-check';
-import { TCP_STATES, type FlowEvent, type TcpState } from '../../../src/core/audit/reader-lines.js';
+import { TCP_STATES, type TcpState } from '../../../src/core/audit/reader-lines.js';
 import { auditLineOf, endReasonOf, endRecordOf, gapRecordOf, parseAuditLine, startRecordOf, END_REASONS, GAP_CAUSES, type AuditRecord, type FlushReason } from '../../../src/core/audit/record.js';
 import type { ForwardIdentity } from '../../../src/core/audit/attribution.js';
-import { flowEvent } from '../../support/audit-arbitraries.js';
+import { EXAMPLE_EVENT, flowEvent } from '../../support/audit-arbitraries.js';
 
 const RUNS = Number(process.env.AUDIT_RUNS ?? 10_000);
 const SEED = process.env.AUDIT_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.AUDIT_SEED);
 const replay = `replay: AUDIT_SEED=${SEED} npx tap ${import.meta.filename}`;
 
-const EVENT: FlowEvent = {
-  kind: 'end',
-  id: 1137920278,
-  protocol: 6,
-  tcpState: 'TIME_WAIT',
-  orig: { src: '198.18.0.10', dst: '198.18.0.1', sport: 59796, dport: 6379 },
-  reply: { src: '198.19.0.11', dst: '198.19.0.1', sport: 6379, dport: 59796 },
-  counters: { origPackets: 5, origBytes: 1268, replyPackets: 5, replyBytes: 5268 },
-  mark: 0x1000000,
-  startMs: 1796650029903,
-  stopMs: 1796650031905,
-  portid: 0,
-  receivedMs: 1796650032355,
-};
+const EVENT = EXAMPLE_EVENT;
 const PRIMARY: ForwardIdentity = { key: 'primary/orders', kind: 'primary', engine: 'redis', cache: 'orders' };
 
 t.test('how a flow ended', async (t) => {

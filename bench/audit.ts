@@ -274,7 +274,7 @@ async function cost(rig: LabRig): Promise<unknown> {
   const windowS = Number(values.window);
   const warmS = 5;
   await setTimeWait(rig, values['cost-time-wait']!);
-  const windows: { audit: boolean; cpuPercent: number; readerPercent: number; flows: number; logged: number | null; load: number }[] = [];
+  const windows: { audit: boolean; cpuPercent: number; readerPercent: number; flows: number; logged: number | null; lost: number | null; load: number }[] = [];
   for (let w = 0; w < 2 * Number(values.windows); w++) {
     const on = w % 2 === 1;
     const file = join(rig.dir, `cost-${w}.jsonl`);
@@ -293,7 +293,8 @@ async function cost(rig: LabRig): Promise<unknown> {
     const logged = on ? ends() - linesBefore : null;
     running.stop();
     await running.done.catch(() => undefined);
-    const row = { audit: on, cpuPercent: round(((after.tree - before.tree) / elapsedS) * 100), readerPercent: round(((after.reader - before.reader) / elapsedS) * 100), flows: Math.round(rate * elapsedS), logged, load: round(loadavg()[0]!) };
+    const lost = on ? readFileSync(file, 'utf8').split('\n').flatMap((l) => parseAuditLine(l) ?? []).reduce((sum, r) => sum + (r.event === 'gap' && r.cause === 'overrun' ? (r.lost ?? 1) : 0), 0) : null;
+    const row = { audit: on, cpuPercent: round(((after.tree - before.tree) / elapsedS) * 100), readerPercent: round(((after.reader - before.reader) / elapsedS) * 100), flows: Math.round(rate * elapsedS), logged, lost, load: round(loadavg()[0]!) };
     say(`cost window ${w + 1}: ${JSON.stringify(row)}`);
     windows.push(row);
   }

@@ -41,6 +41,7 @@ CT_NEW, CT_DELETE = 0x100, 0x102
 FLUSH_S = 0.2
 FLUSH_LINES = 2000
 GATHER_S = 0.05
+GATHER_MIN_BUFFER = 8 << 20
 unpack = struct.unpack_from
 inet_ntoa = socket.inet_ntoa
 HEADER = struct.Struct('=IHHIIB')
@@ -210,7 +211,10 @@ def main():
     sock.setblocking(False)
     inode = os.fstat(sock.fileno()).st_ino
     out = sys.stdout.buffer
-    out.write(('R 1 buffer=%d filter=%s events=%s\n' % (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), where, EVENTS)).encode())
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    # Only a buffer that holds thousands of events can wait while they gather.
+    gather = granted >= GATHER_MIN_BUFFER
+    out.write(('R 1 buffer=%d filter=%s events=%s\n' % (granted, where, EVENTS)).encode())
     out.flush()
     poll = select.poll()
     poll.register(sock.fileno(), select.POLLIN)
@@ -273,7 +277,7 @@ def main():
             out.write(('\n'.join(pending) + '\n').encode())
             out.flush()
             pending = []
-        if pending:
+        if pending and gather:
             # Let events gather in the socket for a moment (it holds thousands): one wake-up then reads
             # many, where one a flow would cost a poll, a failed receive and a loop each.
             time.sleep(GATHER_S)

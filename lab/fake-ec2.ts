@@ -10,6 +10,8 @@
 //   PUT    /_fake/fault         {"kind":"error","code":"…","status":503,"message"?,"count"?,"action"?}
 //                                 | {"kind":"delay","ms":n,"count"?,"action"?} | {"kind":"none"};
 //                                 action defaults to AssociateAddress; no count: until cleared.
+//                                 delay: the call is applied at once and answered ms later, as a slow
+//                                 EC2 does: a caller that gave up on it finds it applied all the same.
 //                                 Answers {"ok": true, "at": ms}.
 //   GET    /_fake/requests      {"count": n, "requests": [...]}; DELETE forgets them
 //   GET    /_fake/associations  {"count": n, "associations": [...]}: every association, with the time
@@ -84,7 +86,7 @@ export interface FakeEc2Request {
   at: number;
   action: string;
   params: Record<string, string>;
-  /** HTTP status sent (undefined while in progress). */
+  /** HTTP status sent (undefined while in progress; 0: applied, but the caller had gone before the answer). */
   status?: number;
   /** The error code sent, if any. */
   code?: string;
@@ -302,19 +304,27 @@ export async function startFakeEc2(options: { host?: string; port?: number; stat
       entry.fault = 'error';
       return reply(ec2ErrorAnswer(taken.status, taken.code, taken.message ?? `fake-ec2: injected ${taken.code}`, requestId));
     }
-    if (taken.kind === 'delay') {
+    // A slow answer: the call takes effect now, whether or not the caller is still there when the answer goes out.
+    const late = async (answer: Answer): Promise<boolean> => {
+      if (taken.kind !== 'delay') return true;
       entry.fault = 'delay';
       await new Promise((resolve) => setTimeout(resolve, taken.ms));
-      if (res.destroyed) return; // the caller gave up; nothing happens, as when the API never got the call
+      if (res.destroyed) entry.status = 0; // applied; the caller gave up before the answer
+      return !res.destroyed;
+    };
+    if (act === 'DescribeAddresses') {
+      const answer = describeAddresses(params, requestId);
+      if (await late(answer)) reply(answer);
+      return;
     }
-    if (act === 'DescribeAddresses') return reply(describeAddresses(params, requestId));
     const work = queue.then(() => associate(params, requestId, arrivedAt));
     queue = work.catch(() => undefined);
     const { answer, association } = await work;
-    reply(answer);
+    if (association !== undefined && taken.kind === 'delay') announce(association);
+    if (await late(answer)) reply(answer);
     if (association !== undefined) {
       association.answeredAt = Date.now();
-      announce(association);
+      if (taken.kind !== 'delay') announce(association);
     }
   };
 

@@ -110,6 +110,12 @@ export interface HaRig {
   restoreLinks(which: NatName): Promise<void>;
   /** DynamoDB requests time out (packets to dynalite dropped) until called with false. */
   dynamoOutage(on: boolean): Promise<void>;
+  /**
+   * One host loses DynamoDB alone (a DROP of its packets to dynalite's port,
+   * in its own namespace) while EC2 and everything else still answer it: a
+   * partial partition, as a gateway-endpoint policy or a route can make.
+   */
+  dynamoPartition(which: NatName, on: boolean): Promise<void>;
   /** One `whoami` through the Elastic IP from the client namespace; undefined when it fails. */
   probe(port: number, protocol?: 'redis' | 'memcached', timeoutMs?: number): Promise<string | undefined>;
   /** AssociateAddress of the Elastic IP to that NAT host's primary address, with cachenat's EC2 client. */
@@ -238,6 +244,14 @@ async function haRigOn(lab: Lab, options: HaRigOptions): Promise<HaRig> {
     },
     restoreLinks: (which) => lab.restoreLinks(which),
     dynamoOutage: (on) => lab.dynamoOutage(on),
+    async dynamoPartition(which, on) {
+      const { hostname, port } = new URL(dynamoUrl);
+      const rule = ['OUTPUT', '-p', 'tcp', '-d', hostname, '--dport', port, '-j', 'DROP', '-m', 'comment', '--comment', 'cachenat-lab dynamo partition'];
+      const ns = nodes[which].ns;
+      const present = (await lab.exec(ns, 'iptables', ['-w', '5', '-C', ...rule], { reject: false })).exitCode === 0;
+      if (on && !present) await lab.exec(ns, 'iptables', ['-w', '5', '-I', ...rule]);
+      if (!on && present) await lab.exec(ns, 'iptables', ['-w', '5', '-D', ...rule]);
+    },
     async probe(port, protocol = port >= 11211 ? 'memcached' : 'redis', timeoutMs = 4000) {
       const r = await lab.probe(lab.ns.client, eip, port, protocol, timeoutMs);
       return r.ok ? r.value : undefined;

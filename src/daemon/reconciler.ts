@@ -163,7 +163,9 @@ export class Reconciler {
     // The leader installs only a map DynamoDB accepted: otherwise it follows the map it read.
     if (options.write && access?.mode === 'lead') {
       const committed = await this.edges.ha!.commit(access.base, plan.state);
-      if (committed === 'refused' || committed === 'unavailable') plan = planPass({ ...input, follow: true });
+      // Written without the new targets the map had no room for: install what was written, naming the rest as waiting.
+      if (typeof committed === 'object') plan = planPass({ ...input, state: committed.trimmed, follow: true });
+      else if (committed === 'refused' || committed === 'unavailable') plan = planPass({ ...input, follow: true });
     }
     if (plan.misfits) this.edges.ha?.noteFollowed(plan.waiting?.length ?? 0, plan.misfits);
     else this.edges.ha?.noteFollowed(0, []);

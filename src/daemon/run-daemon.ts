@@ -25,6 +25,7 @@ import type { MetricsRecorder } from '../metrics/recorder.js';
 import type { HaNode } from '../ha/ha-node.js';
 import type { AuditControl } from '../audit/audit-control.js';
 import { auditedConntrack } from '../audit/audited-conntrack.js';
+import { configFingerprint } from '../core/ha/fingerprint.js';
 
 export interface IpForwardControl {
   /** Checks (and in `enable` mode sets) ip_forward; returns the value now in force. */
@@ -99,7 +100,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       }
       if (lastSnapshot) void deps.writeSnapshot({ ...lastSnapshot, ha: ha.status() }).catch(() => {});
     };
-    haLoop = ha.run(haStop.signal, deps.sleep);
+    haLoop = ha.run(haStop.signal);
   }
 
   for (const warning of deps.loaded.warnings) logger.warn(warning);
@@ -124,6 +125,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         if (reloaded && ha && haSettingsOf(reloaded) !== haSettingsOf(config)) {
           logger.warn('ha: the ha section and forward.listenAddresses as the pair sees them take effect at the next restart (systemctl restart cachenat hands the lease over first)');
         }
+        if (reloaded && ha) ha.fingerprint = configFingerprint(reloaded);
         if (reloaded) {
           config = reloaded;
           audit = await reconfigureAudit(audit, config, deps);
@@ -204,6 +206,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   if (ha) {
     // A planned stop hands the lease over at once; forwards stay installed (the standby has the same).
     await ha.release('stopping').catch((err: Error) => logger.error({ err: err.message }, 'ha: could not release the lease'));
+    await ha.stopped();
     ha.close();
   }
   notifier.stopping();

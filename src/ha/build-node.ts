@@ -1,20 +1,17 @@
 // The real edges of an HA node: DynamoDB, EC2 and IMDSv2 through the AWS SDK
-// and fetch, the process's monotonic clock, random tokens.
+// and fetch, the process's clocks and timers, random tokens.
 
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Config } from '../core/config/schema.js';
+import { configFingerprint } from '../core/ha/fingerprint.js';
+import { EC2_TIMEOUT_MS, storeTimeoutMs } from '../core/ha/timing.js';
 import type { Logger } from '../log/logger.js';
 import { DynamoHaStore } from './dynamo-store.js';
 import { createElasticIps } from './elastic-ips.js';
 import { HaNode } from './ha-node.js';
 import { readInstanceIdentity } from './instance-identity.js';
 
-/**
- * Each DynamoDB call must answer well within a third of a lease (the renewal
- * period), so a slow call is met as "unavailable" in time for the next beat.
- */
-export const storeTimeoutMs = (leaseMs: number): number => Math.max(500, Math.min(2000, Math.floor(leaseMs / 4)));
-const EC2_TIMEOUT_MS = 5000;
 const IMDS_TIMEOUT_MS = 2000;
 
 export function buildHaNode(config: Config, logger: Logger): HaNode | undefined {
@@ -28,6 +25,7 @@ export function buildHaNode(config: Config, logger: Logger): HaNode | undefined 
     {
       group: ha.group,
       leaseMs: ha.lease,
+      fingerprint: configFingerprint(config),
       ...(ha.elasticIp ? { elasticIp: ha.elasticIp } : {}),
       ...(listen ? { listenAddresses: listen.map((l) => ({ address: l.address, public: l.public, ...(l.allocationId ? { allocationId: l.allocationId } : {}) })) } : {}),
     },
@@ -35,9 +33,13 @@ export function buildHaNode(config: Config, logger: Logger): HaNode | undefined 
       store,
       addresses,
       identity: () => readInstanceIdentity({ timeoutMs: IMDS_TIMEOUT_MS, ...(ha.imdsEndpoint ? { endpoint: ha.imdsEndpoint } : {}) }),
+      // performance.now() is CLOCK_MONOTONIC: it stands still while the host is suspended, which is what the wall clock is compared with.
       monotonic: () => performance.now(),
       wallClock: () => Date.now(),
+      deadline: (at) => AbortSignal.timeout(Math.max(0, Math.ceil(at - performance.now()))),
+      sleep: (ms, signal) => delay(ms, undefined, { signal }).catch(() => undefined),
       token: () => randomUUID(),
+      random: () => Math.random(),
       logger,
     },
   );

@@ -13,15 +13,18 @@ import { singleAttemptClientConfig, type AwsClientOptions } from './aws-client.j
 export type { AddressAssociation } from '../core/ha/addresses.js';
 
 export interface ElasticIps {
-  /** AssociateAddress with AllowReassociation: true. Throws an Error whose message names the allocation id and what EC2 said. */
-  associate(request: { allocationId: string; networkInterfaceId: string; privateIp: string }): Promise<void>;
+  /** AssociateAddress with AllowReassociation: true, abandoned when `signal` aborts. Throws an Error whose message names the allocation id and what EC2 said. */
+  associate(request: { allocationId: string; networkInterfaceId: string; privateIp: string }, signal?: AbortSignal): Promise<void>;
   /** DescribeAddresses for these allocation ids (validated answers). */
-  describe(allocationIds: readonly string[]): Promise<AddressAssociation[]>;
+  describe(allocationIds: readonly string[], signal?: AbortSignal): Promise<AddressAssociation[]>;
   /** Closes the SDK client's sockets. */
   close(): void;
 }
 
-export type ElasticIpsOptions = AwsClientOptions;
+export type ElasticIpsOptions = AwsClientOptions & {
+  /** A ready client, used as given (tests, the simulation). */
+  client?: EC2Client;
+};
 
 /** The SDK client: one attempt per request, bounded like the DynamoDB client. */
 export function createEc2Client(options: ElasticIpsOptions): EC2Client {
@@ -38,22 +41,23 @@ function whatEc2Said(err: unknown): string {
 }
 
 export function createElasticIps(options: ElasticIpsOptions): ElasticIps {
-  const client = createEc2Client(options);
+  const client = options.client ?? createEc2Client(options);
   return {
-    async associate({ allocationId, networkInterfaceId, privateIp }) {
+    async associate({ allocationId, networkInterfaceId, privateIp }, signal) {
       const problem =
         allocationIdProblem(allocationId) ?? networkInterfaceIdProblem(networkInterfaceId) ?? interfaceAddressProblem(privateIp);
       if (problem !== undefined) throw new Error(`AssociateAddress of ${allocationId} not sent: ${problem}`);
       try {
         await client.send(
           new AssociateAddressCommand({ AllocationId: allocationId, NetworkInterfaceId: networkInterfaceId, PrivateIpAddress: privateIp, AllowReassociation: true }),
+          { abortSignal: signal },
         );
       } catch (err) {
         throw new Error(`AssociateAddress of ${allocationId} to ${networkInterfaceId} (${privateIp}) failed: ${whatEc2Said(err)}`);
       }
     },
 
-    async describe(allocationIds) {
+    async describe(allocationIds, signal) {
       // No ids would ask for every address of the account: never what is meant.
       if (allocationIds.length === 0) return [];
       for (const id of allocationIds) {
@@ -62,7 +66,7 @@ export function createElasticIps(options: ElasticIpsOptions): ElasticIps {
       }
       let answer;
       try {
-        answer = await client.send(new DescribeAddressesCommand({ AllocationIds: [...allocationIds] }));
+        answer = await client.send(new DescribeAddressesCommand({ AllocationIds: [...allocationIds] }), { abortSignal: signal });
       } catch (err) {
         throw new Error(`DescribeAddresses of ${allocationIds.join(', ')} failed: ${whatEc2Said(err)}`);
       }

@@ -1,40 +1,36 @@
-// One instance of an HA pair (docs/design/ha.md): the lease beat, the
-// heartbeat, the Elastic IP, and the shared map as the reconciler sees it.
-// The decisions are pure (src/core/ha/); this class performs them against
-// DynamoDB and EC2 and remembers what happened, for the status snapshot.
+// One instance of an HA pair (docs/design/ha.md): the lease and the shared
+// map as the reconciler sees them. The lease runs on a deadline-driven loop
+// of its own (a renewal lease/3 after the last accepted one, whatever else
+// is slow); the peer heartbeat (peer-heartbeat.ts) and the Elastic IP keeper
+// (elastic-ip-keeper.ts) run beside it, each on its own loop. The decisions
+// are pure (src/core/ha/); this class performs them against DynamoDB and
+// remembers what happened, for the status snapshot.
 
-import { afterLeaseWrite, decideLease, holdConfirmed, initialLeaseMemory, noteTerm, releaseLease, renewEveryMs, type LeaseItem, type LeaseMemory, type LeaseRead, type LeaseWrite, type Role } from '../core/ha/lease.js';
-import { planMapWrite, type MapItem, type MemberItem } from '../core/ha/items.js';
-import { fromSharedMap, toSharedMap, type AddressPair } from '../core/ha/shared-map.js';
-import type { HaStatus } from '../core/daemon/status-snapshot.js';
+import { afterLeaseWrite, afterRelease, beginRelease, confirmedUntil, decideLease, initialLeaseMemory, nextLeaseStepAt, noteLeaseRead, noteTerm, releaseWrite, renewal, type Clocks, type LeaseItem, type LeaseMemory, type LeaseRead, type LeaseWrite } from '../core/ha/lease.js';
+import { planMapWrite, type MapItem, type MapWritePlan, type MemberItem } from '../core/ha/items.js';
+import { roomUsed } from '../core/ha/map-chunks.js';
+import { fromSharedMap, toSharedMap } from '../core/ha/shared-map.js';
+import type { Fingerprint } from '../core/ha/fingerprint.js';
+import type { HoldView } from '../core/ha/address-schedule.js';
+import { CONFIRMED_SHARE, IDENTITY_RETRY_MS, storeTimeoutMs } from '../core/ha/timing.js';
+import type { HaRole, HaStatus } from '../core/ha/ha-status.js';
 import type { PortState } from '../core/ports/port-state.js';
 import type { Logger } from '../log/logger.js';
 import type { StoreRead, WriteOutcome } from './dynamo-store.js';
+import { ElasticIpKeeper, type AddressMover, type Identity, type KeeperSettings } from './elastic-ip-keeper.js';
+import { PeerHeartbeat, type MembersStore } from './peer-heartbeat.js';
+import { StoreOutage } from './store-outage.js';
+import { Wakeup, type Sleep } from './wakeup.js';
 
-/** The DynamoDB calls this node makes (src/ha/dynamo-store.ts). */
-export interface HaStore {
-  readLease(): Promise<LeaseRead>;
-  writeLease(write: LeaseWrite): Promise<WriteOutcome>;
-  releaseLease(self: string, expect: string, item: LeaseItem): Promise<WriteOutcome>;
-  readMap(): Promise<StoreRead<MapItem>>;
-  writeMap(expect: string | null, item: MapItem): Promise<WriteOutcome | { kind: 'too-large'; problem: string }>;
-  writeMember(item: MemberItem): Promise<WriteOutcome>;
-  readMembers(): Promise<{ kind: 'ok'; members: MemberItem[]; invalid: string[] } | { kind: 'unavailable'; error: string }>;
-  close(): void;
-}
+export type { AddressMover, Identity } from './elastic-ip-keeper.js';
 
-/** This instance as IMDSv2 describes it. */
-export interface Identity {
-  instanceId: string;
-  networkInterfaceId: string;
-  privateIp: string;
-  privateIps: string[];
-}
-
-/** The EC2 calls for the Elastic IP(s). */
-export interface AddressMover {
-  associate(request: { allocationId: string; networkInterfaceId: string; privateIp: string }): Promise<void>;
-  describe(allocationIds: readonly string[]): Promise<{ allocationId: string; networkInterfaceId?: string; privateIp?: string }[]>;
+/** The DynamoDB calls this node makes (src/ha/dynamo-store.ts). Each takes the caller's deadline. */
+export interface HaStore extends MembersStore {
+  readLease(signal?: AbortSignal): Promise<LeaseRead>;
+  writeLease(write: LeaseWrite, signal?: AbortSignal): Promise<WriteOutcome>;
+  releaseLease(self: string, expect: readonly string[], item: LeaseItem, signal?: AbortSignal): Promise<WriteOutcome>;
+  readMap(signal?: AbortSignal): Promise<StoreRead<MapItem>>;
+  writeMap(plan: Extract<MapWritePlan, { kind: 'write' }>, signal: AbortSignal | undefined, fence: () => AbortSignal | undefined): Promise<WriteOutcome | { kind: 'not-sent' }>;
   close(): void;
 }
 
@@ -44,20 +40,23 @@ export interface HaNodeEdges {
   identity(): Promise<Identity>;
   /** Monotonic ms: the only clock the lease uses. */
   monotonic(): number;
-  /** Epoch ms, for the snapshot's dates only. */
+  /** Epoch ms: the snapshot's dates, and noticing a suspend. */
   wallClock(): number;
+  /** An AbortSignal that fires when the monotonic clock reads `at`: every call's deadline. */
+  deadline(at: number): AbortSignal;
+  /** Sleeps `ms` on the monotonic clock, or until `signal` aborts. */
+  sleep: Sleep;
   /** A fresh random token (lease and map versions, heartbeats). */
   token(): string;
+  /** In [0, 1): jitter of the retry backoff. */
+  random(): number;
   logger: Logger;
 }
 
-export interface HaNodeSettings {
+export interface HaNodeSettings extends KeeperSettings {
   group: string;
-  leaseMs: number;
-  /** Port mode: the Elastic IP moved to this instance's primary private IP. */
-  elasticIp?: string;
-  /** Address mode: the listen addresses, each with its Elastic IP's allocation id. */
-  listenAddresses?: readonly (AddressPair & { allocationId?: string })[];
+  /** The HA-relevant config keys' digests (src/core/ha/fingerprint.ts), published for the peer. */
+  fingerprint: Fingerprint;
 }
 
 /** How the reconciler plans this pass: as the map's writer, or following the map as it is. */
@@ -65,46 +64,36 @@ export type MapAccess =
   | { mode: 'lead'; base: MapItem | null; state: PortState }
   | { mode: 'follow'; state: PortState };
 
-export type CommitOutcome = 'written' | 'unchanged' | 'refused' | 'unavailable';
+/**
+ * How a map write ended. Only a written (or unchanged) map may be installed;
+ * `trimmed`: written without the new targets it had no room for, so the
+ * pass installs `state` (what was written) instead of its plan.
+ */
+export type CommitOutcome = 'written' | 'unchanged' | 'refused' | 'unavailable' | { trimmed: PortState };
 
-interface Association {
-  allocationId: string;
-  privateIp: string;
-  state: 'held' | 'associating' | 'failed';
-  error?: string;
-  attempts: number;
-  /** Monotonic: no new attempt before this. */
-  retryAt: number;
-  heldAt?: number;
-}
-
-/** The standby looks at the lease this often at most, so a takeover comes within this much of the lease running out. */
-const WATCH_EVERY_MS = 500;
-/** Retries of a failed association: 0.5 s doubling up to 30 s. */
-const ASSOCIATE_RETRY_MS = [500, 30_000] as const;
-/** The leader checks that each Elastic IP still points at it this often (in leases). */
-const VERIFY_EVERY_LEASES = 3;
-
-export const beatEveryMs = (leaseMs: number): number => Math.min(WATCH_EVERY_MS, renewEveryMs(leaseMs));
+/** The daemon's names for the roles, in log lines. */
+const ROLE_WORDS: Record<HaRole, string> = { leader: 'leader', 'leader-unconfirmed': 'leader without a confirmed lease', standby: 'standby', starting: 'starting' };
 
 export class HaNode {
   #memory: LeaseMemory = initialLeaseMemory();
-  #role: Role | 'starting' = 'starting';
+  #role: HaRole = 'starting';
   #roleSince: number;
   #identity: Identity | undefined;
   #identityError: string | undefined;
-  #storeError: { error: string; since: number } | undefined;
-  /** When the latest call that DynamoDB answered was sent (monotonic). */
-  #lastAnswerSentAt = -Infinity;
+  #looked = false;
+  readonly #store: StoreOutage;
   #lease: { item: LeaseItem | null; seenSince: number } | undefined;
   #map: MapItem | undefined;
-  #peers = new Map<string, { role: MemberItem['role']; beat: string; seenAt: number }>();
-  #nextHeartbeatAt = 0;
-  #associations: Association[] = [];
-  #associating: Promise<void> | undefined;
-  #verifyAt = 0;
   #waiting = 0;
   #misfits: string[] = [];
+  #noRoom: string[] = [];
+  /** Map writes in flight: a handover waits for them before it releases the lease. */
+  readonly #writing = new Set<Promise<unknown>>();
+  #handover: { why: string; done: (released: boolean) => void }[] = [];
+  #wakeup: Wakeup | undefined;
+  #running = false;
+  readonly #heartbeat: PeerHeartbeat;
+  readonly #keeper: ElasticIpKeeper;
   /** Called after a change of role (the daemon runs a pass at once) or of the lease's holder (it republishes its status). */
   onChange: (roleChanged: boolean) => void = () => {};
 
@@ -113,36 +102,113 @@ export class HaNode {
     private readonly edges: HaNodeEdges,
   ) {
     this.#roleSince = edges.wallClock();
+    this.#heartbeat = new PeerHeartbeat(settings.leaseMs, settings.fingerprint, edges);
+    this.#keeper = new ElasticIpKeeper(settings, edges, () => this.hold());
+    this.#store = new StoreOutage(edges.logger, edges.monotonic, () => (this.#memory.held ? '; this leader asserts nothing once its lease is no longer confirmed' : ''));
   }
 
-  get role(): Role | 'starting' {
-    return this.#role;
+  /** The role now (it changes with the clock: a hold lapses without any call). */
+  get role(): HaRole {
+    if (!this.#identity || !this.#looked) return 'starting';
+    if (this.#memory.held === undefined) return 'standby';
+    return this.hold() ? 'leader' : 'leader-unconfirmed';
   }
 
   get instanceId(): string | undefined {
     return this.#identity?.instanceId;
   }
 
-  /** The beat loop: until `signal` aborts. Never throws. */
-  async run(signal: AbortSignal, sleep: (ms: number, signal: AbortSignal) => Promise<void>): Promise<void> {
-    while (!signal.aborted) {
-      await this.beat().catch((err: Error) => this.edges.logger.error({ err: err.message }, 'ha: beat failed; retrying'));
-      if (signal.aborted) break;
-      await sleep(beatEveryMs(this.settings.leaseMs), signal);
-    }
-    await this.#associating;
+  #clocks(): Clocks {
+    return { monotonic: this.edges.monotonic(), wall: this.edges.wallClock() };
   }
 
-  /** One beat: read the lease, decide, write, heartbeat, and keep the Elastic IP(s) on the leader. */
-  async beat(): Promise<void> {
-    const identity = await this.#ensureIdentity();
-    if (!identity) return;
-    const self = identity.instanceId;
-    const readSentAt = this.edges.monotonic();
-    const read = await this.edges.store.readLease();
-    const now = this.edges.monotonic();
-    this.#noteStore(read.kind === 'unavailable' ? read.error : undefined, readSentAt, now);
-    const decision = decideLease(this.#memory, read, now, { self, leaseMs: this.settings.leaseMs }, this.edges.token());
+  /** This instance's confirmed hold (its term, and until when it stays confirmed), or undefined. */
+  hold(): HoldView | undefined {
+    const until = confirmedUntil(this.#memory, this.#clocks(), this.settings.leaseMs);
+    return until === undefined ? undefined : { term: this.#memory.held!.term, until };
+  }
+
+  /** Whether this instance may allocate and write the map now. */
+  get mayWriteMap(): boolean {
+    return this.hold() !== undefined;
+  }
+
+  /** A reloaded config's fingerprint, for the next heartbeat. */
+  set fingerprint(fingerprint: Fingerprint) {
+    this.#heartbeat.fingerprint = fingerprint;
+  }
+
+  /** The lease loop, the heartbeat and the Elastic IP keeper: until `stop` aborts. Never throws. */
+  async run(stop: AbortSignal): Promise<void> {
+    this.#running = true;
+    const wakeup = (this.#wakeup = new Wakeup(this.edges.sleep, stop));
+    const self = (): { instanceId: string; role: 'leader' | 'standby' } | undefined =>
+      this.#identity ? { instanceId: this.#identity.instanceId, role: this.#memory.held ? 'leader' : 'standby' } : undefined;
+    const loops = [
+      this.#leaseLoop(wakeup, stop),
+      this.#heartbeat.run(self, stop).catch((err: Error) => this.edges.logger.error({ err: err.message }, 'ha: heartbeat failed')),
+      this.#keeper.run(() => this.#identity, stop),
+    ];
+    await Promise.all(loops);
+    this.#running = false;
+    // A handover asked for as the loop ended is done here, by whoever awaits it.
+  }
+
+  async #leaseLoop(wakeup: Wakeup, stop: AbortSignal): Promise<void> {
+    while (!stop.aborted) {
+      try {
+        if (!(await this.#ensureIdentity())) {
+          await wakeup.wait(IDENTITY_RETRY_MS);
+          continue;
+        }
+        const handover = this.#handover.shift();
+        if (handover) {
+          handover.done(await this.#release(handover.why));
+          continue;
+        }
+        const now = this.edges.monotonic();
+        const due = nextLeaseStepAt(this.#memory, this.settings.leaseMs);
+        if (now < due) {
+          // Wake at the step, or when the hold lapses (the role changes with no call made).
+          const lapse = this.hold()?.until ?? Infinity;
+          await wakeup.wait(Math.min(due, lapse + 1) - now);
+          this.#publishRole();
+          continue;
+        }
+        await this.#leaseStep();
+      } catch (err) {
+        this.edges.logger.error({ err: (err as Error).message }, 'ha: lease step failed; retrying');
+        await wakeup.wait(1000);
+      }
+      this.#publishRole();
+    }
+    // Handovers asked for while the loop stopped are the caller's (release() runs them directly).
+    for (const h of this.#handover.splice(0)) h.done(false);
+  }
+
+  /** One step of the lease: the holder renews without reading; anyone else reads and decides. One time budget for the whole step. */
+  async #leaseStep(): Promise<void> {
+    const self = this.#identity!.instanceId;
+    const leaseMs = this.settings.leaseMs;
+    const sent = this.#clocks();
+    const signal = this.edges.deadline(sent.monotonic + storeTimeoutMs(leaseMs));
+    const write = renewal(this.#memory, self, leaseMs, this.edges.token());
+    if (write) {
+      const outcome = await this.edges.store.writeLease(write, signal);
+      this.#memory = afterLeaseWrite(this.#memory, write, outcome, sent);
+      this.#store.note(outcome.kind === 'unavailable' ? outcome.error : undefined, sent.monotonic);
+      if (outcome.kind === 'accepted') this.#lease = { item: write.item, seenSince: sent.monotonic };
+      if (outcome.kind === 'conflict') this.edges.logger.warn('ha: renewal refused (another instance holds the lease); stepping down to standby');
+      this.#keeper.poke();
+      return;
+    }
+    const read = await this.edges.store.readLease(signal);
+    this.#looked = true;
+    this.#memory = noteLeaseRead(this.#memory, sent.monotonic);
+    this.#store.note(read.kind === 'unavailable' ? read.error : undefined, sent.monotonic);
+    // With configs that differ, only the instance whose config the shared map was written under takes a free lease (both refusing would leave no leader).
+    const mayTakeFree = this.#heartbeat.differs() === undefined || this.#map?.writer === self;
+    const decision = decideLease(this.#memory, read, this.#clocks(), { self, leaseMs, mayTakeFree }, this.edges.token());
     this.#memory = decision.memory;
     if (decision.memory.seen) {
       const item = decision.memory.seen.item;
@@ -151,44 +217,54 @@ export class HaNode {
       if (holderChanged) this.onChange(false);
     }
     if (decision.steppedDown) this.edges.logger.warn({ holder: this.#lease?.item?.holder ?? null, term: this.#lease?.item?.term }, 'ha: lost the lease to another instance; stepping down to standby');
-    if (decision.write) {
-      const write = decision.write;
-      const sentAt = this.edges.monotonic();
-      const outcome = await this.edges.store.writeLease(write);
-      this.#memory = afterLeaseWrite(this.#memory, write, outcome, sentAt);
-      if (outcome.kind === 'unavailable') this.#noteStore(outcome.error, sentAt, this.edges.monotonic());
-      if (write.kind === 'acquire' && outcome.kind === 'accepted') {
-        const previous = this.#lease?.item?.holder ?? null;
-        this.edges.logger.warn({ term: write.item.term, reason: write.reason, previousHolder: previous }, `ha: became leader (term ${write.item.term}, lease ${write.reason === 'free' ? 'free' : write.reason === 'expired' ? `expired: ${previous} did not renew for a whole lease` : 'held by this instance before a restart'})`);
-      }
-      if (write.kind === 'renew' && outcome.kind === 'conflict') this.edges.logger.warn('ha: renewal refused (another instance holds the lease); stepping down to standby');
+    if (!decision.write) return;
+    const acquire = decision.write;
+    const acquireSent = this.#clocks();
+    const outcome = await this.edges.store.writeLease(acquire, signal);
+    this.#memory = afterLeaseWrite(this.#memory, acquire, outcome, acquireSent);
+    this.#store.note(outcome.kind === 'unavailable' ? outcome.error : undefined, acquireSent.monotonic);
+    if (acquire.kind === 'acquire' && outcome.kind === 'accepted') {
+      const previous = this.#lease?.item?.holder ?? null;
+      this.#lease = { item: acquire.item, seenSince: acquireSent.monotonic };
+      const why = acquire.reason === 'free' ? 'free' : acquire.reason === 'expired' ? `expired: ${previous} did not renew for a whole lease` : 'held by this instance before a restart';
+      this.edges.logger.warn({ term: acquire.item.term, reason: acquire.reason, previousHolder: previous }, `ha: became leader (term ${acquire.item.term}, lease ${why})`);
+      this.#keeper.poke();
     }
-    this.#setRole(this.#memory.held ? 'leader' : 'standby');
-    await this.#heartbeat(identity, now);
-    this.#keepAddresses(identity);
   }
 
-  /** Whether this instance may allocate and write the map now. */
-  get mayWriteMap(): boolean {
-    return this.#role === 'leader' && holdConfirmed(this.#memory, this.edges.monotonic(), this.settings.leaseMs);
+  /** Republishes the role when it changed (a new leader claims the map at once; a lapsed one stops allocating). */
+  #publishRole(): void {
+    const role = this.role;
+    if (role === this.#role) return;
+    const before = this.#role;
+    this.#role = role;
+    this.#roleSince = this.edges.wallClock();
+    if (role === 'leader-unconfirmed') {
+      this.edges.logger.error({ storeError: this.#store.current?.error }, 'ha: this leader\'s lease is no longer confirmed (no renewal accepted in time); it stops allocating and asserts no Elastic IP until a renewal is accepted; the standby may take over');
+    } else if (before === 'leader-unconfirmed' && role === 'leader') {
+      this.edges.logger.warn('ha: lease confirmed again');
+    } else if (role === 'standby' && before === 'starting') {
+      this.edges.logger.info({ holder: this.#lease?.item?.holder ?? null }, 'ha: standby: following the leader\'s port map');
+    } else if (role === 'standby' && before !== 'starting') {
+      this.edges.logger.warn(`ha: now ${ROLE_WORDS[role]} (was ${ROLE_WORDS[before]})`);
+    }
+    this.onChange(true);
   }
 
   /**
    * Before a pass: the map to plan from. The confirmed leader plans from the
    * shared map (or, when there is none yet, from this instance's own map, so
    * a single instance that turns HA on keeps its ports). Everyone else, and
-   * the leader while DynamoDB does not answer, follows the last map known.
+   * the leader while its hold is not confirmed, follows the last map known.
    */
   async mapForPass(local: PortState): Promise<MapAccess> {
     const sentAt = this.edges.monotonic();
-    const read = await this.edges.store.readMap();
-    const now = this.edges.monotonic();
+    const read = await this.edges.store.readMap(this.edges.deadline(sentAt + storeTimeoutMs(this.settings.leaseMs)));
     if (read.kind === 'unavailable' || read.kind === 'invalid') {
-      const error = read.kind === 'unavailable' ? read.error : read.problem;
-      this.#noteStore(error, sentAt, now);
+      this.#store.note(read.kind === 'unavailable' ? read.error : read.problem, sentAt);
       return { mode: 'follow', state: this.#map ? this.#fromShared(this.#map.state) : local };
     }
-    this.#noteStore(undefined, sentAt, now);
+    this.#store.note(undefined, sentAt);
     if (read.kind === 'ok') {
       this.#map = read.item;
       this.#memory = noteTerm(this.#memory, read.item.term);
@@ -203,36 +279,47 @@ export class HaNode {
     return { mode: 'lead', base, state: base ? this.#fromShared(base.state) : local };
   }
 
-  /** After planning as the writer: the map write, fenced by the term. Only a written (or unchanged) map may be installed. */
+  /**
+   * After planning as the writer: the map write, fenced by the term, sent
+   * only under a confirmed hold (asked again right before the head is sent)
+   * with a deadline no later than the end of that hold.
+   */
   async commit(base: MapItem | null, planned: PortState): Promise<CommitOutcome> {
     const held = this.#memory.held;
     const self = this.#identity?.instanceId;
     if (!held || !self || !this.mayWriteMap) return 'refused';
-    const plan = planMapWrite(base, toSharedMap(planned, this.settings.listenAddresses), held.term, self, this.edges.token());
+    const shared = toSharedMap(planned, this.settings.listenAddresses);
+    const plan = planMapWrite(base, shared, held.term, self, this.edges.token());
     if (plan.kind === 'superseded') {
       this.#stepDown(`a later term (${plan.term}) wrote the map`);
       return 'refused';
     }
-    if (plan.kind === 'unchanged') return 'unchanged';
+    if (plan.kind === 'unchanged') {
+      this.#noRoom = plan.waiting;
+      return plan.waiting.length === 0 ? 'unchanged' : { trimmed: this.#fromShared(plan.state) };
+    }
     const sentAt = this.edges.monotonic();
-    const outcome = await this.edges.store.writeMap(plan.expect, plan.item);
+    const fence = (): AbortSignal | undefined => {
+      const hold = this.hold();
+      return hold && hold.term === held.term ? this.edges.deadline(Math.min(this.edges.monotonic() + storeTimeoutMs(this.settings.leaseMs), hold.until)) : undefined;
+    };
+    const writing = this.edges.store.writeMap(plan, this.edges.deadline(sentAt + storeTimeoutMs(this.settings.leaseMs)), fence);
+    this.#writing.add(writing);
+    const outcome = await writing.finally(() => this.#writing.delete(writing));
     if (outcome.kind === 'accepted') {
-      if (base === null || base.term !== held.term) this.edges.logger.info({ term: held.term, entries: planned.entries.length }, 'ha: claimed the shared port map for this term');
-      this.#map = plan.item;
-      return 'written';
+      if (base === null || base.term !== held.term) this.edges.logger.info({ term: held.term, entries: plan.state.entries.length, chunks: plan.head.chunks.length }, 'ha: claimed the shared port map for this term');
+      this.#map = { ...plan.head, state: plan.state };
+      this.#noRoom = plan.waiting;
+      if (plan.waiting.length > 0) this.edges.logger.error({ waiting: plan.waiting.length, first: plan.waiting.slice(0, 5) }, 'ha: the shared map has no room for these new targets; they wait (see health)');
+      return plan.waiting.length === 0 ? 'written' : { trimmed: this.#fromShared(plan.state) };
     }
-    if (outcome.kind === 'too-large') {
-      this.edges.logger.error({ problem: outcome.problem }, 'ha: the port map does not fit in one DynamoDB item; new targets wait');
-      return 'refused';
-    }
+    if (outcome.kind === 'not-sent') return 'refused';
     if (outcome.kind === 'unavailable') {
-      this.#noteStore(outcome.error, sentAt, this.edges.monotonic());
+      this.#store.note(outcome.error, sentAt);
       return 'unavailable';
     }
     // Refused: the map moved under this leader. The next pass reads it again; a later term means it is no longer leader.
-    const now = await this.edges.store.readMap();
-    if (now.kind === 'ok' && now.item.term > held.term) this.#stepDown(`a later term (${now.item.term}) wrote the map`);
-    else this.edges.logger.warn('ha: the shared map changed while this leader planned; planning again on the next pass');
+    this.edges.logger.warn('ha: the shared map changed while this leader planned; planning again on the next pass');
     return 'refused';
   }
 
@@ -242,20 +329,50 @@ export class HaNode {
     this.#misfits = [...misfits];
   }
 
-  /** A planned handover (`cachenat ha handover`, `systemctl stop`): give up the lease so the peer takes over at once. */
-  async release(why: string): Promise<boolean> {
-    const released = releaseLease(this.#memory, this.edges.monotonic(), this.settings.leaseMs, this.edges.token());
+  /**
+   * A planned handover (`cachenat ha handover`, `systemctl stop`): give up
+   * the lease so the peer takes over at once. While the lease loop runs, the
+   * release is one of its steps (it never races a renewal); after the loop
+   * has stopped, it runs here. Resolves to whether this instance held a
+   * lease to give up.
+   */
+  release(why: string): Promise<boolean> {
+    if (!this.#running) return this.#release(why);
+    return new Promise((done) => {
+      this.#handover.push({ why, done });
+      this.#wakeup?.poke();
+    });
+  }
+
+  async #release(why: string): Promise<boolean> {
+    const releasing = beginRelease(this.#memory);
     const self = this.#identity?.instanceId;
-    if (!released || !self) return false;
-    const outcome = await this.edges.store.releaseLease(self, released.expect, released.item);
-    if (outcome.kind !== 'accepted') {
-      this.edges.logger.warn({ outcome: outcome.kind }, `ha: could not release the lease (${why}); the standby takes over once it runs out`);
-      return false;
+    if (!releasing || !self) return false;
+    // From here on nothing is asserted: no association, no map write is sent. Those in flight end first (each within its deadline).
+    this.#memory = releasing;
+    this.#keeper.poke();
+    await Promise.all([this.#keeper.settle(), ...[...this.#writing].map((w) => w.catch(() => undefined))]);
+    const write = releaseWrite(this.#memory, this.settings.leaseMs, this.edges.token());
+    if (!write) return false;
+    const sentAt = this.edges.monotonic();
+    const outcome = await this.edges.store.releaseLease(self, write.expect, write.item, this.edges.deadline(sentAt + storeTimeoutMs(this.settings.leaseMs)));
+    this.#memory = afterRelease(this.#memory, outcome, this.edges.monotonic(), this.settings.leaseMs);
+    if (outcome.kind === 'accepted') {
+      this.#lease = { item: write.item, seenSince: sentAt };
+      this.edges.logger.warn({ term: write.item.term }, `ha: released the lease (${why}); the standby takes over now`);
+    } else if (outcome.kind === 'unavailable') {
+      this.#store.note(outcome.error, sentAt);
+      this.edges.logger.warn({ err: outcome.error }, `ha: the release of the lease (${why}) got no answer; it may have landed: this instance leaves the lease to the standby for one lease either way`);
+    } else {
+      this.edges.logger.warn(`ha: could not release the lease (${why}): another instance holds it already`);
     }
-    this.#memory = released.memory;
-    this.edges.logger.warn({ term: released.item.term }, `ha: released the lease (${why}); the standby takes over now`);
-    this.#setRole('standby');
+    this.#publishRole();
     return true;
+  }
+
+  /** A daemon that stops: after the release, its heartbeat says so (best effort). */
+  async stopped(): Promise<void> {
+    if (this.#identity) await this.#heartbeat.stopped(this.#identity.instanceId).catch(() => undefined);
   }
 
   close(): void {
@@ -264,27 +381,33 @@ export class HaNode {
   }
 
   status(): HaStatus {
-    const now = this.edges.monotonic();
-    const wall = this.edges.wallClock();
-    const at = (monotonic: number): string => new Date(wall - (now - monotonic)).toISOString();
+    const clocks = this.#clocks();
+    const now = clocks.monotonic;
+    const at = (monotonic: number): string => new Date(clocks.wall - (now - monotonic)).toISOString();
+    const role = this.role;
+    const held = this.#memory.held;
+    const map = this.#map;
+    const differs = this.#heartbeat.differs(now);
     const status: HaStatus = {
-      role: this.#role,
-      roleSince: new Date(this.#roleSince).toISOString(),
+      role,
+      roleSince: new Date(role === this.#role ? this.#roleSince : clocks.wall).toISOString(),
       group: this.settings.group,
       leaseMs: this.settings.leaseMs,
-      mayAllocate: this.mayWriteMap,
-      elasticIps: this.#associations.map((a) => ({ allocationId: a.allocationId, privateIp: a.privateIp, state: a.state, ...(a.error === undefined ? {} : { error: a.error }), ...(a.heldAt === undefined ? {} : { heldSince: at(a.heldAt) }) })),
+      mayAllocate: role === 'leader',
+      elasticIps: this.#keeper.status(held?.term, at),
       waiting: this.#waiting,
       misfits: this.#misfits,
-      peers: [...this.#peers].map(([instanceId, p]) => ({ instanceId, role: p.role, lastSeenAt: at(p.seenAt) })),
+      peers: this.#heartbeat.peers().map((p) => ({ instanceId: p.instanceId, role: p.role, lastSeenAt: at(p.seenAt) })),
     };
     if (this.#identity) status.instanceId = this.#identity.instanceId;
     if (this.#identityError) status.identityError = this.#identityError;
-    if (this.#lease) {
-      status.lease = { holder: this.#lease.item?.holder ?? null, changedAt: at(this.#lease.seenSince), ...(this.#lease.item ? { term: this.#lease.item.term } : {}) };
-    }
-    if (this.#map) status.map = { version: this.#map.version, term: this.#map.term, writer: this.#map.writer, entries: this.#map.state.entries.length };
-    if (this.#storeError) status.storeError = { error: this.#storeError.error, since: at(this.#storeError.since) };
+    if (held) status.hold = { confirmedAt: at(held.sentAt), confirmedUntil: at(confirmedUntil(this.#memory, clocks, this.settings.leaseMs) ?? Math.min(now, held.sentAt + this.settings.leaseMs * CONFIRMED_SHARE)) };
+    if (this.#lease) status.lease = { holder: this.#lease.item?.holder ?? null, changedAt: at(this.#lease.seenSince), ...(this.#lease.item ? { term: this.#lease.item.term } : {}) };
+    if (map) status.map = { version: map.version, term: map.term, writer: map.writer, entries: map.state.entries.length, chunks: map.chunks.length, room: Math.round(roomUsed(map.chunks) * 1000) / 1000 };
+    const outage = this.#store.current;
+    if (outage) status.storeError = { error: outage.error, since: at(outage.since) };
+    if (differs) status.configDiffers = differs;
+    if (this.#noRoom.length > 0 && role !== 'standby') status.noRoom = this.#noRoom.slice(0, 20);
     return status;
   }
 
@@ -294,43 +417,11 @@ export class HaNode {
 
   #stepDown(why: string): void {
     if (!this.#memory.held) return;
-    const { held: _held, ...rest } = this.#memory;
+    const { held: _held, releasing: _releasing, ...rest } = this.#memory;
     this.#memory = rest;
     this.edges.logger.warn(`ha: stepping down to standby: ${why}`);
-    this.#setRole('standby');
-  }
-
-  #setRole(role: Role): void {
-    if (role === this.#role) return;
-    const before = this.#role;
-    this.#role = role;
-    this.#roleSince = this.edges.wallClock();
-    if (role === 'standby') {
-      this.#associations = [];
-      if (before === 'starting') this.edges.logger.info({ holder: this.#lease?.item?.holder ?? null }, 'ha: standby: following the leader\'s port map');
-    }
-    this.onChange(true);
-  }
-
-  /**
-   * What a call sent at `sentAt` says of DynamoDB. Calls overlap (the beat and
-   * the passes): a call that was sent before the last answer and fails only
-   * now (a timeout from the outage) is old news, not a new outage.
-   */
-  #noteStore(error: string | undefined, sentAt: number, now: number): void {
-    if (error === undefined) {
-      this.#lastAnswerSentAt = Math.max(this.#lastAnswerSentAt, sentAt);
-      if (this.#storeError) this.edges.logger.info({ downMs: Math.round(now - this.#storeError.since) }, 'ha: DynamoDB answers again');
-      this.#storeError = undefined;
-      return;
-    }
-    if (sentAt < this.#lastAnswerSentAt) return;
-    if (!this.#storeError) {
-      this.edges.logger.error({ err: error }, `ha: DynamoDB does not answer; forwarding goes on with the last map, no new allocations${this.#role === 'leader' ? '; this leader keeps the Elastic IP' : ''}`);
-      this.#storeError = { error, since: now };
-    } else {
-      this.#storeError.error = error;
-    }
+    this.#keeper.poke();
+    this.#publishRole();
   }
 
   async #ensureIdentity(): Promise<Identity | undefined> {
@@ -347,90 +438,6 @@ export class HaNode {
       return undefined;
     }
   }
-
-  /** Every third of a lease: this instance's member item, and the peers' (their heartbeats seen change on this clock). */
-  async #heartbeat(identity: Identity, now: number): Promise<void> {
-    if (now < this.#nextHeartbeatAt) return;
-    this.#nextHeartbeatAt = now + renewEveryMs(this.settings.leaseMs);
-    const role = this.#role === 'leader' ? 'leader' : 'standby';
-    await this.edges.store.writeMember({ instanceId: identity.instanceId, role, beat: this.edges.token(), leaseMs: this.settings.leaseMs });
-    const read = await this.edges.store.readMembers();
-    if (read.kind !== 'ok') return;
-    for (const member of read.members) {
-      if (member.instanceId === identity.instanceId) continue;
-      const known = this.#peers.get(member.instanceId);
-      if (!known) this.edges.logger.info({ peer: member.instanceId, role: member.role }, 'ha: peer seen');
-      const changed = known === undefined || known.beat !== member.beat;
-      this.#peers.set(member.instanceId, { role: member.role, beat: member.beat, seenAt: changed ? now : known.seenAt });
-    }
-  }
-
-  /** The leader's Elastic IP(s): associated on taking over, retried with backoff, checked now and then. */
-  #keepAddresses(identity: Identity): void {
-    if (this.#role !== 'leader' || this.#associating) return;
-    const now = this.edges.monotonic();
-    if (this.#associations.length === 0) {
-      this.#associations = this.#wanted(identity).map((w) => ({ ...w, state: 'associating', attempts: 0, retryAt: now }));
-      this.#verifyAt = now + VERIFY_EVERY_LEASES * this.settings.leaseMs;
-    }
-    const due = this.#associations.filter((a) => a.state !== 'held' && now >= a.retryAt);
-    if (due.length > 0) {
-      this.#associating = this.#associate(identity, due).finally(() => (this.#associating = undefined));
-    } else if (now >= this.#verifyAt && this.#associations.length > 0) {
-      this.#verifyAt = now + VERIFY_EVERY_LEASES * this.settings.leaseMs;
-      this.#associating = this.#verify(identity).finally(() => (this.#associating = undefined));
-    }
-  }
-
-  #wanted(identity: Identity): { allocationId: string; privateIp: string; error?: string }[] {
-    if (this.settings.listenAddresses) {
-      return this.settings.listenAddresses.flatMap((l) => (l.allocationId === undefined ? [] : [{ allocationId: l.allocationId, privateIp: l.address }]));
-    }
-    return this.settings.elasticIp === undefined ? [] : [{ allocationId: this.settings.elasticIp, privateIp: identity.privateIp }];
-  }
-
-  async #associate(identity: Identity, due: Association[]): Promise<void> {
-    for (const a of due) {
-      const started = this.edges.monotonic();
-      if (!identity.privateIps.includes(a.privateIp)) {
-        this.#failed(a, `${a.privateIp} is not a private address of this instance's interface ${identity.networkInterfaceId} (it has ${identity.privateIps.join(', ')}); check forward.listenAddresses`);
-        continue;
-      }
-      try {
-        await this.edges.addresses.associate({ allocationId: a.allocationId, networkInterfaceId: identity.networkInterfaceId, privateIp: a.privateIp });
-        a.state = 'held';
-        delete a.error;
-        a.heldAt = this.edges.monotonic();
-        this.edges.logger.warn({ allocationId: a.allocationId, privateIp: a.privateIp, ms: Math.round(a.heldAt - started), attempts: a.attempts + 1 }, `ha: Elastic IP ${a.allocationId} now points at this instance (${a.privateIp})`);
-      } catch (err) {
-        this.#failed(a, (err as Error).message);
-      }
-    }
-  }
-
-  #failed(a: Association, error: string): void {
-    a.attempts++;
-    a.state = 'failed';
-    a.error = error;
-    const delay = Math.min(ASSOCIATE_RETRY_MS[1], ASSOCIATE_RETRY_MS[0] * 2 ** (a.attempts - 1));
-    a.retryAt = this.edges.monotonic() + delay;
-    this.edges.logger.error({ allocationId: a.allocationId, attempts: a.attempts, retryInMs: delay, err: error }, `ha: cannot move Elastic IP ${a.allocationId} to this instance; retrying (clients cannot reach the pair until it holds)`);
-  }
-
-  async #verify(identity: Identity): Promise<void> {
-    let seen: Awaited<ReturnType<AddressMover['describe']>>;
-    try {
-      seen = await this.edges.addresses.describe(this.#associations.map((a) => a.allocationId));
-    } catch (err) {
-      this.edges.logger.warn({ err: (err as Error).message }, 'ha: cannot check the Elastic IP association (DescribeAddresses); trying again later');
-      return;
-    }
-    for (const a of this.#associations) {
-      const now = seen.find((s) => s.allocationId === a.allocationId);
-      if (now?.networkInterfaceId === identity.networkInterfaceId && now.privateIp === a.privateIp) continue;
-      this.edges.logger.warn({ allocationId: a.allocationId, networkInterfaceId: now?.networkInterfaceId, privateIp: now?.privateIp }, `ha: Elastic IP ${a.allocationId} no longer points at this leader; associating it again`);
-      a.state = 'associating';
-      a.retryAt = this.edges.monotonic();
-    }
-  }
 }
+
+export type { MemberItem };

@@ -1,13 +1,14 @@
 // ami/iam-policy.json grants exactly the AWS API actions the code calls: every
 // SDK command or paginator imported anywhere under src/ must be allowed, and
-// nothing else may be. The HA code (src/ha/) has its own policy,
-// ami/iam-policy-ha.json, added to the role only for an HA pair and scoped
-// to the one table.
+// nothing else may be. The HA code (src/ha/) has its own policies, added to
+// the role only for an HA pair: ami/iam-policy-ha.json (the daemon: the one
+// table's items, the tagged Elastic IP and instances) and
+// ami/iam-policy-ha-setup.json (`cachenat ha init`: create the table).
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -133,34 +134,71 @@ t.test('ami/iam-policy.json is least privilege', async (t) => {
   t.strictSame([...granted].sort(), [...used].sort(), `the policy grants exactly what src/ calls: ${[...used].sort().join(', ')}`);
 });
 
-t.test('ami/iam-policy-ha.json grants exactly what src/ha/ calls, on the one table', async (t) => {
-  const policy = JSON.parse(readFileSync(join(root, 'ami/iam-policy-ha.json'), 'utf8')) as { Version: string; Statement: Record<string, unknown>[] };
-  t.equal(policy.Version, '2012-10-17');
+interface Statement {
+  Effect?: unknown;
+  Action?: unknown;
+  Resource?: unknown;
+  Condition?: Record<string, Record<string, string>>;
+  NotAction?: unknown;
+  NotResource?: unknown;
+}
+
+const readPolicy = (file: string): { Version: string; Statement: Statement[] } => JSON.parse(readFileSync(join(root, 'ami', file), 'utf8'));
+
+/** The one table named in ha.table (cachenat by default), in any region and account: never every table. */
+const TABLE_ARN = 'arn:aws:dynamodb:*:*:table/cachenat';
+/** The tag that marks a pair's Elastic IPs and instances (deploy/lib/cachenat-ha-stack.ts tags its instances with it). */
+const TAGGED = { StringLike: { 'aws:ResourceTag/cachenat-ha-group': '*' } };
+
+/** Every statement of an HA policy file checked for shape; the actions it grants. */
+function haActions(t: Test, file: string): Set<string> {
+  const policy = readPolicy(file);
+  t.equal(policy.Version, '2012-10-17', `${file}: version`);
   const granted = new Set<string>();
   for (const [i, statement] of policy.Statement.entries()) {
-    t.equal(statement.Effect, 'Allow', `statement ${i} allows`);
-    t.notOk('NotAction' in statement || 'NotResource' in statement, `statement ${i} has no NotAction/NotResource`);
+    const where = `${file} statement ${i}`;
+    t.equal(statement.Effect, 'Allow', `${where} allows`);
+    t.notOk('NotAction' in statement || 'NotResource' in statement, `${where} has no NotAction/NotResource`);
     const actions = ([] as unknown[]).concat(statement.Action).map(String);
     const services = new Set(actions.map((action) => action.split(':')[0]));
-    t.equal(services.size, 1, `statement ${i}: one service per statement (${[...services].join(', ')})`);
-    if (services.has('dynamodb')) {
-      // The table named in ha.table (cachenat by default), in any region and account: never every table.
-      t.equal(statement.Resource, 'arn:aws:dynamodb:*:*:table/cachenat', `statement ${i}: the one table`);
-    } else {
-      // The Elastic IP: DescribeAddresses takes no resource; AssociateAddress names an address and an
-      // interface the account's other instances also have, so the role is what limits it.
-      t.equal(statement.Resource, '*', `statement ${i}: EC2 address calls`);
-      t.same([...services], ['ec2'], `statement ${i}: only DynamoDB and EC2`);
-    }
+    t.equal(services.size, 1, `${where}: one service per statement (${[...services].join(', ')})`);
     for (const action of actions) {
-      t.match(action, /^(dynamodb|ec2):[A-Za-z]+$/, `statement ${i}: ${action} is one action, no wildcard`);
+      t.match(action, /^(dynamodb|ec2):[A-Za-z]+$/, `${where}: ${action} is one action, no wildcard`);
       granted.add(action);
     }
+    if (services.has('dynamodb')) {
+      t.equal(statement.Resource, TABLE_ARN, `${where}: the one table`);
+      continue;
+    }
+    t.same([...services], ['ec2'], `${where}: only DynamoDB and EC2`);
+    if (actions.includes('ec2:DescribeAddresses')) {
+      t.same(actions, ['ec2:DescribeAddresses'], `${where}: DescribeAddresses alone`);
+      t.equal(statement.Resource, '*', `${where}: DescribeAddresses takes no resource`);
+      continue;
+    }
+    // AssociateAddress touches the Elastic IP, the instance and its interface; each is allowed narrowly, as the CDK stack does.
+    t.same(actions, ['ec2:AssociateAddress'], `${where}: AssociateAddress alone`);
+    const resource = String(statement.Resource);
+    t.not(resource, '*', `${where}: AssociateAddress never on every resource`);
+    if (/:elastic-ip\/\*$|:instance\/\*$/.test(resource)) t.same(statement.Condition, TAGGED, `${where}: ${resource} only when tagged cachenat-ha-group`);
+    else t.match(resource, /^arn:aws:ec2:\*:\*:network-interface\/\*$/, `${where}: the interface (ENIs carry no tag of the pair)`);
   }
+  return granted;
+}
+
+t.test('ami/iam-policy-ha.json grants exactly what the HA daemon calls, narrowly; ami/iam-policy-ha-setup.json what `ha init` calls', async (t) => {
+  const runtime = haActions(t, 'iam-policy-ha.json');
+  const setup = haActions(t, 'iam-policy-ha-setup.json');
+  const associate = readPolicy('iam-policy-ha.json').Statement.filter((s) => ([] as unknown[]).concat(s.Action).includes('ec2:AssociateAddress')).map((s) => String(s.Resource).split(':').at(-1)!.split('/')[0]);
+  t.same(associate.sort(), ['elastic-ip', 'instance', 'network-interface'], 'AssociateAddress on the Elastic IP, the instance and the interface, each its own statement');
+
   const { uses } = await sdkUsesIn(sourceFiles(join(root, 'src', 'ha')));
-  const used = new Set(uses.flatMap((u) => u.actions));
   t.strictSame(uses.flatMap((u) => u.problems), [], 'every AWS call in src/ha/ is visible to this check');
-  t.ok(used.has('dynamodb:PutItem'), 'the scan of src/ha/ finds the conditional writes');
-  t.ok(used.has('ec2:AssociateAddress'), 'the scan of src/ha/ finds the Elastic IP move');
-  t.strictSame([...granted].sort(), [...used].sort(), `the HA policy grants exactly what src/ha/ calls: ${[...used].sort().join(', ')}`);
+  const isSetup = (file: string): boolean => file === 'src/ha/table-setup.ts';
+  const daemon = new Set(uses.filter((u) => !isSetup(u.file)).flatMap((u) => u.actions));
+  const init = new Set(uses.filter((u) => isSetup(u.file)).flatMap((u) => u.actions));
+  t.ok(daemon.has('dynamodb:PutItem') && daemon.has('ec2:AssociateAddress'), 'the scan of src/ha/ finds the conditional writes and the Elastic IP move');
+  t.strictSame([...runtime].sort(), [...daemon].sort(), `the daemon's policy grants exactly what src/ha/ calls outside table-setup.ts: ${[...daemon].sort().join(', ')}`);
+  t.strictSame([...setup].sort(), [...init].sort(), `the setup policy grants exactly what src/ha/table-setup.ts calls: ${[...init].sort().join(', ')}`);
+  t.notOk(runtime.has('dynamodb:CreateTable'), 'the instance role need not create tables');
 });

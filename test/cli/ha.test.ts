@@ -111,9 +111,12 @@ t.test('apply and plan in a pair follow the shared map: the pair\'s ports, never
   r.serve({ a: '10.0.1.1', b: '10.0.1.2' });
   // The leader gave node a port 6390 and has not seen b yet.
   const leaderMap = { version: 1 as const, entries: [{ key: 'node/a/0001', kind: 'node' as const, engine: 'redis' as const, cacheClusterId: 'a', cacheNodeId: '0001', address: 'a-0001.cache.example', targetPort: 6379, listenPort: 6390 }], released: [] };
-  t.same(await admin.writeMap(null, { version: randomUUID(), term: 1, writer: A, state: leaderMap }), { kind: 'accepted' });
+  const { planMapWrite } = await import('../../src/core/ha/items.js');
+  const write = planMapWrite(null, leaderMap, 1, A, randomUUID());
+  if (write.kind !== 'write') throw new Error(write.kind);
+  t.same(await admin.writeMap(write, undefined), { kind: 'accepted' });
   r.world.haNode = (config, logger) =>
-    new HaNode({ group: 'prod-nat', leaseMs: 3000 }, {
+    new HaNode({ group: 'prod-nat', leaseMs: 3000, fingerprint: {} }, {
       store: store(),
       addresses: {
         associate: async () => void t.fail('a one-off command moves no Elastic IP'),
@@ -126,7 +129,10 @@ t.test('apply and plan in a pair follow the shared map: the pair\'s ports, never
       },
       monotonic: () => performance.now(),
       wallClock: () => Date.now(),
+      deadline: (at) => AbortSignal.timeout(Math.max(0, Math.ceil(at - performance.now()))),
+      sleep: async () => {},
       token: () => randomUUID(),
+      random: () => 0.5,
       logger,
     });
   const plan = await r.cli(['plan', '--config', r.configPath]);

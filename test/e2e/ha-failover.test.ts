@@ -100,7 +100,9 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     t.equal(h.state, ha?.state, `overall the same: ${h.checks.filter((c) => c.state !== 'OK').map((c) => `${c.name}: ${c.message}`).join('; ') || 'every check OK'}`);
 
     const bound = TARGET_MS + labAllowance();
-    const [association] = await associationsSince(rig, associated);
+    const moves = await associationsSince(rig, associated);
+    t.equal(moves.length, 1, `exactly one AssociateAddress after the loss: ${JSON.stringify(moves.map(associationTimes))}`);
+    const [association] = moves;
     for (const o of outages) {
       t.comment(
         `instance loss, ${o.key}: served again ${o.servedAgainMs} ms after the kill (prober outage ${o.outageMs} ms, longest gap ${o.summary.longestGapMs} ms, ` +
@@ -133,6 +135,7 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     pair = await settledPair(rig, survivor, FORWARDS);
     t.same(sorted(pair.ports), sorted(before.ports), `${lost} is back as the standby with the same ports`);
     t.match((await rig.cli(lost, ['status'])).stdout, /^HA: standby /m);
+    t.equal((await rig.associations()).length, associated + 1, 'still exactly one AssociateAddress since the loss, the lost host back as standby');
   });
 
   await t.test('2a. planned handover: `cachenat ha handover` on the leader', async (t) => {
@@ -144,8 +147,9 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     t.match(r.stdout, /^handed over: i-\S+ holds the lease \(term 3\) after \d+ ms; this instance is the standby$/m);
     const became = await logTime(rig, before.standby, /ha: became leader \(term 3, lease free\)/, stretch(5_000), mark);
     const outages = await stopProbers(rig, probers, before.ports, at, stretch(15_000));
-    const [association] = await associationsSince(rig, associated);
-    t.ok(association, 'one AssociateAddress');
+    const moves = await associationsSince(rig, associated);
+    t.equal(moves.length, 1, `exactly one AssociateAddress: ${JSON.stringify(moves.map(associationTimes))}`);
+    const [association] = moves;
     const times = associationTimes(association!);
     t.comment(`ha handover: "${r.stdout}"; new leader ${became.at - at} ms after the command; association ${JSON.stringify(times)}`);
     for (const o of outages) {
@@ -156,6 +160,7 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     pair = await settledPair(rig, before.standby, FORWARDS);
     t.same(sorted(pair.ports), sorted(before.ports), 'ports unchanged');
     await noDuplicates(t, 'after ha handover');
+    t.equal((await rig.associations()).length, associated + 1, 'still exactly one AssociateAddress since the handover');
   });
 
   await t.test('2b. planned handover: SIGTERM of the leader (systemctl stop)', async (t) => {
@@ -168,8 +173,9 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     const released = await logTime(rig, before.leader, /ha: released the lease \(stopping\)/, 1_000, stoppedMark);
     const became = await logTime(rig, before.standby, /ha: became leader \(term 4, lease free\)/, stretch(5_000), mark);
     const outages = await stopProbers(rig, probers, before.ports, at, stretch(15_000));
-    const [association] = await associationsSince(rig, associated);
-    t.ok(association, 'one AssociateAddress');
+    const moves = await associationsSince(rig, associated);
+    t.equal(moves.length, 1, `exactly one AssociateAddress: ${JSON.stringify(moves.map(associationTimes))}`);
+    const [association] = moves;
     t.comment(
       `SIGTERM: lease released ${released.at - at} ms after the signal, new leader ${became.at - at} ms after it; association ${JSON.stringify(associationTimes(association!))}`,
     );
@@ -184,6 +190,7 @@ t.test('HA failover end to end (lease 4 s)', async (t) => {
     await restart(before.leader);
     pair = await settledPair(rig, before.standby, FORWARDS);
     await noDuplicates(t, 'after SIGTERM');
+    t.equal((await rig.associations()).length, associated + 1, 'still exactly one AssociateAddress since SIGTERM, the stopped host back as standby');
   });
 
   await t.test('3. a group of one: the lone leader lost, a replacement with an empty state dir keeps every port', async (t) => {

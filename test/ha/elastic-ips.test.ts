@@ -133,7 +133,7 @@ t.test('a 503 fault is an error, and the SDK makes exactly one attempt', async (
   t.equal(fake.associations().length, 1, 'only the third call associated');
 });
 
-t.test('a slow EC2: the request times out, with one attempt, and the late call moves nothing', async (t) => {
+t.test('a slow EC2: the request times out after one attempt, and the call was applied all the same (the risky case)', async (t) => {
   const { fake, eips } = await setup(t);
   fake.setFault({ kind: 'delay', ms: 1500, count: 1 });
   const started = Date.now();
@@ -141,7 +141,18 @@ t.test('a slow EC2: the request times out, with one attempt, and the late call m
   t.ok(Date.now() - started < 1450, `gave up after ${Date.now() - started} ms (budget 1000)`);
   await new Promise((resolve) => setTimeout(resolve, 700));
   t.equal(fake.requests().length, 1, 'no retry');
-  t.same(fake.associations(), [], 'the caller had gone: nothing was associated');
+  t.match(fake.associations(), [{ allocationId: ALLOC, to: { networkInterfaceId: ENI_A } }], 'the caller saw a timeout; EC2 moved the address: a timed-out call is not a call that did nothing');
+  t.equal(fake.requests()[0]?.status, 0, 'the fake says the answer found nobody');
+  t.same(await eips.describe([ALLOC]), [{ allocationId: ALLOC, publicIp: '203.0.113.10', networkInterfaceId: ENI_A, privateIp: '10.0.1.10', instanceId: I_A }], 'what the next look finds');
+});
+
+t.test('a deadline (the caller\'s AbortSignal) ends the call like a timeout', async (t) => {
+  const { fake, eips } = await setup(t);
+  fake.setFault({ kind: 'delay', ms: 800, count: 1 });
+  const started = Date.now();
+  await t.rejects(eips.associate({ allocationId: ALLOC, networkInterfaceId: ENI_A, privateIp: '10.0.1.10' }, AbortSignal.timeout(200)), { message: /failed: .*abort/i });
+  t.ok(Date.now() - started < 700, `gave up after ${Date.now() - started} ms (deadline 200)`);
+  await t.rejects(eips.describe([ALLOC], AbortSignal.abort()), { message: /DescribeAddresses of .* failed/ }, 'a deadline already passed: not sent');
 });
 
 t.test('control endpoints over HTTP', async (t) => {

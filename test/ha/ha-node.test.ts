@@ -1,280 +1,246 @@
-// Two HA nodes sharing one dynalite table (the real SDK), each with its own
-// hand-driven monotonic clock: who leads, who follows the map, how a dead
-// leader is replaced, how a paused one is fenced off, a planned handover, the
-// Elastic IP moves and their retries, and a DynamoDB outage.
+// Two real HA nodes (src/ha/) in the simulated world (test/ha/sim/): one
+// virtual clock, a DynamoDB model with its condition semantics and a
+// truthful EC2 model that records every association and where each address
+// is. Each case scripts one situation and checks exactly what happened; the
+// world's invariants (test/ha/simulation.test.ts) are checked after every
+// event of every case as well.
 
 import t from 'tap';
-import { randomUUID } from 'node:crypto';
-import { beatEveryMs, HaNode, type AddressMover, type HaStore, type Identity } from '../../src/ha/ha-node.js';
-import { DynamoHaStore } from '../../src/ha/dynamo-store.js';
-import { createLogger } from '../../src/log/logger.js';
-import type { PortState } from '../../src/core/ports/port-state.js';
-import { startDynalite } from '../support/dynalite.js';
+import { haCheck } from '../../src/core/health/evaluate.js';
+import { STATE_NAMES } from '../../src/core/health/evaluate.js';
+import { retryDelay } from '../../src/core/daemon/backoff.js';
+import { ASSOCIATE_RETRY, firstVerifyMs, watchEveryMs } from '../../src/core/ha/timing.js';
+import type { CallFaults, Scenario } from './sim/scenario.js';
+import { ALLOCATION_ID, World, type Host } from './sim/world.js';
 
-const LEASE = 6000;
-const EIP = 'eipalloc-0123456789abcdef0';
-const dynamo = await startDynalite(t);
-await new DynamoHaStore({ region: 'us-east-1', table: 'cachenat', group: 'g', timeoutMs: 2000, client: dynamo.client() }).ensureTable();
+const LEASE = 4000;
+const quiet = (): Record<'dynamodb' | 'ec2', CallFaults> => ({ dynamodb: { slow: 0, appliedLost: 0, lost: 0 }, ec2: { slow: 0, appliedLost: 0, lost: 0 } });
+type HostSettings = Scenario['hosts'][number];
+const host = (over: Partial<HostSettings> = {}): HostSettings => ({ rate: 1, wallSkew: 0, startAt: 0, calls: quiet(), ...over });
 
-const portState = (...ports: number[]): PortState => ({
-  version: 1,
-  entries: ports.map((port, i) => ({ key: `node/c${i}/0001`, kind: 'node', engine: 'redis', cacheClusterId: `c${i}`, cacheNodeId: '0001', address: `c${i}.cache.example`, targetPort: 6379, listenPort: port })),
-  released: [],
-});
-
-interface Rig {
-  node: HaNode;
-  clock: { now: number };
-  logs: { msg: string; [k: string]: unknown }[];
-  associations: { allocationId: string; networkInterfaceId: string; privateIp: string }[];
-  /** Makes the next n associate calls fail. */
-  failAssociations: { count: number };
-  /** While true, every store call fails as if DynamoDB did not answer. */
-  outage: { on: boolean };
-  /** When set, the store's readMap answers with this instead. */
-  readMap: { answer?: () => Promise<unknown> };
+/** A pair: host 0 starts first (it leads), host 1 half a second later. No churn, no random faults. */
+function pair(over: Partial<Scenario> = {}): World {
+  const world = new World({ seed: 7, leaseMs: LEASE, healAt: Number.MAX_SAFE_INTEGER, durationMs: Number.MAX_SAFE_INTEGER, hosts: [host(), host({ startAt: 500 })], partitions: [], freezes: [], handovers: [], targets: 3, ...over });
+  world.start({ churn: false });
+  return world;
 }
 
-type Settings = ConstructorParameters<typeof HaNode>[0];
-
-function instance(group: string, n: number, moved: Rig['associations'][], settings: Partial<Settings> = { elasticIp: EIP }): Rig {
-  const identity: Identity = { instanceId: `i-0${String(n).repeat(16)}`, networkInterfaceId: `eni-0${String(n).repeat(16)}`, privateIp: `10.0.${n}.10`, privateIps: [`10.0.${n}.10`, `10.0.${n}.21`, `10.0.${n}.22`] };
-  const clock = { now: 1_000_000 * n };
-  const logs: Rig['logs'] = [];
-  const associations: Rig['associations'] = [];
-  moved.push(associations);
-  const failAssociations = { count: 0 };
-  const outage = { on: false };
-  const readMap: Rig['readMap'] = {};
-  const real = new DynamoHaStore({ region: 'us-east-1', table: 'cachenat', group, timeoutMs: 2000, client: dynamo.client() });
-  // The outage switch sits in front of the real store: every call answers "unavailable" while it is on.
-  const store = new Proxy(real, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (prop === 'readMap' && readMap.answer) return readMap.answer;
-      if (typeof value !== 'function' || prop === 'close') return typeof value === 'function' ? value.bind(target) : value;
-      return (...args: unknown[]) => (outage.on ? Promise.resolve({ kind: 'unavailable', error: 'connect ETIMEDOUT' }) : (value as (...a: unknown[]) => unknown).apply(target, args));
-    },
-  }) as unknown as HaStore;
-  const addresses: AddressMover = {
-    async associate(request) {
-      if (failAssociations.count > 0) {
-        failAssociations.count--;
-        throw new Error(`AssociateAddress ${request.allocationId}: RequestLimitExceeded`);
-      }
-      for (const list of moved) for (let i = list.length - 1; i >= 0; i--) if (list[i]!.allocationId === request.allocationId) list.splice(i, 1);
-      associations.push(request);
-    },
-    async describe() {
-      return [];
-    },
-    close() {},
+/** Every association the EC2 model applied, and every move (a change of place). */
+function watchEc2(world: World): { to: string; moved: boolean; at: number }[] {
+  const seen: { to: string; moved: boolean; at: number }[] = [];
+  const before = world.ec2.onAssociate;
+  world.ec2.onAssociate = (a) => {
+    seen.push({ to: a.to.instanceId, moved: a.moved, at: world.sched.now });
+    before(a);
   };
-  const node = new HaNode(
-    { group, leaseMs: LEASE, ...settings },
-    {
-      store,
-      addresses,
-      identity: async () => identity,
-      monotonic: () => clock.now,
-      wallClock: () => Date.parse('2026-11-30T00:00:00Z') + clock.now,
-      token: () => randomUUID(),
-      logger: createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line)) } }),
-    },
-  );
-  return { node, clock, logs, associations, failAssociations, outage, readMap };
+  return seen;
 }
 
-/** Lets the background association finish. */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+const health = (h: Host) => haCheck(h.wall(), h.node!.status());
+const [A, B] = ['i-01111111111111111', 'i-02222222222222222'];
 
-async function advance(rigs: Rig[], ms: number, alive = rigs): Promise<void> {
-  const step = beatEveryMs(LEASE);
-  for (let done = 0; done < ms; done += step) {
-    for (const r of rigs) r.clock.now += step;
-    for (const r of alive) await r.node.beat();
-  }
-  await settle();
-}
-
-t.test('one leader on an empty table; it holds the Elastic IP, writes the map; the standby follows the map as written', async (t) => {
-  const moved: Rig['associations'][] = [];
-  const a = instance('first', 1, moved);
-  const b = instance('first', 2, moved);
-  await a.node.beat();
-  await b.node.beat();
-  await settle();
-  t.equal(a.node.role, 'leader');
-  t.equal(b.node.role, 'standby');
-  t.same(a.associations, [{ allocationId: EIP, networkInterfaceId: 'eni-01111111111111111', privateIp: '10.0.1.10' }], 'the leader moved the Elastic IP to its primary private IP');
-  t.same(b.associations, []);
-
-  const lead = await a.node.mapForPass(portState(6379));
-  t.equal(lead.mode, 'lead', 'the leader plans as the writer');
-  t.equal(lead.mode === 'lead' ? lead.base : 'x', null, 'no map yet: it starts from its own');
-  t.equal(await a.node.commit(null, portState(6379, 6380)), 'written');
-  const follow = await b.node.mapForPass(portState());
-  t.same(follow, { mode: 'follow', state: portState(6379, 6380) }, 'the standby installs the leader\'s map');
-  const again = await a.node.mapForPass(portState());
-  t.equal(again.mode === 'lead' && (await a.node.commit(again.base, again.state)), 'unchanged', 'an unchanged map is not written again');
-
-  await advance([a, b], LEASE);
-  t.equal(a.node.status().peers[0]?.instanceId, b.node.instanceId, 'the leader sees the standby\'s heartbeat');
-  t.equal(b.node.status().lease?.holder, a.node.instanceId);
-  t.equal(a.node.status().elasticIps[0]?.state, 'held');
+t.test('one leader; the Elastic IP associated once, on it; the standby installs the map as the leader wrote it', async (t) => {
+  const world = pair();
+  const moves = watchEc2(world);
+  await world.runUntil(6000);
+  const [a, b] = world.hosts as [Host, Host];
+  t.same([a.node!.role(), b.node!.role()], ['leader', 'standby']);
+  t.same(moves, [{ to: A, moved: true, at: moves[0]?.at }], 'exactly one association, to the leader');
+  t.equal(world.ec2.locations.get(ALLOCATION_ID)?.instanceId, A);
+  t.equal(world.lease()?.holder, A);
+  t.equal(world.map?.term, 1, 'the map written in term 1');
+  t.equal(world.map?.state.entries.length, 3);
+  t.same(a.node!.status().elasticIps.map((e) => e.state), ['held']);
+  t.same(b.node!.status().elasticIps, [], 'the standby keeps no Elastic IP');
+  t.same(b.node!.status().map?.entries, 3, 'the standby read the whole map');
+  t.equal(STATE_NAMES[health(a).state], 'OK', health(a).message);
+  t.equal(STATE_NAMES[health(b).state], 'OK', health(b).message);
+  await world.runUntil(60_000);
+  t.equal(moves.length, 1, 'a minute later: still one association (the checks found it in place)');
+  t.ok(world.ec2.describes >= 2, `the leader checked where it points (${world.ec2.describes} DescribeAddresses)`);
 });
 
-t.test('a leader that stops renewing is replaced after one whole lease on the standby\'s clock; woken, its map write is refused and it steps down', async (t) => {
-  const moved: Rig['associations'][] = [];
-  const a = instance('failover', 1, moved);
-  const b = instance('failover', 2, moved);
-  await a.node.beat();
-  await b.node.beat();
-  const lead = await a.node.mapForPass(portState(6379));
-  t.equal(lead.mode === 'lead' && (await a.node.commit(lead.base, lead.state)), 'written');
-  // a stalls with a pass in hand: it read the map as leader and has not written yet. Its
-  // clock stands still too (a suspended VM), so nothing on a itself says the hold lapsed.
-  const stalled = await a.node.mapForPass(portState());
-  t.equal(stalled.mode, 'lead');
-
-  await advance([b], LEASE - 1000);
-  t.equal(b.node.role, 'standby', 'not before a whole lease');
-  await advance([b], 1500);
-  t.equal(b.node.role, 'leader', 'after a whole lease the standby takes over');
-  t.match(b.logs.find((l) => l.msg.startsWith('ha: became leader')), { reason: 'expired', previousHolder: a.node.instanceId });
-  t.same(b.associations.map((x) => x.networkInterfaceId), ['eni-02222222222222222'], 'the new leader took the Elastic IP');
-  t.same(a.associations, [], 'away from the old one');
-  const claim = await b.node.mapForPass(portState());
-  t.same(claim.mode === 'lead' && claim.state, portState(6379), 'the new leader starts from the shared map: every port kept');
-  t.equal(claim.mode === 'lead' && (await b.node.commit(claim.base, claim.state)), 'written', 'its first write claims the map for its term, unchanged as it is');
-
-  // a wakes and tries its late write: its own clock still calls the hold confirmed, DynamoDB's condition does not.
-  t.equal(a.node.mayWriteMap, true, 'the woken leader believes it still holds the lease');
-  t.equal(stalled.mode === 'lead' && (await a.node.commit(stalled.base, portState(6379, 6380))), 'refused', 'its late write is refused by the term fence');
-  t.equal(a.node.role, 'standby', 'and it steps down');
-  t.ok(a.logs.some((l) => /stepping down to standby: a later term/.test(l.msg)), 'saying why');
-  const follow = await b.node.mapForPass(portState());
-  t.same(follow.mode === 'lead' && follow.state, portState(6379), 'the map holds no trace of the late write');
-  await a.node.beat();
-  t.equal(a.node.role, 'standby', 'its next beat finds the other holder and stays standby');
+t.test('the leader loses DynamoDB while EC2 answers: the address moves exactly once; the cut-off one asserts nothing and says so; healed, it rejoins as standby and the address stays', async (t) => {
+  const world = pair({ partitions: [{ host: 0, service: 'dynamodb', direction: 'both', from: 5000, to: 45_000 }] });
+  const moves = watchEc2(world);
+  await world.runUntil(5000);
+  const [a, b] = world.hosts as [Host, Host];
+  t.equal(a.node!.role(), 'leader');
+  // Its last accepted renewal, in virtual time.
+  const confirmed = Date.parse(a.node!.status().hold!.confirmedAt) - (a.wall() - world.sched.now);
+  await world.runUntil(confirmed + LEASE * 0.9 - 10);
+  t.equal(a.node!.role(), 'leader', 'confirmed for 90% of a lease from its last renewal');
+  await world.runUntil(confirmed + LEASE * 0.9 + 10);
+  t.equal(a.node!.role(), 'leader-unconfirmed', 'then it no longer calls itself leader');
+  t.equal(STATE_NAMES[health(a).state], 'WARNING', health(a).message);
+  await world.runUntil(confirmed + LEASE + 10);
+  t.equal(STATE_NAMES[health(a).state], 'CRITICAL', 'CRITICAL after a whole lease without confirmation');
+  await world.runUntil(5000 + 2 * LEASE);
+  t.equal(b.node!.role(), 'leader', 'the standby took over');
+  t.same(moves.filter((m) => m.moved).map((m) => m.to), [A, B], 'the address moved once more: to the new leader');
+  const cutOff = health(a);
+  t.equal(STATE_NAMES[cutOff.state], 'CRITICAL');
+  t.match(cutOff.message, /cannot reach DynamoDB .*the standby may have taken over/);
+  t.notMatch(cutOff.message, /start cachenat on the second instance/, 'no advice to start what already leads');
+  t.match(a.node!.status(), { role: 'leader-unconfirmed', mayAllocate: false });
+  await world.runUntil(44_000);
+  t.same(moves.filter((m) => m.moved).map((m) => m.to), [A, B], '40 s into the partition: still one move since it began');
+  t.equal(moves.filter((m) => m.to === A).length, 1, 'the cut-off one never sent another AssociateAddress');
+  await world.runUntil(60_000);
+  t.equal(a.node!.role(), 'standby', 'healed: it rejoins as standby (its renewal is refused)');
+  t.equal(b.node!.role(), 'leader');
+  t.same(moves.filter((m) => m.moved).map((m) => m.to), [A, B], 'and the address did not move');
+  t.equal(STATE_NAMES[health(a).state], 'OK', health(a).message);
 });
 
-t.test('a paused leader whose own clock ran on refuses to write by itself, and steps down at its next beat', async (t) => {
-  const moved: Rig['associations'][] = [];
-  const a = instance('paused', 1, moved);
-  const b = instance('paused', 2, moved);
-  await a.node.beat();
-  await b.node.beat();
-  const stalled = await a.node.mapForPass(portState(6379));
-  await advance([a, b], 2 * LEASE, [b]);
-  t.equal(b.node.role, 'leader');
-  t.equal(a.node.mayWriteMap, false, 'a hold older than 90% of a lease is not confirmed');
-  t.equal(stalled.mode === 'lead' && (await a.node.commit(stalled.base, portState(6379))), 'refused', 'no write is even sent');
-  await a.node.beat();
-  t.equal(a.node.role, 'standby');
-  t.ok(a.logs.some((l) => /lost the lease/.test(l.msg)), 'the step-down is logged');
+t.test('a leader paused past its lease: the standby takes over; woken, the old one neither associates nor writes the map', async (t) => {
+  const world = pair({ freezes: [{ host: 0, from: 5000, ms: 3 * LEASE, suspend: false }] });
+  const moves = watchEc2(world);
+  await world.runUntil(5000 + 3 * LEASE - 1);
+  const [a, b] = world.hosts as [Host, Host];
+  t.equal(b.node!.role(), 'leader');
+  t.equal(a.node!.role(), 'leader-unconfirmed', 'its own clock ran on: the paused one knows its hold lapsed the moment it wakes');
+  const termBefore = world.map?.term;
+  world.addTargets(1);
+  await world.runUntil(5000 + 5 * LEASE);
+  t.equal(a.node!.role(), 'standby');
+  t.same(moves.map((m) => m.to), [A, B], 'one association each, none by the woken one');
+  t.equal(world.map?.term, 2, `the map is the new leader's (was term ${termBefore})`);
+  t.equal(world.map?.state.entries.length, 4, 'and the new target is in it');
 });
 
-t.test('planned handover: the released lease is taken at the standby\'s next beat, and the releaser does not take it back', async (t) => {
-  const moved: Rig['associations'][] = [];
-  const a = instance('handover', 1, moved);
-  const b = instance('handover', 2, moved);
-  await a.node.beat();
-  await b.node.beat();
-  await settle();
-  t.equal(await a.node.release('test'), true);
-  t.equal(a.node.role, 'standby');
-  await a.node.beat();
-  t.equal(a.node.role, 'standby', 'the releaser leaves the free lease to its peer');
-  await advance([a, b], beatEveryMs(LEASE));
-  t.equal(b.node.role, 'leader', 'the standby took it within one beat');
-  t.match(b.logs.find((l) => l.msg.startsWith('ha: became leader')), { reason: 'free' });
-  t.same(b.associations.length, 1);
-  t.equal(await b.node.release('again'), true);
-  t.equal(await b.node.release('twice'), false, 'nothing left to release');
+t.test('a leader suspended past its lease (its monotonic clock stood still): its hold is not confirmed the moment it wakes', async (t) => {
+  const world = pair({ freezes: [{ host: 0, from: 5000, ms: 3 * LEASE, suspend: true }] });
+  const moves = watchEc2(world);
+  await world.runUntil(5000 + 3 * LEASE + 1);
+  const [a, b] = world.hosts as [Host, Host];
+  t.equal(b.node!.role(), 'leader');
+  t.equal(a.node!.role(), 'leader-unconfirmed', 'the wall clock ran 12 s further than the monotonic one: a suspend, not a confirmed hold');
+  await world.runUntil(5000 + 5 * LEASE);
+  t.equal(a.node!.role(), 'standby');
+  t.same(moves.map((m) => m.to), [A, B]);
 });
 
-t.test('Elastic IP errors are retried with backoff until the association holds', async (t) => {
-  const moved: Rig['associations'][] = [];
-  const a = instance('eip-retry', 1, moved);
-  a.failAssociations.count = 3;
-  await a.node.beat();
-  await settle();
-  t.equal(a.node.status().elasticIps[0]?.state, 'failed');
-  t.match(a.node.status().elasticIps[0]?.error, /RequestLimitExceeded/);
-  await advance([a], 5000);
-  t.equal(a.node.status().elasticIps[0]?.state, 'held', 'held after the retries');
-  t.equal(a.logs.filter((l) => l.msg.startsWith('ha: cannot move Elastic IP')).length, 3, 'each failure logged');
+t.test('planned handover: the peer leads within a look; one move; the releaser stands by; a second release has nothing to give', async (t) => {
+  const world = pair();
+  const moves = watchEc2(world);
+  await world.runUntil(6000);
+  const [a, b] = world.hosts as [Host, Host];
+  const released = a.node!.release('test');
+  t.equal(a.node!.role(), 'leader', 'the release is a step of the lease loop, not a race with a renewal');
+  await world.runUntil(6000 + watchEveryMs(LEASE) + 100);
+  t.equal(await released, true);
+  t.same([a.node!.role(), b.node!.role()], ['standby', 'leader']);
+  t.equal(world.lease()?.holder, B);
+  t.same(moves.map((m) => m.to), [A, B]);
+  t.equal(await a.node!.release('again'), false, 'nothing left to release');
+  await world.runUntil(6000 + 3 * LEASE);
+  t.equal(a.node!.role(), 'standby', 'the releaser does not take it back while the peer holds it');
 });
 
-t.test('DynamoDB outage: the leader keeps its role and the Elastic IP but stops allocating; the standby never takes over because of it', async (t) => {
-  const moved: Rig['associations'][] = [];
-  const a = instance('outage', 1, moved);
-  const b = instance('outage', 2, moved);
-  await a.node.beat();
-  await b.node.beat();
-  const lead = await a.node.mapForPass(portState(6379));
-  t.equal(lead.mode === 'lead' && (await a.node.commit(lead.base, lead.state)), 'written');
-  await b.node.mapForPass(portState());
-  a.outage.on = true;
-  b.outage.on = true;
-  await advance([a, b], 3 * LEASE);
-  t.equal(a.node.role, 'leader', 'the leader stays leader');
-  t.equal(a.node.mayWriteMap, false, 'but may not allocate');
-  t.equal(b.node.role, 'standby', 'the standby does not take over during the outage');
-  t.same(await a.node.mapForPass(portState()), { mode: 'follow', state: portState(6379) }, 'the leader follows its last map');
-  t.same(await b.node.mapForPass(portState()), { mode: 'follow', state: portState(6379) }, 'and so does the standby');
-  t.match(a.node.status().storeError, { error: /ETIMEDOUT/ });
-  t.equal(moved.flat().length, 1, 'the Elastic IP did not move');
-  a.outage.on = false;
-  b.outage.on = false;
-  await advance([a, b], LEASE);
-  t.equal(a.node.role, 'leader', 'back to normal: the same leader');
-  t.equal(a.node.mayWriteMap, true);
-  t.equal(b.node.role, 'standby');
-  t.equal(a.node.status().storeError, undefined);
+t.test('a handover whose release lands but whose answer is lost: the releaser asserts nothing and still leaves the lease to its peer', async (t) => {
+  const world = pair({ partitions: [{ host: 0, service: 'dynamodb', direction: 'answers', from: 6000, to: 8000 }] });
+  await world.runUntil(6000);
+  const [a, b] = world.hosts as [Host, Host];
+  const released = a.node!.release('test');
+  await world.runUntil(9000);
+  t.equal(await released, true);
+  t.same([a.node!.role(), b.node!.role()], ['standby', 'leader']);
+  t.ok(world.story.some((l) => l.host === 0 && /release of the lease \(test\) got no answer/.test(l.msg)), 'it says the outcome is unknown');
 });
 
-t.test('address mode: each Elastic IP goes to this instance\'s own private address; the shared map names Elastic IPs', async (t) => {
-  const moved: Rig['associations'][] = [];
+t.test('Elastic IP errors: retried with the daemon\'s backoff until the association holds; health CRITICAL meanwhile', async (t) => {
+  const world = pair({ hosts: [host()], targets: 0 });
+  world.ec2.failAssociations = 3;
+  const sent: number[] = [];
+  const associate = world.ec2.associate.bind(world.ec2);
+  world.ec2.associate = (input) => {
+    sent.push(world.sched.now);
+    return associate(input);
+  };
+  await world.runUntil(300);
+  const [a] = world.hosts as [Host];
+  t.match(a.node!.status().elasticIps, [{ state: 'failed', error: /RequestLimitExceeded/ }]);
+  t.equal(STATE_NAMES[health(a).state], 'CRITICAL');
+  await world.runUntil(10_000);
+  t.match(a.node!.status().elasticIps, [{ state: 'held' }]);
+  t.equal(sent.length, 4);
+  const gaps = sent.slice(1).map((at, i) => at - sent[i]!);
+  gaps.forEach((gap, i) => {
+    const base = retryDelay(i + 1, ASSOCIATE_RETRY.firstMs, ASSOCIATE_RETRY.capMs, 0.5);
+    t.ok(gap >= base * 0.8 - 50 && gap <= base * 1.2 + 600, `retry ${i + 1} after ${Math.round(gap)} ms (backoff ${base} ms ±20%)`);
+  });
+  t.equal(world.story.filter((l) => l.msg.startsWith('ha: cannot move Elastic IP')).length, 3, 'each failure logged');
+});
+
+t.test('DynamoDB out for both: the leader stops asserting (unconfirmed), nobody takes over, the address stays; back: the same leader, confirmed again', async (t) => {
+  const world = pair({
+    partitions: [
+      { host: 0, service: 'dynamodb', direction: 'both', from: 6000, to: 6000 + 3 * LEASE },
+      { host: 1, service: 'dynamodb', direction: 'both', from: 6000, to: 6000 + 3 * LEASE },
+    ],
+  });
+  const moves = watchEc2(world);
+  await world.runUntil(6000 + 3 * LEASE - 10);
+  const [a, b] = world.hosts as [Host, Host];
+  t.same([a.node!.role(), b.node!.role()], ['leader-unconfirmed', 'standby']);
+  t.match(b.node!.status().storeError, { error: /Request aborted/ });
+  t.equal(STATE_NAMES[health(a).state], 'CRITICAL', 'the leader cannot know the standby did not take over');
+  t.equal(STATE_NAMES[health(b).state], 'WARNING');
+  t.equal(moves.length, 1, 'the address stayed where it was');
+  world.addTargets(1);
+  await world.runUntil(6000 + 5 * LEASE);
+  t.same([a.node!.role(), b.node!.role()], ['leader', 'standby'], 'back: the same leader, its renewal accepted');
+  t.equal(world.lease()?.term, 1, 'in the same term');
+  t.equal(world.map?.state.entries.length, 4, 'and it allocates again');
+  t.equal(moves.length, 1);
+});
+
+t.test('address mode: each Elastic IP to this instance\'s own private address; one it does not have is named', async (t) => {
   const pairs = (n: number) => [
     { address: `10.0.${n}.21`, public: '203.0.113.21', allocationId: 'eipalloc-0000000000000aa21' },
     { address: `10.0.${n}.22`, public: '203.0.113.22', allocationId: 'eipalloc-0000000000000aa22' },
     { address: `10.0.${n}.99`, public: '203.0.113.99', allocationId: 'eipalloc-0000000000000aa99' },
   ];
-  const a = instance('address-mode', 1, moved, { listenAddresses: pairs(1) });
-  const b = instance('address-mode', 2, moved, { listenAddresses: pairs(2) });
-  await a.node.beat();
-  await b.node.beat();
-  await settle();
-  t.same(a.associations.map((x) => [x.allocationId, x.privateIp]), [['eipalloc-0000000000000aa21', '10.0.1.21'], ['eipalloc-0000000000000aa22', '10.0.1.22']]);
-  const missing = a.node.status().elasticIps.find((e) => e.allocationId === 'eipalloc-0000000000000aa99');
+  const world = pair({ hosts: [host({ node: { listenAddresses: pairs(1), privateIps: ['10.0.1.21', '10.0.1.22'] } }), host({ startAt: 500, node: { listenAddresses: pairs(2), privateIps: ['10.0.2.21', '10.0.2.22'] } })], targets: 0 });
+  await world.runUntil(3000);
+  t.same(['eipalloc-0000000000000aa21', 'eipalloc-0000000000000aa22'].map((id) => world.ec2.locations.get(id)?.privateIp), ['10.0.1.21', '10.0.1.22']);
+  const missing = world.hosts[0]!.node!.status().elasticIps.find((e) => e.allocationId === 'eipalloc-0000000000000aa99');
   t.equal(missing?.state, 'failed');
   t.match(missing?.error, /10\.0\.1\.99 is not a private address of this instance's interface eni-01111111111111111/);
-
-  const own: PortState = { version: 1, entries: [{ ...portState(6379).entries[0]!, listenAddress: '10.0.1.21' }], released: [] };
-  const lead = await a.node.mapForPass(own);
-  t.equal(lead.mode === 'lead' && (await a.node.commit(lead.base, own)), 'written');
-  const follow = await b.node.mapForPass(portState());
-  t.same(follow.state.entries.map((e) => e.listenAddress), ['10.0.2.21'], 'the standby installs the same Elastic IP\'s target on its own private address');
 });
 
-t.test('a call sent before DynamoDB last answered that fails only afterwards is not a new outage', async (t) => {
-  const moved: Rig['associations'][] = [];
-  const a = instance('late-timeout', 1, moved);
-  await a.node.beat();
-  let timeOut: (value: unknown) => void = () => {};
-  a.readMap.answer = () => new Promise((resolve) => (timeOut = resolve));
-  const late = a.node.mapForPass(portState()); // sent now, answered below
-  delete a.readMap.answer;
-  a.clock.now += 100;
-  await a.node.beat(); // a newer call, answered
-  timeOut({ kind: 'unavailable', error: 'TimeoutError: sent during the outage' });
-  t.same(await late, { mode: 'follow', state: portState() }, 'the late pass follows what it had');
-  t.equal(a.logs.filter((l) => /DynamoDB does not answer/.test(l.msg)).length, 0, 'no outage logged');
-  t.equal(a.node.status().storeError, undefined, 'nor recorded');
-  a.readMap.answer = () => Promise.resolve({ kind: 'unavailable', error: 'connect ETIMEDOUT' });
-  a.clock.now += 100;
-  await a.node.mapForPass(portState());
-  t.match(a.node.status().storeError, { error: 'connect ETIMEDOUT' }, 'a failure of a call sent after the last answer is one');
+t.test('configs that differ: only the instance the map was written under takes a free lease; both say which keys; a failing peer is still replaced', async (t) => {
+  const world = pair({
+    hosts: [host({ node: { fingerprint: { 'ports.reuseAfter': '0000000000000001', 'discovery.removalGrace': '0000000000000002' } } }), host({ startAt: 500, node: { fingerprint: { 'ports.reuseAfter': '0000000000000009', 'discovery.removalGrace': '0000000000000002' } } })],
+    handovers: [8000],
+    freezes: [{ host: 0, from: 20_000, ms: 3 * LEASE, suspend: false }],
+  });
+  await world.runUntil(7900);
+  const [a, b] = world.hosts as [Host, Host];
+  t.same([a.node!.role(), b.node!.role()], ['leader', 'standby']);
+  t.match(b.node!.status().configDiffers, { peer: A, keys: ['ports.reuseAfter'] });
+  t.match(health(b).message, /config differs from its running peer i-0111+'s in ports\.reuseAfter: it takes no free lease/);
+  t.equal(STATE_NAMES[health(a).state], 'WARNING', 'the leader says so too');
+  await world.runUntil(8000 + LEASE / 2);
+  t.equal(b.node!.role(), 'standby', 'a handed-over (free) lease is not taken by the instance whose config differs');
+  await world.runUntil(8000 + 2 * LEASE);
+  t.equal(a.node!.role(), 'leader', 'nobody took it: the releaser, whose config the map was written under, takes it back after its courtesy wait');
+  await world.runUntil(20_000 + 2 * LEASE);
+  t.equal(b.node!.role(), 'leader', 'a leader that stops renewing (paused) is replaced whatever its config');
+});
+
+t.test('a new leader checks where its Elastic IP points about one lease after taking over', async (t) => {
+  const world = pair({ freezes: [{ host: 0, from: 5000, ms: 4 * LEASE, suspend: false }] });
+  const describes: number[] = [];
+  const describe = world.ec2.describe.bind(world.ec2);
+  world.ec2.describe = (input) => {
+    describes.push(world.sched.now);
+    return describe(input);
+  };
+  await world.runUntil(5000 + 3 * LEASE);
+  const tookOver = world.story.find((l) => l.host === 1 && l.msg.startsWith('ha: became leader'))?.at;
+  if (tookOver === undefined) return t.fail('no takeover');
+  const first = describes.find((at) => at > tookOver);
+  t.ok(first !== undefined && first - tookOver <= firstVerifyMs(LEASE) + 500, `the new leader (the old one is paused) checked ${first === undefined ? 'never' : `${Math.round(first - tookOver)} ms`} after taking over (within a lease and a look)`);
 });

@@ -1,7 +1,8 @@
 // Two HA instances against one store that applies conditional writes
 // atomically, under arbitrary interleavings (HARDENING_RUNS cases, default
 // 10,000): each instance's beat is split into its separate store operations
-// (read the lease, write it, read the map, write it), and the scheduler may
+// (read the lease or, holding it, renew without reading; read the map, write
+// its chunks and head), and the scheduler may
 // run one instance for a long time while the other is paused between any two
 // of them, so a paused leader wakes with a decision made before it slept.
 // The store keeps the items as DynamoDB attributes and evaluates the
@@ -24,22 +25,27 @@ import type { DiscoveredTarget } from '../../src/core/model.js';
 import { planFollower, planForwards, type ForwardPolicy } from '../../src/core/planner/plan-forwards.js';
 import { emptyPortState, listenerClash, type PortState } from '../../src/core/ports/port-state.js';
 import { parseState, serializeState } from '../../src/core/ports/port-map-codec.js';
-import { afterLeaseWrite, decideLease, holdConfirmed, noteTerm, releaseLease, type LeaseItem, type LeaseMemory, type LeaseWrite, type LeaseWriteOutcome } from '../../src/core/ha/lease.js';
+import { afterLeaseWrite, afterRelease, beginRelease, decideLease, holdConfirmed, noteTerm, releaseWrite, renewal, renewEveryMs, type Clocks, type LeaseItem, type LeaseMemory, type LeaseWrite, type LeaseWriteOutcome } from '../../src/core/ha/lease.js';
 import {
+  chunkAttributes,
+  chunkKey,
   leaseAttributes,
   leaseKey,
   leaseReleaseCondition,
   leaseWriteCondition,
-  mapAttributes,
+  mapHeadAttributes,
   mapKey,
   mapWriteCondition,
   planMapWrite,
+  readChunkItem,
   readLeaseItem,
-  readMapItem,
+  readMapHead,
   type Attributes,
   type Condition,
   type MapItem,
+  type MapWritePlan,
 } from '../../src/core/ha/items.js';
+import { assembleMap } from '../../src/core/ha/map-chunks.js';
 
 const RUNS = Number(process.env.HARDENING_RUNS ?? 10_000);
 const SEED = process.env.HARDENING_SEED === undefined ? undefined : Number(process.env.HARDENING_SEED);
@@ -100,7 +106,7 @@ function holds(condition: Condition, item: Attributes | undefined): boolean {
     if (!v) throw new Error(`no value ${ref}`);
     return v;
   };
-  return condition.expression.split(' AND ').every((term) => {
+  return condition.expression.split(' AND ').every((conjunct) => conjunct.replace(/^\((.*)\)$/, '$1').split(' OR ').some((term) => {
     const missing = /^attribute_not_exists\((#\w+)\)$/.exec(term);
     if (missing) return item?.[condition.names[missing[1]!]!] === undefined;
     const compare = /^(#\w+) (=|<=) (:\w+)$/.exec(term);
@@ -110,7 +116,7 @@ function holds(condition: Condition, item: Attributes | undefined): boolean {
     if (attr === undefined) return false;
     if (compare[2] === '=') return attr.S !== undefined ? attr.S === want.S : attr.N !== undefined && attr.N === want.N;
     return attr.N !== undefined && want.N !== undefined && Number(attr.N) <= Number(want.N);
-  });
+  }));
 }
 
 type Phase =
@@ -118,7 +124,7 @@ type Phase =
   | { at: 'lease-write'; write: LeaseWrite }
   | { at: 'map-read' }
   /** plannedAt: the wall time the planner ran with, when the map freed what it freed. */
-  | { at: 'map-write'; expect: string | null; item: MapItem; plannedAt: number };
+  | { at: 'map-write'; plan: Extract<MapWritePlan, { kind: 'write' }>; plannedAt: number };
 
 interface Instance {
   id: string;
@@ -157,9 +163,17 @@ function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number },
     return read.kind === 'ok' ? read.item : null;
   };
   const readMap = (): MapItem | null => {
-    const read = readMapItem(GROUP, table.get(mapKey(GROUP)));
+    const read = readMapHead(GROUP, table.get(mapKey(GROUP)));
     if (read.kind === 'invalid') throw new Error(read.problem);
-    return read.kind === 'ok' ? read.item : null;
+    if (read.kind !== 'ok') return null;
+    const parts = read.item.chunks.map((c) => {
+      const chunk = readChunkItem(GROUP, read.item.term, c, table.get(chunkKey(GROUP, read.item.term, c)));
+      if (chunk.kind !== 'ok') throw new Error(`the head lists chunk ${c.id}: ${chunk.kind === 'invalid' ? chunk.problem : 'gone'}`);
+      return chunk.state;
+    });
+    const map = assembleMap(parts);
+    if ('problem' in map) throw new Error(map.problem);
+    return { ...read.item, state: map.state };
   };
   let now = 0;
   let tokens = 0;
@@ -206,12 +220,13 @@ function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number },
     } else if (before?.term !== write.item.term || before.holder !== inst.id) throw new Error('a renewal changed the term or the holder');
     return true;
   };
-  const landMap = (expect: string | null, item: MapItem, plannedAt: number): void => {
+  const landMap = (plan: Extract<MapWritePlan, { kind: 'write' }>, plannedAt: number): void => {
     const current = readMap();
-    const built = mapAttributes(GROUP, item);
-    if (!('attributes' in built)) throw new Error(built.problem);
-    if (put(built.attributes, mapWriteCondition(expect, item.term))) acceptMap(item, plannedAt);
-    else if (current !== null && current.term > item.term) stats.staleMapWritesRefused++;
+    for (const p of plan.puts) table.set(chunkKey(GROUP, plan.head.term, p), chunkAttributes(GROUP, plan.head.term, p, p.data));
+    if (put(mapHeadAttributes(GROUP, plan.head), mapWriteCondition(plan.expect, plan.head.term))) {
+      for (const d of plan.drops) table.delete(chunkKey(GROUP, d.term, d));
+      acceptMap({ ...plan.head, state: plan.state }, plannedAt);
+    } else if (current !== null && current.term > plan.head.term) stats.staleMapWritesRefused++;
   };
 
   for (const o of ops) {
@@ -222,23 +237,31 @@ function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number },
     }
     const inst = instances[o.who]!;
     const mono = clockOf(inst);
+    const clocks: Clocks = { monotonic: mono, wall: WALL_EPOCH + now };
 
     if (o.kind === 'restart') {
       inst.memory = {};
       inst.phase = { at: 'lease-read' };
     } else if (o.kind === 'handover') {
-      const release = releaseLease(inst.memory, mono, LEASE, token());
-      if (release) {
-        inst.memory = release.memory;
+      const releasing = beginRelease(inst.memory);
+      const release = releasing && releaseWrite(releasing, LEASE, token());
+      if (releasing && release) {
+        const landed = !o.down && put(leaseAttributes(GROUP, release.item), leaseReleaseCondition(inst.id, release.expect));
+        if (landed) stats.handovers++;
+        const outcome: LeaseWriteOutcome = o.down || o.lostReply ? { kind: 'unavailable', error: 'no answer' } : landed ? { kind: 'accepted' } : { kind: 'conflict' };
+        inst.memory = afterRelease(releasing, outcome, mono, LEASE);
         inst.phase = { at: 'lease-read' };
-        if (!o.down && put(leaseAttributes(GROUP, release.item), leaseReleaseCondition(inst.id, release.expect))) stats.handovers++;
       }
     } else {
       const phase = inst.phase;
-      if (phase.at === 'lease-read') {
+      if (phase.at === 'lease-read' && inst.memory.held) {
+        // The holder does not read: it renews a third of a lease after its last accepted write.
+        const write = mono - inst.memory.held.sentAt >= renewEveryMs(LEASE) ? renewal(inst.memory, inst.id, LEASE, token()) : undefined;
+        inst.phase = write ? { at: 'lease-write', write } : { at: 'map-read' };
+      } else if (phase.at === 'lease-read') {
         const lease = o.down ? undefined : readLease();
         const read = lease === undefined ? { kind: 'unavailable' as const, error: 'down' } : lease === null ? { kind: 'absent' as const } : { kind: 'item' as const, item: lease };
-        const d = decideLease(inst.memory, read, mono, { self: inst.id, leaseMs: LEASE }, token());
+        const d = decideLease(inst.memory, read, clocks, { self: inst.id, leaseMs: LEASE }, token());
         if (d.steppedDown) stats.stepDowns++;
         inst.memory = d.memory;
         inst.phase = d.write ? { at: 'lease-write', write: d.write } : { at: 'map-read' };
@@ -251,7 +274,8 @@ function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number },
           outcome = { kind: 'unavailable', error: 'no answer yet' };
         } else if (!landLease(inst, write)) outcome = { kind: 'conflict' };
         else outcome = o.lostReply ? { kind: 'unavailable', error: 'answer lost' } : { kind: 'accepted' };
-        inst.memory = afterLeaseWrite(inst.memory, write, outcome, mono);
+        inst.memory = afterLeaseWrite(inst.memory, write, outcome, clocks);
+        if (outcome.kind === 'conflict' && write.kind === 'renew') stats.stepDowns++;
         inst.phase = { at: 'map-read' };
       } else if (phase.at === 'map-read') {
         inst.phase = { at: 'lease-read' };
@@ -259,13 +283,13 @@ function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number },
           const base = readMap();
           if (base) inst.memory = noteTerm(inst.memory, base.term);
           const held = inst.memory.held;
-          if (held && holdConfirmed(inst.memory, mono, LEASE)) {
+          if (held && holdConfirmed(inst.memory, clocks, LEASE)) {
             const plan = planForwards(base?.state ?? emptyPortState(), { topology: { targets: o.listed.map((i) => UNIVERSE[i]!), skipped: [] }, resolutions: new Map() }, policy, WALL_EPOCH + now);
             const w = planMapWrite(base, plan.state, held.term, inst.id, token());
             if (w.kind === 'superseded') {
               const { held: _gone, ...rest } = inst.memory;
               inst.memory = rest;
-            } else if (w.kind === 'write') inst.phase = { at: 'map-write', expect: w.expect, item: w.item, plannedAt: WALL_EPOCH + now };
+            } else if (w.kind === 'write') inst.phase = { at: 'map-write', plan: w, plannedAt: WALL_EPOCH + now };
           } else if (base) {
             // A standby installs exactly the leader's listeners.
             const follow = planFollower(base.state, new Map(), policy, WALL_EPOCH + now);
@@ -276,13 +300,13 @@ function simulate(ops: readonly Op[], clocks: [{ offset: number; rate: number },
         }
       } else {
         inst.phase = { at: 'lease-read' };
-        if (o.delay) inFlight.push(() => landMap(phase.expect, phase.item, phase.plannedAt));
-        else if (!o.down) landMap(phase.expect, phase.item, phase.plannedAt);
+        if (o.delay) inFlight.push(() => landMap(phase.plan, phase.plannedAt));
+        else if (!o.down) landMap(phase.plan, phase.plannedAt);
       }
     }
 
     // Never two confirmed holders, each judged on its own clock.
-    const confirmed = instances.filter((i) => holdConfirmed(i.memory, clockOf(i), LEASE));
+    const confirmed = instances.filter((i) => holdConfirmed(i.memory, { monotonic: clockOf(i), wall: WALL_EPOCH + now }, LEASE));
     if (confirmed.length > 1) throw new Error(`two confirmed holders at ${now}: ${JSON.stringify(confirmed.map((i) => [i.id, i.memory.held]))}`);
   }
 }

@@ -17,7 +17,8 @@ import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { parseState, serializeState, type LoadedState } from '../../src/core/ports/port-map-codec.js';
 import type { PortState } from '../../src/core/ports/port-state.js';
 import type { PortMapStore } from '../../src/ports/state-store.js';
-import { mapAttributes, readMapItem, type MapItem } from '../../src/core/ha/items.js';
+import { chunkAttributes, mapHeadAttributes, planMapWrite, readChunkItem, readMapHead, type MapItem } from '../../src/core/ha/items.js';
+import { assembleMap } from '../../src/core/ha/map-chunks.js';
 import type { CommitOutcome, MapAccess } from '../../src/ha/ha-node.js';
 import { applyRestore, emptyKernel, saveText } from '../support/kernel-sim.js';
 
@@ -217,6 +218,8 @@ export class SharedMap {
   leader = 0;
   problem: string | undefined;
   private writes = 0;
+  /** Chunks read back so far, by content (a chunk never changes). */
+  private readonly chunkStates = new Map<string, PortState>();
 
   nodeFor(host: number) {
     return {
@@ -224,19 +227,36 @@ export class SharedMap {
         host === this.leader ? { mode: 'lead', base: this.item, state: this.item?.state ?? local } : { mode: 'follow', state: this.item?.state ?? local },
       commit: async (base: MapItem | null, planned: PortState): Promise<CommitOutcome> => {
         if (host !== this.leader || base !== this.item) return 'refused';
-        if (base !== null && base.term === this.term && serializeState(base.state) === serializeState(planned)) return 'unchanged';
-        const item: MapItem = { version: `map-${String(++this.writes).padStart(8, '0')}`, term: this.term, writer: host === 0 ? 'i-0aaaaaaaaaaaaaaaa' : 'i-0bbbbbbbbbbbbbbbb', state: planned };
-        const written = mapAttributes('pair', item);
-        if ('problem' in written) {
-          this.problem ??= `the map item cannot be written: ${written.problem}`;
+        const writer = host === 0 ? 'i-0aaaaaaaaaaaaaaaa' : 'i-0bbbbbbbbbbbbbbbb';
+        const plan = planMapWrite(base, planned, this.term, writer, `map-${String(++this.writes).padStart(8, '0')}`);
+        if (plan.kind === 'unchanged') return 'unchanged';
+        if (plan.kind !== 'write' || plan.waiting.length > 0) {
+          this.problem ??= `the map cannot be written: ${plan.kind === 'write' ? `no room for ${plan.waiting.join(', ')}` : plan.kind}`;
           return 'refused';
         }
-        const read = readMapItem('pair', written.attributes);
-        if (read.kind !== 'ok') {
-          this.problem ??= `the map item the leader wrote does not read back: ${read.kind === 'invalid' ? read.problem : read.kind}`;
+        // Through the real item codec: the head and every chunk as DynamoDB attributes, read back and assembled as a reader does.
+        const head = readMapHead('pair', mapHeadAttributes('pair', plan.head));
+        if (head.kind !== 'ok') {
+          this.problem ??= `the map head the leader wrote does not read back: ${head.kind === 'invalid' ? head.problem : head.kind}`;
           return 'refused';
         }
-        this.item = read.item;
+        const stored = new Map(plan.puts.map((p) => [p.id, chunkAttributes('pair', plan.head.term, p, p.data)]));
+        const parts = [];
+        for (const ref of head.item.chunks) {
+          const known = base?.chunks.some((c) => c.id === ref.id && c.put === ref.put) ? { kind: 'ok' as const, state: this.chunkStates.get(ref.id)! } : readChunkItem('pair', plan.head.term, ref, stored.get(ref.id));
+          if (known.kind !== 'ok') {
+            this.problem ??= `a chunk the leader wrote does not read back: ${known.kind === 'invalid' ? known.problem : known.kind}`;
+            return 'refused';
+          }
+          this.chunkStates.set(ref.id, known.state);
+          parts.push(known.state);
+        }
+        const map = assembleMap(parts);
+        if ('problem' in map) {
+          this.problem ??= `the map the leader wrote does not read back: ${map.problem}`;
+          return 'refused';
+        }
+        this.item = { ...head.item, state: map.state };
         return 'written';
       },
       noteFollowed: () => undefined,

@@ -31,7 +31,7 @@ async function init(config: Config, ha: NonNullable<Config['ha']>, io: CliIo): P
     print(io.stdout, outcome === 'created' ? `created DynamoDB table ${ha.table} (partition key pk, on-demand); it is ACTIVE` : `DynamoDB table ${ha.table} exists with the right key; nothing to do`);
     return EXIT.ok;
   } catch (err) {
-    io.stderr.write(`cachenat: ha init: cannot create or check table ${ha.table} in ${config.aws.region}: ${(err as Error).message}. The instance role (or your credentials) needs dynamodb:CreateTable and dynamodb:DescribeTable on it\n`);
+    io.stderr.write(`cachenat: ha init: cannot create or check table ${ha.table} in ${config.aws.region}: ${(err as Error).message}. The instance role (or your credentials) needs dynamodb:CreateTable and dynamodb:DescribeTable on it (ami/iam-policy-ha-setup.json)\n`);
     return EXIT.failure;
   } finally {
     store.close();

@@ -1,9 +1,13 @@
 // The HA lease as pure decisions (docs/design/ha.md). One item in DynamoDB
 // names the leader: its instance id, a random `version` it replaces at every
 // renewal, and a `term` number, one higher at every acquisition and fixed for
-// the tenure (the fencing token of its map writes). Every instance reads it each beat and calls
-// decideLease; the shell performs the one write the decision asks for and
-// feeds the outcome to afterLeaseWrite.
+// the tenure (the fencing token of its map writes).
+//
+// A standby reads the item every watch period and calls decideLease; the
+// leader does not read at all: it renews on its own schedule with a write
+// conditional on the version(s) it may have written last (renewal), so a slow
+// read can never delay a renewal. The shell performs the write a decision
+// asks for and feeds the outcome to afterLeaseWrite.
 //
 // Time is only ever this instance's own monotonic clock, and only differences
 // of it are used: a standby calls the lease free when the version it saw has
@@ -11,8 +15,14 @@
 // a leader calls its hold confirmed for 90% of a lease from the moment it
 // *sent* the write that was accepted. The write lands after it was sent and
 // the standby sees it after it landed, so the two windows never overlap
-// (the 10% absorbs clocks that tick at slightly different rates). No clock
+// (the 10% absorbs clocks that tick at slightly different rates). The wall
+// clock is read only to notice a suspend: it runs on while the monotonic
+// clock stands still, and a hold across a suspend is not confirmed. No clock
 // is compared across instances.
+
+import { CLOCK_JUMP_SHARE, CONFIRMED_SHARE, renewEveryMs, renewRetryMs, watchEveryMs } from './timing.js';
+
+export { CONFIRMED_SHARE, renewEveryMs } from './timing.js';
 
 /** The lease item, as read back (and validated) from the store. */
 export interface LeaseItem {
@@ -33,20 +43,53 @@ export interface LeaseSettings {
   /** This instance's id (the holder name it writes). */
   self: string;
   leaseMs: number;
+  /**
+   * false: this instance's HA-relevant config differs from a running peer's
+   * (and the shared map was not written under its own), so it takes no free
+   * lease (nor its own back after a restart). It still takes over a lease
+   * its holder stopped renewing: a failing peer is replaced whatever its
+   * config.
+   */
+  mayTakeFree?: boolean;
 }
 
-/** What one instance remembers between beats. */
+/** Both of this instance's clocks, read together. */
+export interface Clocks {
+  /** Monotonic ms (CLOCK_MONOTONIC: stands still while the host is suspended). */
+  monotonic: number;
+  /** Epoch ms (runs on through a suspend). */
+  wall: number;
+}
+
+/** A write of the lease, as this instance sent it. */
+interface Sent {
+  version: string;
+  term: number;
+  /** Both clocks just before the write was sent. */
+  sentAt: number;
+  wallAt: number;
+}
+
+/** The lease this instance holds: its last accepted write, and the versions it may have written since (answers lost). */
+export interface Hold extends Sent {
+  maybe: string[];
+}
+
+/** What one instance remembers between steps. */
 export interface LeaseMemory {
   /** The lease item as last read (null: no item), and when (monotonic) this instance first saw that version. */
   seen?: { item: LeaseItem | null; since: number };
-  /** The lease this instance holds: the last write of it that the store accepted, and when that write was sent. */
-  held?: { version: string; term: number; sentAt: number };
-  /** A lease write whose outcome is not known (the store did not answer): a later read tells whether it landed. */
-  pending?: { version: string; term: number; sentAt: number };
+  held?: Hold;
+  /** An acquisition whose outcome is not known (the store did not answer): a later read tells whether it landed. */
+  pending?: Sent;
   /** The highest term seen on the lease or the map item: a new term is always above it. */
   highestTerm?: number;
-  /** After a planned handover: this instance leaves a free lease to the peer until then. */
+  /** After a planned handover: this instance takes no lease until then (the peer's turn). */
   yieldUntil?: number;
+  /** When the last lease call (read or write) was sent: the schedule of the next. */
+  lastStepAt?: number;
+  /** A handover has begun: the hold is no longer asserted, in-flight fenced calls are finishing. */
+  releasing?: true;
 }
 
 export const initialLeaseMemory = (): LeaseMemory => ({});
@@ -55,7 +98,8 @@ export const initialLeaseMemory = (): LeaseMemory => ({});
 export type LeaseWrite =
   /** Why: no item (never taken, or released), its version stood still for a lease, or it is this instance's own from before a restart. */
   | { kind: 'acquire'; expect: string | null; item: LeaseItem & { holder: string }; reason: 'free' | 'expired' | 'restarted' }
-  | { kind: 'renew'; expect: string; item: LeaseItem & { holder: string } };
+  /** Any of the versions this holder may have written last: one of them is the item's, unless someone else took it. */
+  | { kind: 'renew'; expect: string[]; item: LeaseItem & { holder: string } };
 
 export type Role = 'leader' | 'standby';
 
@@ -64,112 +108,126 @@ export interface LeaseDecision {
   /** The one write to perform now, if any. */
   write?: LeaseWrite;
   role: Role;
-  /**
-   * Leader only: the hold is confirmed on this instance's clock, so it may
-   * allocate and write the map (the map write is fenced on its term anyway).
-   * False while the store is unreachable or a renewal is overdue: fail-static.
-   */
-  mayWriteMap: boolean;
-  /** Set on the beat a leader finds that someone else holds the lease, or that it was deleted. */
+  /** Set on the step a leader finds that someone else holds the lease, or that it was deleted. */
   steppedDown?: true;
   /** The store did not answer: whatever the role, nothing new is decided (fail-static). */
   unavailable?: string;
 }
 
-/** The holder renews every third of a lease, so two renewals can fail before a standby may take over. */
-export const renewEveryMs = (leaseMs: number): number => Math.floor(leaseMs / 3);
+/** The most unanswered renewals a holder keeps track of; past that its hold has long lapsed anyway. */
+const MAX_MAYBE = 4;
 
 /**
- * A hold counts as confirmed for this share of a lease from the send of its
- * last accepted write, while a standby waits a whole lease: the two hosts'
- * monotonic clocks may tick at slightly different rates (parts per million in
- * practice; the margin covers a 10% difference).
+ * The monotonic time until which this instance's hold is confirmed, or
+ * undefined when it is not confirmed at `now`: no hold, a handover begun,
+ * 90% of a lease since the send of the last accepted write, or a wall clock
+ * that ran on further than the monotonic one (a suspend).
  */
-export const CONFIRMED_SHARE = 0.9;
+export function confirmedUntil(memory: LeaseMemory, now: Clocks, leaseMs: number): number | undefined {
+  const held = memory.held;
+  if (held === undefined || memory.releasing) return undefined;
+  const elapsed = now.monotonic - held.sentAt;
+  const until = held.sentAt + leaseMs * CONFIRMED_SHARE;
+  if (now.monotonic >= until) return undefined;
+  if (now.wall - held.wallAt - elapsed >= leaseMs * CLOCK_JUMP_SHARE) return undefined;
+  return until;
+}
 
-/** Whether this instance's hold is still confirmed at `now` on its own clock. */
-export const holdConfirmed = (memory: LeaseMemory, now: number, leaseMs: number): boolean =>
-  memory.held !== undefined && now - memory.held.sentAt < leaseMs * CONFIRMED_SHARE;
+/** Whether this instance's hold is confirmed at `now` on its own clocks. */
+export const holdConfirmed = (memory: LeaseMemory, now: Clocks, leaseMs: number): boolean => confirmedUntil(memory, now, leaseMs) !== undefined;
 
 /**
- * One beat: what this instance last knew, this beat's read of the lease item,
- * its monotonic `now`, and a fresh random token (used only when the decision
- * writes) → the next memory, its role and the write to make.
+ * A standby's step (or anyone's, after a read): what this instance knew,
+ * this read of the lease item, its clocks, and a fresh random token (used
+ * only when the decision writes) → the next memory, its role and the write
+ * to make.
  */
-export function decideLease(memory: LeaseMemory, read: LeaseRead, now: number, settings: LeaseSettings, freshToken: string): LeaseDecision {
+export function decideLease(memory: LeaseMemory, read: LeaseRead, now: Clocks, settings: LeaseSettings, freshToken: string): LeaseDecision {
   const { self, leaseMs } = settings;
+  const mono = now.monotonic;
   const wasLeader = memory.held !== undefined;
 
   if (read.kind === 'unavailable') {
-    // Fail-static: a leader stays leader (it keeps the Elastic IP and the forwards) but may not
-    // allocate; a standby forgets how long it has watched, so an outage never counts towards a takeover.
+    // Fail-static: a leader keeps what it held (its renewals decide); a standby forgets how
+    // long it has watched, so an outage never counts towards a takeover.
     const { seen: _dropped, ...rest } = memory;
-    return { memory: rest, role: wasLeader ? 'leader' : 'standby', mayWriteMap: false, unavailable: read.error };
+    return { memory: rest, role: wasLeader ? 'leader' : 'standby', unavailable: read.error };
   }
 
   const item = read.kind === 'item' ? read.item : null;
   let next: LeaseMemory = { ...memory };
 
-  // A write whose answer was lost: the read says whether it landed.
+  // An acquisition whose answer was lost: the read says whether it landed.
   if (next.pending) {
-    if (item && item.holder === self && item.version === next.pending.version) next.held = { ...next.pending };
+    if (item && item.holder === self && item.version === next.pending.version) next.held = { ...next.pending, maybe: [] };
     delete next.pending;
   }
 
   // The time this version (or the absence of an item) was first seen: kept while unchanged.
   const sameAsSeen = next.seen !== undefined && (next.seen.item?.version ?? null) === (item?.version ?? null);
-  next.seen = { item, since: sameAsSeen ? next.seen!.since : now };
+  next.seen = { item, since: sameAsSeen ? next.seen!.since : mono };
   if (item) next.highestTerm = Math.max(next.highestTerm ?? 0, item.term);
   // The peer took the lease this instance handed over: the courtesy wait is over (it may be handed back at once).
   if (item && item.holder !== null && item.holder !== self) delete next.yieldUntil;
 
   if (next.held) {
-    if (item && item.holder === self && item.version === next.held.version) {
-      const mayWriteMap = holdConfirmed(next, now, leaseMs);
-      if (now - next.held.sentAt >= renewEveryMs(leaseMs)) {
-        const write: LeaseWrite = { kind: 'renew', expect: item.version, item: { holder: self, version: freshToken, term: next.held.term, leaseMs } };
-        return { memory: next, write, role: 'leader', mayWriteMap };
-      }
-      return { memory: next, role: 'leader', mayWriteMap };
+    const mine = item !== null && item.holder === self && (item.version === next.held.version || next.held.maybe.includes(item.version));
+    if (mine) {
+      if (item.version !== next.held.version) next.held = { ...next.held, version: item.version, maybe: [] };
+      return { memory: next, role: 'leader' };
     }
     // Someone else wrote the lease, or it was deleted: this instance no longer holds it.
     delete next.held;
-    return { memory: next, role: 'standby', mayWriteMap: false, steppedDown: true };
+    delete next.releasing;
+    return { memory: next, role: 'standby', steppedDown: true };
   }
 
-  if (next.yieldUntil !== undefined && now >= next.yieldUntil) delete next.yieldUntil;
+  if (next.yieldUntil !== undefined && mono >= next.yieldUntil) delete next.yieldUntil;
   const acquire = (expect: string | null, reason: 'free' | 'expired' | 'restarted'): LeaseDecision => ({
     memory: next,
     write: { kind: 'acquire', expect, reason, item: { holder: self, version: freshToken, term: (next.highestTerm ?? 0) + 1, leaseMs } },
     role: 'standby',
-    mayWriteMap: false,
   });
+  const standby: LeaseDecision = { memory: next, role: 'standby' };
+  // During a courtesy wait after a handover nothing is taken; a config that differs from a running peer's takes nothing free.
+  const mayTakeFree = next.yieldUntil === undefined && settings.mayTakeFree !== false;
 
-  if (item === null || item.holder === null) {
-    // Never taken, or released by its holder: free at once, unless this instance just handed it over.
-    return next.yieldUntil === undefined ? acquire(item?.version ?? null, 'free') : { memory: next, role: 'standby', mayWriteMap: false };
-  }
+  // Never taken, or released by its holder: free at once.
+  if (item === null || item.holder === null) return mayTakeFree ? acquire(item?.version ?? null, 'free') : standby;
   // This instance's previous daemon (the pid lock in state.dir says it is gone) held it: take it back at once.
-  if (item.holder === self) return acquire(item.version, 'restarted');
+  if (item.holder === self) return mayTakeFree ? acquire(item.version, 'restarted') : standby;
   // Another holder: free once its version has stood still for a whole lease (the longer of its and ours).
-  if (now - next.seen.since >= Math.max(item.leaseMs, leaseMs)) return acquire(item.version, 'expired');
-  return { memory: next, role: 'standby', mayWriteMap: false };
+  if (mono - next.seen.since >= Math.max(item.leaseMs, leaseMs) && next.yieldUntil === undefined) return acquire(item.version, 'expired');
+  return standby;
+}
+
+/**
+ * The holder's renewal: a fresh version, the same term, conditional on any
+ * of the versions it may have written last. No read first, so nothing slow
+ * stands between the schedule and the write.
+ */
+export function renewal(memory: LeaseMemory, self: string, leaseMs: number, freshToken: string): LeaseWrite | undefined {
+  const held = memory.held;
+  if (held === undefined || memory.releasing) return undefined;
+  return { kind: 'renew', expect: [held.version, ...held.maybe], item: { holder: self, version: freshToken, term: held.term, leaseMs } };
 }
 
 /** How the store answered a lease write. */
 export type LeaseWriteOutcome = { kind: 'accepted' } | { kind: 'conflict' } | { kind: 'unavailable'; error: string };
 
 /**
- * The memory after the store answered `write`, which was sent at `sentAt`
- * (monotonic, taken just before sending). Accepted: this instance holds the
- * written version from `sentAt`. Refused: someone else holds it. No answer:
- * the write may or may not have landed; the next read tells.
+ * The memory after the store answered `write`, which was sent at `sent`
+ * (both clocks, read just before sending). Accepted: this instance holds the
+ * written version from then. Refused: someone else holds it. No answer: the
+ * write may or may not have landed; a renewal adds its version to those the
+ * next renewal may expect, an acquisition waits for the next read.
  */
-export function afterLeaseWrite(memory: LeaseMemory, write: LeaseWrite, outcome: LeaseWriteOutcome, sentAt: number): LeaseMemory {
-  const next: LeaseMemory = { ...memory };
-  const mine = { version: write.item.version, term: write.item.term, sentAt };
+export function afterLeaseWrite(memory: LeaseMemory, write: LeaseWrite, outcome: LeaseWriteOutcome, sent: Clocks): LeaseMemory {
+  const next: LeaseMemory = { ...memory, lastStepAt: sent.monotonic };
+  const mine: Sent = { version: write.item.version, term: write.item.term, sentAt: sent.monotonic, wallAt: sent.wall };
   if (outcome.kind === 'accepted') {
-    next.held = mine;
+    next.held = { ...mine, maybe: [] };
+    next.highestTerm = Math.max(next.highestTerm ?? 0, write.item.term);
     delete next.pending;
     delete next.yieldUntil;
     return next;
@@ -179,21 +237,48 @@ export function afterLeaseWrite(memory: LeaseMemory, write: LeaseWrite, outcome:
     delete next.pending;
     return next;
   }
-  // Unknown: a leader keeps what it held (a renewal that did not land leaves the old version valid).
-  next.pending = mine;
+  if (write.kind === 'renew' && next.held) next.held = { ...next.held, maybe: [...next.held.maybe, mine.version].slice(-MAX_MAYBE) };
+  if (write.kind === 'acquire') next.pending = mine;
   return next;
 }
 
+/** When (monotonic) the lease loop's next step is due: a renewal lease/3 after the last accepted one (sooner after a failed attempt), or the standby's next look. */
+export function nextLeaseStepAt(memory: LeaseMemory, leaseMs: number): number {
+  const last = memory.lastStepAt ?? -Infinity;
+  if (memory.held) return Math.max(memory.held.sentAt + renewEveryMs(leaseMs), last + renewRetryMs(leaseMs));
+  return last + watchEveryMs(leaseMs);
+}
+
+/** A standby's read was sent at `sentAt`: the schedule of the next. */
+export const noteLeaseRead = (memory: LeaseMemory, sentAt: number): LeaseMemory => ({ ...memory, lastStepAt: sentAt });
+
 /**
- * A planned handover (`systemctl stop`, `cachenat ha handover`): the release
- * clears the holder (keeping the term, so terms keep rising) only if the
- * version is still this instance's, or undefined when it holds nothing. After
- * it, this instance leaves a free lease to the peer for one lease.
+ * A planned handover (`systemctl stop`, `cachenat ha handover`), first half:
+ * the hold stops being asserted at once (no Elastic IP call, no map write is
+ * sent from here on); the release is written once the calls in flight have
+ * ended. Undefined when this instance holds nothing.
  */
-export function releaseLease(memory: LeaseMemory, now: number, leaseMs: number, freshToken: string): { expect: string; item: LeaseItem; memory: LeaseMemory } | undefined {
-  if (!memory.held) return undefined;
-  const { held, pending: _pending, ...rest } = memory;
-  return { expect: held.version, item: { holder: null, version: freshToken, term: held.term, leaseMs }, memory: { ...rest, yieldUntil: now + leaseMs } };
+export const beginRelease = (memory: LeaseMemory): LeaseMemory | undefined => (memory.held ? { ...memory, releasing: true } : undefined);
+
+/**
+ * The release write: clears the holder (keeping the term, so terms keep
+ * rising) only if the version is still one this instance may have written.
+ */
+export function releaseWrite(memory: LeaseMemory, leaseMs: number, freshToken: string): { expect: string[]; item: LeaseItem } | undefined {
+  const held = memory.held;
+  if (!held) return undefined;
+  return { expect: [held.version, ...held.maybe], item: { holder: null, version: freshToken, term: held.term, leaseMs } };
+}
+
+/**
+ * After the release write, whatever its outcome: this instance holds
+ * nothing. Accepted, or no answer (it may have landed): it leaves the lease
+ * to its peer for one lease (the courtesy wait), then takes it (back) if
+ * nobody did. Refused: someone else holds it already.
+ */
+export function afterRelease(memory: LeaseMemory, outcome: LeaseWriteOutcome, now: number, leaseMs: number): LeaseMemory {
+  const { held: _held, releasing: _releasing, pending: _pending, ...rest } = memory;
+  return outcome.kind === 'conflict' ? rest : { ...rest, yieldUntil: now + leaseMs };
 }
 
 /** A map item's term, once read: the next acquisition goes above it too (a table restored from a backup cannot fence out the new leader). */

@@ -206,31 +206,47 @@ function addressesCheck(s: StatusSnapshot): CheckResult | undefined {
 /** A leader that has not seen a standby's heartbeat change for this many leases is alone. */
 export const PEER_MISSING_LEASES = 3;
 
-/** HA pair: the role, the Elastic IP(s) on the leader, DynamoDB, the peer. */
+/** The shared map's fullest chunk at this share of its room: a WARNING, before new targets start to wait. */
+export const MAP_ROOM_WARN = 0.8;
+
+/** Whether a leader's hold is not confirmed at `now`: it says so, or the snapshot is older than its confirmation. */
+const unconfirmed = (now: number, ha: HaStatus): boolean => ha.role === 'leader-unconfirmed' || (ha.role === 'leader' && ha.hold !== undefined && now >= Date.parse(ha.hold.confirmedUntil));
+
 /** One line on the pair, for `health` and `status`: role, leader, peers, the map. */
 export function describeHa(now: number, ha: HaStatus): string {
   const age = (iso: string): string => formatAge(Math.max(0, now - Date.parse(iso)));
   const term = ha.lease?.term === undefined ? '' : ` (term ${ha.lease.term})`;
   const self = ha.instanceId ? ` ${ha.instanceId}` : '';
   const role =
-    ha.role === 'leader'
+    ha.role === 'leader' && !unconfirmed(now, ha)
       ? `leader${self}${term} of ${ha.group}, lease renewed ${ha.lease ? age(ha.lease.changedAt) : '?'} ago`
-      : ha.role === 'standby'
-        ? `standby${self} of ${ha.group}, ${ha.lease?.holder ? `leader ${ha.lease.holder}${term} renewed ${age(ha.lease.changedAt)} ago` : 'no leader'}`
-        : `starting (${ha.group})`;
+      : ha.role === 'leader' || ha.role === 'leader-unconfirmed'
+        ? `leader without a confirmed lease${self}${term} of ${ha.group}, last confirmed ${ha.hold ? age(ha.hold.confirmedAt) : '?'} ago`
+        : ha.role === 'standby'
+          ? `standby${self} of ${ha.group}, ${ha.lease?.holder ? `leader ${ha.lease.holder}${term} renewed ${age(ha.lease.changedAt)} ago` : 'no leader'}`
+          : `starting (${ha.group})`;
   return [
     role,
     ...ha.peers.map((p) => `${p.role} ${p.instanceId} seen ${age(p.lastSeenAt)} ago`),
-    ...(ha.map ? [`map term ${ha.map.term}, ${ha.map.entries} entries`] : []),
+    ...(ha.map ? [`map term ${ha.map.term}, ${ha.map.entries} entries${ha.map.room === undefined ? '' : `, ${Math.round(ha.map.room * 100)}% full`}`] : []),
   ].join('; ');
 }
 
-function haCheck(now: number, ha: HaStatus): CheckResult {
+/** HA pair: the role, the hold, the Elastic IP(s) on the leader, DynamoDB, the peer and its config, the map's room. */
+export function haCheck(now: number, ha: HaStatus): CheckResult {
   const age = (iso: string): string => formatAge(Math.max(0, now - Date.parse(iso)));
   const facts = describeHa(now, ha);
   const critical: string[] = [];
   const warnings: string[] = [];
-  if (ha.role === 'leader') {
+  const lapsed = unconfirmed(now, ha);
+  if (lapsed) {
+    // The one place a leader learns the standby may lead: say what is true, and what to check on this instance.
+    const since = ha.hold ? now - Date.parse(ha.hold.confirmedAt) : Infinity;
+    const why = ha.storeError ? `this instance cannot reach DynamoDB (${ha.storeError.error})` : 'no renewal was accepted in time (DynamoDB slow, or this host was paused or suspended)';
+    const waiting = ha.waiting > 0 ? `; ${ha.waiting === 1 ? '1 new target waits' : `${ha.waiting} new targets wait`} for a port` : '';
+    const text = `this leader's lease has not been confirmed for ${ha.hold ? age(ha.hold.confirmedAt) : 'a while'}: ${why}; the standby may have taken over and moved the Elastic IP. This instance allocates nothing and asserts no Elastic IP until a renewal is accepted; check its route to DynamoDB (VPC endpoint and its policy, security group, network ACL)${waiting}`;
+    (since >= ha.leaseMs ? critical : warnings).push(text);
+  } else if (ha.role === 'leader') {
     for (const e of ha.elasticIps.filter((e) => e.state !== 'held')) {
       critical.push(`Elastic IP ${e.allocationId} is not on this leader yet${e.error ? ` (${e.error})` : ''}: clients cannot reach the pair until it is; retrying`);
     }
@@ -240,10 +256,15 @@ function haCheck(now: number, ha: HaStatus): CheckResult {
     }
   }
   if (ha.identityError) warnings.push(`cannot read this instance's identity (IMDSv2): ${ha.identityError}; it cannot take over`);
-  if (ha.storeError) {
+  if (ha.storeError && !lapsed) {
     const waiting = ha.waiting > 0 ? `; ${ha.waiting === 1 ? '1 new target waits' : `${ha.waiting} new targets wait`} for a port` : '';
     warnings.push(`DynamoDB does not answer since ${age(ha.storeError.since)} ago (${ha.storeError.error}): forwarding goes on with the last map, no new allocations${waiting}`);
   }
+  if (ha.configDiffers) {
+    warnings.push(`this instance's config differs from its running peer ${ha.configDiffers.peer}'s in ${ha.configDiffers.keys.join(', ')}: it takes no free lease until they agree; give both instances the same values`);
+  }
+  if (ha.noRoom && ha.noRoom.length > 0) warnings.push(`${ha.noRoom.length === 1 ? '1 new target waits' : `${ha.noRoom.length} new targets wait`} for room in the shared map (${listSome(ha.noRoom)})`);
+  if (ha.map?.room !== undefined && ha.map.room >= MAP_ROOM_WARN) warnings.push(`the shared map is ${Math.round(ha.map.room * 100)}% full (its fullest chunk): past 100% new targets wait for room`);
   if (ha.misfits.length > 0) warnings.push(`${ha.misfits.length} map entries do not fit this instance's forward config (${listSome(ha.misfits)}): the two instances' configs differ`);
   const problems = [...critical, ...warnings];
   const state = critical.length > 0 ? CRITICAL : warnings.length > 0 ? WARNING : OK;

@@ -218,7 +218,8 @@ function haFamilies(ha: HaStatus, now: number): MetricFamily[] {
   const group = { group: ha.group };
   const flag = (on: boolean): number => (on ? 1 : 0);
   return [
-    { name: 'cachenat_ha_leader', help: 'This instance holds the lease (1) or stands by (0).', type: 'gauge', samples: [{ labels: group, value: flag(ha.role === 'leader') }] },
+    { name: 'cachenat_ha_leader', help: 'This instance holds the lease with a confirmed renewal (1), or not (0: standby, starting, or a leader whose lease is not confirmed).', type: 'gauge', samples: [{ labels: group, value: flag(ha.role === 'leader') }] },
+    { name: 'cachenat_ha_lease_unconfirmed', help: 'This instance held the lease but no renewal was accepted in time (1): it asserts nothing, and the standby may have taken over.', type: 'gauge', samples: [{ labels: group, value: flag(ha.role === 'leader-unconfirmed') }] },
     { name: 'cachenat_ha_may_allocate', help: 'This instance may allocate ports and write the shared map (a leader with a confirmed lease and DynamoDB answering).', type: 'gauge', samples: [{ labels: group, value: flag(ha.mayAllocate) }] },
     { name: 'cachenat_ha_dynamodb_up', help: 'DynamoDB answered this instance\'s last call (0: forwarding goes on with the last map).', type: 'gauge', samples: [{ labels: group, value: flag(ha.storeError === undefined) }] },
     {
@@ -233,6 +234,6 @@ function haFamilies(ha: HaStatus, now: number): MetricFamily[] {
       type: 'gauge',
       samples: ha.peers.map((p) => ({ labels: { ...group, peer: p.instanceId, role: p.role }, value: Math.max(0, seconds(now - Date.parse(p.lastSeenAt))) })),
     },
-    { name: 'cachenat_ha_waiting_targets', help: 'Targets the API lists that have no port yet because the map cannot be written.', type: 'gauge', samples: [{ labels: group, value: ha.waiting }] },
+    { name: 'cachenat_ha_waiting_targets', help: 'Targets the API lists that have no port yet because the map cannot be written (or, on the leader, has no room).', type: 'gauge', samples: [{ labels: group, value: Math.max(ha.waiting, ha.noRoom?.length ?? 0) }] },
   ];
 }

@@ -10,6 +10,7 @@ import { endRecordOf, gapRecordOf } from '../../../src/core/audit/record.js';
 import { evaluateHealth, formatAge, WARNING, OK } from '../../../src/core/health/evaluate.js';
 import { renderExposition } from '../../../src/core/metrics/exposition.js';
 import type { StatusSnapshot } from '../../../src/core/daemon/status-snapshot.js';
+import { readFileSync } from 'node:fs';
 
 const NOW = Date.parse('2026-12-07T13:00:00Z');
 const ago = (ms: number) => new Date(NOW - ms).toISOString();
@@ -71,4 +72,12 @@ t.test('metrics: per entry and per target, never per client', async (t) => {
   t.match(text, /^cachenat_audit_overruns_total 2$/m);
   t.match(text, /^cachenat_audit_reader_up 1$/m);
   t.notMatch(text, /198\.51\.100\.27|10\.0\.1\.5/, 'no client or target address in any label');
+});
+
+t.test('docs/audit.md names exactly the metrics the audit writes', async (t) => {
+  const written = auditFamilies(emptyAuditCounts(), { listening: true }).map((f) => f.name).sort();
+  const page = readFileSync(new URL('../../../docs/audit.md', import.meta.url), 'utf8');
+  const named = [...new Set(page.match(/\bcachenat_audit_[a-z_]+/g) ?? [])].sort();
+  t.same(named, written);
+  t.ok(written.length >= 10, `${written.length} metrics`);
 });

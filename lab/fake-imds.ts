@@ -1,12 +1,12 @@
 // A local stand-in for the instance metadata service, IMDSv2 only, as far as
 // cachenat reads it: a session token (PUT /latest/api/token with the TTL
 // header), then the instance id, the primary MAC, that interface's id and
-// addresses, and the primary address, each GET refused with 401 unless it
+// addresses, the primary address, the region and the public address, each GET refused with 401 unless it
 // carries a token this fake handed out and that has not expired.
 // Values are served as configured, unchecked, so tests can serve bad ones.
 //
 // Run directly:
-//   node dist/lab/fake-imds.js --listen 127.0.0.1:8169 --instance-id i-… --mac 0e:… --eni eni-… --ips a,b,c
+//   node dist/lab/fake-imds.js --listen 127.0.0.1:8169 --instance-id i-… --mac 0e:… --eni eni-… --ips a,b,c [--region R] [--public-ipv4 A]
 // prints exactly one line, "fake-imds listening on http://HOST:PORT", and exits on SIGTERM.
 // The first of --ips is the primary address (local-ipv4).
 
@@ -20,6 +20,10 @@ export interface FakeImdsConfig {
   eni: string;
   /** The interface's private addresses; the first is the primary (local-ipv4). */
   ips: string[];
+  /** placement/region; 404 when unset. */
+  region?: string;
+  /** public-ipv4; 404 when unset (no public address). */
+  publicIpv4?: string;
   /** Answers wait this long (a slow or unreachable IMDS). */
   delayMs?: number;
 }
@@ -69,6 +73,8 @@ export function createImdsHandler(config: FakeImdsConfig): FakeImdsHandler {
       '/latest/meta-data/instance-id': c.instanceId,
       '/latest/meta-data/mac': c.mac,
       '/latest/meta-data/local-ipv4': c.ips[0],
+      '/latest/meta-data/placement/region': c.region,
+      '/latest/meta-data/public-ipv4': c.publicIpv4,
       [`${interfacePath}interface-id`]: c.eni,
       [`${interfacePath}local-ipv4s`]: c.ips.join('\n'),
     };
@@ -108,14 +114,14 @@ export async function startFakeImds(config: FakeImdsConfig, options: { host?: st
 
 // ---- command line ---------------------------------------------------------
 
-const USAGE = 'usage: fake-imds --listen HOST:PORT --instance-id ID --mac MAC --eni ENI --ips A[,B...]';
+const USAGE = 'usage: fake-imds --listen HOST:PORT --instance-id ID --mac MAC --eni ENI --ips A[,B...] [--region REGION] [--public-ipv4 ADDRESS]';
 
 async function main(argv: string[]): Promise<void> {
   const given = new Map<string, string>();
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i]!, argv[i + 1]];
     if (value === undefined) throw new UsageError(`${flag} needs a value`);
-    if (!['--listen', '--instance-id', '--mac', '--eni', '--ips'].includes(flag)) throw new UsageError(`unknown option ${flag}`);
+    if (!['--listen', '--instance-id', '--mac', '--eni', '--ips', '--region', '--public-ipv4'].includes(flag)) throw new UsageError(`unknown option ${flag}`);
     given.set(flag, value);
   }
   const need = (flag: string): string => {
@@ -126,7 +132,14 @@ async function main(argv: string[]): Promise<void> {
   const address = parseListen(given.get('--listen') ?? '127.0.0.1:8169');
   if (!address) throw new UsageError(`--listen expects IPV4:PORT, got ${given.get('--listen')}`);
   const fake = await startFakeImds(
-    { instanceId: need('--instance-id'), mac: need('--mac'), eni: need('--eni'), ips: need('--ips').split(',') },
+    {
+      instanceId: need('--instance-id'),
+      mac: need('--mac'),
+      eni: need('--eni'),
+      ips: need('--ips').split(','),
+      ...(given.has('--region') ? { region: given.get('--region')! } : {}),
+      ...(given.has('--public-ipv4') ? { publicIpv4: given.get('--public-ipv4')! } : {}),
+    },
     address,
   );
   process.stdout.write(`fake-imds listening on ${fake.url}\n`);

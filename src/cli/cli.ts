@@ -1,129 +1,151 @@
 // cachenat's command line: argv → command → exit code, with every error class
-// mapped to its code in one place. No process globals: the bin entry (main.ts)
-// passes the real process as `io`, tests pass fakes.
+// mapped to its code in one place. commander parses, writes the help and the
+// did-you-mean suggestions; the commands live in ./commands (registered in
+// ./commands/index.ts). No process globals: the bin entry (main.ts) passes the
+// real process as `io`, tests pass fakes.
 
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Argument, Command, CommanderError, Option } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { LockHeldError } from '../daemon/lock.js';
-import { commands, type CommandName } from './commands/index.js';
-import type { CommandOptions } from './commands/types.js';
+import { versionLine } from '../version.js';
+import type { CommandModule, CommandOptions } from './command.js';
+import { COMMANDS, isCommandName, type CommandName } from './commands/index.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import type { CliIo } from './io.js';
 
-interface FlagSpec {
-  type: 'string' | 'boolean';
-  short?: string;
-  /** The only values a string flag accepts. */
-  choices?: readonly string[];
-  help: string;
-}
+export { COMMANDS } from './commands/index.js';
 
-/** Flags every command takes. */
-export const GLOBAL_FLAGS = {
-  config: { type: 'string', short: 'c', help: 'the config file' },
-  help: { type: 'boolean', short: 'h', help: 'this text' },
-} as const satisfies Record<string, FlagSpec>;
-
-const FLAGS = {
-  json: { type: 'boolean', help: 'JSON output' },
-  format: { type: 'string', choices: ['table', 'json', 'natmap', 'security-group', 'hosts', 'dnsmasq'], help: 'output format' },
-  probe: { type: 'boolean', help: 'also TCP-connect to every target' },
-  since: { type: 'string', help: 'from this long ago (90m, 24h, 7d) or this ISO 8601 time' },
-  until: { type: 'string', help: 'until this long ago or this ISO 8601 time (default now)' },
-  file: { type: 'string', help: 'read this audit log file instead of audit.file or the journal' },
-} as const satisfies Record<string, FlagSpec>;
-
-type FlagName = keyof typeof FLAGS;
-
-/** Every command and the flags it takes, besides the global ones. */
-export const COMMANDS: Record<CommandName, { flags: readonly FlagName[]; help: string; actions?: readonly string[] }> = {
-  run: { flags: [], help: 'the daemon, in the foreground (systemd runs this)' },
-  apply: { flags: [], help: 'one reconcile pass, then exit; exit 1 on API or kernel failure' },
-  plan: { flags: [], help: 'show what a pass would change; exit 0 nothing to do, 2 changes pending, 1 could not plan' },
-  status: { flags: ['json'], help: 'what is forwarded now' },
-  endpoints: { flags: ['format', 'json'], help: 'how clients connect; exit 1 when no address for them is found' },
-  health: { flags: ['json', 'probe'], help: 'Nagios-style check for ssh; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN' },
-  flush: { flags: [], help: 'remove everything cachenat installed, nothing else' },
-  validate: { flags: [], help: 'check the configuration; exit 0, or 78 when invalid' },
-  ha: { flags: [], actions: ['init', 'handover'], help: 'HA pair: `ha init` creates the DynamoDB table; `ha handover` gives the lease to the standby' },
-  audit: { flags: ['since', 'until', 'file', 'json'], help: 'who reached which cache: connections, bytes, top clients per cache, revoked flows (default: the last 24h)' },
-};
-
-export const FLAG_SPECS: Record<string, FlagSpec> = { ...GLOBAL_FLAGS, ...FLAGS };
-
-const PARSE_OPTIONS: NonNullable<ParseArgsConfig['options']> = Object.fromEntries(
-  Object.entries(FLAG_SPECS).map(([name, spec]) => [name, { type: spec.type, ...(spec.short ? { short: spec.short } : {}) }]),
-);
-
-const usageOf = (flag: string): string => {
-  const spec = FLAG_SPECS[flag]!;
-  return spec.type === 'boolean' ? `--${flag}` : `--${flag} ${spec.choices?.join('|') ?? flag.toUpperCase()}`;
-};
-
-export const USAGE = `usage: cachenat <command> [--config PATH] [options]
-
-commands:
-${Object.entries(COMMANDS)
-  .map(([name, { flags, help, actions }]) => `  ${(actions ? `${name} ${actions.join('|')}` : name).padEnd(10)}  ${help}${flags.length ? `\n${' '.repeat(14)}[${flags.map(usageOf).join('] [')}]` : ''}`)
-  .join('\n')}
-
-The config is read from --config (-c), else $CACHENAT_CONFIG, else /etc/cachenat/config.yaml.
+/** What every command says after its own help. */
+const CONFIG_HELP = `The config is read from --config (-c), else $CACHENAT_CONFIG, else /etc/cachenat/config.yaml.
 A bad config exits 78 before anything is touched; a bad command line exits 64.`;
 
+const OVERVIEW_AFTER = `
+${CONFIG_HELP}
+"cachenat help <command>" or "cachenat <command> --help" explains one command.`;
+
+/** One parsed command line, ready to run. */
 export interface CommandLine {
-  /** undefined: print the usage (with `help` true, as asked for). */
-  command: CommandName | undefined;
-  help: boolean;
+  command: CommandName;
+  module: CommandModule;
   options: CommandOptions;
-  /** The flags as written (`--config`, `-c`), for the test that every flag is exercised. */
+  /** The flags as written (`--config`, `-c`, `--format`), for the test that every flag is exercised. */
   written: string[];
 }
 
-/** Throws UsageError for an unknown command, a flag the command does not take, or a value not among its choices. */
-export function parseCommandLine(argv: string[]): CommandLine {
-  const parse = () => parseArgs({ args: argv, allowPositionals: true, strict: true, tokens: true, options: PARSE_OPTIONS });
-  let parsed: ReturnType<typeof parse>;
+/** A command line that was answered while parsing (help, version) or refused (usage error). */
+export interface ParseExit {
+  exit: number;
+}
+
+/** The command a command line asks for (or asks help for), before commander has parsed it. */
+function requestedCommand(argv: readonly string[]): string | undefined {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '-c' || arg === '--config') i++; // its value is not a word
+    else if (!arg.startsWith('-')) words.push(arg);
+  }
+  return words[0] === 'help' ? words[1] : words[0];
+}
+
+/**
+ * The program: every registered command, the asked-for one with its flags,
+ * words and help (its module is loaded), the others by name and summary only.
+ */
+function buildProgram(io: CliIo, asked: { name: CommandName; module: CommandModule } | undefined, onRun: (line: Omit<CommandLine, 'written'>) => void, errors: string[]): Command {
+  const program = new Command('cachenat')
+    .usage('<command> [options]')
+    .description('Keeps iptables forwards on a NAT instance in step with ElastiCache, so clients outside the VPC reach the caches.')
+    .version(versionLine(), '-V, --version', 'print the version and exit')
+    .option('-c, --config <path>', 'the config file')
+    .helpOption('-h, --help', 'explain the command line (after a command: that command)')
+    .helpCommand('help [command]', 'explain a command')
+    .configureHelp({ showGlobalOptions: true, helpWidth: io.columns ?? 100 })
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+      // Kept, and written by runCli with the hint that goes with it.
+      outputError: (text) => void errors.push(text),
+    })
+    .addHelpText('after', OVERVIEW_AFTER)
+    .showSuggestionAfterError(true)
+    .exitOverride();
+
+  for (const [name, entry] of Object.entries(COMMANDS)) {
+    const command = program.command(name).summary(entry.summary).description(entry.summary).helpOption('-h, --help', 'explain this command').exitOverride();
+    if (asked?.name !== name) {
+      // Named for the overview and for did-you-mean; never run (the asked-for command is the only one defined in full).
+      command.allowUnknownOption().allowExcessArguments();
+      continue;
+    }
+    const module = asked.module;
+    for (const flag of module.flags) {
+      const option = new Option(flag.flags, flag.help);
+      command.addOption(flag.choices ? option.choices(flag.choices) : option);
+    }
+    for (const word of module.words ?? []) command.addArgument(new Argument(`<${word.name}>`, word.help).choices(word.choices));
+    command.addHelpText('after', `\n${module.details.trimEnd()}\n\n${CONFIG_HELP}`);
+    command.action((...args: unknown[]) => {
+      const words = args.slice(0, module.words?.length ?? 0) as string[];
+      const flags = command.opts<Record<string, string | boolean | undefined>>();
+      const configFlag = program.opts<{ config?: string }>().config;
+      onRun({ command: asked.name, module, options: { configFlag, flags, words } });
+    });
+  }
+  return program;
+}
+
+/**
+ * Parses a command line: the command to run, or the exit code when parsing
+ * answered it (help, version: 0) or refused it (64, with the message and a
+ * hint on stderr). Loads only the module of the command asked for.
+ */
+export async function parseCommandLine(argv: readonly string[], io: CliIo): Promise<CommandLine | ParseExit> {
+  if (argv.length === 0) {
+    io.stderr.write(`cachenat: which command? One of: ${Object.keys(COMMANDS).join(', ')}.\n\n`);
+    buildProgram(io, undefined, () => undefined, []).outputHelp({ error: true });
+    return { exit: EXIT.usage };
+  }
+  const name = requestedCommand(argv);
+  const asked = name !== undefined && isCommandName(name) ? { name, module: await COMMANDS[name].load() } : undefined;
+  // `help <unknown>`: the same refusal (and suggestion) as the unknown command itself.
+  const args = argv[0] === 'help' && name !== undefined && asked === undefined ? [name] : [...argv];
+  let line: Omit<CommandLine, 'written'> | undefined;
+  const errors: string[] = [];
+  const program = buildProgram(io, asked, (parsed) => void (line = parsed), errors);
   try {
-    parsed = parse();
+    await program.parseAsync(args, { from: 'user' });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    if (!(err instanceof CommanderError)) throw err;
+    if (err.exitCode === 0) return { exit: EXIT.ok }; // help or version, already written
+    io.stderr.write(await usageMessage(err, errors, asked?.name));
+    return { exit: EXIT.usage };
   }
-  const { values, positionals, tokens } = parsed;
-  const written = tokens.flatMap((token) => (token.kind === 'option' ? [token.rawName] : []));
-  const help = values.help === true || positionals[0] === 'help';
-  const name = positionals[0] === 'help' ? undefined : positionals[0];
-  if (name !== undefined && !Object.hasOwn(COMMANDS, name)) throw new UsageError(`unknown command "${name}"`);
-  const command = name as CommandName | undefined;
-  const actions = command === undefined ? undefined : COMMANDS[command].actions;
-  const action = actions ? positionals[1] : undefined;
-  if (action !== undefined && !actions!.includes(action)) throw new UsageError(`${command} takes ${actions!.join(' or ')}, not "${action}"`);
-  if (positionals.length > (actions ? 2 : 1)) throw new UsageError(`unexpected argument "${positionals[actions ? 2 : 1]}"`);
-  for (const flag of Object.keys(values)) {
-    if (flag in GLOBAL_FLAGS || command === undefined) continue;
-    if (!(COMMANDS[command].flags as readonly string[]).includes(flag)) throw new UsageError(`${command} takes no --${flag}`);
-    const choices = FLAG_SPECS[flag]?.choices;
-    const value = values[flag];
-    if (choices && typeof value === 'string' && !choices.includes(value)) throw new UsageError(`--${flag} must be ${choices.join(', ')}; got "${value}"`);
+  if (line === undefined) throw new Error('the command line named no command to run');
+  return { ...line, written: argv.filter((a) => a.startsWith('-')).map((a) => a.split('=')[0]!) };
+}
+
+/** A usage error as one message: commander's words, prefixed with the program's name, and where to read more. */
+async function usageMessage(err: CommanderError, written: string[], command: CommandName | undefined): Promise<string> {
+  let text = (written.join('') || `${err.message}\n`).replace(/^error: /, 'cachenat: ');
+  // A flag another command takes: say which (`status --probe` → health takes --probe).
+  const flag = err.code === 'commander.unknownOption' ? /unknown option '(--[^'=]+)'/.exec(text)?.[1] : undefined;
+  if (flag !== undefined && command !== undefined) {
+    const takers: string[] = [];
+    for (const [other, entry] of Object.entries(COMMANDS)) {
+      if (other !== command && (await entry.load()).flags.some((f) => f.flags.split(/[ ,]+/).includes(flag))) takers.push(other);
+    }
+    if (takers.length > 0) text = text.replace(/\n?$/, ` (${command} takes no ${flag}; ${takers.join(' and ')} ${takers.length > 1 ? 'take' : 'takes'} it)\n`);
   }
-  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-  const bool = (v: unknown) => (v === true ? true : undefined);
-  return {
-    command,
-    help,
-    written,
-    options: { configFlag: str(values.config), json: bool(values.json), format: str(values.format), probe: bool(values.probe), action, since: str(values.since), until: str(values.until), file: str(values.file) },
-  };
+  return `${text}${command ? `Run "cachenat ${command} --help" for its flags.` : 'Run "cachenat --help" for the commands.'}\n`;
 }
 
 /** Runs one command line; resolves to the exit code and never throws. */
-export async function runCli(argv: string[], io: CliIo): Promise<number> {
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   try {
-    const line = parseCommandLine(argv);
-    if (line.command === undefined || line.help) {
-      io.stdout.write(`${USAGE}\n`);
-      return line.help ? EXIT.ok : EXIT.usage;
-    }
-    return await commands[line.command](line.options, io);
+    const line = await parseCommandLine(argv, io);
+    if ('exit' in line) return line.exit;
+    return await line.module.run(line.options, io);
   } catch (err) {
     return exitCodeFor(err, io);
   }
@@ -136,13 +158,24 @@ function exitCodeFor(err: unknown, io: CliIo): number {
     return EXIT.config;
   }
   if (err instanceof UsageError) {
-    io.stderr.write(`cachenat: ${err.message}\n${USAGE}\n`);
+    io.stderr.write(`cachenat: ${err.message}\nRun "cachenat --help" for the commands.\n`);
     return EXIT.usage;
   }
   if (err instanceof LockHeldError) {
     io.stderr.write(`cachenat: ${err.message}\n`);
     return EXIT.failure;
   }
-  io.stderr.write(`cachenat: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  // Unexpected: one line, and the way to the stack for whoever files the bug.
+  const message = err instanceof Error ? err.message : String(err);
+  if (io.env.CACHENAT_DEBUG === '1' && err instanceof Error && err.stack) {
+    io.stderr.write(`cachenat: ${err.stack}\n`);
+  } else {
+    io.stderr.write(`cachenat: ${oneLine(message)} (unexpected error; run again with CACHENAT_DEBUG=1 for the stack trace)\n`);
+  }
   return EXIT.failure;
 }
+
+const oneLine = (text: string): string => {
+  const flat = text.replace(/\s*\n\s*/g, ' | ').trim();
+  return flat.length > 500 ? `${flat.slice(0, 497)}...` : flat;
+};

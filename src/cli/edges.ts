@@ -19,7 +19,7 @@ import { StateStore } from '../ports/state-store.js';
 import { MetricsRecorder, hostMetricsEdges } from '../metrics/recorder.js';
 import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
-import type { Machine } from './io.js';
+import type { Machine, RuleEdges } from './io.js';
 import { buildHaNode } from '../ha/build-node.js';
 import { auditFactory } from '../audit/build-audit.js';
 
@@ -30,6 +30,7 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
       const sources = new ElastiCacheSources(newClient);
       return (config) => buildEdges(config, logger, sources);
     },
+    ruleEdges: (config, logger) => buildRuleEdges(config, logger),
     ipForward: ipForwardControl,
     detectBackend: () => detectBackend(),
     notifier: (logger) =>
@@ -49,33 +50,33 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
 
 /** `sources` is shared by successive calls (run's reloads); a one-shot command may leave it out. */
 export function buildEdges(config: Config, logger: Logger, sources = new ElastiCacheSources()): ReconcilerEdges {
-  const netfilter = new IptablesNetfilter();
-  const conntrack = new ConntrackTool(runCommand, config.forward.connmark);
   const source = sources.sourceFor({
     region: config.aws.region,
     ...(config.aws.endpoint ? { endpoint: config.aws.endpoint } : {}),
     timeoutMs: config.discovery.apiTimeout,
     filter: { include: config.discovery.include, exclude: config.discovery.exclude },
   });
-  const edges: ReconcilerEdges = {
-    netfilter,
-    conntrack,
+  return {
+    ...buildRuleEdges(config, logger),
+    conntrack: new ConntrackTool(runCommand, config.forward.connmark),
     source,
     resolver: new SystemResolver({ timeoutMs: Math.min(5000, Math.max(500, config.dns.interval)) }),
     store: new StateStore(config.state.dir),
     clock: { now: () => Date.now() },
     logger,
   };
+}
+
+/** The kernel's rules and their saved copy: all `flush` needs (no AWS, no region). */
+export function buildRuleEdges(config: Pick<Config, 'persist'>, logger: Logger): RuleEdges {
+  const netfilter = new IptablesNetfilter();
   const rulesFile = chooseRulesFile(config.persist.rulesFile, existsSync);
   if (rulesFile.path !== null) {
     const { path, mode } = rulesFile;
-    edges.persistRules = async () => {
-      await persistRules(netfilter, path, mode);
-    };
-  } else if (rulesFile.warning) {
-    logger.warn(rulesFile.warning);
+    return { netfilter, persistRules: async () => void (await persistRules(netfilter, path, mode)) };
   }
-  return edges;
+  if (rulesFile.warning) logger.warn(rulesFile.warning);
+  return { netfilter };
 }
 
 export function ipForwardControl(logger: Logger): IpForwardControl {

@@ -2,6 +2,7 @@
 // is one (works for unprivileged users), else the port map on disk.
 
 import type { Config } from '../core/config/schema.js';
+import { inboundInterfaceFor } from './commands/shared.js';
 import { readSnapshotFile } from '../daemon/snapshot-file.js';
 import type { Forward } from '../core/model.js';
 import type { HaStatus } from '../core/daemon/status-snapshot.js';
@@ -42,7 +43,8 @@ export async function readForwards(config: Config, io: Pick<CliIo, 'isAlive' | '
 }
 
 export type PublicAddress =
-  | { address: string; from: 'config' | 'imds' | 'interface'; notes: string[] }
+  | { address: string; from: 'config' | 'imds'; notes: string[] }
+  | { address: string; from: 'interface'; notes: string[]; interface: string }
   /** Nothing usable: what was tried, in order, and why each gave nothing. */
   | { address: undefined; notes: string[] };
 
@@ -51,15 +53,15 @@ export type PublicAddress =
  * IPv4 from IMDSv2, else the inbound interface's own address. Never a guess:
  * when all three give nothing, the caller is told where it looked.
  */
-export async function findPublicAddress(config: Config, io: Pick<CliIo, 'publicAddress'>): Promise<PublicAddress> {
+export async function findPublicAddress(config: Config, io: Pick<CliIo, 'host' | 'env'>): Promise<PublicAddress> {
   if (config.forward.publicAddress) return { address: config.forward.publicAddress, from: 'config', notes: [] };
   const notes = ['forward.publicAddress is not set'];
-  const imds = await io.publicAddress.imds();
-  if ('address' in imds) return { address: imds.address, from: 'imds', notes: [] };
+  const imds = await io.host.imds(config.ha?.imdsEndpoint).publicIpv4();
+  if ('value' in imds) return { address: imds.value, from: 'imds', notes: [] };
   notes.push(`IMDSv2 public-ipv4: ${imds.reason}`);
-  const iface = config.forward.inboundInterface;
-  const address = io.publicAddress.interfaceIpv4(iface);
-  if (address !== undefined) return { address, from: 'interface', notes };
-  notes.push(`forward.inboundInterface ${iface}: no IPv4 address`);
+  const iface = await inboundInterfaceFor(config, io);
+  const address = iface === undefined ? undefined : io.host.interfaces().find((i) => i.name === iface)?.ipv4[0];
+  if (address !== undefined) return { address, from: 'interface', notes, interface: iface! };
+  notes.push(`forward.inboundInterface ${iface ?? config.forward.inboundInterface}: no IPv4 address`);
   return { address: undefined, notes };
 }

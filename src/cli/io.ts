@@ -9,6 +9,10 @@ import type { Notifier } from '../daemon/notify.js';
 import type { HealthDeps } from '../health/command.js';
 import type { Logger } from '../log/logger.js';
 import type { BackendReport } from '../netfilter/backend.js';
+import type { Answer, HostInterface } from '../core/config/host.js';
+import type { Listener } from '../core/host/proc-net.js';
+
+export type RuleEdges = Pick<ReconcilerEdges, 'netfilter' | 'persistRules'>;
 
 export interface TextSink {
   write(text: string): void;
@@ -22,6 +26,8 @@ export interface Machine {
    * destroys the old one when they change.
    */
   edgeFactory(logger: Logger): (config: Config) => ReconcilerEdges;
+  /** The kernel's rules and their saved copy, without AWS (`flush`). */
+  ruleEdges(config: Pick<Config, 'persist'>, logger: Logger): RuleEdges;
   ipForward(logger: Logger): IpForwardControl;
   detectBackend(): Promise<BackendReport>;
   notifier(logger: Logger): Notifier;
@@ -34,25 +40,37 @@ export interface Machine {
   audit?(logger: Logger): DaemonDeps['audit'];
 }
 
-/** Where `endpoints` looks for the address clients dial, after forward.publicAddress. */
-export interface PublicAddressSources {
-  /** The instance's public IPv4 from IMDSv2; undefined and a reason when there is none. */
-  imds(): Promise<{ address: string } | { reason: string }>;
-  /** The first IPv4 address of a local interface. */
-  interfaceIpv4(name: string): string | undefined;
+/** What the host says about itself: its interfaces, routes and listeners, and its instance metadata (IMDSv2). */
+export interface HostProbe {
+  /** This network namespace's interfaces, with their MAC and IPv4 addresses. */
+  interfaces(): HostInterface[];
+  /** The interface of the default IPv4 route. */
+  defaultRoute(): Promise<string | undefined>;
+  /** Listening TCP sockets; undefined when they cannot be read. */
+  listeners(): Promise<Listener[] | undefined>;
+  /** IMDSv2 through the one client, at `endpoint` (ha.imdsEndpoint) or where the SDK's variables say. */
+  imds(endpoint: string | undefined): ImdsReads;
+}
+
+/** The instance metadata cachenat reads outside HA, each a value or why there is none. */
+export interface ImdsReads {
+  region(): Promise<Answer<string>>;
+  primaryMac(): Promise<Answer<string>>;
+  /** The public IPv4; a 404 means the instance has none. */
+  publicIpv4(): Promise<Answer<string>>;
 }
 
 export interface CliIo {
   stdout: TextSink;
   stderr: TextSink;
+  /** The terminal's width, for wrapping help text; 100 when not a terminal. */
+  columns?: number | undefined;
   env: NodeJS.ProcessEnv;
   /** Loaded only by the commands that need it: `health` and `status` run over SSH and must not pay for loading the AWS SDK. */
   machine(): Promise<Machine>;
   /** The daemon logs to stdout (journald); one-shot commands to stderr, so their stdout stays their output. */
   logger(level: string, to: 'stdout' | 'stderr'): Logger;
-  publicAddress: PublicAddressSources;
-  /** IPv4 addresses per local interface (address mode checks its listen addresses against them). */
-  interfaceAddresses(): Record<string, string[]>;
+  host: HostProbe;
   /** Overrides for what `health` reads (status file, /proc, kernel, probes); env and stdout come from here. */
   health: Partial<HealthDeps>;
   /** Whether a process exists (the pid in the daemon's snapshot). */

@@ -8,7 +8,7 @@
 // Each rule is a `…Problem(value)` that says what is wrong, or undefined.
 
 import type { Engine, FlowFilter, TargetKind } from './model.js';
-import { isIpv4, parseCidr, targetAddressProblem } from './ipv4.js';
+import { isIpv4, isPrivateRange, parseCidr, targetAddressProblem } from './ipv4.js';
 import { OWNER_COMMENT } from './netfilter/types.js';
 
 /** Quoted, printable ASCII, at most about 60 characters: safe in any message. */
@@ -225,8 +225,11 @@ export type MapRecord =
     }
   /** Unresolved: an address its open flows go to. */
   | { type: 'stale'; key: string; ip: string }
-  /** A freed listener: a port (port mode), or an address with the port its target used (absent: every port). */
-  | { type: 'quarantined'; key: string; listenAddress?: string; listenPort?: number; releasedAt: number }
+  /**
+   * A freed listener: a port (port mode), or an address with the port its target used (absent: every port).
+   * `fallback`: a fallback's port, with the address it listened on.
+   */
+  | { type: 'quarantined'; key: string; listenAddress?: string; listenPort?: number; releasedAt: number; fallback?: true }
   /** Flows a change took away, written with that change and cleared once they are forgotten. */
   | { type: 'forget'; filter: FlowFilter };
 
@@ -248,7 +251,7 @@ export function mapRecordText(r: MapRecord): string {
     case 'stale':
       return `${OWNER_COMMENT} stale ${r.key} ${r.ip}`;
     case 'quarantined':
-      return `${OWNER_COMMENT} quarantined ${r.key} ${listenerWord(r.listenAddress, r.listenPort)} ${r.releasedAt}`;
+      return `${OWNER_COMMENT} quarantined ${r.key} ${listenerWord(r.listenAddress, r.listenPort)} ${r.releasedAt}${r.fallback ? ' fallback' : ''}`;
     case 'forget':
       return r.filter.kind === 'source'
         ? `${OWNER_COMMENT} forget source ${r.filter.source}`
@@ -316,8 +319,11 @@ function readMapRecord(text: string): MapRecord | undefined {
       return { type, key: a, ip: b };
     case 'quarantined': {
       const listener = parseListenerWord(b, true);
-      if (a === undefined || keyProblem(a) !== undefined || !listener || c === undefined || !TIME_WORD.test(c) || d !== undefined) return undefined;
-      return { type, key: a, ...listener, releasedAt: Number(c) };
+      if (a === undefined || keyProblem(a) !== undefined || !listener || c === undefined || !TIME_WORD.test(c) || e !== undefined) return undefined;
+      // A fallback's port names its address and port.
+      const fallback = d === 'fallback' && listener.listenAddress !== undefined && listener.listenPort !== undefined;
+      if (d !== undefined && !fallback) return undefined;
+      return { type, key: a, ...listener, releasedAt: Number(c), ...(fallback ? { fallback: true as const } : {}) };
     }
     case 'forget': {
       if (a === 'source') {
@@ -345,6 +351,33 @@ export function interfaceAddressProblem(text: string): string | undefined {
 
 /** Why an address cannot be one of forward.listenAddresses, or undefined when it can. */
 export const listenAddressProblem = interfaceAddressProblem;
+
+/** forward.listenAddresses[].public: the Elastic IP clients dial, so a public unicast address. */
+export function elasticIpProblem(text: string): string | undefined {
+  const problem = interfaceAddressProblem(text);
+  if (problem !== undefined) return problem;
+  return isPrivateRange(text)
+    ? `expected the public Elastic IP clients dial, got ${text}, a private address (10/8, 172.16/12, 192.168/16 or 100.64/10); the private one belongs in address`
+    : undefined;
+}
+
+/** forward.snat: "masquerade", or an address of this host for SNAT --to-source. */
+export function snatProblem(text: string): string | undefined {
+  if (text === 'masquerade') return undefined;
+  if (!isIpv4(text)) return `expected "masquerade" or an IPv4 address of this host, got ${show(text)}`;
+  return interfaceAddressProblem(text) === undefined
+    ? undefined
+    : `expected "masquerade" or a unicast IPv4 address of this host, got ${text} (not in 0/8, 127/8, 169.254/16, 224/4 or 240/4: replies could never come back to it)`;
+}
+
+// ── AWS regions ────────────────────────────────────────────────────────────
+
+// us-east-1, eu-central-2, us-gov-west-1, cn-north-1, ap-southeast-7: what the
+// config, IMDS (placement/region) and $AWS_REGION may name.
+const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+
+export const awsRegionProblem = (region: string): string | undefined =>
+  AWS_REGION.test(region) ? undefined : `expected an AWS region like us-east-1 (lower case), got ${show(region)}`;
 
 // ── high availability (the ha section, the DynamoDB items) ────────────────
 
@@ -415,6 +448,9 @@ export function serviceUrlProblem(text: string): string | undefined {
     return `expected an http(s) URL such as http://127.0.0.1:8000, got ${show(text)}`;
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return `expected an http or https URL, got ${show(text)}`;
-  if (url.username !== '' || url.password !== '') return `the URL must not carry credentials, got ${show(text)}`;
+  if (url.username !== '' || url.password !== '') {
+    // Never echoed: the message goes to the terminal and the journal.
+    return `expected a URL without credentials (they come from the instance role or the environment, never the URL), got ${url.protocol}//***@${url.host}${url.pathname === '/' ? '' : '/...'}`;
+  }
   return undefined;
 }

@@ -63,6 +63,23 @@ export function parseCidr(text: string): Cidr | { error: string } {
   return { network, prefix, text: `${formatIpv4(network)}/${prefix}` };
 }
 
+/** Whether `inner` lies wholly inside `outer`. */
+export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
+  if (inner.prefix < outer.prefix) return false;
+  const mask = outer.prefix === 0 ? 0 : (~0 << (32 - outer.prefix)) >>> 0;
+  return ((inner.network & mask) >>> 0) === outer.network;
+}
+
+// RFC 1918 and the shared address space (RFC 6598): reached over a private
+// network (the VPC, a VPN, peering, Direct Connect), never from the internet.
+export const PRIVATE_RANGES: readonly Cidr[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'].map((c) => parseCidr(c) as Cidr);
+
+/** Whether an IPv4 address (or CIDR text) lies wholly in private address space. */
+export function isPrivateRange(text: string): boolean {
+  const cidr = parseCidr(text);
+  return !('error' in cidr) && PRIVATE_RANGES.some((range) => cidrWithin(cidr, range));
+}
+
 export function cidrContains(cidr: Cidr, ip: number): boolean {
   const mask = cidr.prefix === 0 ? 0 : (~0 << (32 - cidr.prefix)) >>> 0;
   return ((ip & mask) >>> 0) === cidr.network;

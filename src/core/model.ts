@@ -69,8 +69,12 @@ export interface Topology {
 export type Resolution =
   /** `ip` is the lowest address; `ips` lists every address (sorted) when the name has several. */
   | { ok: true; ip: string; ips?: string[] }
-  /** ipv6Only: the name has AAAA records but no A record. */
-  | { ok: false; error: string; ipv6Only?: true };
+  /**
+   * ipv6Only: the name has AAAA records but no A record. noAnswer: silence (a
+   * timeout, a resolver that did not answer), not a verdict on the name: the
+   * last answer stands.
+   */
+  | { ok: false; error: string; ipv6Only?: true; noAnswer?: true };
 
 /** `refused`: a plaintext cache that forward.plaintext: refuse keeps closed; its port stays reserved. */
 export type ForwardState = 'active' | 'draining' | 'unresolved' | 'refused';

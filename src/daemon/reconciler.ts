@@ -18,7 +18,7 @@ import type { Config } from '../core/config/schema.js';
 import { formatDuration } from '../core/config/duration.js';
 import type { Resolution, Topology } from '../core/model.js';
 import { DiscoveryError, type CacheSource, type Resolver } from '../core/discovery/types.js';
-import { resolveAll } from '../discovery/resolver.js';
+import { DNS_PASS_BUDGET_MS, resolveWithin } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
 import type { InstalledRules } from '../core/netfilter/diff.js';
 import { recoverState } from '../core/netfilter/recover.js';
@@ -301,15 +301,39 @@ export class Reconciler {
    */
   private async resolve(names: string[], now: number): Promise<Map<string, Resolution>> {
     const youngest = this.config.dns.interval - ANSWER_SLACK_MS;
-    const stale = names.filter((name) => !(now - (this.answers.get(name)?.at ?? -Infinity) < youngest));
-    const fresh = await resolveAll(stale, this.edges.resolver);
+    const age = (name: string) => this.answers.get(name)?.at ?? -Infinity;
+    // Oldest answers first: when the budget runs out, the names left over are the ones asked most recently.
+    const stale = names.filter((name) => !(now - age(name) < youngest)).sort((a, b) => age(a) - age(b));
+    const { answers: fresh, unasked } = await resolveWithin(stale, this.edges.resolver, { budgetMs: DNS_PASS_BUDGET_MS });
+    const due = new Set(stale);
     const answers = new Map<string, { at: number; answer: Resolution }>();
+    let silent = 0;
     for (const name of names) {
+      const previous = this.answers.get(name);
       const answer = fresh.get(name);
-      answers.set(name, answer ? { at: now, answer } : this.answers.get(name)!);
+      const noAnswer = due.has(name) && (answer === undefined || (!answer.ok && answer.noAnswer === true));
+      if (noAnswer) silent++;
+      // Silence is no news: the last answer stands (fail-static), dated as it was, so the name is asked again next pass.
+      if (noAnswer && previous) answers.set(name, previous);
+      else if (answer) answers.set(name, { at: now, answer });
+      else if (previous) answers.set(name, previous);
     }
     this.answers = answers; // names no longer asked for are forgotten
+    this.noteDnsSilence(silent, stale.length, unasked.length);
     return new Map([...answers].map(([name, { answer }]) => [name, answer]));
+  }
+
+  /** A resolver that does not answer is a standing warning (health WARNING) while it lasts, logged once per episode. */
+  private noteDnsSilence(silent: number, asked: number, unasked: number): void {
+    const { logger } = this.edges;
+    if (silent === 0) {
+      if (this.warnings.delete('dns')) logger.info('DNS answers again: every endpoint name due for a lookup was answered');
+      return;
+    }
+    const budget = unasked > 0 ? ` (${unasked} of them not asked before the pass's ${DNS_PASS_BUDGET_MS / 1000} s DNS budget ran out)` : '';
+    const message = `DNS: ${silent} of ${asked} endpoint names due for a lookup got no answer${budget}; their forwards keep their last addresses and the names are asked again next pass. Check the resolver in /etc/resolv.conf (in a VPC, the base address +2)`;
+    if (!this.warnings.has('dns')) logger.warn({ silent, asked, unasked }, message);
+    this.warnings.set('dns', message);
   }
 
   /** One read of both tables a pass; its DNAT counters feed the metrics. */

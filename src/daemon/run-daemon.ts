@@ -25,6 +25,7 @@ import type { MetricsRecorder } from '../metrics/recorder.js';
 import type { HaNode } from '../ha/ha-node.js';
 import type { AuditControl } from '../audit/audit-control.js';
 import { auditedConntrack } from '../audit/audited-conntrack.js';
+import { BUILD_INFO } from '../version.js';
 import { configFingerprint } from '../core/ha/fingerprint.js';
 
 export interface IpForwardControl {
@@ -33,6 +34,7 @@ export interface IpForwardControl {
 }
 
 export interface DaemonDeps {
+  /** The config decided for this host (src/core/config/host.ts): no "auto" left in it. */
   loaded: LoadedConfig;
   reloadConfig(): Promise<LoadedConfig>;
   buildEdges(config: Config): ReconcilerEdges;
@@ -104,7 +106,11 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   }
 
   for (const warning of deps.loaded.warnings) logger.warn(warning);
-  logger.info({ forwardsFrom: config.aws.endpoint ?? `ElastiCache ${config.aws.region}`, interval: config.discovery.interval, dnsInterval: config.dns.interval }, 'cachenat starting');
+  for (const note of deps.loaded.notes ?? []) logger.info(note);
+  logger.info(
+    { version: BUILD_INFO.version, node: BUILD_INFO.node, forwardsFrom: config.aws.endpoint ?? `ElastiCache ${config.aws.region}`, inboundInterface: config.forward.inboundInterface, interval: config.discovery.interval, dnsInterval: config.dns.interval },
+    `cachenat ${BUILD_INFO.version} starting`,
+  );
 
   const settings = (): ScheduleSettings => ({
     discoveryIntervalMs: config.discovery.interval,
@@ -219,6 +225,7 @@ async function reload(deps: DaemonDeps, logger: Logger): Promise<Config | undefi
   try {
     const loaded = await deps.reloadConfig();
     for (const warning of loaded.warnings) logger.warn(warning);
+    for (const note of loaded.notes ?? []) logger.info(note);
     logger.info('configuration reloaded');
     return loaded.config;
   } catch (err) {
@@ -281,6 +288,7 @@ function snapshotOf(
   const degradedReason = syncError ? `ElastiCache API: ${syncError.message}` : kernelError ? `kernel: ${kernelError}` : undefined;
   const snapshot: StatusSnapshot = {
     version: 1,
+    cachenatVersion: BUILD_INFO.version,
     pid: process.pid,
     startedAt: meta.startedAt,
     lastPassAt: new Date(meta.now).toISOString(),
@@ -291,6 +299,7 @@ function snapshotOf(
     syncWarnIntervals: config.health.syncWarnIntervals,
     syncCriticalIntervals: config.health.syncCriticalIntervals,
     degraded: degradedReason !== undefined,
+    inboundInterface: config.forward.inboundInterface,
     forwards,
   };
   if (reconciler.lastSyncAt !== undefined) snapshot.lastSyncAt = new Date(reconciler.lastSyncAt).toISOString();

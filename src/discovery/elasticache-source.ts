@@ -15,6 +15,7 @@ import {
   type ReplicationGroup,
   type ServerlessCache,
 } from '@aws-sdk/client-elasticache';
+import { sdkClientConfig, type AwsCredentials } from '../aws/client-settings.js';
 import type { TargetSource } from '../core/model.js';
 import type { TargetFilter } from '../core/discovery/glob.js';
 import { toTopology, type DescribeResults } from '../core/discovery/topology.js';
@@ -27,8 +28,7 @@ export interface ElastiCacheSourceOptions {
   /** Budget for one whole describe(), every page of both operations included. */
   timeoutMs: number;
   filter: TargetFilter;
-  /** Fixed credentials; by default the SDK's chain (environment, profile, instance role). */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  credentials?: AwsCredentials;
   /** A ready client, used as given (its own timeouts and retries apply per request). */
   client?: ElastiCacheClient;
 }
@@ -36,7 +36,6 @@ export interface ElastiCacheSourceOptions {
 // The daemon backs off between passes itself; inside one pass a single retry
 // is enough to ride over a dropped connection or one throttled page.
 const MAX_ATTEMPTS = 2;
-const MAX_CONNECT_MS = 5000;
 
 const THROTTLING = new Set(['Throttling', 'ThrottlingException', 'ThrottledException', 'RequestLimitExceeded', 'TooManyRequestsException', 'RequestThrottled', 'SlowDown']);
 const EXPIRED = new Set(['ExpiredToken', 'ExpiredTokenException', 'RequestExpired']);
@@ -160,20 +159,7 @@ export class ElastiCacheSource implements CacheSource {
 export type ClientSettings = Pick<ElastiCacheSourceOptions, 'region' | 'endpoint' | 'timeoutMs' | 'credentials'>;
 
 /** An SDK client whose per-request timeouts and retries fit inside one describe()'s budget. */
-export function createElastiCacheClient(settings: ClientSettings): ElastiCacheClient {
-  const attemptMs = Math.max(100, Math.floor(settings.timeoutMs / MAX_ATTEMPTS));
-  return new ElastiCacheClient({
-    region: settings.region,
-    ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
-    ...(settings.credentials === undefined ? {} : { credentials: settings.credentials }),
-    maxAttempts: MAX_ATTEMPTS,
-    requestHandler: {
-      connectionTimeout: Math.min(attemptMs, MAX_CONNECT_MS),
-      requestTimeout: attemptMs,
-      throwOnRequestTimeout: true,
-    },
-  });
-}
+export const createElastiCacheClient = (settings: ClientSettings): ElastiCacheClient => new ElastiCacheClient(sdkClientConfig(settings, MAX_ATTEMPTS));
 
 /**
  * Sources for a daemon that rebuilds its edges on every reload (SIGHUP). They

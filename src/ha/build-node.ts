@@ -10,7 +10,8 @@ import type { Logger } from '../log/logger.js';
 import { DynamoHaStore } from './dynamo-store.js';
 import { createElasticIps } from './elastic-ips.js';
 import { HaNode } from './ha-node.js';
-import { readInstanceIdentity } from './instance-identity.js';
+import { imdsClientFor } from '../aws/imds.js';
+import { readInstanceIdentity } from '../aws/instance-identity.js';
 
 const IMDS_TIMEOUT_MS = 2000;
 
@@ -21,6 +22,7 @@ export function buildHaNode(config: Config, logger: Logger): HaNode | undefined 
   const store = new DynamoHaStore({ region, table: ha.table, group: ha.group, timeoutMs: storeTimeoutMs(ha.lease), ...(ha.endpoint ? { endpoint: ha.endpoint } : {}) });
   const addresses = createElasticIps({ region, timeoutMs: EC2_TIMEOUT_MS, ...(ha.ec2Endpoint ? { endpoint: ha.ec2Endpoint } : {}) });
   const listen = config.forward.listenAddresses;
+  const imds = imdsClientFor(process.env, ha.imdsEndpoint);
   return new HaNode(
     {
       group: ha.group,
@@ -32,7 +34,7 @@ export function buildHaNode(config: Config, logger: Logger): HaNode | undefined 
     {
       store,
       addresses,
-      identity: () => readInstanceIdentity({ timeoutMs: IMDS_TIMEOUT_MS, ...(ha.imdsEndpoint ? { endpoint: ha.imdsEndpoint } : {}) }),
+      identity: () => readInstanceIdentity(imds, IMDS_TIMEOUT_MS),
       // performance.now() is CLOCK_MONOTONIC: it stands still while the host is suspended, which is what the wall clock is compared with.
       monotonic: () => performance.now(),
       wallClock: () => Date.now(),

@@ -11,7 +11,7 @@ import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, Upda
 import type { LeaseItem, LeaseRead, LeaseWrite } from '../core/ha/lease.js';
 import { assembleMap } from '../core/ha/map-chunks.js';
 import type { PortState } from '../core/ports/port-state.js';
-import { singleAttemptClientConfig } from './aws-client.js';
+import { singleAttemptClientConfig, type AwsCredentials } from '../aws/client-settings.js';
 import { ensureHaTable, nameOf } from './table-setup.js';
 import {
   chunkAttributes,
@@ -45,8 +45,7 @@ export interface HaStoreOptions {
   endpoint?: string;
   /** Budget of one request; the daemon's beat is the retry. */
   timeoutMs: number;
-  /** Fixed credentials; by default the SDK's chain (environment, profile, instance role). */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  credentials?: AwsCredentials;
   /** A ready client, used as given. */
   client?: DynamoDBClient;
 }

@@ -8,7 +8,7 @@
 
 import { afterAssociate, afterVerify, keeperFor, nextKeeperStep, retryInMs, type HoldView, type KeeperMemory, type KeeperStep } from '../core/ha/address-schedule.js';
 import type { AddressPair } from '../core/ha/shared-map.js';
-import { EC2_TIMEOUT_MS, MIN_ASSOCIATE_BUDGET_MS } from '../core/ha/timing.js';
+import { CONFIRMED_SHARE, EC2_TIMEOUT_MS, MIN_ASSOCIATE_BUDGET_MS } from '../core/ha/timing.js';
 import type { HaStatus } from '../core/ha/ha-status.js';
 import type { Logger } from '../log/logger.js';
 import { Wakeup, type Sleep } from './wakeup.js';
@@ -52,6 +52,8 @@ export class ElasticIpKeeper {
   #memory: KeeperMemory | undefined;
   #wakeup: Wakeup | undefined;
   #associating: Promise<unknown> | undefined;
+  /** Monotonic: when the last association that failed ended (EC2 may still apply one that got no answer). */
+  #failedAt = -Infinity;
 
   constructor(
     private readonly settings: KeeperSettings,
@@ -86,9 +88,17 @@ export class ElasticIpKeeper {
     }
   }
 
-  /** Resolves once the association in flight (if any) has ended: a handover waits for it before releasing the lease. */
+  /**
+   * Resolves once the association in flight (if any) has ended and, after
+   * one that failed, once EC2 has had as long to apply it anyway as a
+   * takeover gives it (the rest of a lease past the confirmed share): a
+   * handover waits for this before releasing the lease, since the peer
+   * takes a released lease at its next look.
+   */
   async settle(): Promise<void> {
     await this.#associating?.catch(() => undefined);
+    const wait = this.#failedAt + (1 - CONFIRMED_SHARE) * this.settings.leaseMs - this.edges.monotonic();
+    if (wait > 0) await this.edges.sleep(wait, new AbortController().signal);
   }
 
   /** The addresses of the hold this keeper works for (empty on a standby). */
@@ -123,6 +133,8 @@ export class ElasticIpKeeper {
     try {
       await this.edges.addresses.associate({ allocationId, networkInterfaceId: identity.networkInterfaceId, privateIp: address.privateIp }, this.edges.deadline(Math.min(started + EC2_TIMEOUT_MS, hold.until)));
     } catch (err) {
+      // Sent and failed: without an answer (a timeout, a reset) EC2 may still apply it.
+      this.#failedAt = this.edges.monotonic();
       return this.#failed(allocationId, (err as Error).message);
     }
     const now = this.edges.monotonic();

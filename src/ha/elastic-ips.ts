@@ -8,7 +8,7 @@
 import { AssociateAddressCommand, DescribeAddressesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { allocationIdProblem, interfaceAddressProblem, networkInterfaceIdProblem } from '../core/grammar.js';
 import { parseAddresses, type AddressAssociation } from '../core/ha/addresses.js';
-import { singleAttemptClientConfig, type AwsClientOptions } from './aws-client.js';
+import { singleAttemptClientConfig, type AwsClientOptions } from '../aws/client-settings.js';
 
 export type { AddressAssociation } from '../core/ha/addresses.js';
 

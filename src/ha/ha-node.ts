@@ -206,8 +206,11 @@ export class HaNode {
     this.#looked = true;
     this.#memory = noteLeaseRead(this.#memory, sent.monotonic);
     this.#store.note(read.kind === 'unavailable' ? read.error : undefined, sent.monotonic);
-    // With configs that differ, only the instance whose config the shared map was written under takes a free lease (both refusing would leave no leader).
-    const mayTakeFree = this.#heartbeat.differs() === undefined || this.#map?.writer === self;
+    // With configs that differ, one of the two still takes a free lease (both refusing would leave no leader): the one whose
+    // config the shared map was written under, or, when neither wrote it (no map yet, or a writer since replaced), the lower instance id.
+    const differs = this.#heartbeat.differs();
+    const writer = this.#map?.writer;
+    const mayTakeFree = differs === undefined || writer === self || (writer !== differs.peer && self < differs.peer);
     const decision = decideLease(this.#memory, read, this.#clocks(), { self, leaseMs, mayTakeFree }, this.edges.token());
     this.#memory = decision.memory;
     if (decision.memory.seen) {
@@ -394,7 +397,8 @@ export class HaNode {
       group: this.settings.group,
       leaseMs: this.settings.leaseMs,
       mayAllocate: role === 'leader',
-      elasticIps: this.#keeper.status(held?.term, at),
+      // Only a confirmed leader knows where its addresses point: once the hold lapses the standby may have moved them.
+      elasticIps: this.#keeper.status(role === 'leader' ? held?.term : undefined, at),
       waiting: this.#waiting,
       misfits: this.#misfits,
       peers: this.#heartbeat.peers().map((p) => ({ instanceId: p.instanceId, role: p.role, lastSeenAt: at(p.seenAt) })),

@@ -78,7 +78,7 @@ export class PeerHeartbeat {
     const differs = this.differs();
     const text = differs ? `${differs.peer}:${differs.keys.join(',')}` : '';
     if (text !== this.#warnedDiff && differs) {
-      this.edges.logger.warn({ peer: differs.peer, keys: differs.keys }, `ha: this instance's config differs from its peer's (${differs.keys.join(', ')}); it takes no free lease until the two agree`);
+      this.edges.logger.warn({ peer: differs.peer, keys: differs.keys }, `ha: this instance's config differs from its peer's (${differs.keys.join(', ')}); a free lease goes only to the instance the shared map was written under (else the lower instance id) until the two agree`);
     }
     this.#warnedDiff = text;
   }

@@ -4,6 +4,8 @@
 
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { hostInterfaces } from '../host/interfaces.js';
+import { BUILD_INFO } from '../version.js';
 import { configPathFrom, loadConfigFile } from '../config/load.js';
 import { configSchema } from '../core/config/schema.js';
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
@@ -31,6 +33,8 @@ export interface HealthDeps {
   /** True when this process may read the kernel's rules (root). */
   privileged(): boolean;
   netfilter: Pick<Netfilter, 'saveAll'>;
+  /** The names of this host's interfaces (this network namespace's). */
+  interfaces(): string[];
   probe(ip: string, port: number, timeoutMs: number): Promise<{ ok: boolean; ms?: number; error?: string }>;
 }
 
@@ -45,6 +49,7 @@ export const defaultHealthDeps = (): HealthDeps => ({
   isAlive: isProcessAlive,
   privileged: () => process.geteuid?.() === 0,
   netfilter: new IptablesNetfilter(),
+  interfaces: () => hostInterfaces().map((i) => i.name),
   probe: tcpProbe,
 });
 
@@ -65,6 +70,8 @@ export async function runHealth(options: HealthOptions, deps: Partial<HealthDeps
       kernel: await readKernel(d),
       probes: options.probe && snapshot ? await probeAll(snapshot, d) : undefined,
       notes,
+      interfaces: d.interfaces(),
+      version: BUILD_INFO.version,
     });
     d.stdout.write(options.json ? renderHealthJson(report) : renderHealthText(report));
     return report.state;

@@ -4,6 +4,7 @@
 
 import type { Config } from '../core/config/schema.js';
 import { renderExposition, type MetricFamily } from '../core/metrics/exposition.js';
+import { BUILD_INFO } from '../version.js';
 import { forwardConnections, initialMetrics, metricFamilies, observePass, type DaemonMetrics, type ForwardConnections, type PassObservation } from '../core/metrics/daemon-metrics.js';
 import type { Logger } from '../log/logger.js';
 import type { HaStatus } from '../core/daemon/status-snapshot.js';
@@ -64,6 +65,7 @@ export class MetricsRecorder {
           quarantinedPorts: (plan?.state.released.length ?? 0) + (plan?.state.releasedAddresses?.length ?? 0),
           withoutPort: plan?.withoutPort.length ?? 0,
           now: this.edges.now(),
+          build: BUILD_INFO,
           ...(ha ? { ha } : {}),
         }),
         ...(audit ?? []),

@@ -31,7 +31,8 @@ t.test('writes a valid /etc/cachenat/config.yaml, 0644', async (t) => {
   t.equal(entry.owner, 'root:root');
   const { config, warnings } = parseConfig(entry.content ?? '', 'user-data config');
   t.strictSame(warnings, [], 'no risky choices in the example');
-  t.equal(config.forward.inboundInterface, 'ens5', 'the interface name Amazon Linux 2023 uses on Nitro instances');
+  t.equal(config.forward.inboundInterface, 'auto', 'the instance\'s primary interface, whatever the AMI names it (ens5 on Amazon Linux 2023 on Nitro)');
+  t.equal(config.aws.region, 'auto', 'the instance\'s own region');
   t.ok(config.forward.publicAddress, 'names the Elastic IP, so `cachenat endpoints` prints dialable addresses');
 });
 

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { COMMANDS, FLAG_SPECS, GLOBAL_FLAGS } from '../../src/cli/cli.js';
+import { COMMANDS } from '../../src/cli/cli.js';
 import { ruleLines } from '../support/kernel-sim.js';
 import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { apiDown, exercised, exercisedBy, rig, topology } from './harness.js';
@@ -21,29 +21,69 @@ const withoutForwardJump = (kernel: InstalledRules): InstalledRules => ({
   filter: { chains: new Map([...kernel.filter.chains].map(([name, chain]) => [name, name === 'FORWARD' ? { ...chain, rules: [] } : chain])) },
 });
 
-t.test('the command line itself: usage, help, unknown commands and flags', async (t) => {
+t.test('the command line itself: usage, help, version, unknown commands and flags with suggestions', async (t) => {
   const r = await rig(t);
   const none = await r.cli([]);
   t.equal(none.code, 64, 'no command is a usage error');
-  t.match(none.stdout, /^usage: cachenat <command>/);
-  for (const argv of [['help'], ['--help'], ['-h'], ['status', '--help']]) {
+  t.equal(none.stdout, '', 'usage errors go to stderr');
+  t.match(none.stderr, /^cachenat: which command\? One of: run, apply, plan, status, endpoints, health, flush, validate, ha\.\n\nUsage: cachenat <command> \[options\]/);
+
+  for (const argv of [['help'], ['--help'], ['-h']]) {
     const help = await r.cli(argv);
     t.equal(help.code, 0, argv.join(' '));
-    t.match(help.stdout, /endpoints .*\n.*--format table\|json\|natmap\|security-group/);
+    t.equal(help.stderr, '');
+    t.match(help.stdout, /^Usage: cachenat <command> \[options\]\n(.|\n)*\n {2}endpoints +how clients connect/);
   }
-  const unknown = await r.cli(['reboot', '--config', r.configPath]);
+  const version = await r.cli(['--version']);
+  t.equal(version.code, 0);
+  t.match(version.stdout, /^cachenat \d+\.\d+\.\d+ \(node v\d+\.\d+\.\d+, linux-\w+\)\n$/);
+  t.equal((await r.cli(['-V'])).stdout, version.stdout);
+
+  // Each command explains itself, the same way whichever way it is asked.
+  for (const command of Object.keys(COMMANDS)) {
+    const asked = await r.cli([command, '--help']);
+    t.equal(asked.code, 0, `${command} --help`);
+    t.match(asked.stdout, new RegExp(`^Usage: cachenat ${command} \\[options\\]`), `${command} --help names ${command}`);
+    t.match(asked.stdout, /Exit codes/, `${command} --help gives its exit codes`);
+    t.equal((await r.cli(['help', command])).stdout, asked.stdout, `help ${command}`);
+    t.equal((await r.cli([command, '-h'])).stdout, asked.stdout, `${command} -h`);
+  }
+  t.match((await r.cli(['endpoints', '--help'])).stdout, /--format <format>\s+what to print \(default: table\) \(choices: "table",\s+"json",\s+"natmap",\s+"security-group",\s+"hosts",\s+"dnsmasq"\)/);
+
+  const unknown = await r.cli(['stauts', '--config', r.configPath]);
   t.equal(unknown.code, 64);
-  t.match(unknown.stderr, /unknown command "reboot"/);
+  t.equal(unknown.stdout, '');
+  t.equal(unknown.stderr, `cachenat: unknown command 'stauts'\n(Did you mean status?)\nRun "cachenat --help" for the commands.\n`);
+  t.equal((await r.cli(['help', 'stauts'])).stderr, unknown.stderr, 'help <unknown> is refused the same way');
+  t.match((await r.cli(['reboot'])).stderr, /^cachenat: unknown command 'reboot'\nRun "cachenat --help"/, 'no suggestion when nothing is close');
+
+  const misspelt = await r.cli(['validate', '--confg', r.configPath]);
+  t.equal(misspelt.code, 64);
+  t.equal(misspelt.stderr, `cachenat: unknown option '--confg'\n(Did you mean --config?)\nRun "cachenat validate --help" for its flags.\n`);
+  t.match((await r.cli(['health', '--prob'])).stderr, /unknown option '--prob'\n\(Did you mean --probe\?\)/);
   const wrongFlag = await r.cli(['status', '--probe', '--config', r.configPath]);
   t.equal(wrongFlag.code, 64);
-  t.match(wrongFlag.stderr, /status takes no --probe/);
+  t.match(wrongFlag.stderr, /^cachenat: unknown option '--probe' \(status takes no --probe; health takes it\)\n/);
   const undefinedFlag = await r.cli(['status', '--verbose']);
   t.equal(undefinedFlag.code, 64);
-  t.match(undefinedFlag.stderr, /Unknown option '--verbose'/);
+  t.match(undefinedFlag.stderr, /unknown option '--verbose'/);
   const badValue = await r.cli(['endpoints', '--format', 'xml', '--config', '/nonexistent.yaml']);
   t.equal(badValue.code, 64, 'a bad value is refused before the config is read');
-  t.match(badValue.stderr, /--format must be table, json, natmap, security-group, hosts, dnsmasq; got "xml"/);
+  t.match(badValue.stderr, /argument 'xml' is invalid\. Allowed choices are table, json, natmap, security-group, hosts, dnsmasq/);
   t.equal(r.world.machineLoads, 0);
+});
+
+t.test('an unexpected error is one line and says how to get the stack', async (t) => {
+  const r = await rig(t);
+  r.serve({ a: '10.0.1.1' });
+  const broken = new Error('boom: the kernel sim broke\n    with a second line');
+  r.world.kernelReadFails = broken;
+  const plain = await r.cli(['plan', '--config', r.configPath]);
+  t.equal(plain.code, 1);
+  t.equal(plain.stderr, 'cachenat: boom: the kernel sim broke | with a second line (unexpected error; run again with CACHENAT_DEBUG=1 for the stack trace)\n');
+  const debug = await r.cli(['plan', '--config', r.configPath], { CACHENAT_DEBUG: '1' });
+  t.equal(debug.code, 1);
+  t.match(debug.stderr, /^cachenat: Error: boom: the kernel sim broke\n {4}with a second line\n {4}at /);
 });
 
 t.test('validate: --config, -c, $CACHENAT_CONFIG; 78 on a bad config', async (t) => {
@@ -55,19 +95,26 @@ t.test('validate: --config, -c, $CACHENAT_CONFIG; 78 on a bad config', async (t)
   const fromEnv = await r.cli(['validate'], { CACHENAT_CONFIG: r.configPath });
   t.equal(fromEnv.code, 0);
   t.match(fromEnv.stdout, r.configPath);
+  t.same(JSON.parse((await r.cli(['validate', '--json', '-c', r.configPath])).stdout), { path: r.configPath, valid: true, issues: [], warnings: [] });
   await r.writeConfig('x: 1\n');
   const bad = await r.cli(['validate', '--config', r.configPath]);
   t.equal(bad.code, 78);
-  t.match(bad.stderr, /unknown key "x"/);
+  t.match(bad.stderr, /\n {2}- x: unknown key; expected one of aws, discovery, dns, forward, ports, ipForward, state, persist, health, metrics, log, ha\n/);
+  const badJson = await r.cli(['validate', '--json', '--config', r.configPath]);
+  t.equal(badJson.code, 78);
+  t.match(JSON.parse(badJson.stdout), { path: r.configPath, valid: false, issues: [{ path: 'x', message: /^unknown key; expected one of aws, / }] });
 });
 
 t.test('a bad config exits 78 before any command touches anything', async (t) => {
   const r = await rig(t);
   await writeFile(r.configPath, BAD_CONFIG);
-  for (const command of Object.keys(COMMANDS).filter((c) => c !== 'health')) {
-    const result = await r.cli([command, '--config', r.configPath]);
-    t.equal(result.code, 78, command);
-    t.match(result.stderr, /aws\.region/, `${command} names the key`);
+  const lines = Object.keys(COMMANDS)
+    .filter((c) => c !== 'health')
+    .flatMap((c) => (c === 'ha' ? [['ha', 'init'], ['ha', 'handover']] : [[c]]));
+  for (const line of lines) {
+    const result = await r.cli([...line, '--config', r.configPath]);
+    t.equal(result.code, 78, line.join(' '));
+    t.match(result.stderr, /aws\.region/, `${line.join(' ')} names the key`);
   }
   t.equal(r.world.machineLoads, 0, 'neither the kernel nor AWS was reached');
   t.notOk(existsSync(r.stateDir), 'no state dir created');
@@ -83,6 +130,10 @@ t.test('apply: one pass writes the rules; API or kernel failure exits 1', async 
   t.same(await r.ports(), { 'node/a/0001': 6379, 'node/b/0001': 6380 });
   t.ok(owned(ruleLines(r.world.kernel)).some((l) => l.includes('--to-destination 10.0.1.2:6379')));
   t.equal(r.world.ipForwardChecks, 1);
+
+  const again = await r.cli(['apply', '--json', '--config', r.configPath]);
+  t.equal(again.code, 0);
+  t.same(JSON.parse(again.stdout), { applied: false, chainsWritten: [], forwards: 2, active: 2, durationMs: JSON.parse(again.stdout).durationMs });
 
   r.world.api = apiDown();
   const failed = await r.cli(['apply', '--config', r.configPath]);
@@ -106,6 +157,14 @@ t.test('plan: 0 nothing to do, 2 changes pending (kernel or state only), 1 could
   t.match(fresh.stdout, /kernel update \(iptables-restore --noflush input\):\n\*nat/);
   t.same(owned(ruleLines(r.world.kernel)), [], 'plan wrote nothing to the kernel');
   t.same(await r.ports(), {}, 'nor the port map');
+  const freshJson = await r.cli(['plan', '--json', '--config', r.configPath]);
+  t.equal(freshJson.code, 2);
+  t.match(JSON.parse(freshJson.stdout), {
+    outcome: 'changes-pending',
+    changes: [{ type: 'added', message: 'new target node/a/0001 on port 6379', key: 'node/a/0001', listenPort: 6379 }],
+    restore: /^\*nat/,
+    forwards: 1,
+  });
 
   t.equal((await r.cli(['apply', '--config', r.configPath])).code, 0);
   const idle = await r.cli(['plan', '--config', r.configPath]);
@@ -128,6 +187,7 @@ t.test('plan: 0 nothing to do, 2 changes pending (kernel or state only), 1 could
   const downIdle = await r.cli(['plan', '--config', r.configPath]);
   t.equal(downIdle.code, 1, 'API down, nothing else pending');
   t.match(downIdle.stderr, /could not plan: ElastiCache API: .*InternalFailure/);
+  t.match(JSON.parse((await r.cli(['plan', '--json', '--config', r.configPath])).stdout), { outcome: 'could-not-plan', changes: [], restore: null, apiError: /InternalFailure/ });
   t.notMatch(downIdle.stdout, /nothing to do/, 'no claim that nothing would change');
 
   r.world.kernel = withoutForwardJump(r.world.kernel);
@@ -196,12 +256,13 @@ t.test('endpoints: every format, and where the address comes from', async (t) =>
   t.match(fromInterface.stderr, /note: showing eth0's own address 10\.0\.0\.5 .*clients outside the VPC need forward\.publicAddress/);
 
   r.world.interfaces = {};
+  r.world.defaultRoute = undefined;
   const nowhere = await r.cli(['endpoints', '--format', 'natmap', '--config', r.configPath]);
   t.equal(nowhere.code, 1, 'no usable address is a failure, not 127.0.0.1');
   t.equal(nowhere.stdout, '');
   t.match(
     nowhere.stderr,
-    /no address for clients to dial: forward\.publicAddress is not set; IMDSv2 public-ipv4: public-ipv4 answered HTTP 404; forward\.inboundInterface eth0: no IPv4 address\. Set forward\.publicAddress in .*config\.yaml/,
+    /no address for clients to dial: forward\.publicAddress is not set; IMDSv2 public-ipv4: public-ipv4 answered HTTP 404; forward\.inboundInterface auto: no IPv4 address\. Set forward\.publicAddress in .*config\.yaml/,
   );
   t.notMatch(nowhere.stderr + nowhere.stdout, /127\.0\.0\.1/);
 });
@@ -358,17 +419,19 @@ t.test('audit: a window of audit.file and its rotated copies, or --file; text an
   t.equal((await r.cli(['audit', '--since', '1h', '--until', '2h', '--config', r.configPath])).code, 64, 'since after until');
 });
 
-t.test('every command, flag and flag value is exercised by the tests above', async (t) => {
-  const required = ['(none)', 'help'];
-  for (const [name, spec] of Object.entries(GLOBAL_FLAGS)) required.push(`any --${name}`, `any -${spec.short}`);
-  for (const [command, { flags }] of Object.entries(COMMANDS)) {
+t.test('every command, flag, flag value and word is exercised by the tests above', async (t) => {
+  const required = ['(none)', 'help', '--help', 'any --config', 'any -c'];
+  for (const [command, entry] of Object.entries(COMMANDS)) {
+    const module = await entry.load();
     required.push(command, `${command} --config`);
-    for (const flag of flags) {
-      required.push(`${command} --${flag}`);
-      for (const value of FLAG_SPECS[flag]?.choices ?? []) required.push(`${command} --${flag}=${value}`);
+    for (const flag of module.flags) {
+      const long = /--([a-z-]+)/.exec(flag.flags)![1]!;
+      required.push(`${command} --${long}`);
+      for (const value of flag.choices ?? []) required.push(`${command} --${long}=${value}`);
     }
+    for (const word of module.words ?? []) for (const value of word.choices) required.push(`${command} ${value}`);
   }
-  const seen = new Set(exercised.flatMap(exercisedBy));
+  const seen = new Set((await Promise.all(exercised.map(exercisedBy))).flat());
   t.same(required.filter((item) => !seen.has(item)), [], 'not exercised in-process');
   t.ok(required.length >= 30, `the CLI's definition lists ${required.length} items`);
 });

@@ -6,7 +6,6 @@ import t from 'tap';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
-import { parseCommandLine } from '../../src/cli/cli.js';
 import type { HaStatus, StatusSnapshot } from '../../src/core/daemon/status-snapshot.js';
 import { rig } from './harness.js';
 import { startDynalite } from '../support/dynalite.js';
@@ -21,18 +20,24 @@ const dynamo = await startDynalite(t);
 const haSection = (table = 'pairs') => `ha: { table: ${table}, group: prod-nat, lease: 3s, elasticIp: eipalloc-0123456789abcdef0, endpoint: "${dynamo.endpoint}" }\n`;
 
 t.test('the command line: ha takes init or handover, nothing else', async (t) => {
-  t.equal(parseCommandLine(['ha', 'init']).options.action, 'init');
-  t.equal(parseCommandLine(['ha', 'handover']).options.action, 'handover');
-  t.throws(() => parseCommandLine(['ha', 'takeover']), /ha takes init or handover, not "takeover"/);
-  t.throws(() => parseCommandLine(['ha', 'init', 'now']), /unexpected argument "now"/);
-  t.throws(() => parseCommandLine(['status', 'init']), /unexpected argument "init"/, 'other commands take no action');
+  const r = await rig(t, haSection());
+  const takeover = await r.cli(['ha', 'takeover', '--config', r.configPath]);
+  t.equal(takeover.code, 64);
+  t.match(takeover.stderr, /^cachenat: command-argument value 'takeover' is invalid for argument 'action'\. Allowed choices are init, handover\.\nRun "cachenat ha --help"/);
+  const extra = await r.cli(['ha', 'init', 'now', '--config', r.configPath]);
+  t.equal(extra.code, 64);
+  t.match(extra.stderr, /too many arguments for 'ha'\. Expected 1 argument but got 2: init, now/);
+  const other = await r.cli(['status', 'init', '--config', r.configPath]);
+  t.equal(other.code, 64, 'other commands take no word');
+  t.match(other.stderr, /too many arguments for 'status'/);
+  t.equal(r.world.machineLoads, 0);
 });
 
 t.test('ha without an action, or without an ha section, says what is missing', async (t) => {
   const r = await rig(t, haSection());
   const bare = await r.cli(['ha', '--config', r.configPath]);
   t.equal(bare.code, 64);
-  t.match(bare.stderr, /ha takes an action: init or handover/);
+  t.match(bare.stderr, /missing required argument 'action'/);
   await r.writeConfig('');
   const none = await r.cli(['ha', 'init', '--config', r.configPath]);
   t.equal(none.code, 78);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { runCli, parseCommandLine } from '../../src/cli/cli.js';
 import type { CliIo, Machine } from '../../src/cli/io.js';
+import type { ReconcilerEdges } from '../../src/daemon/reconciler.js';
 import type { Config } from '../../src/core/config/schema.js';
 import { DiscoveryError } from '../../src/core/discovery/types.js';
 import type { DiscoveredTarget, Topology } from '../../src/core/model.js';
@@ -20,6 +21,8 @@ import { createLogger } from '../../src/log/logger.js';
 import { StateStore } from '../../src/ports/state-store.js';
 import { silentNotifier } from '../../src/daemon/notify.js';
 import { applyRestore, emptyKernel } from '../support/kernel-sim.js';
+import type { Answer } from '../../src/core/config/host.js';
+import type { Listener } from '../../src/core/host/proc-net.js';
 
 export const node = (cluster: string): DiscoveredTarget => ({
   key: `node/${cluster}/0001`,
@@ -53,11 +56,24 @@ export interface World {
   /** Names that resolve, and to what. */
   dns: Map<string, string>;
   restoreFails: Error | undefined;
-  /** forward.publicAddress unset: what IMDS and the interface give. */
+  /** Reading the rules throws this (an error no command expects). */
+  kernelReadFails?: Error;
+  /** forward.publicAddress unset: what IMDS gives (then the interface's own address). */
   imds: { address: string } | { reason: string };
+  /** IMDS's region (aws.region: auto) and primary MAC (forward.inboundInterface: auto). */
+  imdsRegion: Answer<string>;
+  imdsMac: Answer<string>;
+  /** The endpoint each IMDS read went to (undefined: the default one). */
+  imdsAsked: { what: string; endpoint: string | undefined }[];
+  /** The host's interfaces and their primary address (eth0 10.0.0.5 by default). */
   interfaces: Record<string, string>;
   /** Secondary addresses per interface (address mode), on top of `interfaces`. */
   secondaryAddresses: Record<string, string[]>;
+  /** MAC per interface. */
+  macs: Record<string, string>;
+  defaultRoute: string | undefined;
+  /** Listening TCP sockets on the host. */
+  listeners: Listener[];
   /** How many times the machine (the AWS SDK, in real life) was loaded. */
   machineLoads: number;
   /** Every config edges were built for, in order. */
@@ -118,8 +134,14 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
     dns: new Map(),
     restoreFails: undefined,
     imds: { reason: 'public-ipv4 answered HTTP 404' },
-    interfaces: {},
+    imdsRegion: { reason: 'not asked: AWS_EC2_METADATA_DISABLED=true' },
+    imdsMac: { reason: 'not asked: AWS_EC2_METADATA_DISABLED=true' },
+    imdsAsked: [],
+    interfaces: { eth0: '10.0.0.5' },
     secondaryAddresses: {},
+    macs: { eth0: '0e:00:00:00:00:01' },
+    defaultRoute: 'eth0',
+    listeners: [],
     machineLoads: 0,
     edgesBuiltFor: [],
     ipForwardChecks: 0,
@@ -129,18 +151,23 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
     health: {},
   };
 
+  const netfilter: ReconcilerEdges['netfilter'] = {
+    save: async (table) => saveText(world.kernel, [table]),
+    saveAll: async () => {
+      if (world.kernelReadFails) throw world.kernelReadFails;
+      return saveText(world.kernel, ['nat', 'filter']);
+    },
+    restore: async (text) => {
+      if (world.restoreFails) throw world.restoreFails;
+      world.kernel = applyRestore(world.kernel, text);
+    },
+  };
   const machine: Machine = {
+    ruleEdges: () => ({ netfilter }),
     edgeFactory: (logger) => (config) => {
       world.edgesBuiltFor.push(config);
       return {
-        netfilter: {
-          save: async (table) => saveText(world.kernel, [table]),
-          saveAll: async () => saveText(world.kernel, ['nat', 'filter']),
-          restore: async (text) => {
-            if (world.restoreFails) throw world.restoreFails;
-            world.kernel = applyRestore(world.kernel, text);
-          },
-        },
+        netfilter,
         conntrack: { available: true, forgetFlows: async () => 0 },
         source: {
           describe: async () => {
@@ -195,17 +222,28 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
         return machine;
       },
       logger: (level, to) => createLogger({ level, destination: to === 'stdout' ? out : err }),
-      publicAddress: {
-        imds: async () => world.imds,
-        interfaceIpv4: (name) => world.interfaces[name],
+      host: {
+        interfaces: () =>
+          [...new Set([...Object.keys(world.interfaces), ...Object.keys(world.secondaryAddresses)])].map((name) => ({
+            name,
+            ...(world.macs[name] ? { mac: world.macs[name] } : {}),
+            ipv4: [...(world.interfaces[name] ? [world.interfaces[name]] : []), ...(world.secondaryAddresses[name] ?? [])],
+          })),
+        defaultRoute: async () => world.defaultRoute,
+        listeners: async () => world.listeners,
+        imds: (endpoint) => {
+          const asked = <T>(what: string, answer: T): Promise<T> => {
+            world.imdsAsked.push({ what, endpoint });
+            return Promise.resolve(answer);
+          };
+          return {
+            region: () => asked('region', world.imdsRegion),
+            primaryMac: () => asked('mac', world.imdsMac),
+            publicIpv4: () => asked('public-ipv4', 'address' in world.imds ? { value: world.imds.address } : world.imds),
+          };
+        },
       },
-      interfaceAddresses: () => {
-        const all: Record<string, string[]> = {};
-        for (const [name, address] of Object.entries(world.interfaces)) all[name] = [address];
-        for (const [name, list] of Object.entries(world.secondaryAddresses)) all[name] = [...(all[name] ?? []), ...list];
-        return all;
-      },
-      health: { privileged: () => false, readText: healthReadText, probe: async () => ({ ok: true, ms: 1 }), ...world.health },
+      health: { privileged: () => false, readText: healthReadText, probe: async () => ({ ok: true, ms: 1 }), interfaces: () => Object.keys(world.interfaces), ...world.health },
       isAlive: (pid) => pid === process.pid,
       signal: (pid, signal) => world.sent.push({ pid, signal }),
       now: () => Date.now(),
@@ -239,17 +277,36 @@ async function healthReadText(path: string): Promise<string> {
   return (await import('node:fs/promises')).readFile(path, 'utf8');
 }
 
-/** What one command line exercises: the command, each flag as written, each value of a flag with choices. */
-export function exercisedBy(argv: string[]): string[] {
-  let line;
-  try {
-    line = parseCommandLine(argv);
-  } catch {
-    return [];
-  }
-  const command = line.command ?? (argv.includes('help') ? 'help' : '(none)');
-  // Global flags count on any command; the others only on the command that takes them.
+/** A CliIo that discards everything: for parsing a command line without running it. */
+const silentIo = (): CliIo => {
+  const sink = { write: () => undefined };
+  return {
+    stdout: sink,
+    stderr: sink,
+    env: {},
+    machine: () => Promise.reject(new Error('not for running')),
+    logger: (level) => createLogger({ level, destination: sink }),
+    host: {
+      interfaces: () => [],
+      defaultRoute: async () => undefined,
+      listeners: async () => [],
+      imds: () => ({ region: async () => ({ reason: 'none' }), primaryMac: async () => ({ reason: 'none' }), publicIpv4: async () => ({ reason: 'none' }) }),
+    },
+    health: {},
+    isAlive: () => false,
+    signal: () => undefined,
+    now: () => 0,
+  };
+};
+
+/** What one command line exercises: the command, each flag as written, each value of a flag with choices, each word. */
+export async function exercisedBy(argv: string[]): Promise<string[]> {
+  const line = await parseCommandLine(argv, silentIo());
+  if ('exit' in line) return argv.length === 0 ? ['(none)'] : argv[0] === 'help' ? ['help'] : argv.includes('--help') || argv.includes('-h') ? ['--help'] : [];
+  const command = line.command;
+  // The global flag counts on any command; the others only on the command that takes them.
   const items = [command, ...line.written.flatMap((flag) => [`${command} ${flag}`, `any ${flag}`])];
-  if (line.options.format !== undefined) items.push(`${command} --format=${line.options.format}`);
+  for (const [flag, value] of Object.entries(line.options.flags)) if (typeof value === 'string') items.push(`${command} --${flag}=${value}`);
+  for (const word of line.options.words) items.push(`${command} ${word}`);
   return items;
 }

@@ -1,8 +1,10 @@
 import t from 'tap';
-import { resolveAll, SystemResolver, type LookupIpv4 } from '../../src/discovery/resolver.js';
+import { LookupSlots, resolveAll, resolveWithin, SystemResolver, type LookupIpv4 } from '../../src/discovery/resolver.js';
 import type { Resolver } from '../../src/core/discovery/types.js';
 
-const resolver = (lookup?: LookupIpv4, timeoutMs = 1000) => new SystemResolver({ timeoutMs, ...(lookup ? { lookup } : {}) });
+// Each resolver its own slots: a fake lookup that hangs forever would otherwise hold the process's.
+// No AAAA records unless a test says otherwise: a failed IPv4 lookup must not ask the real resolver for IPv6.
+const resolver = (lookup?: LookupIpv4, timeoutMs = 1000) => new SystemResolver({ timeoutMs, slots: new LookupSlots(2), lookupIpv6: async () => [], ...(lookup ? { lookup } : {}) });
 const refuse: LookupIpv4 = async (name) => {
   throw new Error(`no lookup expected for ${name}`);
 };
@@ -37,7 +39,11 @@ t.test('a name that does not resolve is ok:false, not a throw', async (t) => {
   const failing = resolver(async () => {
     throw Object.assign(new Error('getaddrinfo EAI_AGAIN x.example.com'), { code: 'EAI_AGAIN' });
   });
-  t.same(await failing.resolve('x.example.com'), { ok: false, error: 'cannot resolve x.example.com: EAI_AGAIN' });
+  t.same(await failing.resolve('x.example.com'), { ok: false, error: 'cannot resolve x.example.com: EAI_AGAIN', noAnswer: true }, 'EAI_AGAIN: the resolver did not answer');
+  const gone = resolver(async () => {
+    throw Object.assign(new Error('getaddrinfo ENOTFOUND x.example.com'), { code: 'ENOTFOUND' });
+  });
+  t.same(await gone.resolve('x.example.com'), { ok: false, error: 'cannot resolve x.example.com: ENOTFOUND' }, 'NXDOMAIN is a verdict, not silence');
 });
 
 t.test('a name with AAAA records and no A record is reported as IPv6-only, not as a resolver problem', async (t) => {
@@ -58,7 +64,7 @@ t.test('a name with AAAA records and no A record is reported as IPv6-only, not a
     },
     lookupIpv6: async (name) => (asked.push(name), ['2600:1f18::5']),
   });
-  t.same(await flaky.resolve('x.cache.example'), { ok: false, error: 'cannot resolve x.cache.example: EAI_AGAIN' }, 'a resolver failure is not taken for IPv6-only');
+  t.same(await flaky.resolve('x.cache.example'), { ok: false, error: 'cannot resolve x.cache.example: EAI_AGAIN', noAnswer: true }, 'a resolver failure is not taken for IPv6-only (it is silence)');
   t.same(asked, [], 'and AAAA is not asked then');
 });
 
@@ -72,7 +78,7 @@ t.test('a lookup that hangs counts as failed after the timeout', async (t) => {
   const started = performance.now();
   const r = await resolver(() => new Promise<string>(() => undefined), 150).resolve('slow.example.com');
   const took = performance.now() - started;
-  t.same(r, { ok: false, error: 'no answer for slow.example.com within 150 ms' });
+  t.same(r, { ok: false, error: 'no answer for slow.example.com within 150 ms', noAnswer: true });
   t.ok(took >= 140 && took < 2000, `took ${Math.round(took)} ms`);
 });
 
@@ -106,4 +112,43 @@ t.test('resolveAll: a resolver that throws is recorded as a failure', async (t) 
     },
   };
   t.same(await resolveAll(['a.example.com'], broken), new Map([['a.example.com', { ok: false, error: 'cannot resolve a.example.com: Error: boom' }]]));
+});
+
+t.test('lookups in flight are capped, and a lookup nobody waits for keeps its slot until it really ends', async (t) => {
+  const slots = new LookupSlots(2);
+  const pending: (() => void)[] = [];
+  let started = 0;
+  const lookup: LookupIpv4 = (name) =>
+    new Promise((resolve) => {
+      started++;
+      pending.push(() => resolve(`10.0.0.${name.length}`));
+    });
+  const r = new SystemResolver({ timeoutMs: 100, lookup, slots });
+  t.match(await r.resolve('a.example.com'), { ok: false, noAnswer: true, error: 'no answer for a.example.com within 100 ms' });
+  t.match(await r.resolve('bb.example.com'), { noAnswer: true });
+  t.equal(slots.inFlight, 2, 'both abandoned lookups still hold their slot (getaddrinfo cannot be cancelled)');
+  t.same(await r.resolve('ccc.example.com'), { ok: false, error: 'no answer for ccc.example.com within 100 ms (2 earlier lookups still hold the resolver)', noAnswer: true });
+  t.equal(started, 2, 'the third lookup never started');
+  pending.shift()!();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(slots.inFlight, 1, 'the slot is free once getaddrinfo returns');
+  const fourth = r.resolve('dddd.example.com');
+  await new Promise((resolve) => setImmediate(resolve));
+  pending.pop()!();
+  t.same(await fourth, { ok: true, ip: '10.0.0.16' });
+});
+
+t.test('resolveWithin: a silent resolver costs the budget, not one timeout per name; the rest are left unasked', async (t) => {
+  const slots = new LookupSlots(2);
+  const never: LookupIpv4 = () => new Promise<string>(() => undefined);
+  const r = new SystemResolver({ timeoutMs: 5000, lookup: never, slots });
+  const names = Array.from({ length: 500 }, (_, i) => `n${i}.cache.example`);
+  const started = performance.now();
+  const { answers, unasked } = await resolveWithin(names, r, { budgetMs: 300 });
+  const took = performance.now() - started;
+  t.ok(took < 1500, `500 silent names took ${Math.round(took)} ms with a 300 ms budget (load makes it longer, never 500 × 5 s)`);
+  t.equal(answers.size + unasked.length, 500, 'every name is answered or left unasked');
+  t.ok(unasked.length >= 490, `${unasked.length} names left for the next pass`);
+  t.ok([...answers.values()].every((a) => !a.ok && a.noAnswer === true), 'what was asked is silence, not a verdict');
+  t.equal(slots.inFlight, 2, 'never more than two lookups in flight');
 });

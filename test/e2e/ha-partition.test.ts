@@ -63,6 +63,7 @@ t.test('the leader cut off from DynamoDB alone (EC2 still answers): one move, no
   const cut = await statusOf(rig, 'nat');
   t.equal(cut.ha?.role, 'leader-unconfirmed', 'the cut-off instance no longer says leader');
   t.equal(cut.ha?.mayAllocate, false);
+  t.same(cut.ha?.elasticIps.filter((e) => e.state === 'held'), [], 'nor does it report the Elastic IP held (nat2 has it)');
   const cutHealth = await health('nat');
   t.comment(`nat's health: ${cutHealth?.state} ${cutHealth?.message}`);
   t.equal(cutHealth?.state, 'CRITICAL', 'and its health is not OK');

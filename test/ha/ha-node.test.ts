@@ -9,6 +9,7 @@ import t from 'tap';
 import { haCheck } from '../../src/core/health/evaluate.js';
 import { STATE_NAMES } from '../../src/core/health/evaluate.js';
 import { retryDelay } from '../../src/core/daemon/backoff.js';
+import { initialMetrics, metricFamilies } from '../../src/core/metrics/daemon-metrics.js';
 import { ASSOCIATE_RETRY, firstVerifyMs, watchEveryMs } from '../../src/core/ha/timing.js';
 import type { CallFaults, Scenario } from './sim/scenario.js';
 import { ALLOCATION_ID, World, type Host } from './sim/world.js';
@@ -91,6 +92,27 @@ t.test('the leader loses DynamoDB while EC2 answers: the address moves exactly o
   t.equal(b.node!.role(), 'leader');
   t.same(moves.filter((m) => m.moved).map((m) => m.to), [A, B], 'and the address did not move');
   t.equal(STATE_NAMES[health(a).state], 'OK', health(a).message);
+});
+
+t.test('the cut-off leader does not report the Elastic IP held once the standby took it (status, cachenat_ha_elastic_ip_held)', async (t) => {
+  const world = pair({ partitions: [{ host: 0, service: 'dynamodb', direction: 'both', from: 5000, to: 45_000 }] });
+  // This case checks what each one says itself (the world checks the same after every event).
+  world.ignored.add('an Elastic IP reported held points at its reporter');
+  const held = (h: Host): string[] => h.node!.status().elasticIps.filter((e) => e.state === 'held').map((e) => e.allocationId);
+  const metric = (h: Host): number[] =>
+    metricFamilies(initialMetrics(0), { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: h.wall(), ha: h.node!.status() })
+      .find((f) => f.name === 'cachenat_ha_elastic_ip_held')!
+      .samples.map((s) => ('value' in s ? s.value : Number.NaN));
+  await world.runUntil(5000);
+  const [a, b] = world.hosts as [Host, Host];
+  t.same(held(a), [ALLOCATION_ID], 'before the cut: the leader holds it');
+  await world.runUntil(5000 + 3 * LEASE);
+  t.equal(world.ec2.locations.get(ALLOCATION_ID)?.instanceId, B, 'the standby took the address');
+  t.equal(a.node!.role(), 'leader-unconfirmed');
+  t.same(held(b), [ALLOCATION_ID], 'the new leader says it holds it');
+  t.same(held(a), [], 'the cut-off one does not say it holds it too');
+  t.notOk(metric(a).includes(1), `cachenat_ha_elastic_ip_held is not 1 on the cut-off one (${JSON.stringify(metric(a))})`);
+  t.same(metric(b), [1]);
 });
 
 t.test('a leader paused past its lease: the standby takes over; woken, the old one neither associates nor writes the map', async (t) => {
@@ -220,7 +242,7 @@ t.test('configs that differ: only the instance the map was written under takes a
   const [a, b] = world.hosts as [Host, Host];
   t.same([a.node!.role(), b.node!.role()], ['leader', 'standby']);
   t.match(b.node!.status().configDiffers, { peer: A, keys: ['ports.reuseAfter'] });
-  t.match(health(b).message, /config differs from its running peer i-0111+'s in ports\.reuseAfter: it takes no free lease/);
+  t.match(health(b).message, /config differs from its running peer i-0111+'s in ports\.reuseAfter: until they agree a free lease goes only to the instance the shared map was written under/);
   t.equal(STATE_NAMES[health(a).state], 'WARNING', 'the leader says so too');
   await world.runUntil(8000 + LEASE / 2);
   t.equal(b.node!.role(), 'standby', 'a handed-over (free) lease is not taken by the instance whose config differs');
@@ -228,6 +250,23 @@ t.test('configs that differ: only the instance the map was written under takes a
   t.equal(a.node!.role(), 'leader', 'nobody took it: the releaser, whose config the map was written under, takes it back after its courtesy wait');
   await world.runUntil(20_000 + 2 * LEASE);
   t.equal(b.node!.role(), 'leader', 'a leader that stops renewing (paused) is replaced whatever its config');
+});
+
+t.test('configs that differ and a map written by neither (a handover before the first map write): one of them still leads', async (t) => {
+  const world = pair({
+    hosts: [host({ node: { fingerprint: { 'ports.reuseAfter': '0000000000000001' } } }), host({ startAt: 500, node: { fingerprint: { 'ports.reuseAfter': '0000000000000009' } } })],
+    // Before the leader's second pass (its first ran before it held the lease): no map is written yet.
+    handovers: [3000],
+  });
+  await world.runUntil(2900);
+  const [a, b] = world.hosts as [Host, Host];
+  t.same([a.node!.role(), b.node!.role()], ['leader', 'standby']);
+  t.equal(world.map, undefined, 'no map written yet');
+  t.match(b.node!.status().configDiffers, { peer: A }, 'each knows the other\'s config differs');
+  await world.runUntil(3000 + 3 * LEASE);
+  const leaders = world.hosts.filter((h) => h.node!.role() === 'leader').map((h) => h.identity.instanceId);
+  t.equal(leaders.length, 1, `one leader three leases after the handover (${leaders.join(', ') || 'none'}; lease ${JSON.stringify(world.lease())})`);
+  t.equal(world.map?.state.entries.length, 3, 'and it mapped the targets');
 });
 
 t.test('a new leader checks where its Elastic IP points about one lease after taking over', async (t) => {

@@ -93,7 +93,7 @@ t.test('access control', { skip }, async (t) => {
     const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
     t.equal(mode(join(rig.dir, 'state')), '755', 'state dir 0755');
     t.equal(mode(join(rig.dir, 'state', 'ports.json')), '644', 'port map 0644');
-    t.equal(mode(join(rig.dir, 'state', 'lock')), '644', 'lock 0644');
+    t.equal(mode(join(rig.dir, 'run', 'cachenat.lock')), '644', 'lock 0644, beside the status snapshot');
     t.equal(mode(join(rig.dir, 'run', 'status.json')), '644', 'status snapshot 0644, world-readable for `cachenat health`');
     t.equal(mode(join(rig.dir, 'rules.v4')), '600', 'a rules file at a custom path 0600 (as iptables-services saves /etc/sysconfig/iptables)');
     t.equal(mode(join(rig.dir, 'sysctl.d', '90-cachenat.conf')), '644', 'sysctl.d file 0644');
@@ -102,7 +102,7 @@ t.test('access control', { skip }, async (t) => {
     for (const secret of ['lab-secret', 'AKIDLAB', 'AWS_', 'SECRET', 'password', 'token']) {
       t.notOk(snapshotText.toLowerCase().includes(secret.toLowerCase()), `the snapshot does not contain "${secret}"`);
     }
-    const allowed = ['version', 'pid', 'startedAt', 'lastPassAt', 'passes', 'lastPassOk', 'lastSyncAt', 'lastSyncError', 'discoveryIntervalMs', 'dnsIntervalMs', 'syncWarnIntervals', 'syncCriticalIntervals', 'degraded', 'degradedReason', 'ipForward', 'lastKernelError', 'rulesDigest', 'forwards', 'connections'];
+    const allowed = ['version', 'cachenatVersion', 'inboundInterface', 'pid', 'startedAt', 'lastPassAt', 'passes', 'lastPassOk', 'lastSyncAt', 'lastSyncError', 'discoveryIntervalMs', 'dnsIntervalMs', 'syncWarnIntervals', 'syncCriticalIntervals', 'degraded', 'degradedReason', 'ipForward', 'lastKernelError', 'rulesDigest', 'forwards', 'connections'];
     t.same(Object.keys(snapshot).filter((k) => !allowed.includes(k)), [], `only known fields: ${Object.keys(snapshot).join(', ')}`);
     for (const file of [join(rig.dir, 'state', 'ports.json'), join(rig.dir, 'rules.v4')]) {
       const text = readFileSync(file, 'utf8');

@@ -190,3 +190,70 @@ t.test('5. taking access away cuts established flows in the same pass', async (t
   });
   t.equal(HOST, '198.18.0.1');
 });
+
+t.test('7. a Serverless endpoint that comes back joins the address its reader endpoint took meanwhile (one name, one address)', async (t) => {
+  // Seed 4243: the endpoint's own address was quarantined for it, so the reader (same name) took another; the
+  // endpoint then joins the reader, not its old address: a name maps to one address in clients' hosts files.
+  const world = await holds(
+    t,
+    [
+      { t: 'api', dt: 0, listed: [SERVERLESS] },
+      { t: 'config', dt: 0, settings: addressMode([1, 0]) }, // the endpoint gets 10.0.9.22:6379
+      { t: 'api', dt: 0, listed: [SERVERLESS + 1] }, // the endpoint leaves (no grace), the reader arrives: 10.0.9.21:6380
+      { t: 'api', dt: 0, listed: [SERVERLESS, SERVERLESS + 1] },
+    ],
+    {},
+    { ...single, removalGraceMs: 0 },
+  );
+  t.same(world.model.current.get('serverless/sls'), { address: POOL[0], port: 6379 }, 'the endpoint shares its reader\'s address');
+  t.same(world.model.current.get('serverless-reader/sls'), { address: POOL[0], port: 6380 });
+});
+
+t.test('6. a released fallback listener is not another target’s own listener before reuseAfter', async (t) => {
+  const onlyC = addressMode([2]); // 10.0.9.23 alone: whoever comes second falls back onto it
+  await t.test('the first address changes: a fallback on its native port moves off, another takes the address on that port', async (t) => {
+    await holds(
+      t,
+      [
+        { t: 'api', dt: 1, listed: [BRAVO, PRIMARY] }, // bravo owns 10.0.9.23:6379, the group falls back to 10.0.9.23:6380
+        { t: 'api', dt: 1, listed: [PRIMARY] },
+        { t: 'tick', dt: 2 }, // bravo's grace ends: the address is quarantined…
+        { t: 'tick', dt: 3 }, // …until reuseAfter; only a fallback sits on it now
+        { t: 'api', dt: 1, listed: [PRIMARY, ALPHA] }, // alpha falls back to 10.0.9.23:6379 (free on that address)
+        { t: 'connect', target: ALPHA, released: false },
+        { t: 'config', dt: 1, settings: addressMode([0, 2]) }, // 10.0.9.21 first: alpha gets it, the group must not get 10.0.9.23:6379
+        { t: 'connect', target: ALPHA, released: true },
+      ],
+      { settings: onlyC, listed: [BRAVO] },
+      { ...single, reuseAfterMs: 20_000 },
+    );
+  });
+  await t.test('a Serverless reader joins its endpoint’s address on the port a removed fallback held', async (t) => {
+    await holds(
+      t,
+      [
+        { t: 'api', dt: 1, listed: [SERVERLESS, ALPHA] }, // alpha falls back to 10.0.9.23:6380
+        { t: 'connect', target: ALPHA, released: false },
+        { t: 'api', dt: 1, listed: [SERVERLESS] },
+        { t: 'tick', dt: 2 }, // alpha removed: its clients still dial 10.0.9.23:6380
+        { t: 'api', dt: 1, listed: [SERVERLESS, SERVERLESS + 1] }, // the reader endpoint (native 6380) shares the name's address
+        { t: 'connect', target: ALPHA, released: true },
+      ],
+      { settings: onlyC, listed: [SERVERLESS] },
+    );
+  });
+  await t.test('a fallback that went to port mode on the same port and back: its first address stays quarantined on that port', async (t) => {
+    await holds(
+      t,
+      [
+        { t: 'api', dt: 1, listed: [SERVERLESS, PRIMARY] }, // the group falls back to 10.0.9.22:6380
+        { t: 'connect', target: PRIMARY, released: false }, // its clients dial 10.0.9.22:6380
+        { t: 'config', dt: 1, settings: portMode() }, // port mode: the group gets 6380 back, which catches 10.0.9.22:6380 too
+        { t: 'api', dt: 1, listed: [SERVERLESS, PRIMARY, SERVERLESS + 1] }, // the reader (native 6380) gets a port
+        { t: 'config', dt: 1, settings: addressMode([1]) }, // address mode again: the reader must not join 10.0.9.22 on 6380 yet
+        { t: 'connect', target: PRIMARY, released: true },
+      ],
+      { settings: addressMode([1]), listed: [SERVERLESS] },
+    );
+  });
+});

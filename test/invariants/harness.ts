@@ -60,9 +60,11 @@ export interface RunStats {
   flowsForgotten: number;
   /** Connections dialled to a released listener (I1 through the kernel). */
   releasedDials: number;
+  /** Steps in the longest sequence run. */
+  longest: number;
 }
 
-export const emptyStats = (): RunStats => ({ sequences: 0, steps: 0, passes: 0, faults: 0, recoveries: 0, flowsOpened: 0, flowsForgotten: 0, releasedDials: 0 });
+export const emptyStats = (): RunStats => ({ sequences: 0, steps: 0, passes: 0, faults: 0, recoveries: 0, flowsOpened: 0, flowsForgotten: 0, releasedDials: 0, longest: 0 });
 
 const START = 1_700_000_000_000;
 // Plaintext at first: the alpha node, the group and Memcached.
@@ -228,7 +230,7 @@ export class World {
     if (host.kernelState === undefined) return;
     const essence = (state: PortState) => ({
       entries: state.entries.map((e) => [e.key, e.engine, e.listenAddress ?? '', e.listenPort, e.targetPort, e.fallback ?? false, e.tls ?? null].join(' ')),
-      released: state.released.map((r) => `${r.port} ${r.key} ${r.releasedAt}`),
+      released: state.released.map((r) => `${r.port} ${r.key} ${r.releasedAt} ${r.address ?? ''}`),
       releasedAddresses: (state.releasedAddresses ?? []).map((r) => `${r.address}:${r.port ?? '*'} ${r.key} ${r.releasedAt}`),
     });
     const want = JSON.stringify(essence(host.kernelState));
@@ -374,6 +376,7 @@ export interface Start {
 export async function runSequence(setup: Setup, steps: readonly Step[], stats: RunStats = emptyStats(), start: Start = {}): Promise<World> {
   const world = new World(setup, stats, start);
   stats.sequences++;
+  stats.longest = Math.max(stats.longest, steps.length);
   world.trail.push('(first pass)');
   await world.passAll();
   for (const step of steps) await world.step(step);

@@ -33,7 +33,7 @@ t.test(`a client always reaches the cache it dialled: I1–I6 over ${RUNS} rando
   );
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   if (details.failed) {
-    const replay = `INVARIANTS_SEED=${details.seed} INVARIANTS_PATH=${details.counterexamplePath ?? ''} npx tap --disable-coverage test/invariants/invariants.test.ts`;
+    const replay = `INVARIANTS_SEED=${details.seed} INVARIANTS_STEPS=${MAX_STEPS} INVARIANTS_PATH=${details.counterexamplePath ?? ''} npx tap --disable-coverage test/invariants/invariants.test.ts`;
     const example = details.counterexample?.[0];
     t.fail(
       [
@@ -47,8 +47,9 @@ t.test(`a client always reaches the cache it dialled: I1–I6 over ${RUNS} rando
   }
   t.equal(details.numRuns, PATH === undefined ? RUNS : details.numRuns, `${details.numRuns} sequences (seed ${SEED})`);
   t.comment(
-    `seed ${SEED}: ${stats.sequences} sequences, ${stats.steps} steps, ${stats.passes} passes, ${stats.faults} kernel faults, ${stats.recoveries} map losses, ` +
+    `seed ${SEED}: ${stats.sequences} sequences, ${stats.steps} steps (longest ${stats.longest}), ${stats.passes} passes, ${stats.faults} kernel faults, ${stats.recoveries} map losses, ` +
       `${stats.flowsOpened} connections opened (${stats.releasedDials} dials to released listeners), ${stats.flowsForgotten} forgotten, in ${seconds} s`,
   );
   t.ok(stats.recoveries > 0 && stats.faults > 0 && stats.flowsForgotten > 0 && stats.releasedDials > 0, 'the generator reaches recoveries, faults, forgotten flows and released listeners');
+  if (PATH === undefined && RUNS >= 1000) t.equal(stats.longest, MAX_STEPS, `sequences reach ${MAX_STEPS} steps`);
 });

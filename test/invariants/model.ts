@@ -44,6 +44,7 @@ export interface Observation {
 }
 
 const targetPortOf = new Map(UNIVERSE.map((u) => [u.key, u.targetPort]));
+const nameOf = new Map(UNIVERSE.map((u) => [u.key, u.address]));
 
 /** Does a released listener still have a place in this config (so a returning owner can have it back)? */
 function fitsConfig(l: Listener, settings: Settings, key: string): boolean {
@@ -116,7 +117,9 @@ export class OwnershipModel {
         if (back && now - back.at < this.reuseAfterMs && fitsConfig(back.listener, settings, key)) {
           const taken =
             [...next].some(([other, l]) => other !== key && clash(l, back.listener)) ||
-            [...this.held.values()].some((h) => h.key !== key && quarantined(h) && catchesDialled(back.listener, h.listener));
+            [...this.held.values()].some((h) => h.key !== key && quarantined(h) && catchesDialled(back.listener, h.listener)) ||
+            // One DNS name, one address (clients map a name to one address): it joins its name's other endpoint where that one listens.
+            [...next].some(([other, l]) => other !== key && nameOf.get(other) === nameOf.get(key) && l.address !== undefined && !l.fallback && l.address !== back.listener.address);
           if (!taken && !same(listener, back.listener)) {
             problems.push(`I1: ${key} came back ${now - back.at} ms after releasing ${listenerId(back.listener)}, which nobody holds, yet got ${listenerId(listener)}`);
           }

@@ -63,12 +63,13 @@ export function stepArb(setup: Setup): fc.Arbitrary<Step> {
 }
 
 export const setupArb: fc.Arbitrary<Setup> = fc.record({
-  removalGraceMs: fc.constantFrom(10_000, 30_000),
+  removalGraceMs: fc.constantFrom(0, 10_000, 30_000),
   reuseAfterMs: fc.constantFrom(0, 20_000, 120_000, 3_600_000),
   // Sometimes right below the top of the port space, so the Redis range runs out.
   redisFrom: fc.constantFrom(6379, 6379, 6379, 65533),
   pair: fc.constantFrom(false, false, false, true), // a quarter of the sequences run an HA pair
 });
 
+// size 'max': without it fast-check caps an array near 10 elements whatever maxLength says.
 export const sequenceArb = (maxSteps: number): fc.Arbitrary<{ setup: Setup; steps: Step[] }> =>
-  setupArb.chain((setup) => fc.record({ setup: fc.constant(setup), steps: fc.array(stepArb(setup), { minLength: 1, maxLength: maxSteps }) }));
+  setupArb.chain((setup) => fc.record({ setup: fc.constant(setup), steps: fc.array(stepArb(setup), { minLength: 1, maxLength: maxSteps, size: 'max' }) }));

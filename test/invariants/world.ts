@@ -50,8 +50,8 @@ export const UNIVERSE: readonly Cache[] = [
   cache('serverless-reader/sls', 'serverless-reader', 'valkey', 4, 6380, { serverlessCacheName: 'sls' }),
 ];
 
-/** Each name's possible addresses. */
-export const ipOf = (name: number, i: number): string => `10.50.${name}.${i + 1}`;
+/** Each name's possible addresses. The group's primary can move onto the alpha node's first address: two names, one address. */
+export const ipOf = (name: number, i: number): string => (name === 2 && i === 2 ? ipOf(0, 0) : `10.50.${name}.${i + 1}`);
 
 /** The listen addresses address mode can use (all on the host, in or out of the config). */
 export const POOL = ['10.0.9.21', '10.0.9.22', '10.0.9.23'];
@@ -319,6 +319,7 @@ export const allowedBy = (sources: readonly string[], src: string): boolean =>
 export function resolutionOf(name: number, answer: DnsAnswer): Resolution {
   if (answer === 'fail') return { ok: false, error: `cannot resolve ${NAMES[name]}: ENOTFOUND` };
   if (answer === 'ipv6') return { ok: false, error: `${NAMES[name]} has only IPv6 addresses`, ipv6Only: true };
-  const ips = [...new Set(answer.ips)].sort((a, b) => a - b).map((i) => ipOf(name, i));
+  // Sorted by address, as the resolver gives them.
+  const ips = [...new Set(answer.ips.map((i) => ipOf(name, i)))].sort((a, b) => parseIpv4(a)! - parseIpv4(b)!);
   return ips.length > 1 ? { ok: true, ip: ips[0]!, ips } : { ok: true, ip: ips[0]! };
 }

@@ -120,7 +120,8 @@ t.test("the kernel's copy of the map is what iptables-save prints back, and rebu
       // The longest key there is, with a name that fills the comment to the last character iptables keeps.
       { key: `node/${longId}/${longId}`, kind: 'node', engine: 'memcached', cacheClusterId: longId, cacheNodeId: longId, address: `${'m'.repeat(60)}.${'m'.repeat(9)}.example`, targetPort: 11211, listenPort: 11212, tls: true },
     ],
-    released: [{ port: 6390, key: 'node/gone/0001', releasedAt: 1_700_000_000_000 }],
+    // A port, and a fallback's port with the address it listened on.
+    released: [{ port: 6390, key: 'node/gone/0001', releasedAt: 1_700_000_000_000 }, { port: 6391, key: 'node/fell/0001', releasedAt: 1_700_000_000_002, address: '10.0.9.21' }],
     releasedAddresses: [{ address: '10.0.9.23', port: 6379, key: 'node/left/0001', releasedAt: 1_700_000_000_001 }],
   };
   const forget: FlowFilter[] = [{ kind: 'listener', listenPort: 6382, targetIp: '10.0.1.9', cause: 'moved' }, { kind: 'source', source: '203.0.113.0/24', cause: 'source' }];

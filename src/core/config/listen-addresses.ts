@@ -19,7 +19,7 @@ export function inboundInterfaces(pattern: string, interfaces: InterfaceAddresse
 }
 
 /** One issue per listen address the inbound interface does not hold; none in port mode. */
-export function missingListenAddresses(config: Config, interfaces: InterfaceAddresses): HostIssue[] {
+export function missingListenAddresses(config: Pick<Config, 'forward'>, interfaces: InterfaceAddresses): HostIssue[] {
   const list = config.forward.listenAddresses;
   if (list === undefined) return [];
   const pattern = config.forward.inboundInterface;

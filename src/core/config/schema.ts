@@ -5,23 +5,55 @@ import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { parseSize } from './size.js';
 import { isIpv4, parseCidr } from '../ipv4.js';
-import { allocationIdProblem, connmarkProblem, haGroupProblem, idGlobProblem, leaseProblem, interfaceProblem, isHostName, listenAddressProblem, parseConnmark, serviceUrlProblem, tableNameProblem } from '../grammar.js';
+import {
+  allocationIdProblem,
+  awsRegionProblem,
+  connmarkProblem,
+  elasticIpProblem,
+  haGroupProblem,
+  idGlobProblem,
+  leaseProblem,
+  interfaceProblem,
+  isHostName,
+  listenAddressProblem,
+  parseConnmark,
+  serviceUrlProblem,
+  show,
+  snatProblem,
+  tableNameProblem,
+} from '../grammar.js';
 
-const duration = (what: string, min = 0) =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
+/** setTimeout and AbortSignal.timeout wait at most 2^31-1 ms (about 24.8 days); a longer wait fires at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** aws.region and forward.inboundInterface: found on the host (see ./host.ts). */
+export const AUTO = 'auto';
+
+/** A duration in ms; `timer`: it is waited for, so it must fit in a timer. */
+const duration = (what: string, min = 0, { timer = false } = {}) =>
+  z.union([z.string(), z.number()], 'expected a duration like 500ms, 30s, 5m, 24h or plain seconds').transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration like 500ms, 30s, 5m, 24h or plain seconds for ${what}, got ${JSON.stringify(value)}` });
+      ctx.addIssue({ code: 'custom', message: `expected a duration like 500ms, 30s, 5m, 24h or plain seconds for ${what}, got ${show(value)}` });
       return z.NEVER;
     }
     if (ms < min) {
-      ctx.addIssue({ code: 'custom', message: `${what} must be at least ${min}ms, got ${JSON.stringify(value)}` });
+      ctx.addIssue({ code: 'custom', message: `expected at least ${formatMs(min)} for ${what}, got ${show(value)}` });
+      return z.NEVER;
+    }
+    if (timer && ms > MAX_TIMER_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected at most 596h for ${what}, got ${show(value)}: Node's timers wait at most ${MAX_TIMER_MS} ms (about 24.8 days) and fire at once beyond it, so the loop would spin`,
+      });
       return z.NEVER;
     }
     return ms;
   });
 
-const port = z.number({ error: 'expected a TCP port number' }).int('expected a whole number').min(1, 'ports start at 1').max(65535, 'ports end at 65535');
+const formatMs = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
+
+const port = z.number({ error: 'expected a TCP port number' }).int('expected a whole number').min(1, 'expected a port from 1 (ports start at 1)').max(65535, 'expected a port up to 65535');
 
 /** A string checked by one of the grammar's rules, which also writes the message. */
 const checked = (problemOf: (value: string) => string | undefined) =>
@@ -65,7 +97,7 @@ const listenAddresses = z
   .array(
     z.strictObject({
       address: listenAddress.describe('a private IPv4 address on forward.inboundInterface'),
-      public: listenAddress.describe('the Elastic IP associated with it'),
+      public: checked(elasticIpProblem).describe('the Elastic IP associated with it'),
       // HA: the leader associates this Elastic IP with its own `address`.
       allocationId: checked(allocationIdProblem).optional().describe('the Elastic IP\'s allocation id (ha only)'),
     }),
@@ -122,30 +154,37 @@ const hostName = z
   .refine((v) => isIpv4(v) || isHostName(v), 'expected an IPv4 address or a DNS name');
 
 export const configSchema = z.strictObject({
-  aws: z.strictObject({
-    region: z.string({ error: 'required: the AWS region of the caches, as text, e.g. us-east-1' }).regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, 'expected an AWS region like us-east-1'),
-    endpoint: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).optional(),
-  }),
+  aws: z
+    .strictObject({
+      // "auto": the instance's own region (IMDS), else $AWS_REGION; see ./host.ts.
+      region: z
+        .string({ error: 'expected an AWS region as text, e.g. us-east-1, or auto' })
+        .pipe(checked((region) => (region === AUTO ? undefined : awsRegionProblem(region))))
+        .prefault(AUTO),
+      endpoint: checked(serviceUrlProblem).optional(),
+    })
+    .prefault({}),
   discovery: z
     .strictObject({
-      interval: duration('discovery.interval', 1000).prefault('30s'),
+      interval: duration('discovery.interval', 1000, { timer: true }).prefault('30s'),
       include: z.array(idGlob).min(1, 'include at least one glob; ["*"] means everything').prefault(['*']),
       exclude: z.array(idGlob).prefault([]),
       removalGrace: duration('discovery.removalGrace').prefault('10m'),
-      apiTimeout: duration('discovery.apiTimeout', 100).prefault('10s'),
+      apiTimeout: duration('discovery.apiTimeout', 100, { timer: true }).prefault('10s'),
     })
     .prefault({}),
-  dns: z.strictObject({ interval: duration('dns.interval', 100).prefault('5s') }).prefault({}),
+  dns: z.strictObject({ interval: duration('dns.interval', 100, { timer: true }).prefault('5s') }).prefault({}),
   forward: z.strictObject({
-    inboundInterface: interfaceName.prefault('eth0'),
+    // "auto": the interface holding the instance's primary MAC (IMDS), else the default route's.
+    inboundInterface: checked((name) => (name === AUTO ? undefined : interfaceProblem(name))).prefault(AUTO),
     allowedSources: z
-      .array(cidr, { error: 'required: the client CIDRs allowed through, e.g. [198.51.100.27/32]; write 0.0.0.0/0 to allow everyone' })
+      .array(cidr, { error: 'expected a list of the client CIDRs allowed through, e.g. [198.51.100.27/32]; write 0.0.0.0/0 to allow everyone' })
       .min(1, 'must list at least one CIDR; write 0.0.0.0/0 to allow everyone'),
-    snat: z.union([z.literal('masquerade'), z.string().refine(isIpv4, 'expected "masquerade" or an IPv4 address')]).prefault('masquerade'),
+    snat: checked(snatProblem).prefault('masquerade'),
     publicAddress: hostName.optional(),
     listenAddresses: listenAddresses.optional(),
     connmark: z
-      .union([z.number(), z.string()])
+      .union([z.number(), z.string()], 'expected a single connmark bit such as 0x1000000')
       .transform((value, ctx) => {
         const mark = parseConnmark(value);
         if (connmarkProblem(mark) !== undefined) {
@@ -197,4 +236,9 @@ export const configSchema = z.strictObject({
   audit: audit.optional(),
 });
 
+/**
+ * The configuration. As read from the file, aws.region and
+ * forward.inboundInterface may be "auto"; the commands that install rules
+ * decide them for the host first (./host.ts), and nothing else reads them.
+ */
 export type Config = z.output<typeof configSchema>;

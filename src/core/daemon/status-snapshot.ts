@@ -11,6 +11,8 @@ export type { HaStatus } from '../ha/ha-status.js';
 
 export interface StatusSnapshot {
   version: 1;
+  /** The cachenat release that wrote it (package.json's version). */
+  cachenatVersion?: string;
   pid: number;
   startedAt: string; // ISO 8601
   /** Updated at the end of every pass: the loop's heartbeat. */
@@ -42,6 +44,8 @@ export interface StatusSnapshot {
   withoutPort?: string[];
   /** Per forward: open connections now and new ones since the daemon started. */
   connections?: ForwardConnections[];
+  /** forward.inboundInterface as the daemon runs it (auto decided): health checks it is still there. */
+  inboundInterface?: string;
   /** HA pair (config `ha`): this instance's role, the lease, the peer, the shared map. */
   ha?: HaStatus;
   /** Connection audit (config `audit`): the event reader, what was logged and lost. */

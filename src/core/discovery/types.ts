@@ -22,8 +22,12 @@ export interface Discovery extends Topology {
 }
 
 export interface Resolver {
-  /** One lookup with the system resolver; never throws. IPv4 literals resolve to themselves. */
-  resolve(name: string): Promise<Resolution>;
+  /**
+   * One lookup with the system resolver; never throws. IPv4 literals resolve
+   * to themselves. `signal`: stop waiting (the pass's DNS budget ran out); the
+   * name then counts as not answered.
+   */
+  resolve(name: string, signal?: AbortSignal): Promise<Resolution>;
 }
 
 /** The API could not give a complete answer this time: keep every forward as it is. */

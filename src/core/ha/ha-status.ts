@@ -30,9 +30,9 @@ export interface HaStatus {
   map?: { version: string; term: number; writer: string; entries: number; chunks?: number; room?: number };
   /** Other instances of the group, and when their heartbeat last changed. */
   peers: { instanceId: string; role: 'leader' | 'standby' | 'stopped'; lastSeenAt: string }[];
-  /** The config keys whose values differ from a running peer's: this instance takes no free lease while they do. */
+  /** The config keys whose values differ from a running peer's: while they do, a free lease goes only to the instance the shared map was written under (else the lower instance id). */
   configDiffers?: { peer: string; keys: string[] };
-  /** The leader's Elastic IPs. */
+  /** The confirmed leader's Elastic IPs (none while its lease is not confirmed: the standby may have moved them). */
   elasticIps: { allocationId: string; privateIp: string; state: 'held' | 'associating' | 'failed'; error?: string; heldSince?: string }[];
   /** DynamoDB does not answer (since when): forwarding goes on with the last map. */
   storeError?: { error: string; since: string };

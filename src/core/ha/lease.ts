@@ -45,8 +45,9 @@ export interface LeaseSettings {
   leaseMs: number;
   /**
    * false: this instance's HA-relevant config differs from a running peer's
-   * (and the shared map was not written under its own), so it takes no free
-   * lease (nor its own back after a restart). It still takes over a lease
+   * and the peer is the one to take a free lease (the shared map was written
+   * under the peer's config, or by neither and the peer's instance id is the
+   * lower), so it takes no free lease (nor its own back after a restart). It still takes over a lease
    * its holder stopped renewing: a failing peer is replaced whatever its
    * config.
    */

@@ -15,8 +15,9 @@ export interface AddressPair {
 function translate(state: PortState, from: ReadonlyMap<string, string>): PortState {
   const swap = (address: string): string => from.get(address) ?? address;
   const entries = state.entries.map((e) => (e.listenAddress === undefined ? e : { ...e, listenAddress: swap(e.listenAddress) }));
+  const released = state.released.map((r) => (r.address === undefined ? r : { ...r, address: swap(r.address) }));
   const releasedAddresses = state.releasedAddresses?.map((r) => ({ ...r, address: swap(r.address) }));
-  return { ...state, entries, ...(releasedAddresses === undefined ? {} : { releasedAddresses }) };
+  return { ...state, entries, released, ...(releasedAddresses === undefined ? {} : { releasedAddresses }) };
 }
 
 /** This instance's map → the shared one: private listen addresses become their Elastic IPs. */

@@ -4,6 +4,7 @@
 
 import type { HaStatus, StatusSnapshot } from '../daemon/status-snapshot.js';
 import { auditCheck } from '../audit/audit-health.js';
+import { inboundInterfaces } from '../config/listen-addresses.js';
 
 /** Nagios plugin states; the numbers are the exit codes. */
 export const OK = 0;
@@ -45,10 +46,14 @@ export interface HealthInput {
   probes?: ProbeResult[];
   /** Things worth saying that are not a check (e.g. the config could not be read). */
   notes?: string[];
+  /** The interfaces this host has now; undefined when they could not be listed. */
+  interfaces?: readonly string[];
+  /** This cachenat's version (the daemon's own is in its snapshot). */
+  version?: string;
 }
 
 export interface CheckResult {
-  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'forwards' | 'addresses' | 'ha' | 'audit' | 'disk' | 'warnings' | 'probe';
+  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'interface' | 'forwards' | 'addresses' | 'ha' | 'audit' | 'disk' | 'warnings' | 'probe';
   state: State;
   message: string;
 }
@@ -62,6 +67,9 @@ export interface HealthReport {
   forwards: number;
   unresolved: number;
   lastSyncAgeMs?: number;
+  /** This cachenat's version, and the running daemon's when it says. */
+  version?: string;
+  daemonVersion?: string;
 }
 
 /** A loop that has not finished a pass in this long is wedged (the unit's watchdog should catch it first). */
@@ -76,7 +84,7 @@ export function evaluateHealth(input: HealthInput): HealthReport {
       state: CRITICAL,
       message: `cachenat is not running or has not published its status (${input.snapshotError ?? `no ${input.snapshotPath}`}); see systemctl status cachenat`,
     };
-    return finish([check, ipForwardCheck(input.ipForward)], notes, { forwards: 0, unresolved: 0 });
+    return { ...finish([check, ipForwardCheck(input.ipForward)], notes, { forwards: 0, unresolved: 0 }), ...versions(input) };
   }
 
   const checks: CheckResult[] = [daemonCheck(input, snapshot)];
@@ -84,6 +92,8 @@ export function evaluateHealth(input: HealthInput): HealthReport {
   checks.push(sync.check);
   checks.push(ipForwardCheck(input.ipForward ?? snapshot.ipForward));
   checks.push(rulesCheck(input.kernel, snapshot, notes));
+  const inbound = interfaceCheck(snapshot, input.interfaces);
+  if (inbound) checks.push(inbound);
   const unresolved = snapshot.forwards.filter((f) => f.state === 'unresolved');
   checks.push(forwardsCheck(snapshot, unresolved.map((f) => f.key)));
   const addresses = addressesCheck(snapshot);
@@ -98,7 +108,25 @@ export function evaluateHealth(input: HealthInput): HealthReport {
     checks.push({ name: 'warnings', state: WARNING, message: snapshot.warnings.join('; ') });
   }
   if (input.probes) checks.push(probeCheck(input.probes));
-  return finish(checks, notes, { forwards: snapshot.forwards.length, unresolved: unresolved.length, lastSyncAgeMs: sync.ageMs });
+  return { ...finish(checks, notes, { forwards: snapshot.forwards.length, unresolved: unresolved.length, lastSyncAgeMs: sync.ageMs }), ...versions(input, snapshot) };
+}
+
+const versions = (input: HealthInput, snapshot?: StatusSnapshot) => ({
+  ...(input.version !== undefined ? { version: input.version } : {}),
+  ...(snapshot?.cachenatVersion !== undefined ? { daemonVersion: snapshot.cachenatVersion } : {}),
+});
+
+/** The interface clients arrive on must still be there: DNAT on an interface that is gone matches nothing. */
+function interfaceCheck(s: StatusSnapshot, interfaces: readonly string[] | undefined): CheckResult | undefined {
+  const pattern = s.inboundInterface;
+  if (pattern === undefined || interfaces === undefined) return undefined;
+  const matched = inboundInterfaces(pattern, Object.fromEntries(interfaces.map((name) => [name, []])));
+  if (matched.length > 0) return { name: 'interface', state: OK, message: `clients arrive on ${matched.join(', ')}` };
+  return {
+    name: 'interface',
+    state: CRITICAL,
+    message: `forward.inboundInterface ${pattern} is gone from this host (it has ${[...interfaces].sort().join(', ') || 'none'}): nothing arrives to be forwarded. Bring it back, or set forward.inboundInterface (auto finds the primary interface) and systemctl reload cachenat`,
+  };
 }
 
 function finish(checks: CheckResult[], notes: string[], counts: { forwards: number; unresolved: number; lastSyncAgeMs?: number }): HealthReport {
@@ -261,7 +289,7 @@ export function haCheck(now: number, ha: HaStatus): CheckResult {
     warnings.push(`DynamoDB does not answer since ${age(ha.storeError.since)} ago (${ha.storeError.error}): forwarding goes on with the last map, no new allocations${waiting}`);
   }
   if (ha.configDiffers) {
-    warnings.push(`this instance's config differs from its running peer ${ha.configDiffers.peer}'s in ${ha.configDiffers.keys.join(', ')}: it takes no free lease until they agree; give both instances the same values`);
+    warnings.push(`this instance's config differs from its running peer ${ha.configDiffers.peer}'s in ${ha.configDiffers.keys.join(', ')}: until they agree a free lease goes only to the instance the shared map was written under (else the lower instance id); give both instances the same values`);
   }
   if (ha.noRoom && ha.noRoom.length > 0) warnings.push(`${ha.noRoom.length === 1 ? '1 new target waits' : `${ha.noRoom.length} new targets wait`} for room in the shared map (${listSome(ha.noRoom)})`);
   if (ha.map?.room !== undefined && ha.map.room >= MAP_ROOM_WARN) warnings.push(`the shared map is ${Math.round(ha.map.room * 100)}% full (its fullest chunk): past 100% new targets wait for room`);

@@ -135,6 +135,8 @@ export interface MetricsView {
   now: number;
   /** HA pair: this instance's role, Elastic IPs, DynamoDB, peers. */
   ha?: HaStatus;
+  /** The cachenat release and Node runtime, for cachenat_build_info ("unknown" when not given). */
+  build?: { version: string; node: string };
 }
 
 const STATES: readonly ForwardState[] = ['active', 'draining', 'unresolved', 'refused'];
@@ -163,6 +165,7 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     });
 
   const families: MetricFamily[] = [
+    { name: 'cachenat_build_info', help: 'Always 1; the labels say which cachenat release and Node runtime run.', type: 'gauge', samples: [{ labels: { version: view.build?.version ?? 'unknown', node: view.build?.node ?? 'unknown' }, value: 1 }] },
     { name: 'cachenat_start_time_seconds', help: 'When the daemon started (Unix time); counters restart from zero then.', type: 'gauge', samples: [{ value: seconds(m.startedAt) }] },
     { name: 'cachenat_last_write_time_seconds', help: 'When this file was written (Unix time): a stale value means the daemon stopped passing.', type: 'gauge', samples: [{ value: seconds(view.now) }] },
     { name: 'cachenat_forwards', help: 'Forwards by target kind, engine and state.', type: 'gauge', samples: byGroup },
@@ -224,7 +227,7 @@ function haFamilies(ha: HaStatus, now: number): MetricFamily[] {
     { name: 'cachenat_ha_dynamodb_up', help: 'DynamoDB answered this instance\'s last call (0: forwarding goes on with the last map).', type: 'gauge', samples: [{ labels: group, value: flag(ha.storeError === undefined) }] },
     {
       name: 'cachenat_ha_elastic_ip_held',
-      help: 'On the leader: each Elastic IP points at this instance (1) or is being moved (0).',
+      help: 'On the leader with a confirmed lease: each Elastic IP points at this instance (1) or is being moved (0). No sample elsewhere.',
       type: 'gauge',
       samples: ha.elasticIps.map((e) => ({ labels: { ...group, allocation_id: e.allocationId }, value: flag(e.state === 'held') })),
     },

@@ -22,7 +22,9 @@ export function mapRecordsOf(state: PortState, forget: readonly FlowFilter[]): M
     records.push(entry);
     if (e.ip === undefined) for (const ip of e.lastIps ?? []) records.push({ type: 'stale', key: e.key, ip });
   }
-  for (const r of state.released) records.push({ type: 'quarantined', key: r.key, listenPort: r.port, releasedAt: r.releasedAt });
+  for (const r of state.released) {
+    records.push({ type: 'quarantined', key: r.key, listenPort: r.port, releasedAt: r.releasedAt, ...(r.address === undefined ? {} : { listenAddress: r.address, fallback: true as const }) });
+  }
   for (const r of state.releasedAddresses ?? []) {
     records.push({ type: 'quarantined', key: r.key, listenAddress: r.address, ...(r.port === undefined ? {} : { listenPort: r.port }), releasedAt: r.releasedAt });
   }

@@ -74,10 +74,10 @@ export function recoverState(nat: SavedTable, now: number): RecoveredState {
   const state = emptyPortState();
   const releasedAddresses: NonNullable<PortState['releasedAddresses']> = [];
   const fits = listenerClaims();
-  // A port (port mode), or an address with the port its target used there (undefined: every port).
-  const quarantine = (key: string, { listenAddress, listenPort }: { listenAddress?: string; listenPort?: number }, releasedAt: number) => {
-    if (listenAddress === undefined) {
-      if (listenPort !== undefined && !state.released.some((r) => r.port === listenPort)) state.released.push({ port: listenPort, key, releasedAt });
+  // A port (port mode; a fallback's with its address), or an address with the port its target used there (undefined: every port).
+  const quarantine = (key: string, { listenAddress, listenPort, fallback }: { listenAddress?: string; listenPort?: number; fallback?: true }, releasedAt: number) => {
+    if (listenAddress === undefined || fallback) {
+      if (listenPort !== undefined && !state.released.some((r) => r.port === listenPort)) state.released.push({ port: listenPort, key, releasedAt, ...(fallback ? { address: listenAddress } : {}) });
     } else if (!releasedAddresses.some((r) => r.key === key && r.address === listenAddress)) {
       releasedAddresses.push({ address: listenAddress, ...(listenPort === undefined ? {} : { port: listenPort }), key, releasedAt });
     }

@@ -4,28 +4,13 @@
 // testing only; a plaintext forward open to the internet carries data (and
 // AUTH tokens) in the clear. Pure.
 
-import { parseCidr, type Cidr } from '../ipv4.js';
+import { isPrivateRange } from '../ipv4.js';
 import type { Forward, TargetKey } from '../model.js';
 
 export type PlaintextPolicy = 'allow' | 'warn' | 'refuse';
 
-// RFC 1918 and the shared address space (RFC 6598): clients there reach the
-// NAT over a private network (VPN, peering, Direct Connect), not the internet.
-const PRIVATE = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'].map((c) => parseCidr(c) as Cidr);
-
-const within = (inner: Cidr, outer: Cidr): boolean => {
-  if (inner.prefix < outer.prefix) return false;
-  const mask = outer.prefix === 0 ? 0 : (~0 << (32 - outer.prefix)) >>> 0;
-  return ((inner.network & mask) >>> 0) === outer.network;
-};
-
-/** The allowedSources ranges that are not wholly inside private address space. */
-export function publicSources(allowedSources: readonly string[]): string[] {
-  return allowedSources.filter((text) => {
-    const cidr = parseCidr(text);
-    return 'error' in cidr || !PRIVATE.some((range) => within(cidr, range));
-  });
-}
+/** The allowedSources ranges that are not wholly inside private address space (clients there come over the internet). */
+export const publicSources = (allowedSources: readonly string[]): string[] => allowedSources.filter((text) => !isPrivateRange(text));
 
 export interface PlaintextExposure {
   key: TargetKey;

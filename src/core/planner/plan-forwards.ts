@@ -137,7 +137,11 @@ function release(memory: Memory, entry: PortEntry, now: number): void {
     // come back to it, and a target that moved twice keeps both addresses quarantined.
     memory.releasedAddresses = [...memory.releasedAddresses.filter((r) => r.key !== entry.key || r.address !== address), { address, port: entry.listenPort, key: entry.key, releasedAt: now }];
   } else {
-    memory.released = [...memory.released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now }];
+    // A fallback's port keeps its address: an address listener on that port there would catch its clients.
+    // So does a port-mode listener that got the port back from its own fallback: it caught those clients since.
+    const held = entry.listenAddress ?? memory.released.find((r) => r.port === entry.listenPort && r.key === entry.key)?.address;
+    const address = held === undefined ? {} : { address: held };
+    memory.released = [...memory.released.filter((r) => r.port !== entry.listenPort), { port: entry.listenPort, key: entry.key, releasedAt: now, ...address }];
   }
 }
 
@@ -178,7 +182,7 @@ function place(memory: Memory, fresh: readonly DiscoveredTarget[], policy: Forwa
     const candidates = [...unplaced, ...upgrading];
     const { addresses } = allocateAddresses(
       candidates.map((c) => c.target),
-      { entries: settled, releasedAddresses: memory.releasedAddresses },
+      { entries: settled, releasedAddresses: memory.releasedAddresses, released: memory.released },
       pool,
       now,
       policy.reuseAfterMs,
@@ -210,7 +214,8 @@ function place(memory: Memory, fresh: readonly DiscoveredTarget[], policy: Forwa
     const listenPort = ports.get(item.target.key);
     if (listenPort === undefined) continue;
     put(item, first === undefined ? { listenPort } : { listenAddress: first, listenPort, fallback: true });
-    memory.released = memory.released.filter((r) => r.port !== listenPort);
+    // A fallback's record stays while the same target holds its port again: its clients may still dial that address.
+    memory.released = memory.released.filter((r) => r.port !== listenPort || (r.key === item.target.key && r.address !== undefined));
   }
   memory.entries = settled;
 }

@@ -99,7 +99,11 @@ export interface AddressAllocation {
  */
 export function allocateAddresses(
   newTargets: readonly DiscoveredTarget[],
-  state: { entries: readonly Pick<PortEntry, 'address' | 'listenAddress' | 'listenPort' | 'targetPort' | 'fallback'>[]; releasedAddresses: readonly ReleasedAddress[] },
+  state: {
+    entries: readonly Pick<PortEntry, 'address' | 'listenAddress' | 'listenPort' | 'targetPort' | 'fallback'>[];
+    releasedAddresses: readonly ReleasedAddress[];
+    released?: readonly ReleasedPort[];
+  },
   pool: readonly string[],
   now: number,
   reuseAfterMs: number,
@@ -119,20 +123,24 @@ export function allocateAddresses(
   }
   const quarantined = new Set(state.releasedAddresses.filter((r) => now - r.releasedAt < reuseAfterMs).map((r) => r.address));
   const free = (address: string) => !inUse.has(address) && !quarantined.has(address);
+  // A fallback's freed address:port: the target's native port there would catch that fallback's clients.
+  const fallbacks = (state.released ?? []).filter((r) => r.address !== undefined && now - r.releasedAt < reuseAfterMs);
+  const catchesFallback = (address: string, target: DiscoveredTarget): boolean =>
+    fallbacks.some((r) => r.key !== target.key && r.address === address && r.port === target.targetPort);
 
   const addresses = new Map<TargetKey, string>();
   const exhausted: TargetKey[] = [];
   for (const target of [...newTargets].sort(allocationOrder)) {
-    const shared = [...inUse].find(([, use]) => use.name === target.address && !use.ports.has(target.targetPort))?.[0];
+    const shared = [...inUse].find(([address, use]) => use.name === target.address && !use.ports.has(target.targetPort) && !catchesFallback(address, target))?.[0];
     // Its own most recent address, when it is still in the pool and nobody took it (fallbacks on other ports aside).
     const untaken = (address: string): boolean => {
       const use = inUse.get(address);
-      return use === undefined || (use.name === undefined && !use.ports.has(target.targetPort));
+      return (use === undefined || (use.name === undefined && !use.ports.has(target.targetPort))) && !catchesFallback(address, target);
     };
     const comingBack = state.releasedAddresses
       .filter((r) => r.key === target.key && pool.includes(r.address) && untaken(r.address))
       .reduce<ReleasedAddress | undefined>((latest, r) => (latest === undefined || r.releasedAt > latest.releasedAt ? r : latest), undefined)?.address;
-    const address = shared ?? comingBack ?? pool.find(free);
+    const address = shared ?? comingBack ?? pool.find((a) => free(a) && !catchesFallback(a, target));
     if (address === undefined) {
       exhausted.push(target.key);
       continue;

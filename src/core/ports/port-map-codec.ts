@@ -50,7 +50,7 @@ const entrySchema = z
   .refine((e) => e.ips === undefined || e.ips[0] === e.ip, 'ips must start with ip')
   .refine((e) => e.lastIps === undefined || e.ip === undefined, 'lastIps belongs to an unresolved entry (no ip)');
 
-const releasedShape = { port, key, releasedAt: time };
+const releasedShape = { port, key, releasedAt: time, address: listenAddress.optional() };
 const releasedAddressShape = { address: listenAddress, port: port.optional(), key, releasedAt: time };
 const stateShape = {
   version: z.literal(1),

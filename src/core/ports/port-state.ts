@@ -44,6 +44,12 @@ export interface ReleasedPort {
   port: number;
   key: TargetKey;
   releasedAt: number;
+  /**
+   * A fallback's port (address mode): the address it listened on. Its clients
+   * dial address:port, which an address listener on that native port would
+   * catch too, so nobody else gets that address on that port before `reuseAfter`.
+   */
+  address?: string;
 }
 
 /**

@@ -14,7 +14,7 @@ const standbyPairs = [{ address: '10.0.2.31', public: '203.0.113.21' }, { addres
 const leaderState: PortState = {
   version: 1,
   entries: [entry('alpha', '10.0.1.21'), entry('bravo', '10.0.1.22')],
-  released: [],
+  released: [{ port: 6380, key: 'node/gone/0001', releasedAt: 4, address: '10.0.1.21' }], // a fallback's port, on the first address
   releasedAddresses: [{ address: '10.0.1.22', key: 'node/old/0001', releasedAt: 5 }],
 };
 
@@ -22,6 +22,8 @@ t.test("the leader's private addresses become Elastic IPs, and the standby's own
   const shared = toSharedMap(leaderState, leaderPairs);
   t.same(shared.entries.map((e) => e.listenAddress), ['203.0.113.21', '203.0.113.22']);
   t.same(shared.releasedAddresses, [{ address: '203.0.113.22', key: 'node/old/0001', releasedAt: 5 }], 'the quarantine travels too');
+  t.same(shared.released, [{ port: 6380, key: 'node/gone/0001', releasedAt: 4, address: '203.0.113.21' }], "and a fallback's port with its address");
+  t.same(fromSharedMap(shared, standbyPairs).released, [{ port: 6380, key: 'node/gone/0001', releasedAt: 4, address: '10.0.2.31' }]);
   const standby = fromSharedMap(shared, standbyPairs);
   t.same(standby.entries.map((e) => e.listenAddress), ['10.0.2.31', '10.0.2.32'], 'same Elastic IP, the standby\'s own address');
   t.same(fromSharedMap(shared, leaderPairs), leaderState, 'a round trip on one instance gives back its own map');

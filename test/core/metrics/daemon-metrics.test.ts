@@ -58,7 +58,7 @@ t.test('address mode: forwards on one port but their own addresses count their o
   const m = initialMetrics(0);
   const connections = forwardConnections(forwards, m, new Map([['10.0.9.21:6379', 3], ['10.0.9.22:6379', 4], ['10.0.0.5:6379', 9]]));
   t.same(connections.map((c) => [c.key, c.active]), [['node/a/1', 3], ['node/b/1', 4]], 'traffic to other addresses on 6379 is not theirs');
-  const active = metricFamilies(m, { forwards, connections, quarantinedPorts: 0, withoutPort: 0, now: 0 }).find((fam) => fam.name === 'cachenat_forward_active_connections');
+  const active = metricFamilies(m, { forwards, connections, quarantinedPorts: 0, withoutPort: 0, now: 0, build: { version: '0.0.0', node: 'v22.12.0' } }).find((fam) => fam.name === 'cachenat_forward_active_connections');
   t.same(active?.samples.map((s) => [s.labels, 'value' in s ? s.value : undefined]), [
     [{ listen_address: '10.0.9.21', listen_port: '6379', target: 'node/a/1', engine: 'redis', kind: 'node' }, 3],
     [{ listen_address: '10.0.9.22', listen_port: '6379', target: 'node/b/1', engine: 'redis', kind: 'node' }, 4],

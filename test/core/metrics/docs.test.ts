@@ -6,7 +6,7 @@ import { renderExposition } from '../../../src/core/metrics/exposition.js';
 import { initialMetrics, metricFamilies } from '../../../src/core/metrics/daemon-metrics.js';
 
 const written = new Set(
-  renderExposition(metricFamilies({ ...initialMetrics(0), lastSyncAt: 0 }, { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: 0 }))
+  renderExposition(metricFamilies({ ...initialMetrics(0), lastSyncAt: 0 }, { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: 0, build: { version: '0.0.0', node: 'v22.12.0' } }))
     .split('\n')
     .filter((line) => line.startsWith('# TYPE '))
     .flatMap((line) => {

@@ -56,7 +56,7 @@ t.test("the daemon's families: every name follows the naming rules and the parse
   m = observePass(m, { outcome: 'ok', durationSeconds: 0.003, dnatChainRewritten: true, events: [], lastSyncAt: 1_700_000_001_000, dnatPackets: new Map([['6379 node/a/0001', 5]]) });
   m = observePass(m, { outcome: 'api_error', durationSeconds: 0.02, dnatChainRewritten: false, apiErrorCode: 'Throttling', events: [], dnatPackets: new Map([['6379 node/a/0001', 7]]) });
   const forwards = [forward(6379, 'node/a/0001'), forward(6380, 'node/b/0001', 'unresolved')];
-  const text = renderExposition(metricFamilies(m, { forwards, connections: [{ listenPort: 6379, key: 'node/a/0001', active: 2, new: 7 }, { listenPort: 6380, key: 'node/b/0001', active: 0 }], quarantinedPorts: 1, withoutPort: 0, now: 1_700_000_002_000 }));
+  const text = renderExposition(metricFamilies(m, { forwards, connections: [{ listenPort: 6379, key: 'node/a/0001', active: 2, new: 7 }, { listenPort: 6380, key: 'node/b/0001', active: 0 }], quarantinedPorts: 1, withoutPort: 0, now: 1_700_000_002_000, build: { version: '1.2.3', node: 'v22.12.0' } }));
   const parsed = parse(text);
   const byName = new Map(parsed.map((p) => [p.name, p]));
   for (const p of parsed) {
@@ -71,6 +71,7 @@ t.test("the daemon's families: every name follows the naming rules and the parse
     { value: '0', labels: { listen_port: '6380', target: 'node/b/0001', engine: 'redis', kind: 'node' } },
   ]);
   t.same(byName.get('cachenat_forward_new_connections_total')!.metrics, [{ value: '7', labels: { listen_port: '6379', target: 'node/a/0001', engine: 'redis', kind: 'node' } }]);
+  t.same(byName.get('cachenat_build_info')!.metrics, [{ value: '1', labels: { version: '1.2.3', node: 'v22.12.0' } }]);
   t.equal(byName.get('cachenat_targets_unresolved')!.metrics[0]!.value, '1');
   t.equal(byName.get('cachenat_ports_quarantined')!.metrics[0]!.value, '1');
   t.equal(byName.get('cachenat_last_api_sync_time_seconds')!.metrics[0]!.value, '1700000001');

@@ -72,6 +72,9 @@ t.test('a record the kernel shows that is not exactly one of ours is skipped', a
     'cachenat stale node/a/0001 169.254.169.254',
     'cachenat quarantined node/a/0001 :70000 5',
     'cachenat quarantined node/a/0001 :* 5', // every port only with an address
+    'cachenat quarantined node/a/0001 :6380 5 fallback', // a fallback's port names its address
+    'cachenat quarantined node/a/0001 10.0.9.21:* 5 fallback', // and its port
+    'cachenat quarantined node/a/0001 10.0.9.21:6380 5 tls',
     'cachenat forget source 10.0.0.1/8',
     'cachenat forget sideways :6379 10.0.0.1',
     'cachenat something else',
@@ -98,7 +101,9 @@ t.test(`every record fits in a comment and reads back as written (${RUNS} cases)
       ...(tls === undefined ? {} : { tls }),
     })),
     fc.record({ type: fc.constant('stale' as const), key, ip }),
-    fc.record({ type: fc.constant('quarantined' as const), key, listenAddress: fc.option(ip, { nil: undefined }), listenPort: port, releasedAt: fc.integer({ min: 0, max: 2 ** 50 }) }).map(({ listenAddress, ...r }) => ({ ...r, ...(listenAddress === undefined ? {} : { listenAddress }) })),
+    fc
+      .record({ type: fc.constant('quarantined' as const), key, listenAddress: fc.option(ip, { nil: undefined }), listenPort: port, releasedAt: fc.integer({ min: 0, max: 2 ** 50 }), fallback: fc.boolean() })
+      .map(({ listenAddress, fallback, ...r }) => ({ ...r, ...(listenAddress === undefined ? {} : { listenAddress, ...(fallback ? { fallback: true as const } : {}) }) })),
     fc.record({ type: fc.constant('forget' as const), filter: fc.record({ kind: fc.constant('listener' as const), listenPort: port, targetIp: ip, cause: fc.constantFrom('moved' as const, 'removed' as const, 'refused' as const, 'relocated' as const) }) }),
   );
   let cases = 0;

@@ -1,7 +1,7 @@
 // Runs simulated scenarios and reports what broke: shared by the simulation
 // test and by a by-hand replay of one seed.
 
-import { scenarioFor, type Scenario } from './scenario.js';
+import { scenarioFor, withLateCalls, type Scenario } from './scenario.js';
 import { InvariantBroken, World, type RunResult } from './world.js';
 
 export interface Failure {
@@ -14,7 +14,7 @@ export interface Failure {
 
 export type Outcome = { ok: true; result: RunResult } | { ok: false; failure: Failure };
 
-export const REPLAY = (seed: number): string => `SIM_SEED=${seed} AWS_EC2_METADATA_DISABLED=true npx tap --disable-coverage test/ha/simulation.test.ts`;
+export const REPLAY = (seed: number, late = false): string => `${late ? 'SIM_LATE=1 ' : ''}SIM_SEED=${seed} AWS_EC2_METADATA_DISABLED=true npx tap --disable-coverage test/ha/simulation.test.ts`;
 
 export async function runScenario(scenario: Scenario, storyLines = 80, ignored: readonly string[] = [], stacks = false): Promise<Outcome> {
   const world = new World(scenario);
@@ -34,4 +34,7 @@ export async function runScenario(scenario: Scenario, storyLines = 80, ignored: 
   }
 }
 
-export const runSeed = (seed: number, storyLines?: number, ignored?: readonly string[]): Promise<Outcome> => runScenario(scenarioFor(seed), storyLines, ignored);
+/** The seed's scenario; `late`: with calls applied after their caller gave up (withLateCalls). */
+export const scenarioOf = (seed: number, late = false): Scenario => (late ? withLateCalls(scenarioFor(seed)) : scenarioFor(seed));
+
+export const runSeed = (seed: number, storyLines?: number, ignored?: readonly string[], late = false): Promise<Outcome> => runScenario(scenarioOf(seed, late), storyLines, ignored);

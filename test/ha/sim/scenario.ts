@@ -39,6 +39,15 @@ export interface CallFaults {
   appliedLost: number;
   /** Lost before it was applied: the caller times out. */
   lost: number;
+  /**
+   * Applied after the caller gave up, answer lost: the service went on with
+   * a request the client had abandoned at its deadline (an SDK abort cannot
+   * recall what already left the host), or the host paused between its last
+   * check and the bytes leaving. Drawn after the other fates.
+   */
+  appliedLate?: number;
+  /** How long after the caller's deadline a late call is applied (ms; default [0, 1000]). */
+  lateMs?: [number, number];
 }
 
 export interface Scenario {
@@ -104,4 +113,29 @@ export function scenarioFor(seed: number): Scenario {
   }
   const handovers = r.chance(0.3) ? [r.int(leaseMs, healAt - 1000)] : [];
   return { seed, leaseMs, healAt, durationMs, hosts, partitions, freezes, handovers, targets: r.int(0, 6) };
+}
+
+/** The share of a lease by which `withLateCalls` applies a call after its caller gave up, at most. */
+export const LATE_SHARE = 0.03;
+
+/**
+ * `scenario` with calls applied after their caller gave up, by up to
+ * `maxShare` of a lease, on about half of the host-services (drawn from the
+ * seed apart from everything else, so the rest of the scenario is the
+ * seed's own). The lease is 3 or 4 s: there an association's deadline is the
+ * end of the hold itself (EC2_TIMEOUT_MS is longer), so a late one lands
+ * closest to a takeover. docs/design/ha.md ("Timing") says why a few
+ * percent of a lease is absorbed: the standby takes over a whole lease after
+ * its first sight of the last write, the hold lasts 90% of one.
+ */
+export function withLateCalls(scenario: Scenario, maxShare = LATE_SHARE): Scenario {
+  const r = new Random(scenario.seed ^ 0x1a7e);
+  const leaseMs = r.pick([3000, 4000]);
+  const hosts = scenario.hosts.map((h) => ({
+    ...h,
+    calls: Object.fromEntries(
+      (['dynamodb', 'ec2'] as const).map((service) => [service, r.chance(0.5) ? { ...h.calls[service], appliedLate: r.between(0, 1), lateMs: [0, maxShare * leaseMs] as [number, number] } : h.calls[service]]),
+    ) as Record<Service, CallFaults>,
+  }));
+  return { ...scenario, leaseMs, durationMs: scenario.healAt + 2 * leaseMs + 7000, hosts };
 }

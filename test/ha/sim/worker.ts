@@ -5,9 +5,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { runSeed } from './run.js';
 
-const { from, runs } = workerData as { from: number; runs: number };
+const { from, runs, late } = workerData as { from: number; runs: number; late?: boolean };
 for (let seed = from; seed < from + runs; seed++) {
-  const outcome = await runSeed(seed);
+  const outcome = await runSeed(seed, undefined, undefined, late);
   parentPort!.postMessage(outcome.ok ? { seed, ok: true, result: outcome.result } : { seed, ok: false, failure: outcome.failure });
   if (!outcome.ok) break;
 }

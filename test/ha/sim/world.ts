@@ -1,9 +1,12 @@
 // The simulated world of one HA pair: two hosts, each with its own clocks
 // and its own real HA node (src/ha/), talking through fake SDK clients to a
 // DynamoDB model and an EC2 model, on one virtual clock. Every call can be
-// slow, lost before it is applied, or applied with its answer lost; links
-// can be cut one way or both per host and per service; a host can pause or
-// suspend at whatever await it is in. After every event the invariants are
+// slow, lost before it is applied, applied with its answer lost, or (opt-in,
+// `appliedLate`) applied after its caller gave up; links can be cut one way
+// or both per host and per service; a host can pause or suspend at whatever
+// await for a timer or an answer it is in (never between two statements
+// with no such await between them, e.g. a hold check and the SDK send: a
+// late-applied call stands for that pause). After every event the invariants are
 // checked; the first broken one ends the run with its story.
 
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -276,6 +279,10 @@ export class World {
     const registered = signal === undefined ? undefined : this.deadlines.get(signal);
     const deadline = registered?.at ?? host.globalAt(host.monotonic() + timeoutMs);
     if (service === 'ec2' && name === 'AssociateAddressCommand') this.#onAssociateSent(host);
+    // The DynamoDB model answers every read from the latest write: true only of a strongly consistent read.
+    if (service === 'dynamodb' && name === 'GetItemCommand' && (input as { ConsistentRead?: boolean }).ConsistentRead !== true) {
+      this.#broken('every DynamoDB read is strongly consistent', `${host.identity.instanceId} sent a GetItem without ConsistentRead (the model would answer it fresher than DynamoDB does)`);
+    }
     return new Promise((resolve, reject) => {
       let settled = false;
       let settle = (fn: () => void): void => {
@@ -319,6 +326,10 @@ export class World {
         const [lo, hi] = faults.slowShare ?? [0.3, 0.99];
         answerAt = sentAt + r.between(lo, hi) * span;
         appliedAt = sentAt + r.between(0.5, 1) * (answerAt - sentAt);
+      } else if (u < faults.lost + faults.appliedLost + faults.slow + (faults.appliedLate ?? 0)) {
+        trouble();
+        const [lo, hi] = faults.lateMs ?? [0, 1000];
+        appliedAt = deadline + r.between(lo, hi);
       } else {
         // Applied and answered in one go (one event): the answer's own latency adds nothing the slow fate does not cover.
         appliedAt = Math.min(sentAt + r.between(1, 30), sentAt + 0.98 * span);
@@ -427,6 +438,15 @@ export class World {
       if (!node) continue;
       const role = node.role();
       if (role === 'leader' && !node.confirmed()) this.#broken('only a confirmed leader says leader', `${host.identity.instanceId} says leader without a confirmed hold`);
+      // What status, health and cachenat_ha_elastic_ip_held say: an address reported held points at this instance.
+      if (role === 'leader' || role === 'leader-unconfirmed') {
+        for (const e of node.status().elasticIps) {
+          const at = this.ec2.locations.get(e.allocationId);
+          if (e.state === 'held' && at?.instanceId !== host.identity.instanceId) {
+            this.#broken('an Elastic IP reported held points at its reporter', `${host.identity.instanceId} (${role}) reports ${e.allocationId} held, EC2 has it on ${at?.instanceId ?? 'nothing'} (the table names ${lease?.holder ?? 'nobody'}, term ${lease?.term ?? '-'})`);
+          }
+        }
+      }
       if (node.confirmed() && lease?.holder !== host.identity.instanceId) {
         this.#broken('never two confirmed leaders', `${host.identity.instanceId} counts its hold as confirmed but the table names ${lease?.holder ?? 'nobody'} (term ${lease?.term ?? '-'})`);
       }

@@ -5,7 +5,8 @@
 import t from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readInstanceIdentity } from '../../src/ha/instance-identity.js';
+import { ImdsClient } from '../../src/aws/imds.js';
+import { readInstanceIdentity } from '../../src/aws/instance-identity.js';
 import { createImdsHandler, startFakeImds, type FakeImdsConfig } from '../../lab/fake-imds.js';
 
 const config = (): FakeImdsConfig => ({
@@ -17,7 +18,7 @@ const config = (): FakeImdsConfig => ({
 
 const imds = await startFakeImds(config());
 t.teardown(imds.close);
-const read = (timeoutMs = 2000, endpoint = imds.url) => readInstanceIdentity({ endpoint, timeoutMs });
+const read = (timeoutMs = 2000, endpoint = imds.url) => readInstanceIdentity(new ImdsClient({ endpoint }), timeoutMs);
 
 t.beforeEach(() => {
   imds.handler.config = config();

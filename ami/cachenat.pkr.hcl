@@ -1,7 +1,8 @@
 # Builds the cachenat AMI: Amazon Linux 2023 minimal with cachenat installed
-# by the same ami/install.sh the boot test runs.
+# from the release tarball of its architecture (which carries its own Node
+# runtime) by the same ami/install.sh the boot test runs.
 #
-#   npm run package
+#   npm run package          # release/cachenat-<version>-linux-{x64,arm64}.tar.gz
 #   packer init ami/
 #   packer build -var arch=x86_64 ami/
 #   packer build -var arch=arm64 ami/
@@ -39,7 +40,7 @@ variable "instance_type" {
 variable "cachenat_version" {
   type        = string
   default     = ""
-  description = "Release to bake, as in release/cachenat-<version>-linux.tar.gz; empty means the version in package.json."
+  description = "Release to bake, as in release/cachenat-<version>-linux-<x64|arm64>.tar.gz; empty means the version in package.json."
 }
 
 variable "ami_name_prefix" {
@@ -84,7 +85,12 @@ locals {
   # file to both.
   repo_dir = "${abspath(path.root)}/.."
   version  = var.cachenat_version != "" ? var.cachenat_version : jsondecode(file("${local.repo_dir}/package.json")).version
-  release  = "${local.repo_dir}/release/cachenat-${local.version}-linux.tar.gz"
+  # Node's name for each architecture, as in the release tarballs' names.
+  node_arch = {
+    x86_64 = "x64"
+    arm64  = "arm64"
+  }
+  release = "${local.repo_dir}/release/cachenat-${local.version}-linux-${local.node_arch[var.arch]}.tar.gz"
 
   ami_name = "${var.ami_name_prefix}-${local.version}-al2023-${var.arch}-${formatdate("YYYYMMDD-hhmmss", timestamp())}"
 
@@ -162,18 +168,6 @@ build {
     ]
   }
 
-  provisioner "shell" {
-    inline = [
-      "set -eu",
-      "sudo dnf install -y nodejs22 iptables-nft iptables-services conntrack-tools",
-      # nodejs22 installs /usr/bin/node-22; make sure plain `node` points at it.
-      "command -v node >/dev/null || sudo alternatives --set node /usr/bin/node-22",
-      "node --version",
-      # package.json's engines: node >=22.12.0.
-      "node -e 'const [major, minor] = process.versions.node.split(\".\").map(Number); process.exit(major > 22 || (major === 22 && minor >= 12) ? 0 : 1)' || { echo \"node $(node --version) is older than 22.12 (package.json engines)\" >&2; exit 1; }",
-    ]
-  }
-
   # `generated`: the release is built by `npm run package` just before the
   # build, so it need not exist when the template is validated.
   provisioner "file" {
@@ -183,14 +177,16 @@ build {
   }
 
   # Install with the ami/install.sh shipped inside that same release, so the
-  # script always matches the code it installs.
+  # script always matches the code it installs. It installs iptables-nft,
+  # iptables-services and conntrack-tools with dnf; Node comes inside the
+  # release, so the image gets no distro Node.
   provisioner "shell" {
     inline = [
       "set -eu",
       "mkdir /tmp/cachenat-release",
       "tar -xzf /tmp/cachenat-release.tar.gz -C /tmp/cachenat-release",
       "sudo sh /tmp/cachenat-release/cachenat/ami/install.sh /tmp/cachenat-release.tar.gz",
-      "command -v cachenat",
+      "env -i PATH=/nonexistent /usr/local/bin/cachenat --help >/dev/null",
       "rm -rf /tmp/cachenat-release /tmp/cachenat-release.tar.gz",
     ]
   }

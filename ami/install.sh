@@ -3,10 +3,13 @@
 #
 #   ami/install.sh [--offline] [--root DIR] [--node-exporter] RELEASE
 #
-# RELEASE is release/cachenat-<version>-linux.tar.gz from `npm run package`,
-# or a directory holding that release unpacked (the `cachenat/` folder or its
-# parent). Puts the app in /opt/cachenat/<version> (+ `current` symlink),
-# `cachenat` in /usr/local/bin, the systemd unit, /etc/cachenat/config.yaml
+# RELEASE is release/cachenat-<version>-linux-<arch>.tar.gz from `npm run
+# package`, or a directory holding that release unpacked (the `cachenat/`
+# folder or its parent). The release carries its own Node runtime: the host
+# needs no Node. Refuses (before changing anything) a release for another CPU
+# architecture, or whose runtime does not run here. Puts the app in
+# /opt/cachenat/<version> (+ `current` symlink), a `cachenat` command in
+# /usr/local/bin, the systemd unit, /etc/cachenat/config.yaml
 # from the example when there is none, ip_forward=1 in /etc/sysctl.d, and the
 # distro's iptables rule-restore service; enables (does not start) cachenat.
 # Also enables cachenat-secondary-ips.service: at boot it puts the instance's
@@ -32,13 +35,16 @@ while [ $# -gt 0 ]; do
     --offline) offline=1 ;;
     --root) root=${2:?--root needs a directory}; offline=1; shift ;;
     --node-exporter) NODE_EXPORTER=1 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
-    *) release=$1 ;;
+    *)
+      [ -z "$release" ] || { echo "install.sh: one release at a time, not both $release and $1 (see --help)" >&2; exit 64; }
+      release=$1
+      ;;
   esac
   shift
 done
-[ -n "$release" ] || { echo "usage: install.sh [--offline] [--root DIR] cachenat-<version>-linux.tar.gz|DIR" >&2; exit 64; }
+[ -n "$release" ] || { echo "usage: install.sh [--offline] [--root DIR] [--node-exporter] cachenat-<version>-linux-<arch>.tar.gz|DIR" >&2; exit 64; }
 [ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root (it writes /opt, /etc and /usr/local/bin)" >&2; exit 77; }
 
 say() { echo "cachenat install: $*"; }
@@ -72,66 +78,57 @@ if [ ! -f "$src/package.json" ] || [ ! -f "$src/dist/src/cli/main.js" ]; then
   echo "install.sh: $release is not a cachenat release (no package.json and dist/src/cli/main.js); build one with npm run package" >&2
   exit 66
 fi
+if [ ! -f "$src/node/bin/node" ] || [ ! -f "$src/bin/cachenat" ]; then
+  echo "install.sh: $release carries no Node runtime (no node/bin/node and bin/cachenat): it is from an older npm run package; build it again" >&2
+  exit 66
+fi
 version=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' "$src/package.json" | head -n 1)
 case $version in
   '' | *[!A-Za-z0-9.+-]*) echo "install.sh: cannot read a plain version from $src/package.json" >&2; exit 65 ;;
 esac
 
-opt=$root/opt/cachenat
-if [ -d "$opt/$version" ] && diff -r -q "$src" "$opt/$version" >/dev/null 2>&1; then
-  : # this exact release is already there
-else
-  mkdir -p "$opt"
-  rm -rf "$opt/.$version.new"
-  cp -R "$src" "$opt/.$version.new"
-  chmod -R u=rwX,go=rX "$opt/.$version.new"
-  rm -rf "${opt:?}/${version:?}"
-  mv "$opt/.$version.new" "$opt/$version"
-  say "installed release $version in /opt/cachenat/$version"
-  changed=1
-fi
-if [ "$(readlink "$opt/current" 2>/dev/null || true)" != "$version" ]; then
-  ln -sfn "$version" "$opt/current"
-  say "/opt/cachenat/current -> $version"
-  changed=1
-fi
-
-# --- files around it -----------------------------------------------------------
-cat >"$work/wrapper" <<'EOF'
-#!/bin/sh
-# cachenat CLI (installed by ami/install.sh). Node 22.12 or later must be on PATH.
-exec node /opt/cachenat/current/dist/src/cli/main.js "$@"
-EOF
-put_file "$work/wrapper" "$root/usr/local/bin/cachenat" 0755
-put_file "$src/systemd/cachenat.service" "$root/etc/systemd/system/cachenat.service" 0644
-put_file "$src/systemd/cachenat-secondary-ips.service" "$root/etc/systemd/system/cachenat-secondary-ips.service" 0644
-
-if [ -e "$root/etc/cachenat/config.yaml" ]; then
-  : # the operator's config stays as it is
-else
-  put_file "$src/config.example.yaml" "$root/etc/cachenat/config.yaml" 0644
-  say "edit /etc/cachenat/config.yaml (aws.region, forward.allowedSources), then: systemctl start cachenat"
+# --- the runtime fits this host ------------------------------------------------
+# Its CPU architecture, from the ELF header (3e00 x86-64, b700 AArch64). Under
+# --root the image's architecture is not this host's business: not checked.
+case $(od -An -tx1 -j18 -N2 "$src/node/bin/node" 2>/dev/null | tr -d ' \n') in
+  3e00) release_arch=x86_64 ;;
+  b700) release_arch=aarch64 ;;
+  *) release_arch=unknown ;;
+esac
+if [ -z "$root" ]; then
+  host_arch=$(uname -m)
+  [ "$host_arch" != arm64 ] || host_arch=aarch64
+  if [ "$release_arch" != "$host_arch" ]; then
+    case $host_arch in
+      x86_64) instead="install cachenat-$version-linux-x64.tar.gz instead" ;;
+      aarch64) instead="install cachenat-$version-linux-arm64.tar.gz instead" ;;
+      *) instead="releases exist for x86_64 and aarch64 only" ;;
+    esac
+    echo "install.sh: this release's Node runtime is for $release_arch, this host is $host_arch: $instead" >&2
+    exit 69
+  fi
 fi
 
-printf '%s\n' '# cachenat forwards packets between interfaces (written by ami/install.sh)' 'net.ipv4.ip_forward = 1' >"$work/sysctl.conf"
-put_file "$work/sysctl.conf" "$root/etc/sysctl.d/90-cachenat.conf" 0644
-
-# --- Node.js -----------------------------------------------------------------
-# package.json's engines: node >=22.12.0 (the AMI build installs nodejs22
-# and refuses an older one).
-# test/service/node-range.test.ts keeps these numbers in step with engines.
+# It runs here, and is new enough. It links glibc and libstdc++, which every
+# host with apt or dnf has (both are C++ programs).
+# package.json's engines: node >=22.12.0; test/service/node-range.test.ts keeps
+# these numbers in step with it. Under --root it cannot be run: not checked.
 NODE_MAJOR=22 NODE_MINOR=12
 if [ -z "$root" ]; then
-  node_version=$(node -p 'process.versions.node' 2>/dev/null || true)
+  # NODE_OPTIONS cleared: the caller's (say, --import of a module that is not
+  # there) is no business of this check.
+  if ! node_version=$(NODE_OPTIONS='' "$src/node/bin/node" -p 'process.versions.node' 2>"$work/node.err"); then
+    echo "install.sh: the release's Node runtime does not run on this host (it needs glibc >= 2.28 and libstdc++): $(head -c 300 "$work/node.err")" >&2
+    exit 69
+  fi
   node_major=${node_version%%.*} node_rest=${node_version#*.}
   node_minor=${node_rest%%.*}
   case $node_major.$node_minor in
     *[!0-9.]* | .*) node_major=0 node_minor=0 ;;
   esac
   if [ "$node_major" -lt "$NODE_MAJOR" ] || { [ "$node_major" -eq "$NODE_MAJOR" ] && [ "$node_minor" -lt "$NODE_MINOR" ]; }; then
-    # A warning, not a failure: an image tree may get its Node later, and in a
-    # chroot without /proc node may not run at all yet.
-    echo "install.sh: warning: cachenat needs Node >= $NODE_MAJOR.$NODE_MINOR on PATH, found ${node_version:-none}; install it before starting cachenat (Amazon Linux 2023: dnf install nodejs$NODE_MAJOR)" >&2
+    echo "install.sh: the release's Node runtime is $node_version, older than $NODE_MAJOR.$NODE_MINOR (package.json engines); build the release again with npm run package" >&2
+    exit 69
   fi
 fi
 
@@ -176,6 +173,46 @@ else
     restore_unit=iptables.service
   fi
 fi
+
+# --- the app -----------------------------------------------------------------
+opt=$root/opt/cachenat
+if [ -d "$opt/$version" ] && diff -r -q "$src" "$opt/$version" >/dev/null 2>&1; then
+  : # this exact release is already there
+else
+  mkdir -p "$opt"
+  rm -rf "$opt/.$version.new"
+  cp -R "$src" "$opt/.$version.new"
+  chmod -R u=rwX,go=rX "$opt/.$version.new"
+  rm -rf "${opt:?}/${version:?}"
+  mv "$opt/.$version.new" "$opt/$version"
+  say "installed release $version in /opt/cachenat/$version"
+  changed=1
+fi
+if [ "$(readlink "$opt/current" 2>/dev/null || true)" != "$version" ]; then
+  ln -sfn "$version" "$opt/current"
+  say "/opt/cachenat/current -> $version"
+  changed=1
+fi
+
+# --- files around it -----------------------------------------------------------
+cat >"$work/wrapper" <<'EOF'
+#!/bin/sh
+# cachenat CLI (installed by ami/install.sh): the current release, on its own Node runtime.
+exec /opt/cachenat/current/bin/cachenat "$@"
+EOF
+put_file "$work/wrapper" "$root/usr/local/bin/cachenat" 0755
+put_file "$src/systemd/cachenat.service" "$root/etc/systemd/system/cachenat.service" 0644
+put_file "$src/systemd/cachenat-secondary-ips.service" "$root/etc/systemd/system/cachenat-secondary-ips.service" 0644
+
+if [ -e "$root/etc/cachenat/config.yaml" ]; then
+  : # the operator's config stays as it is
+else
+  put_file "$src/config.example.yaml" "$root/etc/cachenat/config.yaml" 0644
+  say "edit /etc/cachenat/config.yaml (aws.region, forward.allowedSources), then: systemctl start cachenat"
+fi
+
+printf '%s\n' '# cachenat forwards packets between interfaces (written by ami/install.sh)' 'net.ipv4.ip_forward = 1' >"$work/sysctl.conf"
+put_file "$work/sysctl.conf" "$root/etc/sysctl.d/90-cachenat.conf" 0644
 
 # --- optional: node_exporter serving cachenat's metrics file ------------------
 textfile_dir=/var/lib/node_exporter/textfile_collector

@@ -27,9 +27,37 @@ node_version_at_least() {
   return 0
 }
 
-ensure_node() {
-  local repo current arch dir tarball
+# Prints the directory holding the official Node $NODE_PINNED for Linux on
+# ARCH (x64 or arm64): .cache/node/node-linux-ARCH-$NODE_PINNED/package, with
+# bin/node in it. Fetches it from the npm registry first when it is not there.
+# scripts/package.sh bundles the same runtime into each release tarball.
+node_runtime_dir() {
+  local arch=$1 repo dir tarball
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  dir="$repo/.cache/node/node-linux-$arch-$NODE_PINNED"
+  if [ ! -s "$dir/package/bin/node" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "ensure-node: npm is missing to fetch node-linux-$arch@$NODE_PINNED (apt-get install npm)" >&2
+      return 1
+    fi
+    echo "ensure-node: fetching node-linux-$arch@$NODE_PINNED from the npm registry" >&2
+    # Unpacked beside the cache and renamed into place, so an interrupted
+    # fetch never leaves a half runtime that looks complete.
+    rm -rf "$dir" "$dir.tmp" && mkdir -p "$dir.tmp"
+    if ! tarball=$(cd "$dir.tmp" && npm pack --silent "node-linux-$arch@$NODE_PINNED") ||
+      ! tar -C "$dir.tmp" -xzf "$dir.tmp/$tarball"; then
+      rm -rf "$dir.tmp"
+      echo "ensure-node: npm pack node-linux-$arch@$NODE_PINNED failed (is registry.npmjs.org reachable?)" >&2
+      return 1
+    fi
+    rm -f "$dir.tmp/$tarball"
+    mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir/package"
+}
+
+ensure_node() {
+  local current arch dir
   current=$(node -v 2>/dev/null | sed 's/^v//' || true)
   if [ -n "$current" ] && node_version_at_least "$current" "$NODE_FLOOR"; then return 0; fi
 
@@ -41,25 +69,12 @@ ensure_node() {
       return 1
       ;;
   esac
-  dir="$repo/.cache/node/node-linux-$arch-$NODE_PINNED"
-  if ! "$dir/package/bin/node" -v >/dev/null 2>&1; then
-    if ! command -v npm >/dev/null 2>&1; then
-      echo "ensure-node: node ${current:-(none)} is older than $NODE_FLOOR and npm is missing to fetch $NODE_PINNED (apt-get install npm)" >&2
-      return 1
-    fi
-    echo "ensure-node: node ${current:-(none)} is older than $NODE_FLOOR; fetching node-linux-$arch@$NODE_PINNED from the npm registry" >&2
-    rm -rf "$dir" && mkdir -p "$dir"
-    tarball=$(cd "$dir" && npm pack --silent "node-linux-$arch@$NODE_PINNED") || {
-      echo "ensure-node: npm pack node-linux-$arch@$NODE_PINNED failed (is registry.npmjs.org reachable?)" >&2
-      return 1
-    }
-    tar -C "$dir" -xzf "$dir/$tarball" && rm -f "$dir/$tarball"
-  fi
-  if [ "$("$dir/package/bin/node" -v 2>/dev/null)" != "v$NODE_PINNED" ]; then
-    echo "ensure-node: $dir/package/bin/node does not run (or is not $NODE_PINNED); delete $dir and retry" >&2
+  dir=$(node_runtime_dir "$arch") || return 1
+  if [ "$("$dir/bin/node" -v 2>/dev/null)" != "v$NODE_PINNED" ]; then
+    echo "ensure-node: $dir/bin/node does not run (or is not $NODE_PINNED); delete $(dirname "$dir") and retry" >&2
     return 1
   fi
-  export PATH="$dir/package/bin:$PATH"
+  export PATH="$dir/bin:$PATH"
   hash -r
 }
 

@@ -24,6 +24,8 @@ if [ "${1:-}" = "--for-tests" ]; then
   have debootstrap || need+=(debootstrap)
   have systemd-analyze || need+=(systemd)
   have prometheus-node-exporter || need+=(prometheus-node-exporter)
+  # promtool (in Debian's prometheus package) checks and unit-tests the alert rules in docs/.
+  have promtool || need+=(prometheus)
   # For `cloud-init schema` in test/ami/user-data.test.ts only: it must never
   # act on this host (see below).
   have cloud-init || need+=(cloud-init)
@@ -36,11 +38,12 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  if [[ " ${need[*]} " == *" cloud-init "* || " ${need[*]} " == *" prometheus-node-exporter "* ]]; then
-    # cloud-init is here to validate user-data and node_exporter to read the
-    # metrics file inside a lab namespace, not to run on this machine:
-    # cloud-init is disabled before it is installed, so its generator never
-    # runs it at boot, and no service starts while they install.
+  if [[ " ${need[*]} " == *" cloud-init "* || " ${need[*]} " == *" prometheus-node-exporter "* || " ${need[*]} " == *" prometheus "* ]]; then
+    # cloud-init is here to validate user-data, node_exporter to read the
+    # metrics file inside a lab namespace and prometheus for its promtool, not
+    # to run on this machine: cloud-init is disabled before it is installed,
+    # so its generator never runs it at boot, and no service starts while
+    # they install (prometheus is also disabled at boot, below).
     mkdir -p /etc/cloud
     touch /etc/cloud/cloud-init.disabled
     if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -51,10 +54,11 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [[ " ${need[*]} " == *" prometheus "* ]] && have systemctl; then systemctl disable prometheus >/dev/null 2>&1 || true; fi
 fi
 
 # The distro's redis/memcached/node_exporter services are not ours to run: the lab starts its own.
-for unit in redis-server memcached prometheus-node-exporter; do
+for unit in redis-server memcached prometheus-node-exporter prometheus; do
   if have systemctl && systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
 done
 

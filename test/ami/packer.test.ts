@@ -47,7 +47,8 @@ t.test('packer evaluates the locals as intended', { skip: has('packer') ? false 
 
   const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
   t.equal(evaluate('local.version'), version, 'the version defaults to package.json');
-  t.equal(resolve(evaluate('local.release')), join(root, `release/cachenat-${version}-linux.tar.gz`), 'uploads what npm run package makes');
+  t.equal(resolve(evaluate('local.release')), join(root, `release/cachenat-${version}-linux-x64.tar.gz`), 'x86_64 uploads the x64 tarball npm run package makes');
+  t.equal(resolve(evaluate('local.release', 'arch=arm64')), join(root, `release/cachenat-${version}-linux-arm64.tar.gz`), 'arm64 uploads the arm64 tarball');
   t.equal(evaluate('local.version', 'cachenat_version=1.2.3'), '1.2.3');
   t.match(evaluate('local.ami_name', 'ami_name_prefix=acme-nat', 'arch=arm64'), new RegExp(`^acme-nat-${version.replaceAll('.', '\\.')}-al2023-arm64-\\d{8}-\\d{6}$`));
 });
@@ -60,8 +61,9 @@ t.test('the template asks for what the AMI must be', async (t) => {
   t.notMatch(hcl, /source_ami\s*=/, 'no hard-coded source AMI id');
   t.match(hcl, /encrypted\s*=\s*true/, 'encrypted root volume');
   t.match(hcl, /ssh_username\s*=\s*"ec2-user"/);
-  t.match(hcl, /dnf install -y nodejs22 iptables-nft iptables-services conntrack-tools/);
+  t.notMatch(hcl, /\bnodejs\d*\b|dnf install[^"]*\bnode/, 'no distro Node: the release carries its runtime');
   t.match(hcl, /cachenat\/ami\/install\.sh/, 'installs with the release’s own install.sh');
+  t.match(hcl, /env -i PATH=\/nonexistent \/usr\/local\/bin\/cachenat --help/, 'the installed command runs without any PATH');
   t.match(hcl, /--imds-support v2\.0/, 'the AMI is marked IMDSv2-only');
   t.match(hcl, /truncate -s 0 \/etc\/machine-id/);
   t.match(hcl, /rm -f \/etc\/ssh\/ssh_host_\*/);

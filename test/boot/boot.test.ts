@@ -1,5 +1,5 @@
-// Issue 3's proof: a Debian rootfs with the release installed by
-// ami/install.sh, booted with a real systemd as PID 1 inside the lab's NAT
+// Issue 3's proof: a Debian rootfs without Node, with the release (which
+// carries its runtime) installed by ami/install.sh, booted with a real systemd as PID 1 inside the lab's NAT
 // namespace. Slow (minutes): runs under `npm run test:boot`
 // (CACHENAT_BOOT_TEST=1), not in every `npm test`.
 import t, { type Test } from 'tap';
@@ -74,16 +74,18 @@ async function bootTest(t: Test): Promise<void> {
 
   // --- 1. rootfs, release, install ---------------------------------------------------------------
   const rootfsTar = (await execa('sh', [join(repo, 'test/boot/build-rootfs.sh'), CACHE_DIR])).stdout.trim().split('\n').at(-1)!;
-  const packaged = await execa('sh', [join(repo, 'scripts/package.sh')], { cwd: repo, reject: false, all: true });
+  // This machine's architecture only: the other tarball is test/service/package.test.ts's business.
+  const arch = process.arch === 'arm64' ? 'arm64' : 'x64';
+  const packaged = await execa('bash', [join(repo, 'scripts/package.sh'), '--arch', arch, '--out', join(work, 'release')], { cwd: repo, reject: false, all: true });
   t.equal(packaged.exitCode, 0, 'npm run package', { output: packaged.all?.slice(-2000) });
-  const release = /release\/(cachenat-\S+-linux\.tar\.gz)/.exec(packaged.stdout)?.[1];
-  if (!release) throw new Error(`npm run package printed no release/cachenat-*-linux.tar.gz path (exit ${packaged.exitCode}); its output is above`);
+  const release = new RegExp(`(cachenat-[^/\\s]+-linux-${arch}\\.tar\\.gz)`).exec(packaged.stdout)?.[1];
+  if (!release) throw new Error(`npm run package printed no cachenat-*-linux-${arch}.tar.gz path (exit ${packaged.exitCode}); its output is above`);
 
   await mkdir(root, { recursive: true });
   await execa('tar', ['-C', root, '-xf', rootfsTar]);
-  // Debian has no Node 22: copy the one running this test (scripts/ensure-node.sh
-  // puts the official binary on PATH; it needs only glibc, which the rootfs has).
-  await cp(process.execPath, join(root, 'usr/local/bin/node'));
+  // Debian's rootfs has no Node at all: the release brings its own.
+  const nodeInRootfs = await execa('chroot', [root, '/bin/sh', '-c', 'command -v node nodejs'], { reject: false });
+  t.equal(nodeInRootfs.stdout, '', 'the rootfs has no node or nodejs on PATH');
   // Units that cannot work in a container without a console or logind's needs.
   for (const unit of ['console-getty.service', 'e2scrub_reap.service', 'systemd-logind.service', 'getty@tty1.service']) {
     await rm(join(root, 'etc/systemd/system', unit), { force: true });
@@ -93,7 +95,7 @@ async function bootTest(t: Test): Promise<void> {
     join(root, 'etc/hosts'),
     `127.0.0.1 localhost\n198.19.0.11 ${NAMES.sessions1}\n198.19.0.12 ${NAMES.sessions2}\n198.19.0.21 ${NAMES.mc1}\n`,
   );
-  await cp(join(repo, 'release', release), join(root, 'root', release));
+  await cp(join(work, 'release', release), join(root, 'root', release));
 
   const install = () => execa('chroot', [root, '/bin/sh', `/root/${release}.d/cachenat/ami/install.sh`, `/root/${release}`], { reject: false, all: true });
   // The script ships inside the release: unpack it the way the AMI build does.
@@ -108,6 +110,9 @@ async function bootTest(t: Test): Promise<void> {
   t.match(second.stdout, /nothing changed/, 'second run says nothing changed');
   t.equal(await tree(), before, 'second run changed nothing on disk');
   t.ok((await tree()).includes('etc/systemd/system/multi-user.target.wants/netfilter-persistent.service'), 'rule-restore service enabled');
+  const bare = await execa('chroot', [root, '/usr/bin/env', '-i', 'PATH=/nonexistent', '/usr/local/bin/cachenat', '--help'], { reject: false });
+  t.equal(bare.exitCode, 0, 'the installed cachenat runs on the release runtime with an empty PATH', { stderr: bare.stderr });
+  t.match(bare.stdout, /^usage: cachenat <command>/);
 
   await writeFile(join(root, 'etc/cachenat/config.yaml'), CONFIG);
   await mkdir(join(root, 'etc/systemd/system/cachenat.service.d'), { recursive: true });

@@ -7,7 +7,7 @@ set -eu
 cache_dir=${1:?usage: build-rootfs.sh CACHE_DIR}
 suite=bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# libstdc++6: the host's Node binary is copied in and needs it; procps: /bin/kill for ExecReload;
+# libstdc++6: the release's Node runtime links it (apt does too); procps: /bin/kill for ExecReload;
 # curl: install.sh installs it on Debian (cachenat-secondary-ips reads IMDSv2 with it), and the rootfs has no apt lists.
 packages=systemd,systemd-sysv,dbus,iptables,iptables-persistent,netfilter-persistent,conntrack,procps,iproute2,libstdc++6,curl
 

@@ -18,6 +18,7 @@ import { emptyPortState } from '../../src/core/ports/port-state.js';
 import type { StateStore } from '../../src/ports/state-store.js';
 import type { InstalledRules } from '../../src/core/netfilter/diff.js';
 import { applyRestore, emptyKernel } from '../support/kernel-sim.js';
+import { MetricsRecorder } from '../../src/metrics/recorder.js';
 
 const loaded = validateConfig(
   { aws: { region: 'us-east-1' }, forward: { allowedSources: ['198.51.100.27/32'] }, discovery: { interval: '30s' }, dns: { interval: '5s' } },
@@ -182,4 +183,29 @@ t.test('every edge failing at random: the loop never dies and never spins', asyn
   t.ok(gaps.every((g) => g >= 30_000 * 0.8 - TIMER_SLACK_MS), `${h.describeAt.length} API calls over ${Math.round(elapsed / 60_000)} simulated minutes, smallest gap ${Math.min(...gaps)} ms`);
   t.ok(h.describeAt.length >= elapsed / (5 * 60_000 * 1.2), 'the API is still asked at least once per backoff cap');
   t.ok(h.snapshots.some((s) => s.degraded) && h.snapshots.some((s) => !s.degraded), 'the snapshot follows: degraded while failing, clear when not');
+});
+
+t.test('a daemon that never reaches the API writes a sync time of 0 from its first pass, and a growing age', async (t) => {
+  const h = harness(12);
+  h.fault = (edge) => (edge === 'api' ? new DiscoveryError('User is not authorized to perform: elasticache:DescribeCacheClusters', 'AccessDenied', false) : undefined);
+  const written: string[] = [];
+  const withTextfile = validateConfig(
+    { aws: { region: 'us-east-1' }, forward: { allowedSources: ['198.51.100.27/32'] }, metrics: { textfile: '/nonexistent/cachenat.prom' } },
+    'loop test',
+  );
+  h.deps.loaded = withTextfile;
+  h.deps.reloadConfig = async () => withTextfile;
+  h.deps.metrics = new MetricsRecorder({
+    activeByDestination: async () => new Map(),
+    writeTextfile: async (_path, text) => void written.push(text),
+    now: h.now,
+    logger: createLogger({ level: 'fatal', destination: { write: () => {} } }),
+  });
+  t.equal(await runDaemon(h.deps), 0);
+  t.ok(h.describeAt.length >= 2, `the API was asked ${h.describeAt.length} times and always refused`);
+  t.ok(written.length >= 2, `${written.length} textfile writes`);
+  const sample = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  t.ok(written.every((text) => sample(text, 'cachenat_last_api_sync_time_seconds') === 0), 'every write, the first included, has cachenat_last_api_sync_time_seconds 0');
+  const ages = written.map((text) => sample(text, 'cachenat_api_sync_age_seconds'));
+  t.ok(ages.every((age, i) => Number.isFinite(age) && (i === 0 || age > ages[i - 1]!)), `the age grows from the start: ${ages.join(', ')} s`);
 });

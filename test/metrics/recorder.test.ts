@@ -70,7 +70,9 @@ t.test('API errors are counted by code; a pass that threw counts as failed', asy
   t.match(text, /^cachenat_forwards\{kind="node",engine="redis",state="active"\} 2$/m, 'a pass that threw still shows what the last one planned');
   t.match(text, /^cachenat_api_errors_total\{code="Throttling"\} 1$/m);
   t.match(text, /^cachenat_passes_total\{outcome="failed"\} 1$/m);
-  t.notMatch(text, /cachenat_last_api_sync_time_seconds/, 'no sync yet: no timestamp rather than a zero that looks like 1970');
+  // Never synced: a 0 that a stale-sync alert fires on, and the age counts from the start.
+  t.match(text, /^cachenat_last_api_sync_time_seconds 0$/m, 'no sync yet: the sync time is 0, present from the first write');
+  t.match(text, /^cachenat_api_sync_age_seconds 0$/m, 'and the age runs from the start (the fake clock has not moved)');
 });
 
 t.test('conntrack or the textfile failing is said once per episode; the snapshot shows connections as unknown', async (t) => {

@@ -11,18 +11,27 @@ const repo = fileURLToPath(new URL('../..', import.meta.url));
 const installSh = join(repo, 'ami/install.sh');
 
 t.test('shellcheck is clean', async (t) => {
-  const result = await execa('shellcheck', [installSh, join(repo, 'ami/secondary-ips.sh'), join(repo, 'scripts/package.sh'), join(repo, 'test/boot/pid1.sh'), join(repo, 'test/boot/build-rootfs.sh')], { reject: false });
+  const scripts = ['ami/install.sh', 'ami/secondary-ips.sh', 'scripts/package.sh', 'scripts/launcher.sh', 'test/boot/pid1.sh', 'test/boot/build-rootfs.sh'];
+  const result = await execa('shellcheck', ['--external-sources', ...scripts], { cwd: repo, reject: false });
   t.equal(result.exitCode, 0, result.stdout);
 });
 
-/** A release directory with the real unit, example config and script, and a stub CLI. */
-async function fakeRelease(dir: string, version: string): Promise<string> {
+/**
+ * A release directory with the real unit, example config, scripts and
+ * launcher, a stub CLI, and in place of the Node runtime `node` (a shell
+ * script unless given bytes).
+ */
+async function fakeRelease(dir: string, version: string, node: string | Buffer = '#!/bin/sh\necho 22.23.5\n'): Promise<string> {
   const app = join(dir, `release-${version}`, 'cachenat');
   await mkdir(join(app, 'dist/src/cli'), { recursive: true });
   await mkdir(join(app, 'systemd'), { recursive: true });
   await mkdir(join(app, 'ami'), { recursive: true });
+  await mkdir(join(app, 'bin'), { recursive: true });
+  await mkdir(join(app, 'node/bin'), { recursive: true });
   await writeFile(join(app, 'package.json'), `{\n  "name": "cachenat",\n  "version": "${version}"\n}\n`);
   await writeFile(join(app, 'dist/src/cli/main.js'), `console.log('cachenat ${version}');\n`);
+  await writeFile(join(app, 'node/bin/node'), node, { mode: 0o755 });
+  await cp(join(repo, 'scripts/launcher.sh'), join(app, 'bin/cachenat'));
   await cp(join(repo, 'systemd/cachenat.service'), join(app, 'systemd/cachenat.service'));
   await cp(join(repo, 'systemd/cachenat-secondary-ips.service'), join(app, 'systemd/cachenat-secondary-ips.service'));
   await cp(join(repo, 'config.example.yaml'), join(app, 'config.example.yaml'));
@@ -59,7 +68,8 @@ t.test('installs a release directory; a second run changes nothing', async (t) =
   const first = await install(release);
   t.equal(first.exitCode, 0, first.stderr);
   t.equal(await readlink(join(root, 'opt/cachenat/current')), '1.2.3');
-  t.match(await readFile(join(root, 'usr/local/bin/cachenat'), 'utf8'), 'exec node /opt/cachenat/current/dist/src/cli/main.js "$@"');
+  t.match(await readFile(join(root, 'usr/local/bin/cachenat'), 'utf8'), 'exec /opt/cachenat/current/bin/cachenat "$@"', 'the command runs the release on its own runtime');
+  t.equal((await lstat(join(root, 'opt/cachenat/current/node/bin/node'))).mode & 0o777, 0o755, 'the runtime is executable');
   t.equal((await lstat(join(root, 'usr/local/bin/cachenat'))).mode & 0o777, 0o755);
   t.equal(await readFile(join(root, 'etc/systemd/system/cachenat.service'), 'utf8'), await readFile(join(repo, 'systemd/cachenat.service'), 'utf8'));
   t.equal(await readFile(join(root, 'etc/cachenat/config.yaml'), 'utf8'), await readFile(join(repo, 'config.example.yaml'), 'utf8'));
@@ -93,7 +103,7 @@ t.test('never overwrites a config; an upgrade switches current', async (t) => {
 t.test('a tarball in the release layout installs too', async (t) => {
   const { dir, root, install } = await setup(t);
   const app = await fakeRelease(dir, '2.0.0');
-  const tarball = join(dir, 'cachenat-2.0.0-linux.tar.gz');
+  const tarball = join(dir, 'cachenat-2.0.0-linux-x64.tar.gz');
   await execa('tar', ['-C', join(app, '..'), '-czf', tarball, 'cachenat']);
   const result = await install(tarball);
   t.equal(result.exitCode, 0, result.stderr);
@@ -105,6 +115,69 @@ t.test('refuses what is not a release', async (t) => {
   const result = await install(dir);
   t.equal(result.exitCode, 66);
   t.match(result.stderr, /is not a cachenat release/);
+});
+
+t.test('refuses two releases at once (a glob that matched both architectures)', async (t) => {
+  const { dir, root } = await setup(t);
+  const result = await execa('sh', [installSh, '--root', root, await fakeRelease(dir, '1.0.0'), await fakeRelease(dir, '1.0.1')], { reject: false });
+  t.equal(result.exitCode, 64);
+  t.match(result.stderr, /install\.sh: one release at a time, not both .*release-1\.0\.0\/cachenat and .*release-1\.0\.1\/cachenat/);
+  t.same(await readdir(root), [], 'nothing installed');
+});
+
+t.test('refuses a release without its Node runtime', async (t) => {
+  const { dir, root, install } = await setup(t);
+  const app = await fakeRelease(dir, '1.0.0');
+  await rm(join(app, 'node'), { recursive: true });
+  const result = await install(app);
+  t.equal(result.exitCode, 66);
+  t.match(result.stderr, /carries no Node runtime \(no node\/bin\/node and bin\/cachenat\): it is from an older npm run package; build it again/);
+  t.same(await readdir(root), [], 'nothing installed');
+});
+
+/** The first 20 bytes of an ELF executable for machine `machine` (0x3e x86-64, 0xb7 AArch64): enough for the check, not to run. */
+const elfHeader = (machine: number): Buffer => Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, machine, 0]);
+const hostMachine = process.arch === 'arm64' ? 0xb7 : 0x3e;
+const otherMachine = process.arch === 'arm64' ? 0x3e : 0xb7;
+
+/**
+ * install.sh on this host (no --root), --offline, in a mount namespace where
+ * /opt, /usr/local and /etc are empty tmpfs: should the script not refuse in
+ * time, whatever it writes is thrown away. Prints what it left there.
+ */
+async function installSandboxed(release: string) {
+  const script = [
+    'mount --make-rprivate /',
+    'for d in /opt /usr/local /etc; do mount -t tmpfs cachenat-test "$d"; done',
+    'sh "$1" --offline "$2"; rc=$?',
+    'echo "left behind: $(find /opt /usr/local /etc -mindepth 1 | wc -l)"',
+    'exit $rc',
+  ].join('\n');
+  return execa('unshare', ['--mount', 'sh', '-c', script, 'sandbox', installSh, release], { reject: false });
+}
+
+const asRoot = process.getuid?.() === 0 ? false : 'installs on this host (sandboxed): needs root';
+
+t.test('refuses a release for another CPU architecture before changing anything', { skip: asRoot }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'cachenat-install-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const result = await installSandboxed(await fakeRelease(dir, '1.0.0', elfHeader(otherMachine)));
+  t.equal(result.exitCode, 69, result.stderr);
+  const [ours, theirs, name] = process.arch === 'arm64' ? ['aarch64', 'x86_64', 'arm64'] : ['x86_64', 'aarch64', 'x64'];
+  t.equal(result.stderr, `install.sh: this release's Node runtime is for ${theirs}, this host is ${ours}: install cachenat-1.0.0-linux-${name}.tar.gz instead`, 'that one message, nothing after it');
+  t.match(result.stdout, /^left behind: 0$/m);
+});
+
+t.test('refuses a runtime that does not run here before changing anything', { skip: asRoot }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'cachenat-install-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // The right architecture, but not a program the kernel can load (as a
+  // runtime missing its libraries would fail).
+  const result = await installSandboxed(await fakeRelease(dir, '1.0.0', elfHeader(hostMachine)));
+  t.equal(result.exitCode, 69, result.stderr);
+  t.match(result.stderr, /^install\.sh: the release's Node runtime does not run on this host \(it needs glibc >= 2\.28 and libstdc\+\+\): .*Exec format error$/);
+  t.notMatch(result.stderr, /\n./, 'that one message, nothing after it');
+  t.match(result.stdout, /^left behind: 0$/m);
 });
 
 t.test('--node-exporter wires node_exporter to the textfile directory; a second run changes nothing', async (t) => {

@@ -1,7 +1,10 @@
 // One supported Node range, stated in package.json's engines, and every other
 // place that names a Node version agrees with it: the AWS SDK packages in the
-// lockfile, @types/node, the AMI build (nodejs22), ami/install.sh's check and
-// scripts/ensure-node.sh (the Node the README commands and CI run on).
+// lockfile, @types/node, ami/install.sh's check of a release's runtime, and
+// scripts/ensure-node.sh (the Node the README commands and CI run on, and the
+// runtime scripts/package.sh puts in every release; the AMI takes it from
+// there). test/service/package.test.ts checks the runtime inside a real
+// tarball.
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -53,16 +56,21 @@ t.test('@types/node describes the floor major', async (t) => {
   t.equal(Number(major), floor?.[0], `@types/node ${pkg.devDependencies['@types/node']} is for Node ${floor?.[0]}`);
 });
 
-t.test('the AMI installs and checks the same Node', async (t) => {
+t.test('the AMI takes its Node from the release; install.sh refuses a runtime below the floor', async (t) => {
   const packer = await read('ami/cachenat.pkr.hcl');
-  const packages = [...packer.matchAll(/\bnodejs(\d+)\b/g)].map((m) => Number(m[1]));
-  t.ok(packages.length > 0, 'the Packer template installs a nodejsNN package');
-  t.same([...new Set(packages)], [floor?.[0]], `every nodejsNN in ami/cachenat.pkr.hcl is nodejs${floor?.[0]}`);
+  t.notMatch(packer, /\bnodejs\d*\b/, 'ami/cachenat.pkr.hcl installs no distro nodejs package');
+  t.match(packer, /release\/cachenat-\$\{local\.version\}-linux-\$\{local\.node_arch\[var\.arch\]\}\.tar\.gz/, 'it uploads the release of its architecture');
 
   const install = await read('ami/install.sh');
   const major = /\bNODE_MAJOR=(\d+)/.exec(install)?.[1];
   const minor = /\bNODE_MINOR=(\d+)/.exec(install)?.[1];
-  t.same([Number(major), Number(minor)], floor?.slice(0, 2), 'ami/install.sh refuses a Node below the engines floor');
+  t.same([Number(major), Number(minor)], floor?.slice(0, 2), "ami/install.sh refuses a release runtime below the engines floor");
+});
+
+t.test('scripts/package.sh bundles the runtime ensure-node.sh pins', async (t) => {
+  const script = await read('scripts/package.sh');
+  t.match(script, /source scripts\/ensure-node\.sh/, 'package.sh takes NODE_PINNED from ensure-node.sh');
+  t.match(script, /runtime=\$\(node_runtime_dir "\$arch"\)/, 'and the runtime from its node_runtime_dir');
 });
 
 t.test('scripts/ensure-node.sh brings a Node inside the range', async (t) => {
@@ -72,5 +80,5 @@ t.test('scripts/ensure-node.sh brings a Node inside the range', async (t) => {
   t.same(floorOf(`>=${scriptFloor}`), floor, `NODE_FLOOR ${scriptFloor} is the engines floor`);
   const pinnedVersion = floorOf(`>=${pinned}`);
   t.ok(pinnedVersion && floor && atLeast(pinnedVersion, floor), `NODE_PINNED ${pinned} satisfies engines ${pkg.engines.node}`);
-  t.equal(pinnedVersion?.[0], floor?.[0], `NODE_PINNED ${pinned} is the same major as the AMI's nodejs${floor?.[0]}`);
+  t.equal(pinnedVersion?.[0], floor?.[0], `NODE_PINNED ${pinned} is the engines floor's major (${floor?.[0]})`);
 });

@@ -173,6 +173,17 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     { name: 'cachenat_targets_aaaa_only', help: 'Targets whose endpoint name has only IPv6 addresses (AAAA records, no A): not served, cachenat forwards IPv4 only.', type: 'gauge', samples: [{ value: view.forwards.filter((f) => f.ipv6Only).length }] },
     { name: 'cachenat_targets_without_port', help: 'Targets the API lists that found no free port (ports.redis / ports.memcached up to 65535 all taken): not forwarded.', type: 'gauge', samples: [{ value: view.withoutPort }] },
     { name: 'cachenat_ports_quarantined', help: 'Freed listeners not yet given to another target (ports.reuseAfter): ports, and in address mode listen addresses.', type: 'gauge', samples: [{ value: view.quarantinedPorts }] },
+    // Present from the first write: 0 until the first complete answer, so
+    // `time() - cachenat_last_api_sync_time_seconds > N` fires for a daemon that
+    // never synced (wrong region or role from boot) instead of matching nothing.
+    { name: 'cachenat_last_api_sync_time_seconds', help: 'When the ElastiCache API last answered completely (Unix time); 0 before the first complete answer.', type: 'gauge', samples: [{ value: m.lastSyncAt === undefined ? 0 : seconds(m.lastSyncAt) }] },
+    // The same as an age, for alarms that cannot subtract from the clock (CloudWatch).
+    {
+      name: 'cachenat_api_sync_age_seconds',
+      help: 'Seconds since the ElastiCache API last answered completely (before the first answer: since the daemon started), as of this write.',
+      type: 'gauge',
+      samples: [{ value: seconds(view.now - (m.lastSyncAt ?? m.startedAt)) }],
+    },
     {
       name: 'cachenat_pass_duration_seconds',
       help: 'Time one reconcile pass took: API (when due), DNS, kernel read, plan and write.',
@@ -203,15 +214,6 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
       samples: perForward((c) => c.new),
     },
   ];
-  if (m.lastSyncAt !== undefined) {
-    families.splice(
-      5,
-      0,
-      { name: 'cachenat_last_api_sync_time_seconds', help: 'When the ElastiCache API last answered completely (Unix time).', type: 'gauge', samples: [{ value: seconds(m.lastSyncAt) }] },
-      // The same as an age, for alarms that cannot subtract from the clock (CloudWatch).
-      { name: 'cachenat_api_sync_age_seconds', help: 'Seconds since the ElastiCache API last answered completely, as of this write.', type: 'gauge', samples: [{ value: seconds(view.now - m.lastSyncAt) }] },
-    );
-  }
   if (view.ha) families.push(...haFamilies(view.ha, view.now));
   return families;
 }

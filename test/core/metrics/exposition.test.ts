@@ -76,6 +76,14 @@ t.test("the daemon's families: every name follows the naming rules and the parse
   t.equal(byName.get('cachenat_ports_quarantined')!.metrics[0]!.value, '1');
   t.equal(byName.get('cachenat_last_api_sync_time_seconds')!.metrics[0]!.value, '1700000001');
   t.equal(byName.get('cachenat_api_sync_age_seconds')!.metrics[0]!.value, '1', 'written 1 s after the sync');
+
+  // Before the first complete answer both are there: 0, and the age since the start.
+  const never = observePass(initialMetrics(1_700_000_000_000), { outcome: 'api_error', durationSeconds: 0.02, dnatChainRewritten: false, apiErrorCode: 'AccessDenied', events: [], dnatPackets: new Map() });
+  // (`build`, in a variable so the view type may or may not have it yet.)
+  const neverView = { forwards: [], connections: [], quarantinedPorts: 0, withoutPort: 0, now: 1_700_000_300_000, build: { version: '0.0.0', node: 'v22.12.0' } };
+  const neverByName = new Map(parse(renderExposition(metricFamilies(never, neverView))).map((p) => [p.name, p]));
+  t.same(neverByName.get('cachenat_last_api_sync_time_seconds')!.metrics, [{ value: '0' }], 'never synced: the sync time is 0, not absent');
+  t.same(neverByName.get('cachenat_api_sync_age_seconds')!.metrics, [{ value: '300' }], 'never synced: the age counts from the start, 300 s ago');
   t.same(byName.get('cachenat_pass_duration_seconds')!.metrics[0]!.count, '2');
   t.equal(byName.get('cachenat_pass_duration_seconds')!.metrics[0]!.buckets!['0.004'], '1', 'the 3 ms pass is in the 4 ms bucket, the 20 ms one is not');
   const active = byName.get('cachenat_forwards')!.metrics.find((s) => s.labels!.kind === 'node' && s.labels!.engine === 'redis' && s.labels!.state === 'active');

@@ -26,7 +26,7 @@ t.test('the command line itself: usage, help, version, unknown commands and flag
   const none = await r.cli([]);
   t.equal(none.code, 64, 'no command is a usage error');
   t.equal(none.stdout, '', 'usage errors go to stderr');
-  t.match(none.stderr, /^cachenat: which command\? One of: run, apply, plan, status, endpoints, health, flush, validate, ha\.\n\nUsage: cachenat <command> \[options\]/);
+  t.match(none.stderr, /^cachenat: which command\? One of: run, apply, plan, status, endpoints, health, flush, validate, ha, audit\.\n\nUsage: cachenat <command> \[options\]/);
 
   for (const argv of [['help'], ['--help'], ['-h']]) {
     const help = await r.cli(argv);
@@ -99,7 +99,7 @@ t.test('validate: --config, -c, $CACHENAT_CONFIG; 78 on a bad config', async (t)
   await r.writeConfig('x: 1\n');
   const bad = await r.cli(['validate', '--config', r.configPath]);
   t.equal(bad.code, 78);
-  t.match(bad.stderr, /\n {2}- x: unknown key; expected one of aws, discovery, dns, forward, ports, ipForward, state, persist, health, metrics, log, ha\n/);
+  t.match(bad.stderr, /\n {2}- x: unknown key; expected one of aws, discovery, dns, forward, ports, ipForward, state, persist, health, metrics, log, ha, audit\n/);
   const badJson = await r.cli(['validate', '--json', '--config', r.configPath]);
   t.equal(badJson.code, 78);
   t.match(JSON.parse(badJson.stdout), { path: r.configPath, valid: false, issues: [{ path: 'x', message: /^unknown key; expected one of aws, / }] });

@@ -11,7 +11,7 @@
 // each connection's local port and the bytes it sent and received.
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseLabArgs } from './command-line.js';
 import type { CacheProtocol } from './probe.js';
 
 export interface FlowLoadOptions {
@@ -118,17 +118,15 @@ export async function flowLoad(options: FlowLoadOptions, detail = false): Promis
 const USAGE = 'usage: flow-load HOST PORT[,PORT...] redis|memcached --rate R --count N [--payload BYTES] [--timeout MS] [--bind ADDRESS] [--detail]';
 
 async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { rate: { type: 'string' }, count: { type: 'string' }, payload: { type: 'string' }, timeout: { type: 'string' }, bind: { type: 'string' }, detail: { type: 'boolean' } },
-    });
-  } catch (error) {
-    process.stderr.write(`flow-load: ${(error as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
+  const parsed = parseLabArgs('flow-load', USAGE, argv, {
+    rate: { type: 'string' },
+    count: { type: 'string' },
+    payload: { type: 'string' },
+    timeout: { type: 'string' },
+    bind: { type: 'string' },
+    detail: { type: 'boolean' },
+  });
+  if (parsed === undefined) return 2;
   const [host, portList, protocol, ...extra] = parsed.positionals;
   const ports = (portList ?? '').split(',').map(Number);
   const numbers = { rate: Number(parsed.values.rate), count: Number(parsed.values.count), payload: Number(parsed.values.payload ?? 16), timeout: Number(parsed.values.timeout ?? 10_000) };

@@ -187,6 +187,8 @@ build {
       "tar -xzf /tmp/cachenat-release.tar.gz -C /tmp/cachenat-release",
       "sudo sh /tmp/cachenat-release/cachenat/ami/install.sh /tmp/cachenat-release.tar.gz",
       "env -i PATH=/nonexistent /usr/local/bin/cachenat --help >/dev/null",
+      # cfn-signal for deploy/'s boot check (cfn-ready), so a boot needs no dnf.
+      "sudo dnf install -y -q aws-cfn-bootstrap",
       "rm -rf /tmp/cachenat-release /tmp/cachenat-release.tar.gz",
     ]
   }

@@ -42,7 +42,7 @@ export interface CachenatProps {
   readonly memcachedPort?: number;
   /** How many ports from each first port the NAT group opens to the clients. @default 100 */
   readonly portsPerEngine?: number;
-  /** forward.inboundInterface. @default 'ens5' (Amazon Linux 2023 on Nitro) */
+  /** forward.inboundInterface. @default the daemon's `auto`: the interface holding the instance's primary MAC (ens5 on Amazon Linux 2023 on Nitro) */
   readonly inboundInterface?: string;
 
   /** ha.group: the pair's name; also the tag value AssociateAddress is narrowed to. @default 'cachenat' */

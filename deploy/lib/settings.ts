@@ -20,8 +20,6 @@ export const DEFAULTS = {
   leaseSeconds: 10,
   signalTimeoutMinutes: 15,
   rootVolumeGiB: 8,
-  /** forward.inboundInterface: the daemon's own default (eth0) is not what Amazon Linux 2023 on Nitro names it. */
-  inboundInterface: 'ens5',
 } as const;
 
 /** How long cfn-ready waits for a good `cachenat health` after the start; the signal timeout must leave room for it and the boot. */
@@ -127,7 +125,7 @@ export function resolveSettings(name: string, props: CachenatProps | undefined):
     redisPort,
     memcachedPort,
     portsPerEngine,
-    inboundInterface: check('inboundInterface', p.inboundInterface ?? DEFAULTS.inboundInterface, interfaceProblem),
+    inboundInterface: p.inboundInterface === undefined ? undefined : check('inboundInterface', p.inboundInterface, interfaceProblem),
     haGroup: check('haGroup', p.haGroup ?? DEFAULTS.haGroup, haGroupProblem),
     lease: `${leaseSeconds}s`,
     table: p.table,

@@ -179,7 +179,7 @@ function checkUserData(t: Test, g: GroupView, standIns: Record<string, string>, 
   t.match(config.ha, { table: expect.table, group: 'cachenat', lease: 10_000, elasticIp: expect.allocationId }, `${g.id}: the ha section names the table and the Elastic IP's allocation id`);
   t.equal(config.forward.publicAddress, expect.publicIp, `${g.id}: clients dial the Elastic IP`);
   t.same(config.forward.allowedSources, expect.clientCidrs, `${g.id}: the client CIDRs`);
-  t.equal(config.forward.inboundInterface, 'ens5', `${g.id}: Amazon Linux 2023's interface name`);
+  t.equal(config.forward.inboundInterface, 'auto', `${g.id}: the daemon's auto finds the primary MAC's (ens5 on Amazon Linux 2023)`);
   t.equal(file(BOOT_CHECK_PATH)?.content, BOOT_CHECK_SCRIPT, `${g.id}: cfn-ready as tested (test/deploy/cfn-ready.test.ts)`);
   t.equal(file(BOOT_CHECK_PATH)?.permissions, '0755');
   t.same(cloud.runcmd, [[BOOT_CHECK_PATH, '--stack', standIns[refs({ Ref: 'AWS::StackName' })], '--resource', g.id, '--region', standIns[refs({ Ref: 'AWS::Region' })], '--wait', '300']], `${g.id}: runs cfn-ready, which signals its own group`);

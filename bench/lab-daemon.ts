@@ -28,9 +28,14 @@ export interface DaemonLab {
   configPath: string;
   /** The daemon's environment, NODE_OPTIONS from the systemd unit included. */
   env: Record<string, string>;
-  /** Starts `cachenat run`; resolves once it logged "ready", with that line's own timestamp. */
-  startDaemon(timeoutMs?: number): Promise<{ process: LabProcess; readyAt: number }>;
+  /**
+   * Starts `cachenat run`; resolves once it logged "ready", with that line's own timestamp.
+   * `nodeFlags` go into NODE_OPTIONS after the unit's (profiling flags).
+   */
+  startDaemon(timeoutMs?: number, nodeFlags?: string): Promise<{ process: LabProcess; readyAt: number }>;
   setTopology(topology: FakeTopology): Promise<void>;
+  /** Restarts the fake API serving `topology` (same URL): for topologies too large for setTopology's control request. */
+  serveTopology(topology: FakeTopology): Promise<void>;
   /** Rewrites the config file; a daemon started afterwards uses these intervals. */
   configure(intervals: { dnsInterval: string; discoveryInterval: string }): void;
   down(): Promise<void>;
@@ -69,11 +74,17 @@ export async function startDaemonLab(options: DaemonLabOptions): Promise<DaemonL
     dir: rig.dir,
     configPath: rig.configPath,
     env: { ...daemonEnv(rig.dir), ...nodeOptions },
-    async startDaemon(timeoutMs = 60_000) {
-      const daemon = await rig.start({ env: nodeOptions, readyTimeoutMs: timeoutMs });
+    async startDaemon(timeoutMs = 60_000, nodeFlags = '') {
+      const env = nodeFlags === '' ? nodeOptions : { NODE_OPTIONS: `${nodeOptions.NODE_OPTIONS} ${nodeFlags}`.trim() };
+      const daemon = await rig.start({ env, readyTimeoutMs: timeoutMs });
       return { process: daemon.process, readyAt: daemon.readyAt };
     },
     setTopology: (topology) => rig.setTopology(topology),
+    async serveTopology(topology) {
+      await rig.lab.fakeApi?.process.stop();
+      const url = await rig.lab.startFakeApi(topology, { pageSize: AWS_DEFAULT_PAGE_SIZE });
+      if (url !== rig.apiUrl) throw new Error(`the fake API came back on ${url}, not ${rig.apiUrl}`);
+    },
     configure: (intervals) => rig.configure(settings(intervals)),
     down: () => rig.down(),
   };

@@ -32,6 +32,10 @@ export interface ReconcileRow {
   noopRestores: number;
   /** How the per-rule baseline was obtained. */
   baseline: { method: 'measured' | 'extrapolated'; calls: number; sampledNodes?: number; runs: number };
+  /** The floors, timed alone in the same namespace (medians): one `iptables-save -c`, and one restore of the input a change wrote. */
+  floors?: { readMs: number; restoreMs: number };
+  /** no-op pass ÷ the bare read; one change ÷ (bare read + bare restore). */
+  ratios?: { noop: number; oneChange: number };
   /** Where a full apply spends its time (medians); the read includes the one that looks for ports to recover. */
   fullApplySpans: { kernelReadMs: number; restoreMs: number; restMs: number };
   /** Where a no-op pass spends its time (medians). */
@@ -70,7 +74,9 @@ class MeteredNetfilter implements Netfilter {
   restores = 0;
   readMs = 0;
   restoreMs = 0;
-  constructor(private readonly inner: Netfilter) {}
+  /** The input of the last restore. */
+  lastRestore = '';
+  constructor(readonly inner: Netfilter) {}
 
   save(table: Table): Promise<string> {
     return this.read(() => this.inner.save(table));
@@ -92,6 +98,7 @@ class MeteredNetfilter implements Netfilter {
 
   async restore(text: string): Promise<void> {
     this.restores++;
+    this.lastRestore = text;
     const started = performance.now();
     try {
       await this.inner.restore(text);
@@ -206,6 +213,15 @@ async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number)
     spans.restore.push(live.netfilter.restoreMs);
     spans.conntrack.push(live.conntrack.ms);
   }
+  // The floors: the bare kernel read a pass must do (the same `iptables-save -c`),
+  // and the bare restore of the input the last change wrote (applying it again
+  // rewrites the same chain), each timed alone in the same namespace.
+  const bareRead: number[] = [];
+  const bareRestore: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    bareRead.push((await timed(() => live.netfilter.inner.saveAll({ counters: true }))).ms);
+    bareRestore.push((await timed(() => live.netfilter.inner.restore(live.netfilter.lastRestore))).ms);
+  }
   rmSync(live.stateDir, { recursive: true, force: true });
   await flushCachenat(ns);
 
@@ -215,6 +231,8 @@ async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number)
     noopPassMs: median(noop),
     oneChangeMs: median(change),
     noopRestores,
+    bareReadMs: median(bareRead),
+    bareRestoreMs: median(bareRestore),
     fullApplySpans: {
       kernelReadMs: median(fullSpans.read),
       restoreMs: median(fullSpans.restore),
@@ -327,6 +345,8 @@ export async function benchReconcile(options: ReconcileOptions): Promise<Reconci
         oneChangeMs: round(ours.oneChangeMs),
         perRuleBaselineMs: round(base.ms, 0),
         noopRestores: ours.noopRestores,
+        floors: { readMs: round(ours.bareReadMs), restoreMs: round(ours.bareRestoreMs) },
+        ratios: { noop: round(ours.noopPassMs / ours.bareReadMs), oneChange: round(ours.oneChangeMs / (ours.bareReadMs + ours.bareRestoreMs)) },
         baseline: base.baseline,
         fullApplySpans: { kernelReadMs: round(ours.fullApplySpans.kernelReadMs), restoreMs: round(ours.fullApplySpans.restoreMs), restMs: round(ours.fullApplySpans.restMs) },
         noopSpans: { kernelReadMs: round(ours.noopSpans.kernelReadMs), restMs: round(ours.noopSpans.restMs) },

@@ -2,7 +2,24 @@
 // BENCHMARKS.md. Every figure in the Markdown comes from the results; the
 // prose around them says how they were taken.
 
+import type { FootprintRow } from './footprint.js';
+import type { HeapBreakdown } from './heap-snapshot.js';
 import type { BenchResults } from './results.js';
+
+/**
+ * The footprint as it was before the memory and CPU work of BENCHMARKS.md §4
+ * (bench/results/footprint-before.json): the same measurement, run on that
+ * commit, kept so each regeneration shows before and after side by side.
+ */
+export interface FootprintBaseline {
+  commit: string;
+  date: string;
+  /** 1-minute load average over that run (the machine was shared). */
+  loadAverage: { before: number; max: number };
+  windowS: number;
+  sizes: FootprintRow[];
+  heap: HeapBreakdown;
+}
 
 export interface Verdict {
   target: string;
@@ -64,9 +81,37 @@ export function verdicts(r: BenchResults): Verdict[] {
     ok: c.restart.failedProbes === 0 && c.restart.rulesUntouched,
   });
 
-  const f = r.footprint;
-  out.push({ target: 'footprint, 1000 nodes: RSS ≤ 64 MB', measured: `${f.rssMb} MB peak (median ${f.rssMedianMb} MB)`, ok: f.rssMb <= 64 });
-  out.push({ target: 'footprint, 1000 nodes: CPU ≤ 1% of one core', measured: `${f.cpuPercent}% (daemon ${f.selfCpuPercent}%, its iptables/conntrack children ${f.childCpuPercent}%)`, ok: f.cpuPercent <= 1 });
+  out.push(...footprintVerdicts(r));
+  return out;
+}
+
+/** The footprint goals: memory and CPU at 10 and 1000 targets, and a pass's cost against the kernel calls it cannot avoid. */
+function footprintVerdicts(r: BenchResults): Verdict[] {
+  const out: Verdict[] = [];
+  const rows = r.footprint.sizes ?? [{ nodes: r.footprint.nodes, rssPeakMb: r.footprint.rssMb, rssMedianMb: r.footprint.rssMedianMb, cpuPercent: r.footprint.cpuPercent, selfCpuPercent: r.footprint.selfCpuPercent, childCpuPercent: r.footprint.childCpuPercent }];
+  const goals = [
+    { nodes: 1000, rssMb: 64, cpuPercent: 1 },
+    { nodes: 10, rssMb: 48, cpuPercent: 0.2 },
+  ];
+  for (const goal of goals) {
+    const row = rows.find((x) => x.nodes === goal.nodes);
+    if (!row) continue;
+    out.push({ target: `footprint, ${goal.nodes} nodes: RSS ≤ ${goal.rssMb} MB`, measured: `${row.rssPeakMb} MB peak (median ${row.rssMedianMb} MB${'anonMedianMb' in row ? `, of which anonymous ${row.anonMedianMb} MB` : ''})`, ok: row.rssPeakMb <= goal.rssMb });
+    out.push({
+      target: `footprint, ${goal.nodes} nodes: CPU ≤ ${goal.cpuPercent}% of one core`,
+      measured: `${row.cpuPercent}% (daemon ${row.selfCpuPercent}%, its iptables/conntrack children ${row.childCpuPercent}%)`,
+      ok: row.cpuPercent <= goal.cpuPercent,
+    });
+  }
+  const k1 = r.reconcile.find((row) => row.nodes === 1000);
+  if (k1?.ratios && k1.floors) {
+    out.push({ target: 'reconcile, 1000 nodes: no-op pass ≤ 1.2× the bare kernel read', measured: `${k1.ratios.noop}× (${ms(k1.noopPassMs)} against ${ms(k1.floors.readMs)})`, ok: k1.ratios.noop <= 1.2 });
+    out.push({
+      target: 'reconcile, 1000 nodes: one change ≤ 1.2× (one read + one restore)',
+      measured: `${k1.ratios.oneChange}× (${ms(k1.oneChangeMs)} against ${ms(k1.floors.readMs)} + ${ms(k1.floors.restoreMs)})`,
+      ok: k1.ratios.oneChange <= 1.2,
+    });
+  }
   return out;
 }
 
@@ -148,7 +193,7 @@ export function ownSectionsOf(markdown: string): string {
   return start === -1 || end < start ? '' : `${markdown.slice(start, end + OWN_SECTIONS.end.length)}\n\n`;
 }
 
-export function benchmarksMarkdown(r: BenchResults, ownSections = ''): string {
+export function benchmarksMarkdown(r: BenchResults, ownSections = '', baseline?: FootprintBaseline): string {
   const m = r.meta.machine;
   const rec = reconcileRows(r);
   const dp = datapathRows(r);
@@ -224,16 +269,71 @@ Method: the real daemon in the lab; a prober in the client namespace opens a new
 
 For scale: an NLB whose targets a Lambda refreshes every 5 minutes points at a failed-over primary for up to 5 minutes.
 
-## 4. Footprint
-
-Method: \`cachenat run\` at ${f.nodes} nodes (fake API with AWS paging, names in the NAT namespace's hosts file) with the default intervals (API every ${f.intervals.discoveryS} s, DNS every ${f.intervals.dnsS} s); after start-up, RSS sampled every second and CPU read from /proc over ${f.windowS} s${f.quick ? ' (quick mode: the full run uses 5 minutes)' : ''}. CPU counts the daemon and the programs it runs (iptables-save, iptables-restore, conntrack). Kernel writes during the window: ${f.rulesUpdated}. ${f.nodeOptions ? `The daemon runs with the V8 flags systemd/cachenat.service gives it in production (\`NODE_OPTIONS=${f.nodeOptions}\`), and so does the whole-pass run above.` : 'The daemon runs with Node.js defaults (the systemd unit sets no NODE_OPTIONS).'}
-
-RSS: ${f.rssMb} MB peak, ${f.rssMedianMb} MB median. CPU: ${f.cpuPercent}% of one core (daemon ${f.selfCpuPercent}%, children ${f.childCpuPercent}%).
-
+${footprintSection(r, baseline)}
 ${ownSections}## Where the time goes, and what is left
 
 ${analysis(r)}
 `;
+}
+
+const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+
+const HEAP_KINDS: [keyof HeapBreakdown['byKind'], string][] = [
+  ['code', 'compiled code, bytecode and function metadata'],
+  ['sourceText', 'source text of loaded scripts'],
+  ['strings', 'other strings'],
+  ['objects', 'objects'],
+  ['arrays', 'arrays and their backing stores'],
+  ['system', 'V8 internals (maps, contexts, …)'],
+];
+
+function heapTables(after: HeapBreakdown, before: HeapBreakdown | undefined, beforeLabel: string): string {
+  const cols = before ? ['', beforeLabel, 'now'] : ['', 'now'];
+  const row = (label: string, pick: (h: HeapBreakdown) => number) => [label, ...(before ? [mb(pick(before))] : []), mb(pick(after))];
+  const kinds = mdTable(cols, [row('**live heap, total**', (h) => h.totalBytes), ...HEAP_KINDS.map(([k, label]) => row(label, (h) => h.byKind[k]))]);
+  const packages = [...new Set([...(before?.codeByPackage ?? []), ...after.codeByPackage].filter((p) => p.bytes >= 64 * 1024).map((p) => p.pkg))];
+  const bytesOf = (h: HeapBreakdown | undefined, pkg: string) => h?.codeByPackage.find((p) => p.pkg === pkg)?.bytes ?? 0;
+  packages.sort((a, b) => Math.max(bytesOf(before, b), bytesOf(after, b)) - Math.max(bytesOf(before, a), bytesOf(after, a)));
+  const code = mdTable(
+    before ? ['code and source text of', beforeLabel, 'now'] : ['code and source text of', 'now'],
+    packages.map((pkg) => [pkg, ...(before ? [mb(bytesOf(before, pkg))] : []), mb(bytesOf(after, pkg))]),
+  );
+  const own = mdTable(
+    ["cachenat's objects (count)", 'retained now'],
+    after.retainedBy.filter((x) => x.retainedBytes >= 1024).map((x) => [`${x.name} (${x.count})`, mb(x.retainedBytes)]),
+  );
+  return `${kinds}\n\n${code}\n\n${own}`;
+}
+
+function footprintSection(r: BenchResults, baseline: FootprintBaseline | undefined): string {
+  const f = r.footprint;
+  const rows: FootprintRow[] = f.sizes ?? [];
+  const before = (n: number) => baseline?.sizes.find((x) => x.nodes === n);
+  const table = mdTable(
+    ['nodes', 'RSS peak', 'RSS median', 'anonymous (median)', 'CPU', 'daemon', 'children', 'passes/min', ...(baseline ? ['before: RSS peak, CPU'] : [])],
+    rows.map((x) => [
+      String(x.nodes),
+      `${x.rssPeakMb} MB`,
+      `${x.rssMedianMb} MB`,
+      `${x.anonMedianMb} MB`,
+      `${x.cpuPercent}%`,
+      `${x.selfCpuPercent}%`,
+      `${x.childCpuPercent}%`,
+      String(x.passesPerMinute),
+      ...(baseline ? [before(x.nodes) ? `${before(x.nodes)!.rssPeakMb} MB, ${before(x.nodes)!.cpuPercent}%` : ''] : []),
+    ]),
+  );
+  const beforeLabel = baseline ? `before (${baseline.commit})` : '';
+  return `## 4. Footprint
+
+Method: \`cachenat run\` in the lab at ${rows.map((x) => x.nodes).join(', ')} nodes, one after another in one lab, each from a clean start (no rules, no port map), with the default intervals (API every ${f.intervals.discoveryS} s, DNS every ${f.intervals.dnsS} s). The fake API pages like AWS; the endpoint names are answered by a DNS server in the NAT namespace (bench/fake-dns.ts), as the VPC resolver answers them on EC2. From 15 s after READY (the first passes, their garbage and V8's start-up collections left behind), RSS is sampled every second and CPU read from /proc over each window (${rows.map((x) => `${x.windowS} s`).join(', ')}${f.quick ? '; quick mode' : ''}). CPU counts the daemon and the programs it runs (iptables-save, iptables-restore, conntrack); passes per minute come from the status snapshot's counter. Kernel writes during the windows: ${rows.map((x) => x.rulesUpdated).reduce((a, b) => a + b, 0)}. ${f.nodeOptions ? `The daemon runs with the V8 flags systemd/cachenat.service gives it in production (\`NODE_OPTIONS=${f.nodeOptions}\`), and so does the whole-pass run above.` : 'The daemon runs with Node.js defaults (the systemd unit sets no NODE_OPTIONS).'} *Anonymous* is the part of RSS that is the process's own (heap, stacks, malloc); the rest are pages of the node binary and shared libraries, which other processes share and the kernel can drop and read back.
+
+${table}
+${baseline ? `\n*Before* is the same measurement on commit ${baseline.commit} (${baseline.date}, ${baseline.windowS} s windows, 1-minute load average ${baseline.loadAverage.before} to ${baseline.loadAverage.max} on this shared machine), before the daemon stopped loading the DynamoDB and EC2 clients without \`ha\`, looking up node names every API pass instead of every DNS pass, and counting open connections only on API passes (see "Where the time goes").\n` : ''}
+${f.heap ? `What the daemon's JavaScript heap holds at 1000 nodes, from a heap snapshot taken after the window (bench/heap-snapshot.ts: code and source text by the script they belong to, cachenat's own objects by the size they retain):
+
+${heapTables(f.heap, baseline?.heap, beforeLabel)}
+` : ''}`;
 }
 
 /** The data path cannot beat plain routing: when it seems to, the run's spread is larger than what it measures. */

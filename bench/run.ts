@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --only reconcile,datapath,convergence,footprint]`:
+// `npm run bench [-- --quick] [-- --only reconcile,datapath,convergence,footprint] [-- --sizes 10,1000]`:
 // runs the benchmark sections one after another, prints a table, and writes
 // bench/results/latest.json (the contract), latest.meta.json, chart.svg and
 // BENCHMARKS.md. `--report` only renders the last results again. Needs root: everything runs in network namespaces it makes
@@ -14,7 +14,7 @@ import { benchConvergence, type ConvergenceResult } from './convergence.js';
 import { benchDatapath, type DatapathRow } from './datapath.js';
 import { benchFootprint, type DaemonPassResult, type FootprintResult } from './footprint.js';
 import { benchReconcile, type ReconcileRow } from './reconcile.js';
-import { benchmarksMarkdown, ownSectionsOf, printTable } from './report.js';
+import { benchmarksMarkdown, ownSectionsOf, printTable, type FootprintBaseline } from './report.js';
 import { readMachine, type BenchMeta, type BenchResults, type ContractResults } from './results.js';
 import { say } from './util.js';
 
@@ -30,13 +30,13 @@ const PLAN = {
     reconcile: { sizes: [10, 100, 1000, 5000], runs: 5, sampleBaselineFrom: 5000, baselineRuns: 3, sampleFraction: 0.02 },
     datapath: { rounds: 3, requests: 100_000 },
     convergence: { dnsRuns1s: 5, dnsRuns5s: 3, apiRuns: 3, restartRuns: 3 },
-    footprint: { nodes: 1000, windowS: 300, passRuns: 5 },
+    footprint: { sizes: [10, 100, 1000, 5000], windowS: { 10: 120, 100: 120, 1000: 240, 5000: 120 } as Record<number, number>, passRuns: 5 },
   },
   quick: {
     reconcile: { sizes: [10, 100, 1000, 5000], runs: 3, sampleBaselineFrom: 1000, baselineRuns: 1, sampleFraction: 0.01 },
     datapath: { rounds: 1, requests: 20_000 },
     convergence: { dnsRuns1s: 3, dnsRuns5s: 1, apiRuns: 1, restartRuns: 1 },
-    footprint: { nodes: 1000, windowS: 20, passRuns: 2 },
+    footprint: { sizes: [10, 100, 1000, 5000], windowS: { 10: 20, 100: 20, 1000: 30, 5000: 20 } as Record<number, number>, passRuns: 2 },
   },
 };
 
@@ -46,12 +46,12 @@ function runCounts(plan: (typeof PLAN)['full']): BenchMeta['runs'] {
     reconcile: `${r.runs} runs per figure; the per-rule baseline ${r.baselineRuns} run(s) below ${r.sampleBaselineFrom} nodes, sampled from ${r.sampleBaselineFrom} up`,
     datapath: `${plan.datapath.rounds} round(s)`,
     convergence: `DNS 1 s: ${plan.convergence.dnsRuns1s} runs, DNS 5 s: ${plan.convergence.dnsRuns5s}, API: ${plan.convergence.apiRuns}, restart: ${plan.convergence.restartRuns}`,
-    footprint: `one ${plan.footprint.windowS} s window; daemon pass: ${plan.footprint.passRuns} runs`,
+    footprint: `one window per size (${plan.footprint.sizes.map((n) => `${n}: ${plan.footprint.windowS[n]} s`).join(', ')}); daemon pass: ${plan.footprint.passRuns} runs`,
   };
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, report: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, sizes: { type: 'string' }, report: { type: 'boolean', default: false } } });
   if (values.report) return rerender();
   if (process.getuid?.() !== 0) {
     process.stderr.write('npm run bench needs root: it creates network namespaces and iptables rules inside them\n');
@@ -83,10 +83,22 @@ async function main(): Promise<number> {
   let footprint: FootprintResult | undefined = previous?.footprint;
   let daemonPass: DaemonPassResult | undefined = previous?.reconcile.find((r) => r.nodes === 1000)?.daemonPass;
 
-  if (want('reconcile')) reconcile = await benchReconcile(plan.reconcile);
+  // --sizes 10,1000: measure only these fleet sizes (reconcile and footprint); the others keep their previous rows.
+  const sizesOf = (all: number[]) => (values.sizes === undefined ? all : values.sizes.split(',').map(Number).filter((n) => all.includes(n)));
+  if (want('reconcile')) {
+    const measured = await benchReconcile({ ...plan.reconcile, sizes: sizesOf(plan.reconcile.sizes) });
+    reconcile = [...(reconcile ?? []).filter((row) => !measured.some((m) => m.nodes === row.nodes)), ...measured].sort((a, b) => a.nodes - b.nodes);
+  }
   if (want('datapath')) datapath = await benchDatapath(plan.datapath);
   if (want('convergence')) convergence = await benchConvergence(plan.convergence);
-  if (want('footprint')) ({ footprint, daemonPass } = await benchFootprint({ ...plan.footprint, quick }));
+  if (want('footprint')) {
+    const sizes = sizesOf(plan.footprint.sizes);
+    const measured = await benchFootprint({ ...plan.footprint, sizes, quick });
+    const kept = (footprint?.sizes ?? []).filter((row) => !sizes.includes(row.nodes));
+    const rows = [...kept, ...(measured.footprint.sizes ?? [])].sort((a, b) => a.nodes - b.nodes);
+    footprint = sizes.includes(1000) || !footprint ? { ...measured.footprint, sizes: rows } : { ...footprint, sizes: rows };
+    if (measured.daemonPass) daemonPass = measured.daemonPass;
+  }
 
   if (!reconcile || !datapath || !convergence || !footprint) {
     process.stderr.write('some sections have no results yet (run without --only first)\n');
@@ -121,7 +133,8 @@ function writeReport(results: BenchResults): void {
   writeFileSync(join(RESULTS, 'chart.svg'), renderChart(results));
   const path = join(ROOT, 'BENCHMARKS.md');
   const kept = existsSync(path) ? ownSectionsOf(readFileSync(path, 'utf8')) : '';
-  writeFileSync(path, benchmarksMarkdown(results, kept));
+  const before = join(RESULTS, 'footprint-before.json');
+  writeFileSync(path, benchmarksMarkdown(results, kept, existsSync(before) ? (JSON.parse(readFileSync(before, 'utf8')) as FootprintBaseline) : undefined));
 }
 
 function rerender(): number {

@@ -20,7 +20,6 @@ import { MetricsRecorder, hostMetricsEdges } from '../metrics/recorder.js';
 import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
 import type { Machine, RuleEdges } from './io.js';
-import { buildHaNode } from '../ha/build-node.js';
 import { auditFactory } from '../audit/build-audit.js';
 
 /** `newClient` is for tests that watch the SDK clients a reload creates and destroys. */
@@ -43,7 +42,8 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
       signals: process,
     },
     metrics: (logger) => new MetricsRecorder(hostMetricsEdges(logger)),
-    haNode: (config, logger) => buildHaNode(config, logger),
+    // The DynamoDB and EC2 clients cost more memory than the rest of the daemon: only a pair loads them.
+    haNode: async (config, logger) => (config.ha ? (await import('../ha/build-node.js')).buildHaNode(config, logger) : undefined),
     audit: (logger) => auditFactory(logger),
   };
 }

@@ -34,8 +34,11 @@ export interface Machine {
   daemon: Pick<DaemonDeps, 'sleep' | 'random' | 'signals'>;
   /** What `run` does after each pass for metrics and `status`'s connection counts (conntrack, the textfile). */
   metrics(logger: Logger): DaemonDeps['metrics'];
-  /** HA pair (config `ha`): this instance's node, or undefined without the section. */
-  haNode(config: Config, logger: Logger): DaemonDeps['ha'];
+  /**
+   * HA pair (config `ha`): this instance's node, or undefined without the section.
+   * Async: the DynamoDB and EC2 clients are loaded only when a config has `ha`.
+   */
+  haNode(config: Config, logger: Logger): Promise<DaemonDeps['ha']>;
   /** Connection audit (config `audit`): what `run` builds it with. */
   audit?(logger: Logger): DaemonDeps['audit'];
 }

@@ -11,7 +11,7 @@ import type { Machine } from './io.js';
  * pair's ports and never allocates.
  */
 export async function onePass(config: Config, machine: Machine, logger: Logger, write: boolean): Promise<PassReport> {
-  const ha = machine.haNode(config, logger);
+  const ha = await machine.haNode(config, logger);
   const edges = machine.edgeFactory(logger)(config);
   try {
     return await new Reconciler(config, ha ? { ...edges, ha } : edges).pass({ discover: true, write });

@@ -1,5 +1,7 @@
 // One reconcile pass: read everything (API, DNS, kernel), plan, then write
 // (state first, kernel second, then the side effects that follow a change).
+// A pass between API passes with nothing written since the last kernel read
+// plans from that read, and reads again only before it writes (needsRead).
 //
 // The write path, in order (each step is safe to die after):
 //   1. flows the kernel records as still to forget (an earlier pass died or
@@ -16,7 +18,7 @@
 
 import type { Config } from '../core/config/schema.js';
 import { formatDuration } from '../core/config/duration.js';
-import type { Resolution, Topology } from '../core/model.js';
+import type { Resolution, TargetKind, Topology } from '../core/model.js';
 import { DiscoveryError, type CacheSource, type Resolver } from '../core/discovery/types.js';
 import { DNS_PASS_BUDGET_MS, resolveWithin } from '../discovery/resolver.js';
 import type { Logger } from '../log/logger.js';
@@ -26,6 +28,7 @@ import { flowFilterId, pendingForgets } from '../core/netfilter/map-chain.js';
 import { pendingToForget } from '../core/flows/forget.js';
 import { flowReasonOf, type FlowFilter, type FlowReason } from '../core/model.js';
 import { readInstalledRulesCounted } from '../netfilter/owned-rules.js';
+import { sameInstalledRules } from '../core/netfilter/installed.js';
 import type { Conntrack, Netfilter } from '../core/netfilter/types.js';
 import { planPass, type Plan } from '../core/planner/plan.js';
 import type { PortState } from '../core/ports/port-state.js';
@@ -76,6 +79,11 @@ export interface PassReport {
   flowsForgotten: Record<FlowReason, number>;
 }
 
+interface KernelRead {
+  installed: InstalledRules;
+  dnatPackets: DnatPackets;
+}
+
 export class Reconciler {
   private state: PortState | undefined;
   private topology: Topology | undefined;
@@ -89,9 +97,14 @@ export class Reconciler {
   readonly warnings = new Map<string, string>();
   /** The persisted ruleset may differ from the kernel: true at start and after a change, until a save succeeds. */
   private persistPending = true;
-  /** Each name's last answer, so a name is looked up at most once per dns.interval however often passes run. */
+  /** Each name's last answer, so a name is looked up at most once per its period (refreshPeriods) however often passes run. */
   private answers = new Map<string, { at: number; answer: Resolution }>();
-  private lastDnatPackets: DnatPackets | undefined;
+  /**
+   * The kernel as the last read showed it, when, and whether it recorded flows
+   * still to forget; undefined until the first read and after anything that
+   * may have changed it (a write, a reload). See needsRead.
+   */
+  private view: { installed: InstalledRules; at: number; quiet: boolean } | undefined;
   /** The targets without a port as last logged: said when the set changes, not every pass (health and metrics show it meanwhile). */
   private withoutPort: readonly string[] = [];
   /** Flows forgotten (by flowFilterId) whose records the kernel still holds: the next write clears them. */
@@ -107,6 +120,7 @@ export class Reconciler {
     this.config = config;
     this.edges = edges;
     this.topology = undefined; // filters may have changed: wait for a fresh answer before removing anything
+    this.view = undefined;
   }
 
   get forwardsKnown(): number {
@@ -118,6 +132,11 @@ export class Reconciler {
     const started = performance.now();
     const startedAt = clock.now();
     const local = this.state ?? (await this.loadState());
+    // The last read, if nothing was written since and it recorded nothing to forget.
+    const last = this.view?.quiet && this.flushed.size === 0 ? this.view.installed : undefined;
+    // The kernel read, when this pass makes one, starts now and runs beside the API call and the lookups.
+    const reading = options.discover || this.needsRead(startedAt) ? this.readKernel(startedAt) : undefined;
+    reading?.catch(() => undefined); // awaited below, where a failure is thrown
     // HA: the shared map is what everyone plans from; the standby follows it as it is.
     const access = this.edges.ha ? await this.edges.ha.mapForPass(local) : undefined;
     const state = access?.state ?? local;
@@ -151,21 +170,43 @@ export class Reconciler {
     // Fail-static: without an answer this pass, membership does not change.
     const topology = answered ? this.topology : undefined;
 
-    const addresses = new Set(state.entries.map((e) => e.address));
-    for (const t of topology?.targets ?? []) addresses.add(t.address);
-    const resolutions = await this.resolve([...addresses], startedAt);
+    const resolutions = await this.resolve(this.refreshPeriods(state, topology), startedAt);
 
-    const installed = await this.readKernel();
     const flowsForgotten = { moved: 0, revoked: 0 };
-    if (options.write) await this.forgetPending(installed, flowsForgotten);
-    const input = { config: this.config, state, topology, resolutions, installed, now: clock.now(), flushed: this.flushed };
-    let plan = planPass({ ...input, follow: access?.mode === 'follow' });
+    const planFrom = (installed: InstalledRules, overrides: { state?: PortState; follow?: boolean } = {}) =>
+      planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now(), flushed: this.flushed, follow: access?.mode === 'follow', ...overrides });
+    let counted: DnatPackets | undefined;
+    const fresh = async (read: Promise<KernelRead>) => {
+      const { installed, dnatPackets } = await read;
+      counted = dnatPackets;
+      if (options.write) await this.forgetPending(installed, flowsForgotten);
+      return installed;
+    };
+    let installed: InstalledRules;
+    let plan: Plan;
+    if (reading) {
+      // While the read is in flight, plan from the last one: when the kernel
+      // turns out unchanged, that plan is the plan of this read too, as the
+      // planner is pure.
+      const early = last && planFrom(last);
+      installed = await fresh(reading);
+      plan = early && sameInstalledRules(installed, last) ? early : planFrom(installed);
+    } else {
+      // Between the passes that read, nothing was written since the last read:
+      // plan from it, and read the kernel again before anything is written.
+      installed = last!;
+      plan = planFrom(installed);
+      if (plan.changes.restore !== null || plan.forget.length > 0) {
+        installed = await fresh(this.readKernel(clock.now()));
+        plan = planFrom(installed);
+      }
+    }
     // The leader installs only a map DynamoDB accepted: otherwise it follows the map it read.
     if (options.write && access?.mode === 'lead') {
       const committed = await this.edges.ha!.commit(access.base, plan.state);
       // Written without the new targets the map had no room for: install what was written, naming the rest as waiting.
-      if (typeof committed === 'object') plan = planPass({ ...input, state: committed.trimmed, follow: true });
-      else if (committed === 'refused' || committed === 'unavailable') plan = planPass({ ...input, follow: true });
+      if (typeof committed === 'object') plan = planFrom(installed, { state: committed.trimmed, follow: true });
+      else if (committed === 'refused' || committed === 'unavailable') plan = planFrom(installed, { follow: true });
     }
     if (plan.misfits) this.edges.ha?.noteFollowed(plan.waiting?.length ?? 0, plan.misfits);
     else this.edges.ha?.noteFollowed(0, []);
@@ -173,7 +214,7 @@ export class Reconciler {
     this.noteWithoutPort(plan.withoutPort);
 
     const report: PassReport = { plan, discovery, applied: false, durationMs: 0, flowsForgotten };
-    if (this.lastDnatPackets) report.dnatPackets = this.lastDnatPackets;
+    if (counted) report.dnatPackets = counted;
     if (options.write) await this.write(plan, report);
     report.durationMs = performance.now() - started;
     return report;
@@ -196,6 +237,7 @@ export class Reconciler {
       logger[level](fields, message);
     }
     if (plan.changes.restore !== null) {
+      this.view = undefined; // written or not, the next pass reads the kernel again
       try {
         await this.edges.netfilter.restore(plan.changes.restore);
         report.applied = true;
@@ -291,19 +333,46 @@ export class Reconciler {
   }
 
   /**
-   * This pass's DNS answers. A pass can come sooner than dns.interval after the
-   * last one (a reload, a retry); reusing a younger answer then keeps a name
+   * Every name to resolve, and how long its answer holds. A failover repoints
+   * primary, reader, configuration and Serverless names without any node
+   * changing: they are asked every dns.interval. A node's own name changes
+   * address only when the node is replaced, which takes minutes: it is asked
+   * every discovery.interval (or dns.interval, if that is longer). At 1000
+   * nodes that is most of the names, and lookups were most of the daemon's
+   * CPU (BENCHMARKS.md §4). A name that failed to resolve is asked every
+   * dns.interval until it answers.
+   */
+  private refreshPeriods(state: PortState, topology: Topology | undefined): Map<string, number> {
+    const { dns, discovery } = this.config;
+    const periods = new Map<string, number>();
+    const add = (address: string, kind: TargetKind) => {
+      const period = kind === 'node' ? Math.max(dns.interval, discovery.interval) : dns.interval;
+      periods.set(address, Math.min(period, periods.get(address) ?? Infinity));
+    };
+    for (const e of state.entries) add(e.address, e.kind);
+    for (const t of topology?.targets ?? []) add(t.address, t.kind);
+    return periods;
+  }
+
+  /**
+   * This pass's DNS answers. A pass can come sooner than a name's period
+   * after the last one (a reload, a retry); reusing a younger answer then keeps a name
    * that flaps between two addresses from moving its rule more than once per
-   * interval. Answers are dated from the start of their pass, not from the
+   * period. Answers are dated from the start of their pass, not from the
    * lookup, which a discovery pass delays by the API call: the daemon's beat
    * runs from pass starts, and an answer that looked a few ms too young on the
    * next beat would be kept for a whole extra interval.
    */
-  private async resolve(names: string[], now: number): Promise<Map<string, Resolution>> {
-    const youngest = this.config.dns.interval - ANSWER_SLACK_MS;
+  private async resolve(periods: Map<string, number>, now: number): Promise<Map<string, Resolution>> {
+    const names = [...periods.keys()];
     const age = (name: string) => this.answers.get(name)?.at ?? -Infinity;
+    const stale = names.filter((name) => {
+      const last = this.answers.get(name);
+      const period = last?.answer.ok === false ? this.config.dns.interval : periods.get(name)!;
+      return !(now - age(name) < period - ANSWER_SLACK_MS);
+    });
     // Oldest answers first: when the budget runs out, the names left over are the ones asked most recently.
-    const stale = names.filter((name) => !(now - age(name) < youngest)).sort((a, b) => age(a) - age(b));
+    stale.sort((a, b) => age(a) - age(b));
     const { answers: fresh, unasked } = await resolveWithin(stale, this.edges.resolver, { budgetMs: DNS_PASS_BUDGET_MS });
     const due = new Set(stale);
     const answers = new Map<string, { at: number; answer: Resolution }>();
@@ -323,6 +392,29 @@ export class Reconciler {
     return new Map([...answers].map(([name, { answer }]) => [name, answer]));
   }
 
+  /**
+   * Whether a pass that does not ask the API must read the kernel before it
+   * plans. It need not when nothing was written since the last read, that read
+   * is younger than discovery.interval and recorded no flows still to forget:
+   * the pass then plans from that read and reads again only if the plan has
+   * something to write (kube-proxy's partial syncs). At 1000 forwards this
+   * spares most passes an iptables-save of both tables and its parsing, most
+   * of a quiet daemon's CPU. Rules removed by someone else are then put back
+   * by the next pass that reads: the next API pass, or one discovery.interval
+   * after the last read however the API fares.
+   */
+  private needsRead(now: number): boolean {
+    if (this.view === undefined || !this.view.quiet || this.flushed.size > 0) return true;
+    return now - this.view.at >= Math.max(this.config.dns.interval, this.config.discovery.interval) - ANSWER_SLACK_MS;
+  }
+
+  /** One read of both tables, with the DNAT rules' counters (they feed the metrics); `at` dates it. */
+  private async readKernel(at: number): Promise<KernelRead> {
+    const read = await readInstalledRulesCounted(this.edges.netfilter);
+    this.view = { installed: read.installed, at, quiet: pendingForgets(read.installed.nat).length === 0 };
+    return read;
+  }
+
   /** A resolver that does not answer is a standing warning (health WARNING) while it lasts, logged once per episode. */
   private noteDnsSilence(silent: number, asked: number, unasked: number): void {
     const { logger } = this.edges;
@@ -336,13 +428,6 @@ export class Reconciler {
     this.warnings.set('dns', message);
   }
 
-  /** One read of both tables a pass; its DNAT counters feed the metrics. */
-  private async readKernel(): Promise<InstalledRules> {
-    const { installed, dnatPackets } = await readInstalledRulesCounted(this.edges.netfilter);
-    this.lastDnatPackets = dnatPackets;
-    return installed;
-  }
-
   private async loadState(): Promise<PortState> {
     const { store, logger, clock } = this.edges;
     const loaded = await store.load();
@@ -350,7 +435,7 @@ export class Reconciler {
       this.state = loaded.state;
       return loaded.state;
     }
-    const installed = await this.readKernel();
+    const { installed } = await this.readKernel(clock.now());
     const { state, from } = recoverState(installed.nat, clock.now());
     const rebuilt = `rebuilt ${state.entries.length} ports${state.released.length + (state.releasedAddresses?.length ?? 0) > 0 ? ` and ${state.released.length + (state.releasedAddresses?.length ?? 0)} quarantined listeners` : ''} from ${from === 'map' ? "the kernel's copy of the map" : 'the installed rules'}`;
     if (loaded.status === 'corrupt') {

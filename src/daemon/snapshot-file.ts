@@ -7,7 +7,8 @@ import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 
 export async function writeSnapshotFile(path: string, snapshot: StatusSnapshot): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  await writeFileAtomic(path, `${JSON.stringify(snapshot)}\n`, 0o644);
+  // Rewritten every pass, read by `health` and `status`: whole, but not worth two disk flushes each time.
+  await writeFileAtomic(path, `${JSON.stringify(snapshot)}\n`, 0o644, { durable: false });
 }
 
 export async function readSnapshotFile(path: string): Promise<StatusSnapshot | undefined> {

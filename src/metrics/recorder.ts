@@ -1,5 +1,5 @@
 // The daemon's metrics after each pass: folds the pass into the counters,
-// reads open connections from conntrack, and (when metrics.textfile is set)
+// reads open connections from conntrack (on the passes that ask the API), and (when metrics.textfile is set)
 // replaces the Prometheus textfile atomically for node_exporter to pick up.
 
 import type { Config } from '../core/config/schema.js';
@@ -37,6 +37,8 @@ export class MetricsRecorder {
   private metrics: DaemonMetrics;
   /** Problems already logged, so a steady fault is reported once, not every pass. */
   private readonly warned = new Set<string>();
+  /** The last count of open connections (undefined inside: conntrack could not be read). */
+  private open: { counts: OpenConnections | undefined } | undefined;
 
   constructor(private readonly edges: MetricsEdges) {
     this.metrics = initialMetrics(edges.now());
@@ -47,14 +49,7 @@ export class MetricsRecorder {
     this.metrics = observePass(this.metrics, observationOf(report, lastSyncAt));
     const plan = (report ?? latest)?.plan;
     const forwards = plan?.forwards ?? [];
-    const active = await this.edges.activeByDestination(config.forward.connmark).then(
-      (counts) => (this.warned.delete('conntrack'), counts),
-      (err: Error & { exitCode?: number }) => {
-        const advice = err.exitCode === 127 ? 'install conntrack (conntrack-tools on Amazon Linux)' : 'check that the daemon runs as root or with CAP_NET_ADMIN';
-        this.warnOnce('conntrack', { err: err.message }, `cannot read open connections per forward; they show as unknown. To fix: ${advice}`);
-        return undefined;
-      },
-    );
+    const active = await this.openConnections(config, report);
     const connections = forwardConnections(forwards, this.metrics, active);
     const path = config.metrics.textfile;
     if (path !== 'none') {
@@ -76,6 +71,27 @@ export class MetricsRecorder {
       );
     }
     return connections;
+  }
+
+  /**
+   * Open connections per listener. `conntrack -L` costs about as much as a
+   * whole no-op pass at 1000 forwards, so it runs on the passes that ask the
+   * API (every discovery.interval) and on the first; the passes between reuse
+   * that count.
+   */
+  private async openConnections(config: Config, report: PassReport | undefined): Promise<OpenConnections | undefined> {
+    const due = this.open === undefined || (report !== undefined && report.discovery.status !== 'skipped');
+    if (!due) return this.open?.counts;
+    const counts = await this.edges.activeByDestination(config.forward.connmark).then(
+      (counts) => (this.warned.delete('conntrack'), counts),
+      (err: Error & { exitCode?: number }) => {
+        const advice = err.exitCode === 127 ? 'install conntrack (conntrack-tools on Amazon Linux)' : 'check that the daemon runs as root or with CAP_NET_ADMIN';
+        this.warnOnce('conntrack', { err: err.message }, `cannot read open connections per forward; they show as unknown. To fix: ${advice}`);
+        return undefined;
+      },
+    );
+    this.open = { counts };
+    return counts;
   }
 
   private warnOnce(what: string, fields: Record<string, unknown>, message: string): void {

@@ -80,7 +80,7 @@ export interface World {
   edgesBuiltFor: Config[];
   ipForwardChecks: number;
   /** The HA node commands get (config `ha`); none by default. */
-  haNode?: Machine['haNode'];
+  haNode?: (...args: Parameters<Machine['haNode']>) => Awaited<ReturnType<Machine['haNode']>>;
   /** Signals a command sent to a process (`ha handover`). */
   sent: { pid: number; signal: NodeJS.Signals }[];
   /** Signals the daemon listens to. */
@@ -195,7 +195,7 @@ export async function rig(t: Test, extra = ''): Promise<Rig> {
     detectBackend: async () => ({ backend: 'nf_tables' }),
     notifier: () => silentNotifier,
     metrics: () => undefined,
-    haNode: (config, logger) => world.haNode?.(config, logger),
+    haNode: async (config, logger) => world.haNode?.(config, logger),
     daemon: {
       sleep: async () => {
         sleeps++;

@@ -66,3 +66,22 @@ t.test('health and status load no AWS SDK module', async (t) => {
   }
   t.ok([...reached([join(SRC, 'cli/edges.ts')])].some((m) => m.startsWith('@aws-sdk/')), 'the check can see the SDK where it is loaded');
 });
+
+// The DynamoDB and EC2 clients hold more memory than the rest of the daemon
+// (about 3.5 MB of code and 50 MB of RSS at start, BENCHMARKS.md §4): a daemon
+// without `ha` must not load them. import() of src/ha/build-node.ts is the
+// only way in.
+t.test('run, apply and plan without ha load no DynamoDB or EC2 client', async (t) => {
+  const graph = importGraph(true);
+  const reached = new Set<string>();
+  const walk = (f: string) => {
+    if (reached.has(f)) return;
+    reached.add(f);
+    for (const next of graph.get(f) ?? []) walk(next);
+  };
+  for (const f of ['cli/main.ts', 'cli/cli.ts', 'cli/edges.ts', 'cli/process-io.ts', ...readdirSync(join(SRC, 'cli/commands')).map((c) => `cli/commands/${c}`)]) walk(join(SRC, f));
+  t.ok(reached.size > 40, `${reached.size} modules`);
+  t.ok([...reached].includes('@aws-sdk/client-elasticache'), 'the ElastiCache client is loaded (the check sees SDK packages)');
+  t.same([...reached].filter((m) => /^@aws-sdk\/client-(ec2|dynamodb)$/.test(m)), []);
+  t.notOk(reached.has(join(SRC, 'ha/build-node.ts')), 'build-node.ts is only imported on demand');
+});

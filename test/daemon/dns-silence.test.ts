@@ -72,7 +72,7 @@ t.test('a definite "no such name" still starts the removal grace', async (t) => 
   const reconciler = new Reconciler(config, r.edges);
   await reconciler.pass({ discover: true, write: true });
   gone = true;
-  r.advance(6000);
+  r.advance(config.discovery.interval); // a node's own name is asked again once per discovery.interval
   const failed = await reconciler.pass({ discover: true, write: true });
   t.same(failed.plan.events.map((e) => e.type), ['resolve-failed']);
   r.advance(11 * MIN);

@@ -11,7 +11,7 @@ import { DiscoveryError } from '../../src/core/discovery/types.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { DiscoveredTarget, Topology } from '../../src/core/model.js';
 import { StateStore } from '../../src/ports/state-store.js';
-import { applyRestore, emptyKernel, saveText } from '../support/kernel-sim.js';
+import { applyRestore, emptyKernel, ruleLines, saveText } from '../support/kernel-sim.js';
 import { scratchDir } from '../support/scratch.js';
 
 const { config } = parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\n', 'test');
@@ -49,7 +49,7 @@ function rig(answers: (Topology | Error)[]) {
     clock: { now: () => 1_000_000 },
     logger: createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line)) } }),
   };
-  return { edges, restores, logs, dir, kernel: () => kernel, saveAllCalls, packets };
+  return { edges, restores, logs, dir, kernel: () => kernel, setKernel: (next: typeof kernel) => void (kernel = next), saveAllCalls, packets };
 }
 
 t.test('first pass writes once; an unchanged second pass writes nothing', async (t) => {
@@ -187,4 +187,103 @@ t.test('a port range that runs out: said once, not every pass; the plan names th
   t.same(first.plan.withoutPort, ['node/b/0001', 'node/c/0001']);
   const warned = r.logs.filter((l) => l.level === 40);
   t.same(warned.map((l) => l.msg), ['2 targets found no free port and are not forwarded (node/b/0001, node/c/0001); lower ports.redis / ports.memcached or exclude clusters']);
+});
+
+t.test('lookups: moving names every dns.interval, node names every discovery.interval, failed names every dns.interval', async (t) => {
+  const primary: DiscoveredTarget = { key: 'primary/g', kind: 'primary', engine: 'redis', replicationGroupId: 'g', address: 'g.primary.example', targetPort: 6379 };
+  const member: DiscoveredTarget = { ...node('a', 'a-0001.node.example'), replicationGroupId: 'g' };
+  const r = rig([{ targets: [primary, member], skipped: [] }]);
+  let now = 1_000_000;
+  const asked: string[][] = [];
+  let failing = new Set<string>();
+  r.edges.clock = { now: () => now };
+  r.edges.resolver = { resolve: async (name) => (asked.at(-1)!.push(name), failing.has(name) ? { ok: false, error: 'ENOTFOUND' } : { ok: true, ip: name.startsWith('g.') ? '10.0.1.1' : '10.0.1.2' }) };
+  const reconciler = new Reconciler(config, r.edges); // defaults: dns.interval 5 s, discovery.interval 30 s
+  const pass = async (atS: number, discover = false) => {
+    now = 1_000_000 + atS * 1000 + (atS % 7); // a pass starts a few ms off the beat
+    asked.push([]);
+    await reconciler.pass({ discover, write: true });
+    return asked.at(-1)!.sort();
+  };
+  t.same(await pass(0, true), ['a-0001.node.example', 'g.primary.example'], 'the first pass asks both');
+  for (const at of [5, 10, 15, 20, 25]) t.same(await pass(at, at === 15), ['g.primary.example'], `${at} s: only the primary's name, API pass or not`);
+  t.same(await pass(30, true), ['a-0001.node.example', 'g.primary.example'], '30 s: the node name again');
+  t.same(await pass(32), [], 'a pass sooner than dns.interval (a reload) asks nothing');
+  failing = new Set(['a-0001.node.example']);
+  t.same(await pass(60), ['a-0001.node.example', 'g.primary.example']);
+  t.same(await pass(65), ['a-0001.node.example', 'g.primary.example'], 'a name that failed is asked again at the next dns.interval');
+  failing = new Set();
+  t.same(await pass(70), ['a-0001.node.example', 'g.primary.example'], 'and answers');
+  t.same(await pass(75), ['g.primary.example'], 'then it is back to every discovery.interval');
+  t.same(await pass(100), ['a-0001.node.example', 'g.primary.example']);
+  t.equal(asked.length, 13);
+});
+
+t.test('partial syncs: a pass between API passes reads the kernel only to write, or once the last read is discovery.interval old', async (t) => {
+  const primary: DiscoveredTarget = { key: 'primary/g', kind: 'primary', engine: 'redis', replicationGroupId: 'g', address: 'g.primary.example', targetPort: 6379 };
+  const r = rig([{ targets: [primary, node('a', '10.0.1.1')], skipped: [] }]);
+  let now = 1_000_000;
+  let primaryIp = '10.0.2.1';
+  r.edges.clock = { now: () => now };
+  r.edges.resolver = { resolve: async (name) => ({ ok: true, ip: name === primary.address ? primaryIp : name }) };
+  const reconciler = new Reconciler(config, r.edges); // dns.interval 5 s, discovery.interval 30 s
+  const pass = async (atS: number, discover = false) => {
+    now = 1_000_000 + atS * 1000;
+    const reads = r.saveAllCalls.length;
+    const restores = r.restores.length;
+    const report = await reconciler.pass({ discover, write: true });
+    t.notOk(report.kernelError);
+    return { reads: r.saveAllCalls.length - reads, writes: r.restores.length - restores, counted: report.dnatPackets !== undefined };
+  };
+  t.same(await pass(0, true), { reads: 2, writes: 1, counted: true }, 'the first pass also reads to look for ports to recover, and writes the first rules');
+  t.same(await pass(5), { reads: 1, writes: 0, counted: true }, 'the pass after a write reads what it wrote');
+  t.same(await pass(10), { reads: 0, writes: 0, counted: false }, 'a quiet pass plans from the last read: no read, no counters');
+  primaryIp = '10.0.2.2';
+  t.same(await pass(15), { reads: 1, writes: 1, counted: true }, 'a failover: read before the write');
+  t.match(r.restores.at(-1), /10\.0\.2\.2/);
+  t.same(await pass(20), { reads: 1, writes: 1, counted: true }, 'the next write clears the kernel\'s record of the flows the move forgot');
+  t.same(await pass(25), { reads: 1, writes: 0, counted: true });
+  t.same(await pass(30), { reads: 0, writes: 0, counted: false });
+
+  // Someone flushes every cachenat rule: quiet passes cannot see it; the first pass that reads puts them back.
+  const installed = r.kernel();
+  r.setKernel(emptyKernel());
+  t.same(await pass(35), { reads: 0, writes: 0, counted: false }, 'not yet discovery.interval since the last read at 25 s');
+  t.same(await pass(55), { reads: 1, writes: 1, counted: true }, 'discovery.interval after the last read, the pass reads and restores, API or not');
+  t.same(ruleLines(r.kernel()), ruleLines(installed), 'the same rules as before the flush');
+  t.same(await pass(60), { reads: 1, writes: 0, counted: true });
+  r.setKernel(emptyKernel());
+  t.same(await pass(65, true), { reads: 1, writes: 1, counted: true }, 'an API pass always reads');
+  t.same(ruleLines(r.kernel()), ruleLines(installed));
+});
+
+t.test('partial syncs: a reload and a failed write make the next pass read', async (t) => {
+  const r = rig([{ targets: [node('a', '10.0.1.1')], skipped: [] }]);
+  let now = 1_000_000;
+  r.edges.clock = { now: () => now };
+  const reconciler = new Reconciler(config, r.edges);
+  const reads = async (atS: number) => {
+    now = 1_000_000 + atS * 1000;
+    const before = r.saveAllCalls.length;
+    await reconciler.pass({ discover: false, write: true });
+    return r.saveAllCalls.length - before;
+  };
+  await reconciler.pass({ discover: true, write: true });
+  t.equal(await reads(5), 1);
+  t.equal(await reads(10), 0);
+  reconciler.reconfigure(config, r.edges);
+  t.equal(await reads(15), 1, 'after a reload');
+  t.equal(await reads(20), 0);
+  // The kernel loses the rules and the restore that would put them back fails once.
+  r.setKernel(emptyKernel());
+  const restore = r.edges.netfilter.restore;
+  r.edges.netfilter.restore = async () => {
+    throw new Error('iptables-restore: exit 4 (test)');
+  };
+  now = 1_000_000 + 50_000;
+  const failed = await reconciler.pass({ discover: false, write: true });
+  t.ok(failed.kernelError, 'the write failed');
+  r.edges.netfilter.restore = restore;
+  t.equal(await reads(55), 1, 'the pass after a failed write reads');
+  t.ok(r.kernel().nat.chains.has('CACHENAT-DNAT'), 'and restores');
 });

@@ -20,6 +20,7 @@
 import t from 'tap';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { startDnsStub } from '../../lab/dns-stub.js';
 import { compiledLabFile } from '../../lab/lab.js';
 import type { LabProcess } from '../../lab/process.js';
 import { baseTopology, NAME, portsOf, startRig, stretch, waitFor, type LabRig, type LabSettings } from '../../lab/rig.js';
@@ -159,6 +160,9 @@ process.exit(r.status ?? 1);`,
     await rig.setTopology(topology);
     rig.configure({ listenAddresses: [], plaintext: 'refuse' });
     daemon.kill('SIGHUP');
+    // The name is deleted, as a VPC resolver says it (NXDOMAIN), not a silent resolver.
+    const stub = await startDnsStub(lab, lab.ns.nat, 'nxdomain');
+    t.teardown(() => stub.stop(1000));
     lab.removeHost(NAME.sessions1);
     const refusedAndUnresolved = await waitFor(
       'every plaintext target refused, sessions unresolved',

@@ -7,6 +7,7 @@
 
 import t, { type Test } from 'tap';
 import { cpus, loadavg } from 'node:os';
+import { startDnsStub } from '../../lab/dns-stub.js';
 import { NAME, startRig, waitFor } from '../../lab/rig.js';
 import { dnatTargets, logLines, readSnapshot, startDaemon, sleep } from './lab-daemon.js';
 
@@ -18,19 +19,6 @@ const load = () => Math.max(1, loadavg()[0]! / cpus().length);
 
 // A DNS server on 127.0.0.1:53 in the NAT namespace (its resolv.conf points there):
 // "nxdomain" answers every query with NXDOMAIN, "drop" reads queries and never answers.
-const STUB = `
-const mode = process.argv[1];
-const socket = require('node:dgram').createSocket('udp4');
-socket.on('message', (query, peer) => {
-  if (mode === 'drop' || query.length < 12) return;
-  const reply = Buffer.from(query);
-  reply[2] = 0x80 | (query[2] & 0x01); // QR, RD copied
-  reply[3] = 0x80 | 3;                 // RA, RCODE 3 = NXDOMAIN
-  reply.writeUInt16BE(0, 6); reply.writeUInt16BE(0, 8); reply.writeUInt16BE(0, 10);
-  socket.send(reply, peer.port, peer.address);
-});
-socket.bind(53, '127.0.0.1', () => console.log('dns stub ' + mode + ' listening'));
-`;
 
 t.test('DNS faults', { skip }, async (t) => {
   process.env.NODE_OPTIONS = '';
@@ -42,9 +30,8 @@ t.test('DNS faults', { skip }, async (t) => {
   const key = 'node/sessions/0001';
 
   const startStub = async (t: Test, mode: 'nxdomain' | 'drop') => {
-    const stub = lab.spawnIn(lab.ns.nat, process.execPath, ['-e', STUB, mode], { label: `dns stub ${mode}`, env: { NODE_OPTIONS: '' } });
+    const stub = await startDnsStub(lab, lab.ns.nat, mode);
     t.teardown(() => stub.stop(1000));
-    await stub.waitForLine(/listening/, 10_000);
   };
 
   await t.test('a name that stops resolving (nxdomain): last address kept for the grace period, then unresolved', async (t) => {

@@ -183,13 +183,17 @@ export class World {
     return edges;
   }
 
-  /** One pass on every host, the leader first. */
-  async passAll(): Promise<void> {
+  /**
+   * One pass on every host, the leader first. `discover: false` is a pass
+   * between API passes, as the daemon makes every dns.interval: it plans
+   * from the last kernel read unless it has something to write.
+   */
+  async passAll(discover = true): Promise<void> {
     const order = this.hosts.map((_, i) => (i + this.leader) % this.hosts.length);
-    for (const i of order) await this.pass(this.hosts[i]!);
+    for (const i of order) await this.pass(this.hosts[i]!, discover);
   }
 
-  private async pass(host: Host): Promise<void> {
+  private async pass(host: Host, discover: boolean): Promise<void> {
     const config = configOf(this.setup, this.settings);
     host.reconciler ??= new Reconciler(config, this.edgesOf(host));
     host.netfilter.lastWrite = 'none';
@@ -198,7 +202,7 @@ export class World {
     const unmarkedBefore = host.conntrack.flows.filter((f) => !f.marked).length;
     let report;
     try {
-      report = await host.reconciler.pass({ discover: true, write: true });
+      report = await host.reconciler.pass({ discover, write: true });
     } catch (err) {
       this.fail(`I5: a pass on host ${host.index} threw: ${(err as Error).message}`);
     }
@@ -359,7 +363,8 @@ export class World {
       case 'tick':
         break;
     }
-    await this.passAll();
+    // What does not come from the API is followed by the passes between API passes too.
+    await this.passAll(!(step.t === 'dns' || step.t === 'tick' || step.t === 'fault'));
   }
 }
 

@@ -133,3 +133,17 @@ t.test('the textfile is world-readable for node_exporter even under the unit uma
   t.same(readdirSync(dirname(target)), ['cachenat.prom'], 'no temp file left');
   await t.rejects(replaceTextfile(join(dirname(target), 'missing', 'x.prom'), ''), { code: 'ENOENT' });
 });
+
+t.test('open connections are counted on the first pass and on passes that ask the API; DNS-only passes reuse that count', async (t) => {
+  let listings = 0;
+  const { recorder: r } = recorder({ activeByDestination: async () => new Map([['10.0.0.5:6379', ++listings]]) });
+  const dnsOnly = () => report({ discovery: { status: 'skipped' } });
+  const active = async (pass: PassReport | undefined) => (await r.afterPass({ config, report: pass, latest: report(), lastSyncAt: undefined }))[0]!.active;
+  t.equal(await active(dnsOnly()), 1, 'the first pass counts, whatever it is');
+  t.equal(await active(dnsOnly()), 1, 'a DNS-only pass shows the last count');
+  t.equal(await active(undefined), 1, 'so does a pass that threw');
+  t.equal(await active(report()), 2, 'a pass that asked the API counts again');
+  t.equal(await active(report({ discovery: { status: 'failed', error: new DiscoveryError('down', 'ECONNREFUSED', true) } })), 3, 'even when the API did not answer');
+  t.equal(await active(dnsOnly()), 3);
+  t.equal(listings, 3, 'conntrack -L ran three times in six passes');
+});

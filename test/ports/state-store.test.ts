@@ -35,6 +35,16 @@ t.test('StateStore writes atomically, only when changed, and reads back', async 
   t.equal((await store.load()).status, 'missing');
   t.equal(await store.save(good), true);
   t.equal(await store.save(good), false, 'unchanged state is not rewritten');
+  const mtime = statSync(store.path).mtimeMs;
+  t.equal(await store.save(structuredClone(good)), false, 'nor an equal state built again');
+  t.equal(statSync(store.path).mtimeMs, mtime);
+  const moved = structuredClone(good);
+  moved.entries[0]!.listenPort += 1;
+  t.equal(await store.save(moved), true, 'a changed state is written');
+  t.same(JSON.parse(readFileSync(store.path, 'utf8')).entries[0].listenPort, good.entries[0]!.listenPort + 1);
+  moved.entries[0]!.listenPort -= 1;
+  t.equal(await store.save(moved), true, 'the store kept its own copy: a state changed back after being saved is written again');
+  t.equal(await store.save(good), false);
   t.equal(statSync(store.path).mode & 0o777, 0o644);
   t.same(await new StateStore(join(dir, 'nested')).load(), { status: 'ok', state: good });
   writeFileSync(store.path, '{"version":1,"entr');

@@ -53,7 +53,7 @@ async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
       writeSnapshot: (snapshot) => writeSnapshotFile(statusFile, snapshot),
       ...machine.daemon,
       metrics: machine.metrics(logger),
-      ...(loaded.config.ha ? { ha: machine.haNode(loaded.config, logger) } : {}),
+      ...(loaded.config.ha ? { ha: await machine.haNode(loaded.config, logger) } : {}),
       ...(machine.audit ? { audit: machine.audit(logger) } : {}),
     });
   } finally {

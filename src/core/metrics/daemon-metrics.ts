@@ -203,7 +203,7 @@ export function metricFamilies(m: DaemonMetrics, view: MetricsView): MetricFamil
     },
     {
       name: 'cachenat_forward_active_connections',
-      help: 'Open TCP connections through each forward now (conntrack entries carrying the connmark, by original destination).',
+      help: 'Open TCP connections through each forward (conntrack entries carrying the connmark, by original destination), counted every discovery.interval.',
       type: 'gauge',
       samples: perForward((c) => c.active),
     },

@@ -2,7 +2,7 @@
 // `iptables-save`. Every reader (a daemon pass, flush, health) goes through here.
 
 import type { InstalledRules } from './diff.js';
-import { parseSaveAll, type SavedTable } from './parse-save.js';
+import { parseSaveAll, type SavedChain, type SavedTable } from './parse-save.js';
 
 const BUILT_IN_CHAINS = {
   nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
@@ -20,4 +20,24 @@ export const emptyInstalledRules = (): InstalledRules => ({ nat: unloaded(BUILT_
 export function installedFromSave(text: string): InstalledRules {
   const tables = parseSaveAll(text);
   return { nat: tables.get('nat') ?? unloaded(BUILT_IN_CHAINS.nat), filter: tables.get('filter') ?? unloaded(BUILT_IN_CHAINS.filter) };
+}
+
+/**
+ * Whether two reads show the same rules, packet counters aside: the same
+ * chains of both tables in the same order, each with the same policy and the
+ * same lines. A plan made from one is then the plan of the other.
+ */
+export function sameInstalledRules(a: InstalledRules, b: InstalledRules): boolean {
+  return sameTable(a.nat, b.nat) && sameTable(a.filter, b.filter);
+}
+
+function sameTable(a: SavedTable, b: SavedTable): boolean {
+  if (a.chains.size !== b.chains.size) return false;
+  const others = b.chains.entries();
+  for (const [name, chain] of a.chains) {
+    const [otherName, other] = others.next().value as [string, SavedChain];
+    if (name !== otherName || chain.policy !== other.policy || chain.rules.length !== other.rules.length) return false;
+    for (let i = 0; i < chain.rules.length; i++) if (chain.rules[i] !== other.rules[i]) return false;
+  }
+  return true;
 }

@@ -64,7 +64,7 @@ t.test('the loop and the audit', async (t) => {
   const snapshots: StatusSnapshot[] = [];
   const metricsAudit: unknown[] = [];
   const audits: FakeAudit[] = [];
-  // The node moves between two addresses every third lookup: moves, and flushes.
+  // The node moves between two addresses at each lookup of its name (every discovery.interval): moves, and flushes.
   let lookups = 0;
   const conntrack: Conntrack = {
     available: true,
@@ -92,7 +92,7 @@ t.test('the loop and the audit', async (t) => {
       },
       conntrack,
       source: { describe: async () => TOPOLOGY },
-      resolver: { resolve: async () => ({ ok: true, ip: `10.0.1.${1 + (Math.floor(lookups++ / 3) % 2)}` }) },
+      resolver: { resolve: async () => ({ ok: true, ip: `10.0.1.${1 + (lookups++ % 2)}` }) },
       store: { path: '/nonexistent', load: async () => ({ status: 'missing', state: emptyPortState() }), save: async () => true } as unknown as StateStore,
       logger: createLogger({ level: 'fatal', destination: { write: () => {} } }),
       clock: { now: () => now },

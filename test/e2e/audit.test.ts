@@ -230,9 +230,16 @@ t.test('connection audit in the lab', async (t) => {
     const since = Date.now();
     const flows = (await load(lab.ns.client, FORWARDS.primary, 'redis', 10_000, 16, { rate: 1000 })).map((f) => ({ client: '198.18.0.10', localPort: f.localPort, port: FORWARDS.primary }));
     const found = await waitForEnds(flows, 240_000, since);
-    const logged = found.filter((l) => l.length === 1).length;
+    // A line is a kernel flow. Under a burst the kernel may keep two flows for
+    // one client connection (a first one of a SYN and an RST, 0 bytes back,
+    // then the real one on the same port): each is its own line, once.
+    const logged = found.filter((l) => l.length >= 1).length;
     const lost = gaps().filter((g) => g.cause === 'overrun').reduce((a, g) => a + (g.lost ?? 0), 0) - lostBefore;
-    t.same(found.filter((l) => l.length > 1), [], 'none twice');
+    const ids = found.flat().map((l) => l.conntrackId);
+    t.equal(new Set(ids).size, ids.length, 'no kernel flow logged twice');
+    const split = found.filter((l) => l.length > 1);
+    t.comment(`${split.length} client connections were two kernel flows: ${JSON.stringify(split.slice(0, 3))}`);
+    t.ok(split.every((l) => l.filter((line) => (line.bytesToClient ?? 0) > 0).length <= 1), 'of two flows on one port, at most one carried an answer');
     t.equal(logged + lost, 10_000, `logged ${logged} (fraction ${(logged / 10_000).toFixed(3)}) + lost ${lost} = 10,000`);
     const health = await rig.cli(['health']);
     if (lost > 0) t.equal(health.exitCode, 1, 'events lost: health WARNING');

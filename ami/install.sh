@@ -138,7 +138,8 @@ if command -v apt-get >/dev/null 2>&1 && [ -z "$root" ]; then
   installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
   missing=
   # curl: cachenat-secondary-ips reads the instance's secondary addresses from IMDSv2.
-  for p in iptables iptables-persistent conntrack curl; do installed "$p" || missing="$missing $p"; done
+  # python3: the connection audit's conntrack event reader (config audit).
+  for p in iptables iptables-persistent conntrack curl python3; do installed "$p" || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     [ "$offline" -eq 0 ] || { echo "install.sh: --offline, but missing packages:$missing" >&2; exit 69; }
     # Do not save whatever rules are loaded right now; cachenat writes rules.v4.
@@ -150,7 +151,8 @@ if command -v apt-get >/dev/null 2>&1 && [ -z "$root" ]; then
 elif command -v dnf >/dev/null 2>&1 && [ -z "$root" ]; then
   restore_unit=iptables.service
   missing=
-  for p in iptables-nft iptables-services conntrack-tools; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  # python3: the connection audit's conntrack event reader (config audit).
+  for p in iptables-nft iptables-services conntrack-tools python3; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     [ "$offline" -eq 0 ] || { echo "install.sh: --offline, but missing packages:$missing" >&2; exit 69; }
     # shellcheck disable=SC2086
@@ -203,6 +205,8 @@ EOF
 put_file "$work/wrapper" "$root/usr/local/bin/cachenat" 0755
 put_file "$src/systemd/cachenat.service" "$root/etc/systemd/system/cachenat.service" 0644
 put_file "$src/systemd/cachenat-secondary-ips.service" "$root/etc/systemd/system/cachenat-secondary-ips.service" 0644
+# Rotation of audit.file's default path (missingok: idle while the audit is off).
+[ ! -f "$src/etc/logrotate.d/cachenat-audit" ] || put_file "$src/etc/logrotate.d/cachenat-audit" "$root/etc/logrotate.d/cachenat-audit" 0644
 
 if [ -e "$root/etc/cachenat/config.yaml" ]; then
   : # the operator's config stays as it is

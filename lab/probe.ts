@@ -8,7 +8,7 @@
 // --set first stores VALUE under `whoami`; the lab seeds its servers with it.
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseLabArgs } from './command-line.js';
 
 export type CacheProtocol = 'redis' | 'memcached';
 
@@ -149,17 +149,8 @@ function interpret(replies: Reply[], where: string, protocol: CacheProtocol): Pr
 const USAGE = 'usage: probe HOST PORT redis|memcached [--timeout MS] [--set VALUE]';
 
 async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { timeout: { type: 'string' }, set: { type: 'string' } },
-    });
-  } catch (error) {
-    process.stderr.write(`probe: ${(error as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
+  const parsed = parseLabArgs('probe', USAGE, argv, { timeout: { type: 'string' }, set: { type: 'string' } });
+  if (parsed === undefined) return 2;
   const [host, portText, protocol, ...extra] = parsed.positionals;
   const port = Number(portText);
   const timeoutMs = Number(parsed.values.timeout ?? 2_000);

@@ -53,7 +53,7 @@ version=$(node -p 'require("./package.json").version')
 stage=$(mktemp -d "${TMPDIR:-/tmp}/cachenat-package.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 app=$stage/common/cachenat
-mkdir -p "$app/systemd" "$app/ami" "$app/bin"
+mkdir -p "$app/systemd" "$app/ami" "$app/bin" "$app/etc/logrotate.d"
 # Compiled into the stage, not dist/: a lab test may be running from dist/.
 # The release needs src/ only (dist/src/cli/main.js), not the lab, benchmarks or
 # the CDK constructs (compiled here because a lab file imports them).
@@ -62,6 +62,7 @@ rm -rf "$app/dist/lab" "$app/dist/bench" "$app/dist/deploy"
 cp package.json package-lock.json config.example.yaml README.md LICENSE "$app/"
 cp systemd/cachenat.service systemd/cachenat-secondary-ips.service "$app/systemd/"
 cp ami/install.sh ami/secondary-ips.sh "$app/ami/"
+cp etc/logrotate.d/cachenat-audit "$app/etc/logrotate.d/"
 cp scripts/launcher.sh "$app/bin/cachenat"
 chmod 0755 "$app/bin/cachenat"
 

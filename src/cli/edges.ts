@@ -20,6 +20,7 @@ import { MetricsRecorder, hostMetricsEdges } from '../metrics/recorder.js';
 import type { ReconcilerEdges } from '../daemon/reconciler.js';
 import type { IpForwardControl } from '../daemon/run-daemon.js';
 import type { Machine, RuleEdges } from './io.js';
+import { auditFactory } from '../audit/build-audit.js';
 
 /** `newClient` is for tests that watch the SDK clients a reload creates and destroys. */
 export function realMachine(newClient?: ConstructorParameters<typeof ElastiCacheSources>[0]): Machine {
@@ -43,6 +44,7 @@ export function realMachine(newClient?: ConstructorParameters<typeof ElastiCache
     metrics: (logger) => new MetricsRecorder(hostMetricsEdges(logger)),
     // The DynamoDB and EC2 clients cost more memory than the rest of the daemon: only a pair loads them.
     haNode: async (config, logger) => (config.ha ? (await import('../ha/build-node.js')).buildHaNode(config, logger) : undefined),
+    audit: (logger) => auditFactory(logger),
   };
 }
 

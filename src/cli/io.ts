@@ -39,6 +39,8 @@ export interface Machine {
    * Async: the DynamoDB and EC2 clients are loaded only when a config has `ha`.
    */
   haNode(config: Config, logger: Logger): Promise<DaemonDeps['ha']>;
+  /** Connection audit (config `audit`): what `run` builds it with. */
+  audit?(logger: Logger): DaemonDeps['audit'];
 }
 
 /** What the host says about itself: its interfaces, routes and listeners, and its instance metadata (IMDSv2). */

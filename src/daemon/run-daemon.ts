@@ -23,6 +23,8 @@ import { Reconciler, type PassReport, type ReconcilerEdges } from './reconciler.
 import type { StatusSnapshot } from '../core/daemon/status-snapshot.js';
 import type { MetricsRecorder } from '../metrics/recorder.js';
 import type { HaNode } from '../ha/ha-node.js';
+import type { AuditControl } from '../audit/audit-control.js';
+import { auditedConntrack } from '../audit/audited-conntrack.js';
 import { BUILD_INFO } from '../version.js';
 import { configFingerprint } from '../core/ha/fingerprint.js';
 
@@ -47,14 +49,20 @@ export interface DaemonDeps {
   metrics?: MetricsRecorder;
   /** HA pair (config `ha`): the lease beat runs beside the loop; SIGUSR2 hands the lease over. */
   ha?: HaNode;
+  /** Connection audit (config `audit`): builds it for a config that enables it. */
+  audit?: (config: Config) => AuditControl;
 }
 
 export async function runDaemon(deps: DaemonDeps): Promise<number> {
   const { logger, notifier } = deps;
   let config = deps.loaded.config;
   const { ha } = deps;
+  let audit = config.audit?.enabled ? deps.audit?.(config) : undefined;
+  audit?.start();
   const withHa = (built: ReconcilerEdges): ReconcilerEdges => (ha ? { ...built, ha } : built);
-  let edges = withHa(deps.buildEdges(config));
+  // The audit hears of every flow flush, so a flow cachenat deleted says why it ended.
+  const withAudit = (built: ReconcilerEdges): ReconcilerEdges => (audit ? { ...built, conntrack: auditedConntrack(built.conntrack, audit) } : built);
+  let edges = withAudit(withHa(deps.buildEdges(config)));
   const reconciler = new Reconciler(config, edges);
   const startedAt = new Date(edges.clock.now()).toISOString();
 
@@ -126,8 +134,11 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         if (reloaded && ha) ha.fingerprint = configFingerprint(reloaded);
         if (reloaded) {
           config = reloaded;
-          edges = withHa(deps.buildEdges(config));
+          audit = await reconfigureAudit(audit, config, deps);
+          edges = withAudit(withHa(deps.buildEdges(config)));
           reconciler.reconfigure(config, edges);
+        } else {
+          await audit?.reopen(); // logrotate's SIGHUP: the file moved away even if the config is refused
         }
         loop = afterReload(loop, reloaded !== undefined);
         continue;
@@ -170,7 +181,11 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       }
       const snapshot = snapshotOf(config, reconciler, report ?? lastReport, { passes, startedAt, ipForward, now: edges.clock.now(), passOk: report !== undefined && !report.kernelError, passError });
       if (ha) snapshot.ha = ha.status();
-      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt, ha: snapshot.ha });
+      if (audit) {
+        await audit.afterPass((report ?? lastReport)?.plan.forwards ?? [], config.forward.allowedSources);
+        snapshot.audit = audit.status();
+      }
+      const connections = await deps.metrics?.afterPass({ config, report, latest: lastReport, lastSyncAt: reconciler.lastSyncAt, ha: snapshot.ha, audit: audit?.families() });
       if (connections) snapshot.connections = connections;
       lastSnapshot = snapshot;
       await deps.writeSnapshot(snapshot).catch((err: Error) => logger.warn({ err: err.message, path: config.state.statusFile }, 'cannot write the status snapshot; `cachenat health` for unprivileged users will be stale'));
@@ -192,6 +207,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     deps.signals.off('SIGUSR2', onUsr2);
     haStop.abort();
     await haLoop;
+    await audit?.stop();
   }
   if (ha) {
     // A planned stop hands the lease over at once; forwards stay installed (the standby has the same).
@@ -217,6 +233,22 @@ async function reload(deps: DaemonDeps, logger: Logger): Promise<Config | undefi
     logger.error(`reload refused, keeping the running configuration: ${detail}`);
     return undefined;
   }
+}
+
+/** The audit after a reload: started, stopped, or told of the new config (which also reopens its file). */
+async function reconfigureAudit(audit: AuditControl | undefined, config: Config, deps: DaemonDeps): Promise<AuditControl | undefined> {
+  if (!config.audit?.enabled) {
+    await audit?.stop();
+    if (audit) deps.logger.info('audit: off (audit.enabled is false or the section is gone)');
+    return undefined;
+  }
+  if (audit) {
+    await audit.reconfigure(config);
+    return audit;
+  }
+  const started = deps.audit?.(config);
+  started?.start();
+  return started;
 }
 
 /** What the HA node was built from: a reload that changes it needs a restart. */

@@ -3,7 +3,7 @@
 // replaces the Prometheus textfile atomically for node_exporter to pick up.
 
 import type { Config } from '../core/config/schema.js';
-import { renderExposition } from '../core/metrics/exposition.js';
+import { renderExposition, type MetricFamily } from '../core/metrics/exposition.js';
 import { BUILD_INFO } from '../version.js';
 import { forwardConnections, initialMetrics, metricFamilies, observePass, type DaemonMetrics, type ForwardConnections, type PassObservation } from '../core/metrics/daemon-metrics.js';
 import type { Logger } from '../log/logger.js';
@@ -29,6 +29,8 @@ export interface PassOutcomeInput {
   lastSyncAt: number | undefined;
   /** HA pair: this instance's view of it. */
   ha?: HaStatus | undefined;
+  /** Connection audit: its metric families, appended to the file. */
+  audit?: MetricFamily[] | undefined;
 }
 
 export class MetricsRecorder {
@@ -43,7 +45,7 @@ export class MetricsRecorder {
   }
 
   /** Records one pass; returns each forward's connections for the status snapshot. */
-  async afterPass({ config, report, latest, lastSyncAt, ha }: PassOutcomeInput): Promise<ForwardConnections[]> {
+  async afterPass({ config, report, latest, lastSyncAt, ha, audit }: PassOutcomeInput): Promise<ForwardConnections[]> {
     this.metrics = observePass(this.metrics, observationOf(report, lastSyncAt));
     const plan = (report ?? latest)?.plan;
     const forwards = plan?.forwards ?? [];
@@ -51,8 +53,8 @@ export class MetricsRecorder {
     const connections = forwardConnections(forwards, this.metrics, active);
     const path = config.metrics.textfile;
     if (path !== 'none') {
-      const text = renderExposition(
-        metricFamilies(this.metrics, {
+      const text = renderExposition([
+        ...metricFamilies(this.metrics, {
           forwards,
           connections,
           quarantinedPorts: (plan?.state.released.length ?? 0) + (plan?.state.releasedAddresses?.length ?? 0),
@@ -61,7 +63,8 @@ export class MetricsRecorder {
           build: BUILD_INFO,
           ...(ha ? { ha } : {}),
         }),
-      );
+        ...(audit ?? []),
+      ]);
       await this.edges.writeTextfile(path, text).then(
         () => this.warned.delete('textfile'),
         (err: Error) => this.warnOnce('textfile', { err: err.message, path }, 'cannot write the metrics file (metrics.textfile); check that its directory exists and is writable (node_exporter --collector.textfile.directory)'),

@@ -20,7 +20,7 @@ export class ConntrackTool implements Conntrack {
     private readonly connmark: number = DEFAULT_CONNMARK,
   ) {}
 
-  async forgetFlows(filter: FlowFilter): Promise<number> {
+  async forgetFlows(filter: FlowFilter, deleted?: (listing: string) => void): Promise<number> {
     const args = ['-D', '-p', 'tcp', ...filterArgs(filter), '--mark', `0x${this.connmark.toString(16)}/0x${this.connmark.toString(16)}`];
     const problem = connmarkProblem(this.connmark);
     if (problem) throw new Error(`refusing to run conntrack: ${problem}`);
@@ -33,6 +33,8 @@ export class ConntrackTool implements Conntrack {
     }
     // conntrack reports "N flow entries have been deleted" and exits 1 when N is 0.
     const count = /(\d+) flow entr(?:y|ies) ha(?:ve|s) been deleted/.exec(result.stderr);
+    // It prints each entry it deletes on stdout.
+    deleted?.(result.stdout);
     if (count && (result.exitCode === 0 || result.exitCode === 1)) return Number(count[1]);
     throw kernelError(['conntrack', ...args].join(' '), result);
   }

@@ -4,7 +4,8 @@
 
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { COMMANDS } from '../../src/cli/cli.js';
 import { ruleLines } from '../support/kernel-sim.js';
@@ -25,7 +26,7 @@ t.test('the command line itself: usage, help, version, unknown commands and flag
   const none = await r.cli([]);
   t.equal(none.code, 64, 'no command is a usage error');
   t.equal(none.stdout, '', 'usage errors go to stderr');
-  t.match(none.stderr, /^cachenat: which command\? One of: run, apply, plan, status, endpoints, health, flush, validate, ha\.\n\nUsage: cachenat <command> \[options\]/);
+  t.match(none.stderr, /^cachenat: which command\? One of: run, apply, plan, status, endpoints, health, flush, validate, ha, audit\.\n\nUsage: cachenat <command> \[options\]/);
 
   for (const argv of [['help'], ['--help'], ['-h']]) {
     const help = await r.cli(argv);
@@ -98,7 +99,7 @@ t.test('validate: --config, -c, $CACHENAT_CONFIG; 78 on a bad config', async (t)
   await r.writeConfig('x: 1\n');
   const bad = await r.cli(['validate', '--config', r.configPath]);
   t.equal(bad.code, 78);
-  t.match(bad.stderr, /\n {2}- x: unknown key; expected one of aws, discovery, dns, forward, ports, ipForward, state, persist, health, metrics, log, ha\n/);
+  t.match(bad.stderr, /\n {2}- x: unknown key; expected one of aws, discovery, dns, forward, ports, ipForward, state, persist, health, metrics, log, ha, audit\n/);
   const badJson = await r.cli(['validate', '--json', '--config', r.configPath]);
   t.equal(badJson.code, 78);
   t.match(JSON.parse(badJson.stdout), { path: r.configPath, valid: false, issues: [{ path: 'x', message: /^unknown key; expected one of aws, / }] });
@@ -386,6 +387,36 @@ t.test('address mode: hosts and dnsmasq lines, endpoints and status per address,
   const after = ruleLines(r.world.kernel).filter((l) => l.includes('-A CACHENAT-DNAT') && l.includes('--dport'));
   t.equal(after.filter((l) => l.includes(' -d ')).length, 0);
   t.same(await r.ports(), { 'node/a/0001': 6382, 'node/b/0001': 6380, 'node/c/0001': 6381 });
+});
+
+t.test('audit: a window of audit.file and its rotated copies, or --file; text and --json', async (t) => {
+  const r = await rig(t);
+  const log = join(r.dir, 'log', 'audit.jsonl');
+  await mkdir(join(r.dir, 'log'));
+  const line = (end: string, client: string, cache: string, reason = 'closed') =>
+    JSON.stringify({ audit: true, schema: 1, event: 'end', start: null, end, durationSeconds: null, clientAddress: client, clientPort: 40000, listenAddress: '10.0.0.5', listenPort: 6379, source: `${client}/32`, targetKey: `primary/${cache}`, kind: 'primary', engine: 'redis', cache, targetAddress: '10.0.1.5', targetPort: 6379, bytesFromClient: 100, bytesToClient: 200, packetsFromClient: 1, packetsToClient: 1, reason, tcpState: 'TIME_WAIT', conntrackId: 1 });
+  const now = Date.now();
+  const ago = (ms: number) => new Date(now - ms).toISOString();
+  await writeFile(log, `${line(ago(60_000), '198.51.100.1', 'orders')}\n{"level":30,"msg":"not a record"}\n`);
+  await writeFile(`${log}.1`, `${line(ago(2 * 3_600_000), '198.51.100.2', 'orders', 'revoked')}\n`);
+  await writeFile(`${log}.2.gz`, gzipSync(`${line(ago(20 * 3_600_000), '198.51.100.3', 'sessions')}\n`));
+  await writeFile(`${log}.3.gz`, gzipSync(`${line(ago(40 * 3_600_000), '198.51.100.4', 'sessions')}\n`));
+  await utimes(`${log}.3.gz`, (now - 40 * 3_600_000) / 1000, (now - 40 * 3_600_000) / 1000); // last written before the window: skipped unread
+
+  t.equal((await r.cli(['audit', '--config', r.configPath])).code, 1, 'audit off in the config: nothing to summarise');
+  await r.writeConfig(`audit: { enabled: true, file: ${log} }\n`);
+  const day = await r.cli(['audit', '--json', '--config', r.configPath]);
+  t.equal(day.code, 0, day.stderr);
+  const summary = JSON.parse(day.stdout) as { flows: number; caches: { cache: string; flows: number }[]; revoked: { clientAddress: string }[] };
+  t.same([summary.flows, summary.caches.map((c) => [c.cache, c.flows]), summary.revoked.map((x) => x.clientAddress)], [3, [['orders', 2], ['sessions', 1]], ['198.51.100.2']], 'the last 24 h by default, across the rotated and compressed copies');
+  const hour = await r.cli(['audit', '--since', '90m', '--config', r.configPath]);
+  t.match(hour.stdout, /: 1 connection ended, 100 B from clients, 200 B to clients$/m);
+  const range = await r.cli(['audit', '--since', ago(3 * 3_600_000), '--until', ago(3_600_000), '--config', r.configPath]);
+  t.match(range.stdout, /cut by a revocation \(1\):/);
+  const copy = await r.cli(['audit', '--file', `${log}.1`, '--since', '7d', '--json']);
+  t.equal(JSON.parse(copy.stdout).flows, 1, '--file: that file alone, no config needed');
+  t.equal((await r.cli(['audit', '--since', 'last week', '--config', r.configPath])).code, 64, 'a window it cannot read');
+  t.equal((await r.cli(['audit', '--since', '1h', '--until', '2h', '--config', r.configPath])).code, 64, 'since after until');
 });
 
 t.test('every command, flag, flag value and word is exercised by the tests above', async (t) => {

@@ -37,6 +37,8 @@ async function fakeRelease(dir: string, version: string, node: string | Buffer =
   await cp(join(repo, 'config.example.yaml'), join(app, 'config.example.yaml'));
   await cp(installSh, join(app, 'ami/install.sh'));
   await cp(join(repo, 'ami/secondary-ips.sh'), join(app, 'ami/secondary-ips.sh'));
+  await mkdir(join(app, 'etc/logrotate.d'), { recursive: true });
+  await cp(join(repo, 'etc/logrotate.d/cachenat-audit'), join(app, 'etc/logrotate.d/cachenat-audit'));
   return app;
 }
 
@@ -79,6 +81,7 @@ t.test('installs a release directory; a second run changes nothing', async (t) =
   t.equal(await readFile(join(root, 'etc/systemd/system/cachenat-secondary-ips.service'), 'utf8'), await readFile(join(repo, 'systemd/cachenat-secondary-ips.service'), 'utf8'));
   t.equal(await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/cachenat-secondary-ips.service')), '/etc/systemd/system/cachenat-secondary-ips.service', 'secondary-ips enabled');
   t.equal(await readFile(join(root, 'opt/cachenat/current/ami/secondary-ips.sh'), 'utf8'), await readFile(join(repo, 'ami/secondary-ips.sh'), 'utf8'), 'the script is where the unit runs it');
+  t.equal(await readFile(join(root, 'etc/logrotate.d/cachenat-audit'), 'utf8'), await readFile(join(repo, 'etc/logrotate.d/cachenat-audit'), 'utf8'), "audit.file's rotation");
 
   const before = await snapshotTree(root);
   const second = await install(release);

@@ -99,7 +99,7 @@ t.test(`the ${hostArch} release runs with an empty PATH`, async (t) => {
   const bySh = await execa('/bin/sh', ['cachenat', '--help'], { cwd: join(app, 'bin'), env: {}, extendEnv: false, reject: false });
   t.equal(bySh.exitCode, 0, 'as `sh cachenat` from its own directory', { stderr: bySh.stderr });
 
-  for (const file of ['LICENSE', 'README.md', 'config.example.yaml', 'package.json', 'package-lock.json', 'systemd/cachenat.service', 'systemd/cachenat-secondary-ips.service', 'ami/install.sh', 'ami/secondary-ips.sh']) {
+  for (const file of ['LICENSE', 'README.md', 'config.example.yaml', 'package.json', 'package-lock.json', 'systemd/cachenat.service', 'systemd/cachenat-secondary-ips.service', 'ami/install.sh', 'ami/secondary-ips.sh', 'etc/logrotate.d/cachenat-audit']) {
     t.equal(await readFile(join(app, file), 'utf8'), await readFile(join(repo, file), 'utf8'), `${file} as in the repository`);
   }
   t.same((await readdir(join(app, 'dist'))).sort(), ['src'], 'dist/ holds the app only (no lab, no benchmarks)');

@@ -18,6 +18,7 @@ export const COMMANDS = {
   flush: { summary: 'remove everything cachenat installed, nothing else', load: async () => (await import('./flush.js')).command },
   validate: { summary: 'check the configuration, touching nothing', load: async () => (await import('./validate.js')).command },
   ha: { summary: 'HA pair: create the DynamoDB table (init), hand the lease to the standby (handover)', load: async () => (await import('./ha.js')).command },
+  audit: { summary: 'who reached which cache: connections, bytes, top clients per cache, revoked flows', load: async () => (await import('./audit.js')).command },
 } as const satisfies Record<string, CommandEntry>;
 
 export type CommandName = keyof typeof COMMANDS;

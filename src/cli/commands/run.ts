@@ -54,6 +54,7 @@ async function runCommand(options: CommandOptions, io: CliIo): Promise<number> {
       ...machine.daemon,
       metrics: machine.metrics(logger),
       ...(loaded.config.ha ? { ha: await machine.haNode(loaded.config, logger) } : {}),
+      ...(machine.audit ? { audit: machine.audit(logger) } : {}),
     });
   } finally {
     await release();

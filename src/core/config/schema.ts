@@ -3,6 +3,7 @@
 
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
+import { parseSize } from './size.js';
 import { isIpv4, parseCidr } from '../ipv4.js';
 import {
   allocationIdProblem,
@@ -127,6 +128,27 @@ const ha = z.strictObject({
   imdsEndpoint: checked(serviceUrlProblem).optional().describe('instance metadata (IMDSv2) URL override (tests); by default http://169.254.169.254'),
 });
 
+// Connection audit (docs/audit.md): optional; without it nothing is read or written.
+const AUDIT_BUFFER_MIN = 64 * 1024;
+const AUDIT_BUFFER_MAX = 1024 ** 3;
+const audit = z.strictObject({
+  enabled: z.boolean({ error: 'required: true to write an audit line per forwarded connection, false to keep the section but write none' }),
+  file: absolutePath.optional().describe('JSON lines appended here (reopened on SIGHUP); without it, audit lines go to the journal marked "audit": true'),
+  starts: z.boolean().prefault(false).describe('also write a line when a connection starts, not only when it ends'),
+  receiveBuffer: z
+    .union([z.string(), z.number()])
+    .transform((value, ctx) => {
+      const bytes = parseSize(value);
+      if (bytes === undefined || bytes < AUDIT_BUFFER_MIN || bytes > AUDIT_BUFFER_MAX) {
+        ctx.addIssue({ code: 'custom', message: `expected a size from 64KiB to 1GiB such as 16MiB, got ${JSON.stringify(value)}` });
+        return z.NEVER;
+      }
+      return bytes;
+    })
+    .prefault('16MiB')
+    .describe("the event reader's socket buffer: events queue here while it is busy (the kernel doubles it; used only while events wait)"),
+});
+
 const hostName = z
   .string()
   .refine((v) => isIpv4(v) || isHostName(v), 'expected an IPv4 address or a DNS name');
@@ -211,6 +233,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   ha: ha.optional(),
+  audit: audit.optional(),
 });
 
 /**

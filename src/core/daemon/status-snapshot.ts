@@ -5,6 +5,7 @@
 import type { Forward } from '../model.js';
 import type { ForwardConnections } from '../metrics/daemon-metrics.js';
 import type { HaStatus } from '../ha/ha-status.js';
+import type { AuditStatus } from '../audit/audit-health.js';
 
 export type { HaStatus } from '../ha/ha-status.js';
 
@@ -47,4 +48,6 @@ export interface StatusSnapshot {
   inboundInterface?: string;
   /** HA pair (config `ha`): this instance's role, the lease, the peer, the shared map. */
   ha?: HaStatus;
+  /** Connection audit (config `audit`): the event reader, what was logged and lost. */
+  audit?: AuditStatus;
 }

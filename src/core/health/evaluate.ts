@@ -3,6 +3,7 @@
 // them, probe results — and this turns them into a Nagios-style answer.
 
 import type { HaStatus, StatusSnapshot } from '../daemon/status-snapshot.js';
+import { auditCheck } from '../audit/audit-health.js';
 import { inboundInterfaces } from '../config/listen-addresses.js';
 
 /** Nagios plugin states; the numbers are the exit codes. */
@@ -52,7 +53,7 @@ export interface HealthInput {
 }
 
 export interface CheckResult {
-  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'interface' | 'forwards' | 'addresses' | 'ha' | 'disk' | 'warnings' | 'probe';
+  name: 'daemon' | 'sync' | 'ip_forward' | 'rules' | 'interface' | 'forwards' | 'addresses' | 'ha' | 'audit' | 'disk' | 'warnings' | 'probe';
   state: State;
   message: string;
 }
@@ -98,6 +99,10 @@ export function evaluateHealth(input: HealthInput): HealthReport {
   const addresses = addressesCheck(snapshot);
   if (addresses) checks.push(addresses);
   if (snapshot.ha) checks.push(haCheck(input.now, snapshot.ha));
+  if (snapshot.audit) {
+    const audit = auditCheck(input.now, snapshot.audit, formatAge);
+    checks.push({ name: 'audit', state: audit.state === 'ok' ? OK : WARNING, message: audit.message });
+  }
   checks.push(diskCheck(snapshot));
   if (snapshot.warnings !== undefined && snapshot.warnings.length > 0) {
     checks.push({ name: 'warnings', state: WARNING, message: snapshot.warnings.join('; ') });

@@ -3,6 +3,8 @@
 // address and port (the forward's listener: its port in port mode, its own
 // address and port in address mode).
 
+import { parseConntrackEntries } from '../netfilter/conntrack-entry.js';
+
 /** TCP states of a connection that is over but still remembered by conntrack. */
 const CLOSED_STATES = new Set(['TIME_WAIT', 'CLOSE']);
 
@@ -16,17 +18,10 @@ export type OpenConnections = ReadonlyMap<string, number>;
  */
 export function activeConnectionsByDestination(listing: string): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const line of listing.split('\n')) {
-    const fields = line.trim().split(/\s+/);
-    // tcp 6 <timeout> <STATE> src=… dst=… sport=… dport=… (original direction first)
-    if (fields[0] !== 'tcp' || fields.length < 8) continue;
-    const state = fields[3]!;
-    if (!/^[A-Z_]+$/.test(state) || CLOSED_STATES.has(state)) continue;
-    // The first dst= and dport= are the original direction's: the address and port the client dialled.
-    const dst = fields.find((f) => f.startsWith('dst='))?.slice('dst='.length) ?? '';
-    const port = Number(fields.find((f) => f.startsWith('dport='))?.slice('dport='.length));
-    if (!Number.isInteger(port) || port < 1 || port > 65535 || !/^\d{1,3}(\.\d{1,3}){3}$/.test(dst)) continue;
-    const key = `${dst}:${port}`;
+  for (const { state, orig } of parseConntrackEntries(listing)) {
+    if (CLOSED_STATES.has(state)) continue;
+    // The original destination: the address and port the client dialled.
+    const key = `${orig.dst}:${orig.dport}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return counts;

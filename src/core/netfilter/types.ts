@@ -20,9 +20,10 @@ export interface Conntrack {
    * Entries of TCP flows cachenat DNATed (they carry its connmark) that the
    * filter names: those that came in on a listener (its port; in address mode
    * its own address and port) and went to an address, or those from a source
-   * range. Returns how many were deleted.
+   * range. Returns how many were deleted; `deleted` receives the tool's
+   * listing of them (the connection audit says why they ended).
    */
-  forgetFlows(filter: FlowFilter): Promise<number>;
+  forgetFlows(filter: FlowFilter, deleted?: (listing: string) => void): Promise<number>;
   /** False once the conntrack tool turned out to be missing. */
   readonly available: boolean;
 }

@@ -8,8 +8,9 @@ cache_dir=${1:?usage: build-rootfs.sh CACHE_DIR}
 suite=bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # libstdc++6: the release's Node runtime links it (apt does too); procps: /bin/kill for ExecReload;
-# curl: install.sh installs it on Debian (cachenat-secondary-ips reads IMDSv2 with it), and the rootfs has no apt lists.
-packages=systemd,systemd-sysv,dbus,iptables,iptables-persistent,netfilter-persistent,conntrack,procps,iproute2,libstdc++6,curl
+# curl and python3: install.sh installs them on Debian (cachenat-secondary-ips reads IMDSv2 with curl; the
+# connection audit's event reader is python3), and the rootfs has no apt lists.
+packages=systemd,systemd-sysv,dbus,iptables,iptables-persistent,netfilter-persistent,conntrack,procps,iproute2,libstdc++6,curl,python3
 
 key=$(printf '%s %s %s\n' "$suite" minbase "$packages" | sha256sum | cut -c1-12)
 tarball="$cache_dir/rootfs-$key.tar"

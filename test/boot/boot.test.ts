@@ -112,7 +112,7 @@ async function bootTest(t: Test): Promise<void> {
   t.ok((await tree()).includes('etc/systemd/system/multi-user.target.wants/netfilter-persistent.service'), 'rule-restore service enabled');
   const bare = await execa('chroot', [root, '/usr/bin/env', '-i', 'PATH=/nonexistent', '/usr/local/bin/cachenat', '--help'], { reject: false });
   t.equal(bare.exitCode, 0, 'the installed cachenat runs on the release runtime with an empty PATH', { stderr: bare.stderr });
-  t.match(bare.stdout, /^usage: cachenat <command>/);
+  t.match(bare.stdout, /^Usage: cachenat <command>/);
 
   await writeFile(join(root, 'etc/cachenat/config.yaml'), CONFIG);
   await mkdir(join(root, 'etc/systemd/system/cachenat.service.d'), { recursive: true });

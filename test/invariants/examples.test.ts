@@ -257,3 +257,25 @@ t.test('6. a released fallback listener is not another target’s own listener b
     );
   });
 });
+
+t.test('8. a listener handed on without quarantine to a target at the same address: its open flows are the new owner’s', async (t) => {
+  // Seed -577151228: reuseAfter 0, the Serverless endpoint's port goes (after a failed write) to the reader
+  // endpoint of the same name, so its clients' flows still reach the same address through the reader's rule.
+  // The reader's name then stops resolving for its whole grace: its forward is suspended and, like every
+  // suspended forward's, those flows stay. conntrack knows no keys: they are judged as the reader's.
+  await holds(
+    t,
+    [
+      { t: 'connect', target: SERVERLESS, released: false },
+      { t: 'fault', host: 0, fault: 'fail' },
+      { t: 'api', dt: 0, listed: [] },
+      { t: 'tick', dt: 2 }, // every target removed; the write fails
+      { t: 'api', dt: 0, listed: [ALPHA, BRAVO, PRIMARY, SERVERLESS + 1] }, // the reader takes the endpoint's port, same address
+      { t: 'dns', dt: 1, name: UNIVERSE[SERVERLESS]!.name, answer: 'fail' },
+      { t: 'api', dt: 2, listed: [] }, // the reader's grace runs out while its name fails: suspended
+      { t: 'connect', target: ALPHA, released: false },
+    ],
+    {},
+    { removalGraceMs: 30_000, reuseAfterMs: 0, redisFrom: 6379, pair: false },
+  );
+});

@@ -259,9 +259,14 @@ export class World {
     const sources = this.settings.sources.map((i) => SOURCES[i]!);
     for (const f of host.conntrack.flows) {
       if (!f.marked) continue;
+      // conntrack knows no keys: a flow a rule of now still admits (its listener
+      // handed on, with no quarantine, to a target at the same address) is that
+      // rule's target's flow from here on, and is judged as that target's.
+      const admittedBy = rules.find((r) => catches(r, f.dst, f.dport) && r.targetIp === f.targetIp);
+      if (admittedBy) f.key = admittedBy.key;
       const key = f.key!;
       const listener = this.model.current.get(key);
-      const byRule = rules.some((r) => catches(r, f.dst, f.dport) && r.targetIp === f.targetIp);
+      const byRule = admittedBy !== undefined;
       const suspended =
         !rules.some((r) => r.key === key) &&
         this.dnsFailing(host, key) &&

@@ -18,6 +18,7 @@ import { IptablesNetfilter, inNamespace } from '../src/netfilter/iptables.js';
 import { flushOwnedRules } from '../src/netfilter/owned-rules.js';
 import { JUMPS, type Netfilter, type Table } from '../src/core/netfilter/types.js';
 import { StateStore } from '../src/ports/state-store.js';
+import type { PortState } from '../src/core/ports/port-state.js';
 import { syntheticIp, syntheticNodes, targetsOf, type SyntheticNode } from './topology.js';
 import { benchConfig, dropNamespace, makeNamespace, median, must, round, say, timed } from './util.js';
 
@@ -33,9 +34,13 @@ export interface ReconcileRow {
   /** How the per-rule baseline was obtained. */
   baseline: { method: 'measured' | 'extrapolated'; calls: number; sampledNodes?: number; runs: number };
   /** The floors, timed alone in the same namespace (medians): one `iptables-save -c`, and one restore of the input a change wrote. */
-  floors?: { readMs: number; restoreMs: number };
-  /** no-op pass ÷ the bare read; one change ÷ (bare read + bare restore). */
-  ratios?: { noop: number; oneChange: number };
+  floors?: { readMs: number; restoreMs: number; cutMs?: number; saveMs?: number };
+  /**
+   * no-op pass ÷ the bare read; one change ÷ (bare read + bare restore); one
+   * change ÷ every step a move takes alone (read, port map save, restore,
+   * conntrack cut).
+   */
+  ratios?: { noop: number; oneChange: number; oneChangeEveryStep?: number };
   /** Where a full apply spends its time (medians); the read includes the one that looks for ports to recover. */
   fullApplySpans: { kernelReadMs: number; restoreMs: number; restMs: number };
   /** Where a no-op pass spends its time (medians). */
@@ -115,7 +120,10 @@ class MeteredNetfilter implements Netfilter {
 
 class MeteredConntrack extends ConntrackTool {
   ms = 0;
+  /** The filter of the last cut, to time the same cut alone. */
+  lastFilter: FlowFilter | undefined;
   override async forgetFlows(filter: FlowFilter): Promise<number> {
+    this.lastFilter = filter;
     const started = performance.now();
     try {
       return await super.forgetFlows(filter);
@@ -198,6 +206,7 @@ async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number)
   const noopRestores = live.netfilter.restores - writesBefore;
 
   const change: number[] = [];
+  const changedStates: PortState[] = [];
   const spans = { read: [] as number[], restore: [] as number[], conntrack: [] as number[] };
   for (let r = 0; r < runs; r++) {
     // Node 0 is replaced: same key and port, a new address (the failover case).
@@ -209,6 +218,7 @@ async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number)
     const { ms, value } = await timed(() => live.reconciler.pass({ discover: true, write: true }));
     if (!value.applied || live.netfilter.restores !== before + 1) throw new Error(`one change at ${nodes.length} nodes did not write exactly once`);
     change.push(ms);
+    changedStates.push(value.plan.state);
     spans.read.push(live.netfilter.readMs);
     spans.restore.push(live.netfilter.restoreMs);
     spans.conntrack.push(live.conntrack.ms);
@@ -222,6 +232,20 @@ async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number)
     bareRead.push((await timed(() => live.netfilter.inner.saveAll({ counters: true }))).ms);
     bareRestore.push((await timed(() => live.netfilter.inner.restore(live.netfilter.lastRestore))).ms);
   }
+  // A move must also do two steps these floors leave out: save the port map
+  // (durably, before the kernel write) and cut the moved target's flows
+  // (conntrack -D, after it). Each timed alone: the last cut's filter again,
+  // and the port map saved as the changes left it, alternately.
+  const bareCut: number[] = [];
+  const bareSave: number[] = [];
+  const saveDir = mkdtempSync(join(tmpdir(), 'cachenat-bench-save-'));
+  const saver = new StateStore(saveDir);
+  const cutter = new ConntrackTool(inNamespace(ns));
+  for (let r = 0; r < runs; r++) {
+    if (live.conntrack.lastFilter) bareCut.push((await timed(() => cutter.forgetFlows(live.conntrack.lastFilter!))).ms);
+    bareSave.push((await timed(() => saver.save(changedStates[r % changedStates.length]!))).ms);
+  }
+  rmSync(saveDir, { recursive: true, force: true });
   rmSync(live.stateDir, { recursive: true, force: true });
   await flushCachenat(ns);
 
@@ -233,6 +257,8 @@ async function measureCachenat(ns: string, nodes: SyntheticNode[], runs: number)
     noopRestores,
     bareReadMs: median(bareRead),
     bareRestoreMs: median(bareRestore),
+    bareCutMs: median(bareCut),
+    bareSaveMs: median(bareSave),
     fullApplySpans: {
       kernelReadMs: median(fullSpans.read),
       restoreMs: median(fullSpans.restore),
@@ -345,8 +371,12 @@ export async function benchReconcile(options: ReconcileOptions): Promise<Reconci
         oneChangeMs: round(ours.oneChangeMs),
         perRuleBaselineMs: round(base.ms, 0),
         noopRestores: ours.noopRestores,
-        floors: { readMs: round(ours.bareReadMs), restoreMs: round(ours.bareRestoreMs) },
-        ratios: { noop: round(ours.noopPassMs / ours.bareReadMs), oneChange: round(ours.oneChangeMs / (ours.bareReadMs + ours.bareRestoreMs)) },
+        floors: { readMs: round(ours.bareReadMs), restoreMs: round(ours.bareRestoreMs), cutMs: round(ours.bareCutMs), saveMs: round(ours.bareSaveMs) },
+        ratios: {
+          noop: round(ours.noopPassMs / ours.bareReadMs),
+          oneChange: round(ours.oneChangeMs / (ours.bareReadMs + ours.bareRestoreMs)),
+          oneChangeEveryStep: round(ours.oneChangeMs / (ours.bareReadMs + ours.bareSaveMs + ours.bareRestoreMs + ours.bareCutMs)),
+        },
         baseline: base.baseline,
         fullApplySpans: { kernelReadMs: round(ours.fullApplySpans.kernelReadMs), restoreMs: round(ours.fullApplySpans.restoreMs), restMs: round(ours.fullApplySpans.restMs) },
         noopSpans: { kernelReadMs: round(ours.noopSpans.kernelReadMs), restMs: round(ours.noopSpans.restMs) },

@@ -27,10 +27,11 @@ import { recoverState } from '../core/netfilter/recover.js';
 import { flowFilterId, pendingForgets } from '../core/netfilter/map-chain.js';
 import { pendingToForget } from '../core/flows/forget.js';
 import { flowReasonOf, type FlowFilter, type FlowReason } from '../core/model.js';
-import { readInstalledRulesCounted } from '../netfilter/owned-rules.js';
+import { readInstalledRulesCounted, type CountedRead } from '../netfilter/owned-rules.js';
 import { sameInstalledRules } from '../core/netfilter/installed.js';
 import type { Conntrack, Netfilter } from '../core/netfilter/types.js';
-import { planPass, type Plan } from '../core/planner/plan.js';
+import { planHoldsUntil, planPass, type Plan, type PlanInput } from '../core/planner/plan.js';
+import { sameJson } from '../core/same-json.js';
 import type { PortState } from '../core/ports/port-state.js';
 import type { PortMapStore } from '../ports/state-store.js';
 import { describeEvent, describeFlows } from '../core/daemon/events.js';
@@ -79,10 +80,7 @@ export interface PassReport {
   flowsForgotten: Record<FlowReason, number>;
 }
 
-interface KernelRead {
-  installed: InstalledRules;
-  dnatPackets: DnatPackets;
-}
+type KernelRead = CountedRead;
 
 export class Reconciler {
   private state: PortState | undefined;
@@ -105,6 +103,12 @@ export class Reconciler {
    * may have changed it (a write, a reload). See needsRead.
    */
   private view: { installed: InstalledRules; at: number; quiet: boolean } | undefined;
+  /** The state the port map was last saved from (states are never changed once planned). */
+  private saved: PortState | undefined;
+  /** The last kernel read: its rules without counters, and what they parsed to. */
+  private lastRead: KernelRead | undefined;
+  /** The last plan, while it holds (heldPlan), with what it was made from. */
+  private held: { plan: Plan; until: number; topology: Topology | undefined; installed: InstalledRules; config: Config; resolutions: ReadonlyMap<string, Resolution> } | undefined;
   /** The targets without a port as last logged: said when the set changes, not every pass (health and metrics show it meanwhile). */
   private withoutPort: readonly string[] = [];
   /** Flows forgotten (by flowFilterId) whose records the kernel still holds: the next write clears them. */
@@ -146,7 +150,8 @@ export class Reconciler {
     if (options.discover) {
       try {
         const answer = await this.edges.source.describe();
-        this.topology = answer;
+        // An answer equal to the last keeps the last one's object, so a plan made from it is recognised as still holding (heldPlan).
+        this.topology = this.topology !== undefined && sameJson(answer, this.topology) ? this.topology : answer;
         // Sources whose call failed are held as they were (the planner sees `held`); a
         // failure other than a missing optional permission still counts as a failed sync.
         const failed = noteSourceFailures(answer.failures ?? [], this.warnings, logger);
@@ -173,8 +178,11 @@ export class Reconciler {
     const resolutions = await this.resolve(this.refreshPeriods(state, topology), startedAt);
 
     const flowsForgotten = { moved: 0, revoked: 0 };
-    const planFrom = (installed: InstalledRules, overrides: { state?: PortState; follow?: boolean } = {}) =>
-      planPass({ config: this.config, state, topology, resolutions, installed, now: clock.now(), flushed: this.flushed, follow: access?.mode === 'follow', ...overrides });
+    let planned: PlanInput | undefined; // the input of the last plan made
+    const planFrom = (installed: InstalledRules, overrides: { state?: PortState; follow?: boolean } = {}) => {
+      planned = { config: this.config, state, topology, resolutions, installed, now: clock.now(), flushed: this.flushed, follow: access?.mode === 'follow', ...overrides };
+      return planPass(planned);
+    };
     let counted: DnatPackets | undefined;
     const fresh = async (read: Promise<KernelRead>) => {
       const { installed, dnatPackets } = await read;
@@ -188,14 +196,14 @@ export class Reconciler {
       // While the read is in flight, plan from the last one: when the kernel
       // turns out unchanged, that plan is the plan of this read too, as the
       // planner is pure.
-      const early = last && planFrom(last);
+      const early = last && (this.heldPlan({ state, topology, installed: last, resolutions, now: clock.now(), ha: access !== undefined }) ?? planFrom(last));
       installed = await fresh(reading);
       plan = early && sameInstalledRules(installed, last) ? early : planFrom(installed);
     } else {
       // Between the passes that read, nothing was written since the last read:
       // plan from it, and read the kernel again before anything is written.
       installed = last!;
-      plan = planFrom(installed);
+      plan = this.heldPlan({ state, topology, installed, resolutions, now: clock.now(), ha: access !== undefined }) ?? planFrom(installed);
       if (plan.changes.restore !== null || plan.forget.length > 0) {
         installed = await fresh(this.readKernel(clock.now()));
         plan = planFrom(installed);
@@ -208,6 +216,8 @@ export class Reconciler {
       if (typeof committed === 'object') plan = planFrom(installed, { state: committed.trimmed, follow: true });
       else if (committed === 'refused' || committed === 'unavailable') plan = planFrom(installed, { follow: true });
     }
+    const until = planned && !access ? planHoldsUntil(planned, plan) : undefined;
+    if (planned) this.held = until === undefined ? undefined : { plan, until, topology, installed, config: this.config, resolutions };
     if (plan.misfits) this.edges.ha?.noteFollowed(plan.waiting?.length ?? 0, plan.misfits);
     else this.edges.ha?.noteFollowed(0, []);
     notePlaintext(plan.plaintext, this.warnings, logger);
@@ -225,7 +235,9 @@ export class Reconciler {
     // State first: if we die between the two writes, the next start re-applies
     // the same ports instead of handing them out again.
     try {
-      await this.edges.store.save(plan.state);
+      // A plan reused from an earlier pass (heldPlan) carries the very state already saved: nothing to compare.
+      if (plan.state !== this.saved) await this.edges.store.save(plan.state);
+      this.saved = plan.state;
       this.diskErrors.delete('state');
     } catch (err) {
       this.diskErrors.set('state', `cannot save the port map ${this.edges.store.path}: ${(err as Error).message}`);
@@ -393,6 +405,21 @@ export class Reconciler {
   }
 
   /**
+   * The last plan again, when it changed nothing and nothing it was made from
+   * has changed since but the clock, before the state's next deadline
+   * (planHoldsUntil): planning it again would give the same plan. At 1000
+   * forwards this spares a quiet pass the planner's rendering and diffing.
+   */
+  private heldPlan(now: { state: PortState; topology: Topology | undefined; installed: InstalledRules; resolutions: ReadonlyMap<string, Resolution>; now: number; ha: boolean }): Plan | undefined {
+    const held = this.held;
+    if (held === undefined || now.ha || this.flushed.size > 0 || now.now >= held.until) return undefined;
+    if (held.plan.state !== now.state || held.topology !== now.topology || held.installed !== now.installed || held.config !== this.config) return undefined;
+    if (held.resolutions.size !== now.resolutions.size) return undefined;
+    for (const [name, answer] of now.resolutions) if (!sameJson(answer, held.resolutions.get(name))) return undefined;
+    return held.plan;
+  }
+
+  /**
    * Whether a pass that does not ask the API must read the kernel before it
    * plans. It need not when nothing was written since the last read, that read
    * is younger than discovery.interval and recorded no flows still to forget:
@@ -408,9 +435,15 @@ export class Reconciler {
     return now - this.view.at >= Math.max(this.config.dns.interval, this.config.discovery.interval) - ANSWER_SLACK_MS;
   }
 
-  /** One read of both tables, with the DNAT rules' counters (they feed the metrics); `at` dates it. */
+  /**
+   * One read of both tables, with the DNAT rules' counters (they feed the
+   * metrics); `at` dates it. A read whose rules are those of the last read
+   * (counters aside) is not parsed again: it returns the last read's object,
+   * which also tells the planner's callers that nothing changed.
+   */
   private async readKernel(at: number): Promise<KernelRead> {
-    const read = await readInstalledRulesCounted(this.edges.netfilter);
+    const read = await readInstalledRulesCounted(this.edges.netfilter, this.lastRead);
+    this.lastRead = read;
     this.view = { installed: read.installed, at, quiet: pendingForgets(read.installed.nat).length === 0 };
     return read;
   }

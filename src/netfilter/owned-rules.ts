@@ -3,7 +3,7 @@
 
 import type { InstalledRules } from '../core/netfilter/diff.js';
 import { renderFlush } from '../core/netfilter/diff.js';
-import { installedFromSave } from '../core/netfilter/installed.js';
+import { installedFromSave, withoutCounters } from '../core/netfilter/installed.js';
 import type { Netfilter } from '../core/netfilter/types.js';
 import { dnatPacketCounts, type DnatPackets } from '../core/metrics/rule-counters.js';
 
@@ -12,10 +12,24 @@ export async function readInstalledRules(netfilter: Pick<Netfilter, 'saveAll'>):
   return installedFromSave(await netfilter.saveAll());
 }
 
-/** The same one read with `-c`: the DNAT rules' packet counters come along for the metrics; the diff ignores them. */
-export async function readInstalledRulesCounted(netfilter: Pick<Netfilter, 'saveAll'>): Promise<{ installed: InstalledRules; dnatPackets: DnatPackets }> {
+export interface CountedRead {
+  installed: InstalledRules;
+  dnatPackets: DnatPackets;
+  /** The text read, counters left out: two reads with the same rules have the same text. */
+  rules: string;
+}
+
+/**
+ * The same one read with `-c`: the DNAT rules' packet counters come along for
+ * the metrics; the diff ignores them. When the rules are those of `last`
+ * (counters aside), last's parsed tables are returned as they are, not parsed
+ * again: at 1000 forwards parsing is most of a quiet pass after the read.
+ */
+export async function readInstalledRulesCounted(netfilter: Pick<Netfilter, 'saveAll'>, last?: CountedRead): Promise<CountedRead> {
   const text = await netfilter.saveAll({ counters: true });
-  return { installed: installedFromSave(text), dnatPackets: dnatPacketCounts(text) };
+  const rules = withoutCounters(text);
+  const installed = last !== undefined && last.rules === rules ? last.installed : installedFromSave(text);
+  return { installed, dnatPackets: dnatPacketCounts(text), rules };
 }
 
 /**

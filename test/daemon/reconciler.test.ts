@@ -287,3 +287,60 @@ t.test('partial syncs: a reload and a failed write make the next pass read', asy
   t.equal(await reads(55), 1, 'the pass after a failed write reads');
   t.ok(r.kernel().nat.chains.has('CACHENAT-DNAT'), 'and restores');
 });
+
+t.test('a quiet pass reuses the last plan while it holds: same inputs but the clock, before the next deadline', async (t) => {
+  const { config: short } = parseConfig('aws: {region: us-east-1}\nforward: {allowedSources: [198.51.100.27/32]}\ndiscovery: {removalGrace: 20s}\n', 'test');
+  const primary: DiscoveredTarget = { key: 'primary/g', kind: 'primary', engine: 'redis', replicationGroupId: 'g', address: 'g.primary.example', targetPort: 6379 };
+  const r = rig([{ targets: [node('a', '10.0.1.1'), primary], skipped: [] }, { targets: [node('a', '10.0.1.1')], skipped: [] }]);
+  let now = 1_000_000;
+  let answerB = '10.0.1.2';
+  r.edges.clock = { now: () => now };
+  r.edges.resolver = { resolve: async (name) => ({ ok: true, ip: name === primary.address ? answerB : name }) };
+  const reconciler = new Reconciler(short, r.edges);
+  const pass = (atS: number, discover = false) => {
+    now = 1_000_000 + atS * 1000;
+    return reconciler.pass({ discover, write: true });
+  };
+  await pass(0, true);
+  const settled = await pass(5);
+  t.equal((await pass(10)).plan, settled.plan, 'nothing changed: the same plan, not planned again');
+  answerB = '10.0.1.3';
+  const moved = await pass(15);
+  t.not(moved.plan, settled.plan, 'a new DNS answer: planned again');
+  t.ok(moved.applied);
+  answerB = '10.0.1.2';
+  await pass(20);
+  await pass(25);
+  const draining = await pass(30, true); // the API no longer lists the primary: its removal grace (20 s) starts
+  t.ok(draining.plan.events.some((e) => e.type === 'draining'));
+  const held = await pass(35);
+  t.equal((await pass(45)).plan, held.plan, 'while it drains, the plan holds');
+  const released = await pass(50); // 20 s after the grace started
+  t.not(released.plan, held.plan, 'at the deadline it is made again');
+  t.ok(released.plan.events.some((e) => e.type === 'removed'), 'and it is removed');
+  t.same(released.plan.forwards.map((f) => f.key), ['node/a/0001']);
+});
+
+t.test('an API pass with the same answer and the same rules reuses the plan; rules someone removed are put back', async (t) => {
+  const answer: Topology = { targets: [node('a', '10.0.1.1'), node('b', '10.0.1.2')], skipped: [] };
+  const r = rig([answer]);
+  r.edges.source = { describe: async () => structuredClone(answer) }; // an equal answer, never the same object
+  const reconciler = new Reconciler(config, r.edges);
+  await reconciler.pass({ discover: true, write: true });
+  const settled = await reconciler.pass({ discover: true, write: true });
+  const again = await reconciler.pass({ discover: true, write: true });
+  t.equal(again.plan, settled.plan, 'nothing changed: the same plan object, not planned again');
+  t.equal(r.restores.length, 1);
+  const installed = r.kernel();
+  const dnat = installed.nat.chains.get('CACHENAT-DNAT')!;
+  r.setKernel({ ...installed, nat: { chains: new Map([...installed.nat.chains, ['CACHENAT-DNAT', { ...dnat, rules: dnat.rules.slice(0, 1) }]]) } });
+  const repaired = await reconciler.pass({ discover: true, write: true });
+  t.not(repaired.plan, settled.plan, 'the kernel changed under it: planned again');
+  t.equal(repaired.applied, true, 'and written');
+  t.same(r.kernel().nat.chains.get('CACHENAT-DNAT')!.rules, dnat.rules, 'the removed rules are back');
+  const answerMoved: Topology = { targets: [node('a', '10.0.1.1'), node('b', '10.0.1.9')], skipped: [] };
+  r.edges.source = { describe: async () => structuredClone(answerMoved) };
+  const moved = await reconciler.pass({ discover: true, write: true });
+  t.equal(moved.applied, true, 'a different answer is planned and written');
+  t.ok(ruleLines(r.kernel()).some((l) => l.includes('10.0.1.9')));
+});

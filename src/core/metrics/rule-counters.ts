@@ -10,16 +10,15 @@ export type DnatPackets = Map<string, number>;
 
 export const forwardId = (listenPort: number, key: string): string => `${listenPort} ${key}`;
 
-const COUNTED_DNAT_LINE = new RegExp(`^\\[(\\d+):\\d+\\] ${DNAT_RULE_PATTERN}$`);
+// One scan of the whole text (multiline): at 1000 forwards cheaper than splitting it into lines first.
+const COUNTED_DNAT_LINES = new RegExp(`^\\[(\\d+):\\d+\\] ${DNAT_RULE_PATTERN}$`, 'gm');
 
 /** Reads the DNAT rules' packet counters; text saved without `-c` simply yields none. */
 export function dnatPacketCounts(saveText: string): DnatPackets {
   const counts: DnatPackets = new Map();
   const complete = new Set<string>();
-  for (const line of saveText.split('\n')) {
-    if (!line.startsWith('[')) continue; // cheap pre-filter: most lines of a big table are not ours
-    const match = COUNTED_DNAT_LINE.exec(line);
-    if (!match) continue;
+  for (const match of saveText.matchAll(COUNTED_DNAT_LINES)) {
+    const line = match[0];
     const id = forwardId(Number(match[3]), match[5]!);
     // A name with several addresses has one rule per address, each counting
     // the connections it took: they add up. The first rule without a

@@ -28,6 +28,7 @@ export function installedFromSave(text: string): InstalledRules {
  * same lines. A plan made from one is then the plan of the other.
  */
 export function sameInstalledRules(a: InstalledRules, b: InstalledRules): boolean {
+  if (a === b) return true;
   return sameTable(a.nat, b.nat) && sameTable(a.filter, b.filter);
 }
 
@@ -40,4 +41,18 @@ function sameTable(a: SavedTable, b: SavedTable): boolean {
     for (let i = 0; i < chain.rules.length; i++) if (chain.rules[i] !== other.rules[i]) return false;
   }
   return true;
+}
+
+// `[packets:bytes]` at the start of a rule line and at the end of a chain line
+// (a rule line never ends in one: a comment that does is printed in quotes).
+const RULE_COUNTERS = /^\[\d+:\d+\] /gm;
+const CHAIN_COUNTERS = / \[\d+:\d+\]$/gm;
+const COMMENT_LINES = /^#.*$/gm;
+
+/**
+ * An `iptables-save` text without its packet counters and its comment lines
+ * (they carry the time of the save): equal for two reads of the same rules.
+ */
+export function withoutCounters(text: string): string {
+  return text.replace(RULE_COUNTERS, '').replace(CHAIN_COUNTERS, '').replace(COMMENT_LINES, '');
 }

@@ -59,6 +59,7 @@ const RECORD_LINE = new RegExp(`^${MAP_RECORD_PATTERN}$`);
 
 // A pass reads the chain several times (recovery, what it admits, what is pending): parse each read once.
 const parsed = new WeakMap<readonly string[], MapRecord[]>();
+const parsedTyped = new WeakMap<readonly string[], Map<string, MapRecord[]>>();
 
 /**
  * The records installed, or undefined when the chain is not (rules written
@@ -70,13 +71,19 @@ export function readMapChain(nat: SavedTable, types?: readonly MapRecord['type']
   const chain = nat.chains.get(MAP_CHAIN);
   if (!chain) return undefined;
   if (types !== undefined) {
+    const byTypes = parsedTyped.get(chain.rules) ?? new Map<string, MapRecord[]>();
+    parsedTyped.set(chain.rules, byTypes);
+    const cached = byTypes.get(types.join());
+    if (cached !== undefined) return cached;
     const heads = types.map((type) => `-A ${MAP_CHAIN} -m comment --comment "${OWNER_COMMENT} ${type} `);
-    return chain.rules.flatMap((line) => {
+    const records = chain.rules.flatMap((line) => {
       if (!heads.some((head) => line.startsWith(head))) return [];
       const text = RECORD_LINE.exec(line)?.[1];
       const record = text === undefined ? undefined : parseMapRecord(text);
       return record ? [record] : [];
     });
+    byTypes.set(types.join(), records);
+    return records;
   }
   let records = parsed.get(chain.rules);
   if (records === undefined) {

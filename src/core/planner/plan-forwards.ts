@@ -69,6 +69,23 @@ export function planForwards(state: PortState, seen: ForwardObservations, policy
 }
 
 /**
+ * The earliest time at which planForwards may change this state with nothing
+ * else changed: a quarantine ending (reuseAfter), a removal grace running
+ * out, an address given up after failing to resolve for staleAddressMs.
+ * Before then, a state that planForwards left as it was stays as it is.
+ */
+export function nextChangeAt(state: PortState, policy: ForwardPolicy): number {
+  let at = Infinity;
+  for (const r of state.released) at = Math.min(at, r.releasedAt + policy.reuseAfterMs);
+  for (const r of state.releasedAddresses ?? []) at = Math.min(at, r.releasedAt + policy.reuseAfterMs);
+  for (const e of state.entries) {
+    if (e.goneSince !== undefined) at = Math.min(at, e.goneSince + policy.removalGraceMs);
+    if (e.unresolvedSince !== undefined && e.ip !== undefined) at = Math.min(at, e.unresolvedSince + policy.staleAddressMs);
+  }
+  return at;
+}
+
+/**
  * HA standby (docs/design/ha.md): installs exactly the leader's map. No
  * membership, no placement, no allocation: only this host's own DNS answers
  * are applied, as on the leader. Entries whose listener does not fit this

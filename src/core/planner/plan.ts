@@ -12,7 +12,8 @@ import { digestRules } from '../netfilter/digest.js';
 import type { SavedTable } from '../netfilter/parse-save.js';
 import { renderRules, type DesiredRules } from '../netfilter/render.js';
 import type { PortState } from '../ports/port-state.js';
-import { planFollower, planForwards, type ForwardEvent, type ForwardObservations, type ForwardPolicy } from './plan-forwards.js';
+import { nextChangeAt, planFollower, planForwards, type ForwardEvent, type ForwardObservations, type ForwardPolicy } from './plan-forwards.js';
+import { sameJson } from '../same-json.js';
 import { plaintextExposures, type PlaintextExposure } from './plaintext-guard.js';
 import { parseCidr, type Cidr } from '../ipv4.js';
 
@@ -61,6 +62,17 @@ export const forwardPolicyOf = (config: Config): ForwardPolicy => ({
   reuseAfterMs: config.ports.reuseAfter,
   staleAddressMs: config.discovery.removalGrace,
 });
+
+/**
+ * Whether `plan` (made from `input`) changed nothing, and until when planning
+ * the same inputs again gives the same plan: a plan that writes nothing,
+ * forgets nothing, logs nothing and leaves the state as it was holds until
+ * the state's next deadline (nextChangeAt). Undefined: it must be made again.
+ */
+export function planHoldsUntil(input: PlanInput, plan: Plan): number | undefined {
+  if (input.follow || plan.changes.restore !== null || plan.forget.length > 0 || plan.events.length > 0 || !sameJson(plan.state, input.state)) return undefined;
+  return nextChangeAt(plan.state, forwardPolicyOf(input.config));
+}
 
 export function planPass(input: PlanInput): Plan {
   const policy = forwardPolicyOf(input.config);

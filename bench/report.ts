@@ -211,7 +211,7 @@ export function benchmarksMarkdown(r: BenchResults, ownSections = '', baseline?:
 
   return `# Benchmarks
 
-Measured by \`npm run bench\`${r.meta.quick ? ' **in quick mode** (fewer runs, shorter windows)' : ''} on ${r.meta.date}, in ${Math.round(r.meta.durationS)} s. Raw figures: [bench/results/latest.json](bench/results/latest.json) (machine and run counts in latest.meta.json). Re-run with \`npm run bench\` (about 10 minutes) or \`npm run bench -- --quick\` (under 3 minutes); both need root, and install what they miss (redis-tools, socat, haproxy) with apt-get.
+Measured by \`npm run bench\`${r.meta.quick ? ' **in quick mode** (fewer runs, shorter windows)' : ''} on ${r.meta.date}, in ${Math.round(r.meta.durationS)} s. Raw figures: [bench/results/latest.json](bench/results/latest.json) (machine and run counts in latest.meta.json). Re-run with \`npm run bench\` (about 15 minutes on 2 cores) or \`npm run bench -- --quick\` (under 3 minutes); both need root, and install what they miss (redis-tools, socat, haproxy) with apt-get.
 
 ![benchmark chart](bench/results/chart.svg)
 

@@ -40,6 +40,8 @@ export interface NotifierOptions {
   /** Called when a message could not be delivered; the daemon goes on regardless. */
   onError?: (err: unknown) => void;
   pid?: number;
+  /** Monotonic milliseconds (tests); performance.now by default. */
+  now?: () => number;
 }
 
 /**
@@ -49,22 +51,40 @@ export interface NotifierOptions {
  * At most one helper runs at a time. What arrives meanwhile is merged into the
  * next message (the latest STATUS wins, a repeated WATCHDOG=1 is sent once), so
  * messages never reorder and a slow helper never lets them pile up.
+ *
+ * Each message costs a process, and a quiet daemon passes every few seconds:
+ * a STATUS equal to the one last sent is not sent again, and with the watchdog
+ * armed WATCHDOG=1 goes at most once per third of its timeout (10 s of
+ * WatchdogSec=30s), which still leaves two chances before systemd gives up.
  */
 export function createNotifier(env: NodeJS.ProcessEnv = process.env, send?: SendNotify, options: NotifierOptions = {}): Notifier {
   if (!env.NOTIFY_SOCKET) return silentNotifier;
   const pid = options.pid ?? process.pid;
   const deliver = send ?? systemdNotify(pid);
+  const now = options.now ?? (() => performance.now());
+  const watchdogIntervalMs = watchdogIntervalOf(env, pid);
+  // watchdogIntervalMs is half the timeout: a third of the timeout is two thirds of it.
+  const watchdogGapMs = watchdogIntervalMs === undefined ? 0 : (watchdogIntervalMs * 2) / 3;
 
   let pending = new Map<string, string>(); // insertion order is send order
   let inFlight: Promise<void> | undefined;
+  let sentStatus: string | undefined;
+  let watchdogSentAt = -Infinity;
 
   const pump = (): Promise<void> => {
     if (inFlight) return inFlight;
     if (pending.size === 0) return Promise.resolve();
     const message = [...pending].map(([key, value]) => `${key}=${value}`);
+    if (pending.has('STATUS')) sentStatus = pending.get('STATUS');
+    if (pending.has('WATCHDOG')) watchdogSentAt = now();
     pending = new Map();
     inFlight = deliver(message, env)
-      .catch((err: unknown) => options.onError?.(err))
+      .catch((err: unknown) => {
+        // Not delivered: the next STATUS and WATCHDOG=1 go whatever they say.
+        sentStatus = undefined;
+        watchdogSentAt = -Infinity;
+        options.onError?.(err);
+      })
       .finally(() => {
         inFlight = undefined;
       })
@@ -77,15 +97,22 @@ export function createNotifier(env: NodeJS.ProcessEnv = process.env, send?: Send
       pending.delete(key); // re-insert so the newest value keeps its place after earlier keys
       pending.set(key, value);
     }
-    void pump();
+    // After this turn: what a pass says at its end (STATUS, WATCHDOG=1) goes as one message, one process.
+    queueMicrotask(() => void pump());
   };
 
   return {
     ready: (status) => queue([['READY', '1'], ['STATUS', oneLine(status)]]),
-    status: (status) => queue([['STATUS', oneLine(status)]]),
-    watchdog: () => queue([['WATCHDOG', '1']]),
+    status: (status) => {
+      const line = oneLine(status);
+      if (line !== sentStatus) return queue([['STATUS', line]]);
+      pending.delete('STATUS'); // back to what the manager already shows
+    },
+    watchdog: () => {
+      if (now() - watchdogSentAt >= watchdogGapMs) queue([['WATCHDOG', '1']]);
+    },
     stopping: () => queue([['STOPPING', '1']]),
-    watchdogIntervalMs: watchdogIntervalOf(env, pid),
+    watchdogIntervalMs,
     flush: async () => {
       while (inFlight || pending.size > 0) await pump();
     },

@@ -32,6 +32,7 @@ t.test('one helper at a time; what queues up meanwhile is merged', async (t) => 
   };
   const n = createNotifier({ NOTIFY_SOCKET: '/x' }, send);
   n.ready('up');
+  await Promise.resolve(); // the turn ends: READY goes
   for (let i = 0; i < 100; i++) {
     n.status(`pass ${i}`);
     n.watchdog();
@@ -88,6 +89,7 @@ t.test('systemd-notify delivers to a real notify socket, in order', async (t) =>
   const n = createNotifier({ ...process.env, NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '4000000', WATCHDOG_PID: String(process.pid) });
   t.equal(n.watchdogIntervalMs, 2000);
   n.ready('1 forward, synced just now');
+  await Promise.resolve(); // the pass that said READY ends
   n.status('2 forwards');
   n.watchdog();
   n.status('3 forwards');
@@ -109,4 +111,39 @@ t.test('systemd-notify delivers to a real notify socket, in order', async (t) =>
   if (process.getuid?.() === 0) {
     t.ok(ours.every((m) => m.pid === process.pid), 'as root the helper sends on behalf of our pid');
   }
+});
+
+t.test('a quiet daemon sends little: an unchanged STATUS is not sent again, WATCHDOG=1 at most once per third of the timeout', async (t) => {
+  const sent: string[][] = [];
+  let clock = 0;
+  const n = createNotifier({ NOTIFY_SOCKET: '/x', WATCHDOG_USEC: '30000000' }, async (a) => void sent.push(a), { pid: 1, now: () => clock });
+  const pass = async (atS: number, status: string) => {
+    clock = atS * 1000;
+    n.status(status);
+    n.watchdog();
+    await n.flush?.();
+  };
+  n.ready('3 forwards');
+  await n.flush?.();
+  for (let s = 0; s <= 30; s += 5) await pass(s, s < 20 ? '3 forwards' : '4 forwards');
+  t.same(sent, [['READY=1', 'STATUS=3 forwards'], ['WATCHDOG=1'], ['WATCHDOG=1'], ['STATUS=4 forwards', 'WATCHDOG=1'], ['WATCHDOG=1']], 'one message per pass at most, none when there is nothing new');
+  const gaps = [0, 10, 20, 30];
+  t.equal(sent.filter((m) => m.includes('WATCHDOG=1')).length, gaps.length, 'fed at 0, 10, 20 and 30 s: never more than 10 s apart while passes run');
+});
+
+t.test('after a failed delivery the same STATUS and WATCHDOG=1 are sent again', async (t) => {
+  const sent: string[][] = [];
+  let fail = true;
+  const n = createNotifier({ NOTIFY_SOCKET: '/x', WATCHDOG_USEC: '30000000' }, async (a) => {
+    sent.push(a);
+    if (fail) throw new Error('no manager');
+  }, { pid: 1, now: () => 0, onError: () => undefined });
+  n.status('up');
+  n.watchdog();
+  await n.flush?.();
+  fail = false;
+  n.status('up');
+  n.watchdog();
+  await n.flush?.();
+  t.same(sent, [['STATUS=up', 'WATCHDOG=1'], ['STATUS=up', 'WATCHDOG=1']]);
 });

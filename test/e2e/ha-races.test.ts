@@ -342,7 +342,8 @@ t.test('HA races', { timeout: stretch(420_000) }, async (t) => {
     t.ok(rules.nat.length > 0);
     const oldStatus = await waitFor(`${old} a standby again`, async () => {
       const s = await status(old);
-      return s.ha?.role === 'standby' && s.forwards.some((f) => f.key === added.key && f.state === 'active') ? s : undefined;
+      // The holder it names is learned on its next lease read, a beat after its renewal was refused.
+      return s.ha?.role === 'standby' && s.ha.lease?.holder === instanceOf(next) && s.forwards.some((f) => f.key === added.key && f.state === 'active') ? s : undefined;
     }, stretch(15_000));
     t.equal(oldStatus.ha?.lease?.holder, instanceOf(next), `${old} names ${next} the leader`);
     const map = await mapOf();

@@ -80,8 +80,6 @@ export interface PassReport {
   flowsForgotten: Record<FlowReason, number>;
 }
 
-type KernelRead = CountedRead;
-
 export class Reconciler {
   private state: PortState | undefined;
   private topology: Topology | undefined;
@@ -106,7 +104,7 @@ export class Reconciler {
   /** The state the port map was last saved from (states are never changed once planned). */
   private saved: PortState | undefined;
   /** The last kernel read: its rules without counters, and what they parsed to. */
-  private lastRead: KernelRead | undefined;
+  private lastRead: CountedRead | undefined;
   /** The last plan, while it holds (heldPlan), with what it was made from. */
   private held: { plan: Plan; until: number; topology: Topology | undefined; installed: InstalledRules; config: Config; resolutions: ReadonlyMap<string, Resolution> } | undefined;
   /** The targets without a port as last logged: said when the set changes, not every pass (health and metrics show it meanwhile). */
@@ -183,8 +181,10 @@ export class Reconciler {
       planned = { config: this.config, state, topology, resolutions, installed, now: clock.now(), flushed: this.flushed, follow: access?.mode === 'follow', ...overrides };
       return planPass(planned);
     };
+    // The last plan, if it still holds for a plan from these rules (heldPlan).
+    const reuse = (installed: InstalledRules) => this.heldPlan({ state, topology, installed, resolutions, now: clock.now(), ha: access !== undefined });
     let counted: DnatPackets | undefined;
-    const fresh = async (read: Promise<KernelRead>) => {
+    const fresh = async (read: Promise<CountedRead>) => {
       const { installed, dnatPackets } = await read;
       counted = dnatPackets;
       if (options.write) await this.forgetPending(installed, flowsForgotten);
@@ -196,14 +196,14 @@ export class Reconciler {
       // While the read is in flight, plan from the last one: when the kernel
       // turns out unchanged, that plan is the plan of this read too, as the
       // planner is pure.
-      const early = last && (this.heldPlan({ state, topology, installed: last, resolutions, now: clock.now(), ha: access !== undefined }) ?? planFrom(last));
+      const early = last && (reuse(last) ?? planFrom(last));
       installed = await fresh(reading);
       plan = early && sameInstalledRules(installed, last) ? early : planFrom(installed);
     } else {
       // Between the passes that read, nothing was written since the last read:
       // plan from it, and read the kernel again before anything is written.
       installed = last!;
-      plan = this.heldPlan({ state, topology, installed, resolutions, now: clock.now(), ha: access !== undefined }) ?? planFrom(installed);
+      plan = reuse(installed) ?? planFrom(installed);
       if (plan.changes.restore !== null || plan.forget.length > 0) {
         installed = await fresh(this.readKernel(clock.now()));
         plan = planFrom(installed);
@@ -410,12 +410,12 @@ export class Reconciler {
    * (planHoldsUntil): planning it again would give the same plan. At 1000
    * forwards this spares a quiet pass the planner's rendering and diffing.
    */
-  private heldPlan(now: { state: PortState; topology: Topology | undefined; installed: InstalledRules; resolutions: ReadonlyMap<string, Resolution>; now: number; ha: boolean }): Plan | undefined {
+  private heldPlan(inputs: { state: PortState; topology: Topology | undefined; installed: InstalledRules; resolutions: ReadonlyMap<string, Resolution>; now: number; ha: boolean }): Plan | undefined {
     const held = this.held;
-    if (held === undefined || now.ha || this.flushed.size > 0 || now.now >= held.until) return undefined;
-    if (held.plan.state !== now.state || held.topology !== now.topology || held.installed !== now.installed || held.config !== this.config) return undefined;
-    if (held.resolutions.size !== now.resolutions.size) return undefined;
-    for (const [name, answer] of now.resolutions) if (!sameJson(answer, held.resolutions.get(name))) return undefined;
+    if (held === undefined || inputs.ha || this.flushed.size > 0 || inputs.now >= held.until) return undefined;
+    if (held.plan.state !== inputs.state || held.topology !== inputs.topology || held.installed !== inputs.installed || held.config !== this.config) return undefined;
+    if (held.resolutions.size !== inputs.resolutions.size) return undefined;
+    for (const [name, answer] of inputs.resolutions) if (!sameJson(answer, held.resolutions.get(name))) return undefined;
     return held.plan;
   }
 
@@ -441,7 +441,7 @@ export class Reconciler {
    * (counters aside) is not parsed again: it returns the last read's object,
    * which also tells the planner's callers that nothing changed.
    */
-  private async readKernel(at: number): Promise<KernelRead> {
+  private async readKernel(at: number): Promise<CountedRead> {
     const read = await readInstalledRulesCounted(this.edges.netfilter, this.lastRead);
     this.lastRead = read;
     this.view = { installed: read.installed, at, quiet: pendingForgets(read.installed.nat).length === 0 };
